@@ -1,0 +1,1 @@
+//! Ferrovia facade.

@@ -1,0 +1,22 @@
+//! Memory layer of Ferrovia.
+//!
+//! * [`region`]: memfd-backed (optionally hugetlbfs) shared memory that can be handed to a
+//!   vhost-user peer by file descriptor. No root and no hugepages are needed.
+//! * [`registry`]: the process-wide list of shareable regions, which virtio-user sends to its
+//!   backend as the memory table (guest address = process virtual address, as DPDK does).
+//! * [`ring`]: a bounded lock-free multi-producer/multi-consumer ring of pointers with bulk
+//!   operations, used as the mempool's shared free list.
+//! * [`mempool`]: fixed-size packet buffer pools with per-thread caches and bulk get/put.
+//! * [`mbuf`]: packet buffers with headroom, chaining and offload metadata.
+
+pub mod mbuf;
+pub mod mempool;
+pub mod region;
+pub mod registry;
+pub mod ring;
+mod sync;
+
+pub use mbuf::{Mbuf, MbufHdr};
+pub use mempool::{MbufCache, Mempool, MempoolConfig};
+pub use region::{RegionBacking, SharedRegion};
+pub use ring::ObjRing;

@@ -1,0 +1,447 @@
+//! Packet buffers.
+//!
+//! An [`Mbuf`] owns one segment of a packet, and through `next` the rest of the chain. Its header
+//! sits in private memory; its data buffer sits in the pool's shared region, laid out as
+//! `[headroom | data | tailroom]`. Dropping an mbuf returns the whole chain to its pool(s); the
+//! hot path frees in bulk through an [`MbufCache`](crate::MbufCache) instead.
+
+use std::ptr::NonNull;
+
+use crate::mempool::PoolInner;
+
+/// Offload flag: the packet's L4 checksum must be completed by the receiver/device
+/// (`VIRTIO_NET_HDR_F_NEEDS_CSUM`).
+pub const OL_NEEDS_CSUM: u64 = 1 << 0;
+/// Offload flag: the checksum was validated by the sender/device (`VIRTIO_NET_HDR_F_DATA_VALID`).
+pub const OL_CSUM_VALID: u64 = 1 << 1;
+
+/// The header of one mbuf segment.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct MbufHdr {
+    pub(crate) buf: *mut u8,
+    pub(crate) next: *mut MbufHdr,
+    pub(crate) pool: *const PoolInner,
+    pub(crate) ol_flags: u64,
+    pub(crate) buf_len: u32,
+    pub(crate) data_len: u32,
+    pub(crate) pkt_len: u32,
+    pub(crate) index: u32,
+    pub(crate) data_off: u16,
+    pub(crate) nb_segs: u16,
+    pub(crate) port: u16,
+    pub(crate) headroom: u16,
+}
+
+impl MbufHdr {
+    pub(crate) fn new(buf: *mut u8, buf_len: u32, headroom: u16, index: u32) -> MbufHdr {
+        MbufHdr {
+            buf,
+            next: std::ptr::null_mut(),
+            pool: std::ptr::null(),
+            ol_flags: 0,
+            buf_len,
+            data_len: 0,
+            pkt_len: 0,
+            index,
+            data_off: headroom,
+            nb_segs: 1,
+            port: u16::MAX,
+            headroom,
+        }
+    }
+}
+
+/// An owned packet buffer (one segment plus its chain).
+pub struct Mbuf(NonNull<MbufHdr>);
+
+// SAFETY: an Mbuf is the unique owner of its header and buffer, like a Box.
+unsafe impl Send for Mbuf {}
+// SAFETY: shared access only reads through `&self`.
+unsafe impl Sync for Mbuf {}
+
+impl std::fmt::Debug for Mbuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mbuf")
+            .field("data_len", &self.data_len())
+            .field("pkt_len", &self.pkt_len())
+            .field("nb_segs", &self.nb_segs())
+            .finish()
+    }
+}
+
+impl Mbuf {
+    /// Wraps a header just taken from a pool's free list and resets it.
+    ///
+    /// # Safety
+    /// `h` must be a valid header of a live pool that nobody else owns.
+    #[inline]
+    pub(crate) unsafe fn from_free_hdr(h: *mut MbufHdr) -> Mbuf {
+        // SAFETY: caller guarantees `h` is valid and exclusively ours.
+        let hdr = unsafe { &mut *h };
+        hdr.next = std::ptr::null_mut();
+        hdr.data_off = hdr.headroom;
+        hdr.data_len = 0;
+        hdr.pkt_len = 0;
+        hdr.nb_segs = 1;
+        hdr.ol_flags = 0;
+        // SAFETY: non-null by the caller's contract.
+        Mbuf(unsafe { NonNull::new_unchecked(h) })
+    }
+
+    /// Gives up ownership without freeing; pair with [`Mbuf::from_raw`].
+    #[inline]
+    pub fn into_raw(self) -> NonNull<MbufHdr> {
+        let p = self.0;
+        std::mem::forget(self);
+        p
+    }
+
+    /// Takes back ownership of a pointer from [`Mbuf::into_raw`].
+    ///
+    /// # Safety
+    /// `p` must come from `into_raw` and not have been reclaimed since.
+    #[inline]
+    pub unsafe fn from_raw(p: NonNull<MbufHdr>) -> Mbuf {
+        Mbuf(p)
+    }
+
+    #[inline]
+    fn hdr(&self) -> &MbufHdr {
+        // SAFETY: we own a valid header.
+        unsafe { self.0.as_ref() }
+    }
+
+    #[inline]
+    fn hdr_mut(&mut self) -> &mut MbufHdr {
+        // SAFETY: we own a valid header exclusively.
+        unsafe { self.0.as_mut() }
+    }
+
+    /// Bytes of data in this segment.
+    #[inline]
+    pub fn data_len(&self) -> usize {
+        self.hdr().data_len as usize
+    }
+
+    /// Bytes of data in the whole chain (valid on the first segment).
+    #[inline]
+    pub fn pkt_len(&self) -> usize {
+        self.hdr().pkt_len as usize
+    }
+
+    /// Number of segments in the chain (valid on the first segment).
+    #[inline]
+    pub fn nb_segs(&self) -> usize {
+        self.hdr().nb_segs as usize
+    }
+
+    /// Free bytes in front of the data.
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        self.hdr().data_off as usize
+    }
+
+    /// Free bytes after the data in this segment.
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        let h = self.hdr();
+        h.buf_len as usize - h.data_off as usize - h.data_len as usize
+    }
+
+    /// Size of the whole buffer (headroom + data room).
+    #[inline]
+    pub fn buf_len(&self) -> usize {
+        self.hdr().buf_len as usize
+    }
+
+    /// Address of the first data byte (an address the vhost-user peer can also resolve).
+    #[inline]
+    pub fn data_addr(&self) -> u64 {
+        let h = self.hdr();
+        h.buf as u64 + h.data_off as u64
+    }
+
+    /// Address of the buffer start (beginning of the headroom).
+    #[inline]
+    pub fn buf_addr(&self) -> u64 {
+        self.hdr().buf as u64
+    }
+
+    /// Raw pointer to the first data byte.
+    #[inline]
+    pub fn data_ptr(&mut self) -> *mut u8 {
+        let h = self.hdr();
+        // SAFETY: data_off <= buf_len, so the pointer stays inside the buffer.
+        unsafe { h.buf.add(h.data_off as usize) }
+    }
+
+    /// The data of this segment.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let h = self.hdr();
+        // SAFETY: [data_off, data_off+data_len) lies inside the buffer we own.
+        unsafe { std::slice::from_raw_parts(h.buf.add(h.data_off as usize), h.data_len as usize) }
+    }
+
+    /// The data of this segment, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let h = self.hdr();
+        // SAFETY: as in `data`, and we own the buffer exclusively.
+        unsafe {
+            std::slice::from_raw_parts_mut(h.buf.add(h.data_off as usize), h.data_len as usize)
+        }
+    }
+
+    /// Grows this (single-segment or last) segment by `n` bytes at the end and returns them.
+    /// Also grows `pkt_len`. None if the tailroom is too small.
+    #[inline]
+    pub fn append(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.tailroom() {
+            return None;
+        }
+        let h = self.hdr_mut();
+        let off = h.data_off as usize + h.data_len as usize;
+        h.data_len += n as u32;
+        h.pkt_len += n as u32;
+        // SAFETY: [off, off+n) is inside the buffer since n <= tailroom.
+        Some(unsafe { std::slice::from_raw_parts_mut(h.buf.add(off), n) })
+    }
+
+    /// Grows the data by `n` bytes at the front and returns them. None if the headroom is too
+    /// small.
+    #[inline]
+    pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.headroom() {
+            return None;
+        }
+        let h = self.hdr_mut();
+        h.data_off -= n as u16;
+        h.data_len += n as u32;
+        h.pkt_len += n as u32;
+        // SAFETY: the new range starts at the new data_off and stays inside the buffer.
+        Some(unsafe { std::slice::from_raw_parts_mut(h.buf.add(h.data_off as usize), n) })
+    }
+
+    /// Removes `n` bytes from the front of this segment. False if it holds fewer.
+    #[inline]
+    pub fn adj(&mut self, n: usize) -> bool {
+        if n > self.data_len() {
+            return false;
+        }
+        let h = self.hdr_mut();
+        h.data_off += n as u16;
+        h.data_len -= n as u32;
+        h.pkt_len -= n as u32;
+        true
+    }
+
+    /// Sets this segment's data length directly (used by drivers after the device wrote the
+    /// buffer). Returns false, changing nothing, if `len` exceeds the room after data_off.
+    #[inline]
+    pub fn set_data_len(&mut self, len: usize) -> bool {
+        let h = self.hdr_mut();
+        if len > h.buf_len as usize - h.data_off as usize {
+            return false;
+        }
+        h.data_len = len as u32;
+        true
+    }
+
+    /// Sets `pkt_len` on the first segment (drivers building chains).
+    #[inline]
+    pub fn set_pkt_len(&mut self, len: usize) {
+        self.hdr_mut().pkt_len = len as u32;
+    }
+
+    /// Sets the data offset from the buffer start. False if it does not fit.
+    #[inline]
+    pub fn set_data_off(&mut self, off: usize) -> bool {
+        let h = self.hdr_mut();
+        if off > h.buf_len as usize || off > u16::MAX as usize {
+            return false;
+        }
+        h.data_off = off as u16;
+        true
+    }
+
+    /// Appends `tail` (a whole chain) after the last segment of this chain.
+    pub fn chain(&mut self, tail: Mbuf) {
+        let add_len = tail.pkt_len() as u32;
+        let add_segs = tail.nb_segs() as u16;
+        let tail = tail.into_raw().as_ptr();
+        let mut last = self.0.as_ptr();
+        // SAFETY: we own every segment of the chain.
+        unsafe {
+            while !(*last).next.is_null() {
+                last = (*last).next;
+            }
+            (*last).next = tail;
+        }
+        let h = self.hdr_mut();
+        h.pkt_len += add_len;
+        h.nb_segs += add_segs;
+    }
+
+    /// Iterates over the data of every segment of the chain.
+    pub fn segments(&self) -> Segments<'_> {
+        Segments {
+            cur: self.0.as_ptr(),
+            _m: std::marker::PhantomData,
+        }
+    }
+
+    /// Mutable access to the second segment onwards, one at a time: returns the next segment's
+    /// handle view. Used by drivers that fill chains.
+    pub fn last_segment_mut(&mut self) -> MbufSegMut<'_> {
+        let mut last = self.0.as_ptr();
+        // SAFETY: we own the chain.
+        unsafe {
+            while !(*last).next.is_null() {
+                last = (*last).next;
+            }
+        }
+        MbufSegMut {
+            // SAFETY: last is a valid, owned header.
+            h: unsafe { &mut *last },
+        }
+    }
+
+    /// Copies the whole chain's data into a vector (tests and slow paths).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.pkt_len());
+        for s in self.segments() {
+            v.extend_from_slice(s);
+        }
+        v
+    }
+
+    /// Input port (set by the receiving driver).
+    #[inline]
+    pub fn port(&self) -> u16 {
+        self.hdr().port
+    }
+
+    /// Sets the input port.
+    #[inline]
+    pub fn set_port(&mut self, port: u16) {
+        self.hdr_mut().port = port;
+    }
+
+    /// Offload flags (`OL_*`).
+    #[inline]
+    pub fn ol_flags(&self) -> u64 {
+        self.hdr().ol_flags
+    }
+
+    /// Sets offload flags.
+    #[inline]
+    pub fn set_ol_flags(&mut self, f: u64) {
+        self.hdr_mut().ol_flags = f;
+    }
+
+    /// Detaches and returns the chain after this segment, fixing up lengths.
+    pub fn split_off_next(&mut self) -> Option<Mbuf> {
+        let next = self.hdr().next;
+        if next.is_null() {
+            return None;
+        }
+        let h = self.hdr_mut();
+        h.next = std::ptr::null_mut();
+        let rest_len = h.pkt_len - h.data_len;
+        let rest_segs = h.nb_segs - 1;
+        h.pkt_len = h.data_len;
+        h.nb_segs = 1;
+        // SAFETY: `next` was owned by this chain and is now detached.
+        let mut m = Mbuf(unsafe { NonNull::new_unchecked(next) });
+        let nh = m.hdr_mut();
+        nh.pkt_len = rest_len;
+        nh.nb_segs = rest_segs;
+        Some(m)
+    }
+}
+
+/// Mutable view of one segment inside a chain.
+#[derive(Debug)]
+pub struct MbufSegMut<'a> {
+    h: &'a mut MbufHdr,
+}
+
+impl MbufSegMut<'_> {
+    /// Free bytes after the data.
+    pub fn tailroom(&self) -> usize {
+        self.h.buf_len as usize - self.h.data_off as usize - self.h.data_len as usize
+    }
+}
+
+/// Iterator over segment data of a chain.
+pub struct Segments<'a> {
+    cur: *mut MbufHdr,
+    _m: std::marker::PhantomData<&'a Mbuf>,
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.cur.is_null() {
+            return None;
+        }
+        // SAFETY: the chain is borrowed for 'a and each header is valid.
+        let h = unsafe { &*self.cur };
+        self.cur = h.next;
+        // SAFETY: [data_off, data_off+data_len) is inside the segment's buffer.
+        Some(unsafe {
+            std::slice::from_raw_parts(h.buf.add(h.data_off as usize), h.data_len as usize)
+        })
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        let mut seg = self.0.as_ptr();
+        while !seg.is_null() {
+            // SAFETY: we own the chain; read next and pool before giving the segment back.
+            let (next, pool) = unsafe { ((*seg).next, (*seg).pool) };
+            PoolInner::put_raw(pool, &[seg as usize]);
+            seg = next;
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::{Mempool, MempoolConfig};
+
+    #[test]
+    fn append_prepend_adj_and_chain() {
+        let p = Mempool::new(MempoolConfig {
+            count: 8,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut a = p.alloc().unwrap();
+        assert_eq!(a.headroom(), 128);
+        a.append(100).unwrap().fill(1);
+        a.prepend(12).unwrap().fill(2);
+        assert_eq!(a.data_len(), 112);
+        assert!(a.prepend(1000).is_none());
+        assert!(a.append(5000).is_none());
+        let mut b = p.alloc().unwrap();
+        b.append(50).unwrap().fill(3);
+        a.chain(b);
+        assert_eq!(a.pkt_len(), 162);
+        assert_eq!(a.nb_segs(), 2);
+        let v = a.to_vec();
+        assert_eq!(&v[..12], &[2; 12]);
+        assert_eq!(&v[112..], &[3; 50]);
+        assert!(a.adj(12));
+        assert_eq!(a.pkt_len(), 150);
+        let rest = a.split_off_next().unwrap();
+        assert_eq!(rest.pkt_len(), 50);
+        assert_eq!(a.pkt_len(), 100);
+        drop(a);
+        drop(rest);
+        assert_eq!(p.available(), 8);
+    }
+}

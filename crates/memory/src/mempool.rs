@@ -1,0 +1,412 @@
+//! Packet buffer pools.
+//!
+//! A pool owns `count` mbufs. Their data buffers live in one shared region (memfd by default) so
+//! a vhost-user peer can read and write them; their headers live in private memory, so a hostile
+//! peer can never corrupt the pointers this process follows. Free mbufs sit in a lock-free
+//! [`ObjRing`]; each polling thread keeps an [`MbufCache`] in front of it and moves mbufs to and
+//! from the ring in bulk. Nothing is allocated after the pool is created.
+
+use std::io;
+use std::ptr::NonNull;
+
+use crate::mbuf::{Mbuf, MbufHdr};
+use crate::region::{RegionBacking, SharedRegion};
+use crate::registry;
+use crate::ring::ObjRing;
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
+
+/// Default bytes of headroom in front of packet data (as DPDK's `RTE_PKTMBUF_HEADROOM`).
+pub const DEFAULT_HEADROOM: u16 = 128;
+/// Default data room after the headroom (as DPDK's default mbuf size).
+pub const DEFAULT_DATA_ROOM: u16 = 2048;
+
+/// How to build a pool.
+#[derive(Clone, Debug)]
+pub struct MempoolConfig {
+    /// Name, used in region names and error messages.
+    pub name: String,
+    /// Number of mbufs.
+    pub count: usize,
+    /// Headroom in bytes in front of the data of a fresh mbuf.
+    pub headroom: u16,
+    /// Bytes available for packet data after the headroom.
+    pub data_room: u16,
+    /// Size of each per-thread cache.
+    pub cache_size: usize,
+    /// Memory backing the data buffers.
+    pub backing: RegionBacking,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            name: "mbuf_pool".into(),
+            count: 8192,
+            headroom: DEFAULT_HEADROOM,
+            data_room: DEFAULT_DATA_ROOM,
+            cache_size: 256,
+            backing: RegionBacking::Memfd,
+        }
+    }
+}
+
+pub(crate) struct PoolInner {
+    pub(crate) cfg: MempoolConfig,
+    region: SharedRegion,
+    reg_id: u64,
+    /// Headers, allocated by `Box<[MbufHdr]>` and leaked into a raw pointer so that mbuf handles
+    /// may mutate them without aliasing a Rust reference; reclaimed in `Drop`.
+    hdrs: *mut [MbufHdr],
+    pub(crate) ring: ObjRing,
+    handles: AtomicUsize,
+    freed: AtomicBool,
+}
+
+impl PoolInner {
+    /// Returns a single mbuf header to the shared ring; frees the pool if this was the last
+    /// outstanding mbuf of a pool whose handles are all gone.
+    pub(crate) fn put_raw(this: *const PoolInner, objs: &[usize]) {
+        // SAFETY: `this` stays valid while any mbuf of the pool is outstanding (see `maybe_free`).
+        let inner = unsafe { &*this };
+        let ok = inner.ring.enqueue_bulk(objs);
+        debug_assert!(ok, "mempool ring overflow: an mbuf was freed twice");
+        if inner.handles.load(Ordering::Acquire) == 0 {
+            PoolInner::maybe_free(this);
+        }
+    }
+
+    fn maybe_free(this: *const PoolInner) {
+        // SAFETY: see put_raw.
+        let inner = unsafe { &*this };
+        if inner.handles.load(Ordering::Acquire) == 0
+            && inner.ring.len() == inner.cfg.count
+            && !inner.freed.swap(true, Ordering::AcqRel)
+        {
+            registry::unregister(inner.reg_id);
+            // SAFETY: no handle and no outstanding mbuf refer to the pool any more, and the
+            // `freed` flag makes this the only caller to reclaim the allocation from Box::into_raw.
+            drop(unsafe { Box::from_raw(this as *mut PoolInner) });
+        }
+    }
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // SAFETY: `hdrs` came from Box::into_raw in Mempool::new and every mbuf is back.
+        drop(unsafe { Box::from_raw(self.hdrs) });
+    }
+}
+
+/// A handle to a packet buffer pool. Cloning is cheap; the pool's memory is released when the
+/// last handle is dropped and every mbuf has come back.
+pub struct Mempool {
+    inner: NonNull<PoolInner>,
+}
+
+// SAFETY: PoolInner is only mutated through atomics and the lock-free ring.
+unsafe impl Send for Mempool {}
+// SAFETY: as above.
+unsafe impl Sync for Mempool {}
+
+impl std::fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mempool")
+            .field("name", &self.config().name)
+            .field("count", &self.config().count)
+            .field("available", &self.available())
+            .finish()
+    }
+}
+
+impl Clone for Mempool {
+    fn clone(&self) -> Self {
+        self.inner().handles.fetch_add(1, Ordering::Relaxed);
+        Mempool { inner: self.inner }
+    }
+}
+
+impl Drop for Mempool {
+    fn drop(&mut self) {
+        if self.inner().handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            PoolInner::maybe_free(self.inner.as_ptr());
+        }
+    }
+}
+
+impl Mempool {
+    /// Creates a pool: maps one shared region for all data buffers and registers it so that
+    /// virtio-user ports can share it with their backend.
+    pub fn new(cfg: MempoolConfig) -> io::Result<Mempool> {
+        if cfg.count == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("mempool {}: count must be at least 1", cfg.name),
+            ));
+        }
+        let buf_len = (cfg.headroom as usize + cfg.data_room as usize).div_ceil(64) * 64;
+        let total = buf_len.checked_mul(cfg.count).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "mempool size overflows usize")
+        })?;
+        let region = SharedRegion::new(&cfg.name, total, cfg.backing)?;
+        let reg_id = registry::register(region.base() as u64, region.len() as u64, region.fd());
+        let hdrs: Box<[MbufHdr]> = (0..cfg.count)
+            .map(|i| {
+                // SAFETY: i * buf_len + buf_len <= total <= region.len().
+                let buf = unsafe { region.base().add(i * buf_len) };
+                MbufHdr::new(buf, buf_len as u32, cfg.headroom, i as u32)
+            })
+            .collect();
+        let ring = ObjRing::new(cfg.count);
+        let inner = Box::new(PoolInner {
+            cfg,
+            region,
+            reg_id,
+            hdrs: Box::into_raw(hdrs),
+            ring,
+            handles: AtomicUsize::new(1),
+            freed: AtomicBool::new(false),
+        });
+        let ptr = Box::into_raw(inner);
+        // SAFETY: ptr was just leaked from a Box and is valid; we set each header's back pointer
+        // to the pool before any mbuf is handed out.
+        let inner = unsafe { &mut *ptr };
+        let first = inner.hdrs as *mut MbufHdr;
+        let objs: Vec<usize> = (0..inner.cfg.count)
+            .map(|i| {
+                // SAFETY: i < count, the length of the header array; no mbuf exists yet.
+                let h = unsafe { first.add(i) };
+                // SAFETY: as above.
+                unsafe { (*h).pool = ptr };
+                h as usize
+            })
+            .collect();
+        assert!(inner.ring.enqueue_bulk(&objs));
+        Ok(Mempool {
+            inner: NonNull::new(ptr).expect("Box::into_raw is never null"),
+        })
+    }
+
+    fn inner(&self) -> &PoolInner {
+        // SAFETY: a live handle keeps the pool allocated.
+        unsafe { self.inner.as_ref() }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const PoolInner {
+        self.inner.as_ptr()
+    }
+
+    /// The configuration the pool was made with.
+    pub fn config(&self) -> &MempoolConfig {
+        &self.inner().cfg
+    }
+
+    /// Mbufs in the shared free ring now (not counting those held in caches).
+    pub fn available(&self) -> usize {
+        self.inner().ring.len()
+    }
+
+    /// Total mbufs in the pool.
+    pub fn count(&self) -> usize {
+        self.inner().cfg.count
+    }
+
+    /// Address and length of the shared data region.
+    pub fn region(&self) -> (*mut u8, usize) {
+        (self.inner().region.base(), self.inner().region.len())
+    }
+
+    /// Takes one mbuf straight from the shared ring (slow path; prefer an [`MbufCache`]).
+    pub fn alloc(&self) -> Option<Mbuf> {
+        let mut o = [0usize];
+        if self.inner().ring.dequeue_bulk(&mut o) {
+            // SAFETY: the ring only holds headers of this pool that nobody else owns.
+            Some(unsafe { Mbuf::from_free_hdr(o[0] as *mut MbufHdr) })
+        } else {
+            None
+        }
+    }
+
+    /// Makes a per-thread cache in front of this pool.
+    pub fn cache(&self) -> MbufCache {
+        let size = self.config().cache_size.max(1);
+        MbufCache {
+            pool: self.clone(),
+            objs: Vec::with_capacity(size * 2 + 64),
+            size,
+        }
+    }
+}
+
+/// A per-thread cache of free mbufs in front of a [`Mempool`]. It is owned by exactly one thread
+/// (it is `Send` but not `Sync`) and touches the shared ring only in bulk.
+pub struct MbufCache {
+    pool: Mempool,
+    objs: Vec<usize>,
+    size: usize,
+}
+
+impl std::fmt::Debug for MbufCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MbufCache")
+            .field("pool", &self.pool.config().name)
+            .field("cached", &self.objs.len())
+            .finish()
+    }
+}
+
+impl MbufCache {
+    /// The pool behind this cache.
+    pub fn pool(&self) -> &Mempool {
+        &self.pool
+    }
+
+    /// Mbufs held in this cache now.
+    pub fn cached(&self) -> usize {
+        self.objs.len()
+    }
+
+    fn refill(&mut self, want: usize) {
+        let have = self.objs.len();
+        let target = (want + self.size).min(self.objs.capacity());
+        if target <= have {
+            return;
+        }
+        self.objs.resize(target, 0);
+        let got = self.pool.inner().ring.dequeue_burst(&mut self.objs[have..]);
+        self.objs.truncate(have + got);
+    }
+
+    /// Takes one fresh mbuf (data_off = headroom, length 0), or None if the pool is empty.
+    #[inline]
+    pub fn alloc(&mut self) -> Option<Mbuf> {
+        if self.objs.is_empty() {
+            self.refill(1);
+        }
+        let o = self.objs.pop()?;
+        // SAFETY: cached objects are free headers of this cache's pool.
+        Some(unsafe { Mbuf::from_free_hdr(o as *mut MbufHdr) })
+    }
+
+    /// Takes `n` mbufs into `out`, all or none; returns false when the pool cannot supply `n`.
+    #[inline]
+    pub fn alloc_bulk(&mut self, n: usize, out: &mut impl Extend<Mbuf>) -> bool {
+        if self.objs.len() < n {
+            self.refill(n);
+            if self.objs.len() < n {
+                return false;
+            }
+        }
+        let start = self.objs.len() - n;
+        out.extend(self.objs.drain(start..).map(|o| {
+            // SAFETY: cached objects are free headers of this cache's pool.
+            unsafe { Mbuf::from_free_hdr(o as *mut MbufHdr) }
+        }));
+        true
+    }
+
+    /// Returns an mbuf (and every segment chained to it) to its pool.
+    #[inline]
+    pub fn free(&mut self, m: Mbuf) {
+        let mut seg = m.into_raw().as_ptr();
+        let me = self.pool.as_ptr();
+        while !seg.is_null() {
+            // SAFETY: we own the chain; each segment header is valid until returned.
+            let next = unsafe { (*seg).next };
+            // SAFETY: as above.
+            let pool = unsafe { (*seg).pool };
+            if pool == me && self.objs.len() < self.objs.capacity() {
+                self.objs.push(seg as usize);
+            } else {
+                PoolInner::put_raw(pool, &[seg as usize]);
+            }
+            seg = next;
+        }
+        if self.objs.len() > self.size + self.size / 2 {
+            self.flush_to(self.size);
+        }
+    }
+
+    /// Frees every mbuf yielded by `it`.
+    #[inline]
+    pub fn free_all(&mut self, it: impl IntoIterator<Item = Mbuf>) {
+        for m in it {
+            self.free(m);
+        }
+    }
+
+    fn flush_to(&mut self, keep: usize) {
+        if self.objs.len() > keep {
+            let ok = self.pool.inner().ring.enqueue_bulk(&self.objs[keep..]);
+            debug_assert!(ok, "mempool ring overflow: an mbuf was freed twice");
+            self.objs.truncate(keep);
+        }
+    }
+}
+
+impl Drop for MbufCache {
+    fn drop(&mut self) {
+        self.flush_to(0);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn small(count: usize) -> Mempool {
+        Mempool::new(MempoolConfig {
+            name: "t".into(),
+            count,
+            cache_size: 8,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn alloc_until_empty_then_everything_comes_back() {
+        let p = small(100);
+        let mut c = p.cache();
+        let mut v = Vec::new();
+        while let Some(m) = c.alloc() {
+            v.push(m);
+        }
+        assert_eq!(v.len(), 100);
+        assert_eq!(p.available(), 0);
+        for m in v {
+            c.free(m);
+        }
+        drop(c);
+        assert_eq!(p.available(), 100);
+    }
+
+    #[test]
+    fn bulk_alloc_is_all_or_nothing() {
+        let p = small(10);
+        let mut c = p.cache();
+        let mut v = Vec::new();
+        assert!(!c.alloc_bulk(11, &mut v));
+        assert!(v.is_empty());
+        assert!(c.alloc_bulk(10, &mut v));
+        assert_eq!(v.len(), 10);
+    }
+
+    #[test]
+    fn mbufs_outliving_the_pool_handle_are_safe() {
+        let p = small(4);
+        let m = p.alloc().unwrap();
+        drop(p);
+        drop(m); // frees the pool now
+    }
+
+    #[test]
+    fn data_region_is_registered_for_sharing() {
+        let p = small(4);
+        let (base, len) = p.region();
+        assert!(
+            registry::snapshot()
+                .iter()
+                .any(|r| r.addr == base as u64 && r.len == len as u64)
+        );
+    }
+}
