@@ -1,0 +1,168 @@
+//! `net_null`: Rx produces packets of a fixed size (zero-filled), Tx frees what it gets.
+//! Devargs: `size` (default 64), `copy` (accepted, ignored), `no-rx` (1: Rx produces nothing).
+
+use std::sync::Arc;
+
+use ferrovia_ethdev::{
+    Burst, Devargs, ErrorCause, Link, MacAddr, Port, PortConf, PortInfo, PortStats, QueueStats,
+    Result, RxQueue, TxQueue,
+};
+use ferrovia_memory::MbufCache;
+
+use crate::shared::{RunState, Taken, TakenGuard};
+
+/// The null port.
+#[derive(Debug)]
+pub struct NullPort {
+    name: String,
+    conf: PortConf,
+    size: usize,
+    no_rx: bool,
+    nq: u16,
+    state: Arc<RunState>,
+    rx_stats: Vec<Arc<QueueStats>>,
+    tx_stats: Vec<Arc<QueueStats>>,
+    rx_taken: Taken,
+    tx_taken: Taken,
+}
+
+impl NullPort {
+    /// Opens a null port.
+    pub fn open(d: &Devargs, conf: &PortConf) -> Result<NullPort> {
+        d.check_keys(&["size", "copy", "no-rx"])?;
+        let size = d.number("size", 64, 14, 9728)? as usize;
+        let no_rx = d.flag("no-rx", false)?;
+        let nq = conf.nb_rxq.max(conf.nb_txq).max(1);
+        Ok(NullPort {
+            name: d.name.clone(),
+            conf: conf.clone(),
+            size,
+            no_rx,
+            nq,
+            state: Arc::default(),
+            rx_stats: (0..nq).map(|_| Arc::default()).collect(),
+            tx_stats: (0..nq).map(|_| Arc::default()).collect(),
+            rx_taken: Taken::new(nq),
+            tx_taken: Taken::new(nq),
+        })
+    }
+}
+
+impl Port for NullPort {
+    fn info(&self) -> PortInfo {
+        PortInfo {
+            driver: "net_null",
+            name: self.name.clone(),
+            mac: MacAddr([0x02, 0, 0, 0, 0xee, self.conf.port_id as u8]),
+            nb_rx_queues: self.nq,
+            nb_tx_queues: self.nq,
+            max_queues: 1024,
+            nb_rxd: self.conf.nb_rxd,
+            nb_txd: self.conf.nb_txd,
+            max_rx_pktlen: self.conf.max_rx_pktlen,
+            features: format!("size={}", self.size),
+        }
+    }
+    fn start(&mut self) -> Result<()> {
+        self.state.set(true);
+        Ok(())
+    }
+    fn stop(&mut self) -> Result<()> {
+        self.state.set(false);
+        Ok(())
+    }
+    fn link(&self) -> Link {
+        Link {
+            up: self.state.started(),
+            speed_mbps: 10_000,
+            full_duplex: true,
+        }
+    }
+    fn stats(&self) -> PortStats {
+        PortStats::collect(
+            self.rx_stats.iter().map(|s| &**s),
+            self.tx_stats.iter().map(|s| &**s),
+        )
+    }
+    fn reset_stats(&self) {
+        self.rx_stats.iter().chain(&self.tx_stats).for_each(|s| s.reset());
+    }
+    fn rx_queue(&mut self, q: u16) -> Result<Box<dyn RxQueue>> {
+        let guard = self.rx_taken.take(&self.name, "rx", q)?;
+        Ok(Box::new(NullRx {
+            _guard: guard,
+            cache: self.conf.pool.cache(),
+            size: if self.no_rx { 0 } else { self.size },
+            port_id: self.conf.port_id,
+            state: self.state.clone(),
+            stats: self.rx_stats[q as usize].clone(),
+        }))
+    }
+    fn tx_queue(&mut self, q: u16) -> Result<Box<dyn TxQueue>> {
+        let guard = self.tx_taken.take(&self.name, "tx", q)?;
+        Ok(Box::new(NullTx {
+            _guard: guard,
+            cache: self.conf.pool.cache(),
+            state: self.state.clone(),
+            stats: self.tx_stats[q as usize].clone(),
+        }))
+    }
+}
+
+struct NullRx {
+    _guard: TakenGuard,
+    cache: MbufCache,
+    size: usize,
+    port_id: u16,
+    state: Arc<RunState>,
+    stats: Arc<QueueStats>,
+}
+
+impl RxQueue for NullRx {
+    fn rx_burst(&mut self, pkts: &mut Burst, max: usize) -> usize {
+        if !self.state.started() || self.size == 0 {
+            return 0;
+        }
+        let n = max.min(pkts.remaining_capacity());
+        let mut got = 0;
+        for _ in 0..n {
+            let Some(mut m) = self.cache.alloc() else {
+                self.stats.error(ErrorCause::NoMbuf, 1);
+                break;
+            };
+            match m.append(self.size) {
+                Some(d) => d.fill(0),
+                None => {
+                    self.stats.error(ErrorCause::TooLong, 1);
+                    self.cache.free(m);
+                    break;
+                }
+            }
+            m.set_port(self.port_id);
+            pkts.push(m);
+            got += 1;
+        }
+        self.stats.add(got as u64, (got * self.size) as u64);
+        got
+    }
+}
+
+struct NullTx {
+    _guard: TakenGuard,
+    cache: MbufCache,
+    state: Arc<RunState>,
+    stats: Arc<QueueStats>,
+}
+
+impl TxQueue for NullTx {
+    fn tx_burst(&mut self, pkts: &mut Burst) -> usize {
+        if !self.state.started() {
+            return 0;
+        }
+        let n = pkts.len();
+        let bytes: usize = pkts.iter().map(|m| m.pkt_len()).sum();
+        self.cache.free_all(pkts.drain(..));
+        self.stats.add(n as u64, bytes as u64);
+        n
+    }
+}
