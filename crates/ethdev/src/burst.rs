@@ -1,10 +1,3 @@
-//! Fixed-capacity packet bursts.
+//! Fixed-capacity packet bursts (defined in the memory layer, re-exported here).
 
-use arrayvec::ArrayVec;
-use ferrovia_memory::Mbuf;
-
-/// Largest burst any queue accepts (testpmd's `--burst` maximum).
-pub const MAX_BURST: usize = 512;
-
-/// A burst of packets: a fixed-capacity vector that never allocates.
-pub type Burst = ArrayVec<Mbuf, MAX_BURST>;
+pub use ferrovia_memory::burst::{Burst, MAX_BURST};

@@ -9,6 +9,7 @@
 //! * [`mempool`]: fixed-size packet buffer pools with per-thread caches and bulk get/put.
 //! * [`mbuf`]: packet buffers with headroom, chaining and offload metadata.
 
+pub mod burst;
 pub mod mbuf;
 pub mod mempool;
 pub mod region;
@@ -16,6 +17,7 @@ pub mod registry;
 pub mod ring;
 mod sync;
 
+pub use burst::{Burst, MAX_BURST};
 pub use mbuf::{Mbuf, MbufHdr};
 pub use mempool::{MbufCache, Mempool, MempoolConfig};
 pub use region::{RegionBacking, SharedRegion};

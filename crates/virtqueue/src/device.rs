@@ -1,0 +1,516 @@
+//! The device side of a virtio-net split queue (what a vhost backend runs).
+//!
+//! [`DeviceVring`] is owned by one polling thread. It walks the descriptor chains the driver
+//! (the peer) published, translating every address through [`GuestMemory`], and:
+//! * [`DeviceVring::dequeue_burst`] copies packets the driver transmitted into mbufs;
+//! * [`DeviceVring::enqueue_burst`] copies mbufs into the driver's receive buffers, merging
+//!   several buffers for one packet when `VIRTIO_NET_F_MRG_RXBUF` was negotiated.
+//!
+//! Used entries are written as they are produced and `used.idx` is published once per burst;
+//! the call eventfd is written at most once per burst, and only when the driver asked for it.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+
+use arrayvec::ArrayVec;
+use ferrovia_memory::{Burst, Mbuf, MbufCache};
+
+use crate::error::{ErrorSink, RingError};
+use crate::guest_mem::GuestMemory;
+use crate::layout::{
+    Desc, NET_HDR_NUM_BUFFERS_OFF, UsedElem, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT,
+    VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY, bit, feature, need_event,
+    net_hdr_len,
+};
+use crate::split::SplitRing;
+
+/// Most buffers one packet may span (descriptors of one chain, or merged chains).
+pub const MAX_SEGS: usize = 64;
+
+/// A vring as configured by the control plane, ready for a poller.
+#[derive(Debug)]
+pub struct ActiveVring {
+    /// Ring pointers (into `mem`).
+    pub ring: SplitRing,
+    /// The memory the ring and its buffers live in; kept alive while in use.
+    pub mem: Arc<GuestMemory>,
+    /// Negotiated virtio features.
+    pub features: u64,
+    /// Where to resume: the avail index to process next (also the used index).
+    pub base: u16,
+    /// Eventfd to signal the driver, if any.
+    pub call: Option<Arc<File>>,
+}
+
+impl ActiveVring {
+    /// Prepares the ring for polling: tells the driver not to kick us (we poll).
+    pub fn init_notifications(&self) {
+        if self.features & bit(feature::RING_F_EVENT_IDX) == 0 {
+            self.ring.set_used_flags(VRING_USED_F_NO_NOTIFY);
+        } else {
+            self.ring.set_avail_event(self.base.wrapping_add(0x8000));
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    ptr: *mut u8,
+    len: u32,
+}
+
+/// One poller's state for one vring.
+#[derive(Debug)]
+pub struct DeviceVring {
+    active: Arc<ActiveVring>,
+    last_avail: u16,
+    used_idx: u16,
+    hdr_len: usize,
+    mrg: bool,
+    event_idx: bool,
+    indirect: bool,
+    broken: bool,
+}
+
+/// Result of a burst.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BurstResult {
+    /// Packets moved.
+    pub packets: usize,
+    /// Bytes moved (packet data, without virtio headers).
+    pub bytes: usize,
+}
+
+impl DeviceVring {
+    /// Starts polling a configured vring from its `base`.
+    pub fn new(active: Arc<ActiveVring>) -> DeviceVring {
+        let f = active.features;
+        DeviceVring {
+            last_avail: active.base,
+            used_idx: active.base,
+            hdr_len: net_hdr_len(f),
+            mrg: f & bit(feature::NET_F_MRG_RXBUF) != 0,
+            event_idx: f & bit(feature::RING_F_EVENT_IDX) != 0,
+            indirect: f & bit(feature::RING_F_INDIRECT_DESC) != 0,
+            broken: false,
+            active,
+        }
+    }
+
+    /// The next avail index to process (what GET_VRING_BASE reports).
+    pub fn last_avail(&self) -> u16 {
+        self.last_avail
+    }
+
+    /// The configuration this state was built from.
+    pub fn active(&self) -> &Arc<ActiveVring> {
+        &self.active
+    }
+
+    /// How many avail entries are pending, or None (counted) if the driver's index is corrupt.
+    #[inline]
+    fn pending(&mut self, sink: &impl ErrorSink) -> Option<u16> {
+        let r = &self.active.ring;
+        let avail = r.avail_idx();
+        let pending = avail.wrapping_sub(self.last_avail);
+        if pending > r.size() {
+            if !self.broken {
+                sink.ring_error(RingError::AvailIdx, 1);
+                self.broken = true;
+            }
+            return None;
+        }
+        self.broken = false;
+        Some(pending)
+    }
+
+    /// Walks the chain starting at `head`, appending validated buffers to `segs`. Returns the
+    /// total length. `writable` selects which direction the buffers must have.
+    fn collect_chain(
+        &self,
+        head: u16,
+        writable: bool,
+        segs: &mut ArrayVec<Seg, MAX_SEGS>,
+    ) -> Result<u64, RingError> {
+        let r = &self.active.ring;
+        let size = r.size();
+        if head >= size {
+            return Err(RingError::DescIndex);
+        }
+        let mut d = r.desc(head);
+        if d.flags & VRING_DESC_F_INDIRECT != 0 {
+            if !self.indirect || d.flags & VRING_DESC_F_NEXT != 0 {
+                return Err(RingError::Indirect);
+            }
+            return self.collect_indirect(d, writable, segs);
+        }
+        let mut total = 0u64;
+        let mut steps = 0u32;
+        loop {
+            steps += 1;
+            if steps > size as u32 {
+                return Err(RingError::DescLoop);
+            }
+            if d.flags & VRING_DESC_F_INDIRECT != 0 {
+                return Err(RingError::Indirect);
+            }
+            self.push_seg(d, writable, segs)?;
+            total += d.len as u64;
+            if d.flags & VRING_DESC_F_NEXT == 0 {
+                return Ok(total);
+            }
+            if d.next >= size {
+                return Err(RingError::DescIndex);
+            }
+            d = r.desc(d.next);
+        }
+    }
+
+    fn collect_indirect(
+        &self,
+        d: Desc,
+        writable: bool,
+        segs: &mut ArrayVec<Seg, MAX_SEGS>,
+    ) -> Result<u64, RingError> {
+        let len = d.len as u64;
+        if len == 0 || len % 16 != 0 || len / 16 > 65536 {
+            return Err(RingError::Indirect);
+        }
+        let n = (len / 16) as u32;
+        let table = self
+            .active
+            .mem
+            .translate(d.addr, len)
+            .ok_or(RingError::DescAddr)?;
+        if table as usize % 8 != 0 {
+            return Err(RingError::Indirect);
+        }
+        let table = table as *const Desc;
+        let mut i = 0u32;
+        let mut total = 0u64;
+        let mut steps = 0u32;
+        loop {
+            steps += 1;
+            if steps > n {
+                return Err(RingError::DescLoop);
+            }
+            // SAFETY: i < n and the table of n descriptors was translated as one range.
+            let e = unsafe { table.add(i as usize).read_volatile() };
+            if e.flags & VRING_DESC_F_INDIRECT != 0 {
+                return Err(RingError::Indirect);
+            }
+            self.push_seg(e, writable, segs)?;
+            total += e.len as u64;
+            if e.flags & VRING_DESC_F_NEXT == 0 {
+                return Ok(total);
+            }
+            if e.next as u32 >= n {
+                return Err(RingError::DescIndex);
+            }
+            i = e.next as u32;
+        }
+    }
+
+    #[inline]
+    fn push_seg(
+        &self,
+        d: Desc,
+        writable: bool,
+        segs: &mut ArrayVec<Seg, MAX_SEGS>,
+    ) -> Result<(), RingError> {
+        if writable && d.flags & VRING_DESC_F_WRITE == 0 {
+            return Err(RingError::DescLen);
+        }
+        if d.len == 0 {
+            return Ok(());
+        }
+        let ptr = self
+            .active
+            .mem
+            .translate(d.addr, d.len as u64)
+            .ok_or(RingError::DescAddr)?;
+        segs.try_push(Seg { ptr, len: d.len })
+            .map_err(|_| RingError::DescLen)
+    }
+
+    #[inline]
+    fn put_used(&mut self, k: u16, id: u16, len: u32) {
+        self.active.ring.set_used_elem(
+            self.used_idx.wrapping_add(k),
+            UsedElem {
+                id: id as u32,
+                len,
+            },
+        );
+    }
+
+    /// Publishes `n` new used entries and signals the driver if it asked to be told.
+    #[inline]
+    fn publish_used(&mut self, n: u16) {
+        if n == 0 {
+            return;
+        }
+        let old = self.used_idx;
+        self.used_idx = old.wrapping_add(n);
+        let r = &self.active.ring;
+        r.set_used_idx(self.used_idx);
+        if self.event_idx {
+            r.set_avail_event(self.last_avail.wrapping_add(0x8000));
+        }
+        let Some(call) = &self.active.call else {
+            return;
+        };
+        fence(Ordering::SeqCst);
+        let signal = if self.event_idx {
+            need_event(r.used_event(), self.used_idx, old)
+        } else {
+            r.avail_flags() & VRING_AVAIL_F_NO_INTERRUPT == 0
+        };
+        if signal {
+            let _ = (&**call).write(&1u64.to_ne_bytes());
+        }
+    }
+
+    /// Driver → device: takes up to `max` packets the driver transmitted, copying each into an
+    /// mbuf (chained when larger than one mbuf). Frames longer than `max_pkt` are dropped.
+    pub fn dequeue_burst(
+        &mut self,
+        cache: &mut MbufCache,
+        out: &mut Burst,
+        max: usize,
+        max_pkt: usize,
+        port: u16,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
+        let Some(pending) = self.pending(sink) else {
+            return BurstResult::default();
+        };
+        let n = (pending as usize).min(max).min(out.remaining_capacity());
+        let mut res = BurstResult::default();
+        let mut used = 0u16;
+        let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
+        for _ in 0..n {
+            let head = self.active.ring.avail_ring(self.last_avail);
+            segs.clear();
+            let chain = self.collect_chain(head, false, &mut segs);
+            let total = match chain {
+                Err(RingError::DescIndex) if head >= self.active.ring.size() => {
+                    // No valid id to return: skip the entry.
+                    sink.ring_error(RingError::DescIndex, 1);
+                    self.last_avail = self.last_avail.wrapping_add(1);
+                    continue;
+                }
+                Err(e) => {
+                    sink.ring_error(e, 1);
+                    self.put_used(used, head, 0);
+                    used += 1;
+                    self.last_avail = self.last_avail.wrapping_add(1);
+                    continue;
+                }
+                Ok(t) => t,
+            };
+            let hdr = self.hdr_len as u64;
+            if total <= hdr || total - hdr > max_pkt as u64 {
+                sink.ring_error(
+                    if total <= hdr {
+                        RingError::ChainShort
+                    } else {
+                        RingError::TooLong
+                    },
+                    1,
+                );
+                self.put_used(used, head, 0);
+                used += 1;
+                self.last_avail = self.last_avail.wrapping_add(1);
+                continue;
+            }
+            let Some(m) = copy_into_mbufs(cache, &segs, self.hdr_len, port) else {
+                sink.ring_error(RingError::NoMbuf, 1);
+                break; // retry this entry on the next burst
+            };
+            res.packets += 1;
+            res.bytes += (total - hdr) as usize;
+            out.push(m);
+            self.put_used(used, head, 0);
+            used += 1;
+            self.last_avail = self.last_avail.wrapping_add(1);
+        }
+        self.publish_used(used);
+        res
+    }
+
+    /// Device → driver: copies packets from the front of `pkts` into the driver's receive
+    /// buffers and removes (and frees) the ones delivered. Packets left in `pkts` found no room.
+    pub fn enqueue_burst(
+        &mut self,
+        cache: &mut MbufCache,
+        pkts: &mut Burst,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
+        let Some(mut pending) = self.pending(sink) else {
+            return BurstResult::default();
+        };
+        let mut res = BurstResult::default();
+        let mut used = 0u16;
+        // Packets handled from the front of `pkts`: delivered, or dropped for a bad buffer.
+        let mut processed = 0usize;
+        let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
+        // (head, writable capacity, first seg index) of each buffer used by the packet.
+        let mut bufs: ArrayVec<(u16, u64, usize), MAX_SEGS> = ArrayVec::new();
+        'pkts: for m in pkts.iter() {
+            let need = self.hdr_len as u64 + m.pkt_len() as u64;
+            let start_avail = self.last_avail;
+            let start_used = used;
+            segs.clear();
+            bufs.clear();
+            let mut cap = 0u64;
+            while cap < need {
+                if pending == 0 || bufs.is_full() {
+                    // Not enough buffers: undo this packet's reservations and stop.
+                    self.last_avail = start_avail;
+                    used = start_used;
+                    sink.ring_error(RingError::RingFull, 1);
+                    break 'pkts;
+                }
+                let head = self.active.ring.avail_ring(self.last_avail);
+                self.last_avail = self.last_avail.wrapping_add(1);
+                pending -= 1;
+                let first = segs.len();
+                match self.collect_chain(head, true, &mut segs) {
+                    Ok(c) => {
+                        bufs.push((head, c, first));
+                        cap += c;
+                    }
+                    Err(e) => {
+                        segs.truncate(first);
+                        sink.ring_error(e, 1);
+                        if head < self.active.ring.size() {
+                            self.put_used(used, head, 0);
+                            used += 1;
+                        }
+                        if !self.mrg {
+                            processed += 1; // the packet is dropped with its buffer
+                            continue 'pkts;
+                        }
+                        continue;
+                    }
+                }
+                if !self.mrg && cap < need {
+                    // One chain per packet and it is too small: drop the packet.
+                    sink.ring_error(RingError::ChainShort, 1);
+                    let (h, _, _) = bufs[0];
+                    self.put_used(used, h, 0);
+                    used += 1;
+                    processed += 1;
+                    continue 'pkts;
+                }
+            }
+            // Copy header + data across the reserved segments.
+            let nbufs = bufs.len() as u16;
+            let mut w = SegWriter::new(&segs);
+            let mut hdr = [0u8; 12];
+            if self.hdr_len == 12 {
+                hdr[NET_HDR_NUM_BUFFERS_OFF..12].copy_from_slice(&nbufs.to_le_bytes());
+            }
+            w.write(&hdr[..self.hdr_len]);
+            for s in m.segments() {
+                w.write(s);
+            }
+            let mut left = need;
+            for &(head, c, _) in &bufs {
+                let wrote = left.min(c);
+                left -= wrote;
+                self.put_used(used, head, wrote as u32);
+                used += 1;
+            }
+            res.packets += 1;
+            res.bytes += m.pkt_len();
+            processed += 1;
+        }
+        cache.free_all(pkts.drain(..processed));
+        self.publish_used(used);
+        res
+    }
+}
+
+/// Copies a chain's bytes (after the `skip`-byte header) into a fresh mbuf chain.
+fn copy_into_mbufs(cache: &mut MbufCache, segs: &[Seg], skip: usize, port: u16) -> Option<Mbuf> {
+    let mut head = cache.alloc()?;
+    head.set_port(port);
+    let mut skip = skip;
+    // The tail segment being filled, detached from `head` until full.
+    let mut tail: Option<Mbuf> = None;
+    for s in segs {
+        let mut off = 0usize;
+        let len = s.len as usize;
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        off += skip;
+        skip = 0;
+        while off < len {
+            let cur = tail.as_mut().unwrap_or(&mut head);
+            let room = cur.tailroom();
+            if room == 0 {
+                let Some(next) = cache.alloc() else {
+                    if let Some(t) = tail {
+                        cache.free(t);
+                    }
+                    cache.free(head);
+                    return None;
+                };
+                if let Some(t) = tail.replace(next) {
+                    head.chain(t);
+                }
+                continue;
+            }
+            let k = room.min(len - off);
+            let dst = cur.append(k).expect("k <= tailroom");
+            // SAFETY: [ptr+off, ptr+off+k) lies inside a segment translated as a whole.
+            unsafe {
+                std::ptr::copy_nonoverlapping(s.ptr.add(off), dst.as_mut_ptr(), k);
+            }
+            off += k;
+        }
+    }
+    if let Some(t) = tail {
+        head.chain(t);
+    }
+    Some(head)
+}
+
+/// Sequential writer over validated guest segments.
+struct SegWriter<'a> {
+    segs: &'a [Seg],
+    i: usize,
+    off: usize,
+}
+
+impl<'a> SegWriter<'a> {
+    fn new(segs: &'a [Seg]) -> Self {
+        SegWriter { segs, i: 0, off: 0 }
+    }
+
+    /// Writes `src`; the caller reserved enough room, extra bytes are silently cut.
+    #[inline]
+    fn write(&mut self, mut src: &[u8]) {
+        while !src.is_empty() && self.i < self.segs.len() {
+            let s = self.segs[self.i];
+            let room = s.len as usize - self.off;
+            let k = room.min(src.len());
+            // SAFETY: off + k <= s.len and the segment was translated as a whole.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), s.ptr.add(self.off), k);
+            }
+            src = &src[k..];
+            self.off += k;
+            if self.off == s.len as usize {
+                self.i += 1;
+                self.off = 0;
+            }
+        }
+    }
+}

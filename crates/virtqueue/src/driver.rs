@@ -1,0 +1,617 @@
+//! The driver side of a virtio-net split queue (what virtio-user runs).
+//!
+//! The rings live in this process's shared memory; the device (the vhost-user backend) reads
+//! the descriptors and writes used entries. The device is not trusted: the chain structure,
+//! posted lengths and in-flight mbufs are kept in private arrays, and every used id and length
+//! is checked against them, so a hostile backend can at worst lose packets, never corrupt this
+//! process.
+//!
+//! * Tx: [`DriverQueue::transmit`] prepends the virtio-net header in the mbuf's headroom (or
+//!   uses a per-descriptor header cell when there is none) and posts one descriptor per
+//!   segment; mbufs are freed when the device returns them.
+//! * Rx: [`DriverQueue::refill`] posts empty mbufs (one per descriptor; chains of several when
+//!   mergeable buffers are off and frames may exceed one mbuf); [`DriverQueue::receive`]
+//!   collects completed packets, merging buffers by `num_buffers`.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::atomic::{Ordering, fence};
+
+use ferrovia_memory::{Burst, Mbuf, MbufCache};
+
+use crate::error::{ErrorSink, RingError};
+use crate::layout::{
+    Desc, NET_HDR_NUM_BUFFERS_OFF, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_NEXT,
+    VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY, avail_ring_size, bit, desc_table_size, feature,
+    need_event, net_hdr_len, used_ring_size,
+};
+use crate::split::SplitRing;
+
+const NONE: u16 = u16::MAX;
+const HDR_CELL: usize = 16;
+
+fn align(v: usize, a: usize) -> usize {
+    v.div_ceil(a) * a
+}
+
+/// Where each part of one queue sits inside its memory area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLayout {
+    /// Descriptor table offset.
+    pub desc: usize,
+    /// Avail ring offset.
+    pub avail: usize,
+    /// Used ring offset.
+    pub used: usize,
+    /// Header cells offset.
+    pub hdrs: usize,
+    /// Total bytes (a multiple of 4096).
+    pub total: usize,
+}
+
+impl QueueLayout {
+    /// Layout for a ring of `size` entries.
+    pub fn new(size: u16) -> QueueLayout {
+        let desc = 0;
+        let avail = align(desc + desc_table_size(size), 64);
+        let used = align(avail + avail_ring_size(size), 64);
+        let hdrs = align(used + used_ring_size(size), 64);
+        let total = align(hdrs + HDR_CELL * size as usize, 4096);
+        QueueLayout {
+            desc,
+            avail,
+            used,
+            hdrs,
+            total,
+        }
+    }
+}
+
+/// Negotiated options a driver queue follows.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverOptions {
+    /// Negotiated virtio features.
+    pub features: u64,
+    /// Largest frame to accept on Rx (larger ones are dropped and counted).
+    pub max_rx_pkt: usize,
+}
+
+/// Driver-side state of one queue. Owned by one polling thread.
+pub struct DriverQueue {
+    ring: SplitRing,
+    hdr_cells: *mut u8,
+    mask: u16,
+    free_head: u16,
+    num_free: u16,
+    next: Box<[u16]>,
+    chain_len: Box<[u16]>,
+    slots: Box<[Option<Mbuf>]>,
+    posted: Box<[u32]>,
+    avail_idx: u16,
+    last_used: u16,
+    hdr_len: usize,
+    mrg: bool,
+    event_idx: bool,
+    rx_chain: u16,
+    max_rx_pkt: usize,
+    kick: Option<File>,
+    broken: bool,
+}
+
+// SAFETY: the raw pointers refer to the queue's own shared area, which the owner keeps mapped;
+// the queue is used by one thread at a time.
+unsafe impl Send for DriverQueue {}
+
+impl std::fmt::Debug for DriverQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverQueue")
+            .field("size", &(self.mask as u32 + 1))
+            .field("num_free", &self.num_free)
+            .field("avail_idx", &self.avail_idx)
+            .field("last_used", &self.last_used)
+            .finish()
+    }
+}
+
+impl DriverQueue {
+    /// Initialises a queue in `area` (laid out by [`QueueLayout::new`]`(size)`).
+    ///
+    /// # Safety
+    /// `area` must point to at least `QueueLayout::new(size).total` bytes of 4096-aligned
+    /// writable memory that stays mapped while this queue (or a copy of [`Self::ring`]) is used.
+    pub unsafe fn new(area: *mut u8, size: u16, opts: DriverOptions) -> Result<DriverQueue, String> {
+        let l = QueueLayout::new(size);
+        // SAFETY: the caller guarantees `area` holds the whole layout.
+        let ring = unsafe {
+            std::ptr::write_bytes(area, 0, l.total);
+            SplitRing::new(area.add(l.desc), area.add(l.avail), area.add(l.used), size)
+        }
+        .map_err(|e| format!("bad ring size {size}: {e:?}"))?;
+        let n = size as usize;
+        let mut q = DriverQueue {
+            ring,
+            // SAFETY: inside the area per the layout.
+            hdr_cells: unsafe { area.add(l.hdrs) },
+            mask: size - 1,
+            free_head: 0,
+            num_free: size,
+            next: (0..n).map(|i| if i + 1 < n { (i + 1) as u16 } else { NONE }).collect(),
+            chain_len: vec![0; n].into_boxed_slice(),
+            slots: (0..n).map(|_| None).collect(),
+            posted: vec![0; n].into_boxed_slice(),
+            avail_idx: 0,
+            last_used: 0,
+            hdr_len: 12,
+            mrg: false,
+            event_idx: false,
+            rx_chain: 1,
+            max_rx_pkt: opts.max_rx_pkt,
+            kick: None,
+            broken: false,
+        };
+        q.apply_options(opts);
+        Ok(q)
+    }
+
+    /// Applies negotiated options (after a (re)connection; features must not change while
+    /// buffers are in flight).
+    pub fn apply_options(&mut self, opts: DriverOptions) {
+        self.hdr_len = net_hdr_len(opts.features);
+        self.mrg = opts.features & bit(feature::NET_F_MRG_RXBUF) != 0;
+        self.event_idx = opts.features & bit(feature::RING_F_EVENT_IDX) != 0;
+        self.max_rx_pkt = opts.max_rx_pkt;
+        if self.event_idx {
+            self.ring.set_used_event(self.last_used.wrapping_add(0x8000));
+        } else {
+            self.ring.set_avail_flags(VRING_AVAIL_F_NO_INTERRUPT);
+        }
+    }
+
+    /// Sets the eventfd used to kick the device (None: never kick).
+    pub fn set_kick(&mut self, kick: Option<File>) {
+        self.kick = kick;
+    }
+
+    /// A copy of the ring view (for the control plane).
+    pub fn ring(&self) -> SplitRing {
+        self.ring
+    }
+
+    /// Index of the next used entry this queue will read.
+    pub fn last_used(&self) -> u16 {
+        self.last_used
+    }
+
+    /// Descriptors currently posted to the device.
+    pub fn in_flight(&self) -> u16 {
+        self.mask.wrapping_add(1).wrapping_sub(self.num_free)
+    }
+
+    /// Called after a reconnection: the avail index the new device should start from, given
+    /// what the old device completed. Repairs `used.idx` if the old device left it corrupt.
+    /// Must run while no burst is in progress.
+    pub fn resume_base(&mut self) -> u16 {
+        let used = self.ring.used_idx();
+        let completed = used.wrapping_sub(self.last_used);
+        let posted = self.avail_idx.wrapping_sub(self.last_used);
+        self.broken = false;
+        if completed <= posted {
+            used
+        } else {
+            self.ring.set_used_idx(self.last_used);
+            self.last_used
+        }
+    }
+
+    fn alloc_descs(&mut self, n: u16) -> u16 {
+        debug_assert!(n >= 1 && n <= self.num_free);
+        let head = self.free_head;
+        let mut last = head;
+        for _ in 1..n {
+            last = self.next[last as usize];
+        }
+        self.free_head = self.next[last as usize];
+        self.next[last as usize] = NONE;
+        self.num_free -= n;
+        self.chain_len[head as usize] = n;
+        head
+    }
+
+    fn free_chain(&mut self, head: u16) {
+        let n = self.chain_len[head as usize];
+        let mut last = head;
+        for _ in 1..n {
+            last = self.next[last as usize];
+        }
+        self.next[last as usize] = self.free_head;
+        self.free_head = head;
+        self.num_free += n;
+        self.chain_len[head as usize] = 0;
+    }
+
+    #[inline]
+    fn publish_avail(&mut self, old: u16) {
+        if old == self.avail_idx {
+            return;
+        }
+        self.ring.set_avail_idx(self.avail_idx);
+        let Some(kick) = &self.kick else { return };
+        fence(Ordering::SeqCst);
+        let kick_needed = if self.event_idx {
+            need_event(self.ring.avail_event(), self.avail_idx, old)
+        } else {
+            self.ring.used_flags() & VRING_USED_F_NO_NOTIFY == 0
+        };
+        if kick_needed {
+            let _ = (&*kick).write(&1u64.to_ne_bytes());
+        }
+    }
+
+    /// Returns completed entries' ids, validated; stops at the first incomplete merge.
+    #[inline]
+    fn used_pending(&mut self, sink: &impl ErrorSink) -> u16 {
+        if self.broken {
+            return 0;
+        }
+        let used = self.ring.used_idx();
+        let pending = used.wrapping_sub(self.last_used);
+        if pending > self.in_flight_entries() {
+            sink.ring_error(RingError::UsedId, 1);
+            self.broken = true;
+            return 0;
+        }
+        pending
+    }
+
+    #[inline]
+    fn in_flight_entries(&self) -> u16 {
+        self.avail_idx.wrapping_sub(self.last_used)
+    }
+
+    /// Takes the used entry at `last_used`, validating its id. None (counted) if bogus.
+    #[inline]
+    fn take_used(&mut self, sink: &impl ErrorSink) -> Option<(u16, u32)> {
+        let e = self.ring.used_elem(self.last_used);
+        self.last_used = self.last_used.wrapping_add(1);
+        let id = e.id;
+        if id > self.mask as u32
+            || self.chain_len[id as usize] == 0
+            || self.slots[id as usize].is_none()
+        {
+            sink.ring_error(RingError::UsedId, 1);
+            return None;
+        }
+        Some((id as u16, e.len))
+    }
+
+    /// Tx: frees mbufs of transmissions the device completed.
+    pub fn reclaim(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
+        let pending = self.used_pending(sink);
+        for _ in 0..pending {
+            if let Some((id, _len)) = self.take_used(sink) {
+                if let Some(m) = self.slots[id as usize].take() {
+                    cache.free(m);
+                }
+                self.free_chain(id);
+            }
+        }
+    }
+
+    /// Tx: posts packets from the front of `pkts`; removes the ones posted. Returns how many
+    /// were posted and their bytes.
+    pub fn transmit(
+        &mut self,
+        cache: &mut MbufCache,
+        pkts: &mut Burst,
+        sink: &impl ErrorSink,
+    ) -> (usize, usize) {
+        if self.num_free < 32 || (self.num_free as usize) < pkts.len() {
+            self.reclaim(cache, sink);
+        }
+        let old = self.avail_idx;
+        let mut sent = 0;
+        let mut bytes = 0;
+        let mut budget = self.num_free;
+        for m in pkts.iter() {
+            let need = m.nb_segs() as u16 + u16::from(m.headroom() < self.hdr_len);
+            if need > budget {
+                break;
+            }
+            budget -= need;
+            sent += 1;
+        }
+        for mut m in pkts.drain(..sent) {
+            bytes += m.pkt_len();
+            let push_hdr = m.headroom() >= self.hdr_len;
+            let need = m.nb_segs() as u16 + u16::from(!push_hdr);
+            let head = self.alloc_descs(need);
+            let mut id = head;
+            if push_hdr {
+                let h = m.prepend(self.hdr_len).expect("headroom checked");
+                h.fill(0);
+            } else {
+                // SAFETY: id < size and each cell is HDR_CELL bytes inside the area.
+                let cell = unsafe { self.hdr_cells.add(id as usize * HDR_CELL) };
+                // SAFETY: as above.
+                unsafe { std::ptr::write_bytes(cell, 0, self.hdr_len) };
+                let nxt = self.next[id as usize];
+                self.ring.set_desc(
+                    id,
+                    Desc {
+                        addr: cell as u64,
+                        len: self.hdr_len as u32,
+                        flags: VRING_DESC_F_NEXT,
+                        next: nxt,
+                    },
+                );
+                id = nxt;
+            }
+            let mut segs = m.segments().peekable();
+            while let Some(s) = segs.next() {
+                let more = segs.peek().is_some();
+                let nxt = self.next[id as usize];
+                // Guest address = our virtual address (the header was prepended into the
+                // first segment's data when it fit).
+                self.ring.set_desc(
+                    id,
+                    Desc {
+                        addr: s.as_ptr() as u64,
+                        len: s.len() as u32,
+                        flags: if more { VRING_DESC_F_NEXT } else { 0 },
+                        next: if more { nxt } else { 0 },
+                    },
+                );
+                if more {
+                    id = nxt;
+                }
+            }
+            self.slots[head as usize] = Some(m);
+            self.ring.set_avail_ring(self.avail_idx, head);
+            self.avail_idx = self.avail_idx.wrapping_add(1);
+        }
+        self.publish_avail(old);
+        (sent, bytes)
+    }
+
+    /// Rx: posts fresh buffers into every free slot.
+    pub fn refill(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
+        let old = self.avail_idx;
+        while self.num_free >= self.rx_chain {
+            let head = self.alloc_descs(self.rx_chain);
+            let mut id = head;
+            let mut ok = true;
+            for k in 0..self.rx_chain {
+                let Some(m) = cache.alloc() else {
+                    ok = false;
+                    break;
+                };
+                // Buffers after the first of a chain carry no header.
+                let room = if k == 0 { self.hdr_len } else { 0 };
+                let addr = m.data_addr() - room as u64;
+                let len = (m.tailroom() + room) as u32;
+                let nxt = self.next[id as usize];
+                let last = k + 1 == self.rx_chain;
+                self.ring.set_desc(
+                    id,
+                    Desc {
+                        addr,
+                        len,
+                        flags: VRING_DESC_F_WRITE | if last { 0 } else { VRING_DESC_F_NEXT },
+                        next: if last { 0 } else { nxt },
+                    },
+                );
+                self.posted[id as usize] = len;
+                self.slots[id as usize] = Some(m);
+                id = nxt;
+            }
+            if !ok {
+                sink.ring_error(RingError::NoMbuf, 1);
+                self.drop_chain_slots(head, cache);
+                self.free_chain(head);
+                break;
+            }
+            self.ring.set_avail_ring(self.avail_idx, head);
+            self.avail_idx = self.avail_idx.wrapping_add(1);
+        }
+        if self.event_idx {
+            self.ring.set_used_event(self.last_used.wrapping_add(0x8000));
+        }
+        self.publish_avail(old);
+    }
+
+    fn drop_chain_slots(&mut self, head: u16, cache: &mut MbufCache) {
+        let mut id = head;
+        for _ in 0..self.chain_len[head as usize] {
+            if let Some(m) = self.slots[id as usize].take() {
+                cache.free(m);
+            }
+            id = self.next[id as usize];
+            if id == NONE {
+                break;
+            }
+        }
+    }
+
+    /// Sets how many descriptors each Rx buffer chain has, so that a frame of `max_frame` bytes
+    /// fits without mergeable buffers. Call before the first refill.
+    pub fn set_rx_chain_for(&mut self, max_frame: usize, seg_room: usize) {
+        self.rx_chain = if self.mrg {
+            1
+        } else {
+            (max_frame + self.hdr_len).div_ceil(seg_room.max(1)).clamp(1, 64) as u16
+        };
+        if self.rx_chain > self.mask.wrapping_add(1) {
+            self.rx_chain = 1;
+        }
+    }
+
+    /// Rx: collects up to `max` completed packets into `out`, then refills. Returns packets and
+    /// bytes received.
+    pub fn receive(
+        &mut self,
+        cache: &mut MbufCache,
+        out: &mut Burst,
+        max: usize,
+        port: u16,
+        sink: &impl ErrorSink,
+    ) -> (usize, usize) {
+        let mut pending = self.used_pending(sink);
+        let max = max.min(out.remaining_capacity());
+        let mut got = 0;
+        let mut bytes = 0;
+        while pending > 0 && got < max {
+            if self.mrg {
+                // Peek the header of the first buffer to learn how many buffers follow.
+                let e = self.ring.used_elem(self.last_used);
+                let nb = self.peek_num_buffers(e.id, e.len);
+                let nb = match nb {
+                    Some(n) if n >= 1 && n <= pending => n,
+                    Some(n) if n >= 1 && n <= self.mask.wrapping_add(1) => break, // incomplete
+                    _ => 1, // bogus: the first take_used/len check will count it
+                };
+                pending -= nb;
+                if let Some(m) = self.take_merged(nb, cache, sink) {
+                    bytes += m.pkt_len();
+                    self.deliver(m, port, out, &mut got, sink, cache);
+                }
+            } else {
+                pending -= 1;
+                if let Some(m) = self.take_chain(cache, sink) {
+                    bytes += m.pkt_len();
+                    self.deliver(m, port, out, &mut got, sink, cache);
+                }
+            }
+        }
+        self.refill(cache, sink);
+        (got, bytes)
+    }
+
+    #[inline]
+    fn deliver(
+        &mut self,
+        mut m: Mbuf,
+        port: u16,
+        out: &mut Burst,
+        got: &mut usize,
+        sink: &impl ErrorSink,
+        cache: &mut MbufCache,
+    ) {
+        if m.pkt_len() > self.max_rx_pkt {
+            sink.ring_error(RingError::TooLong, 1);
+            cache.free(m);
+            return;
+        }
+        m.set_port(port);
+        out.push(m);
+        *got += 1;
+    }
+
+    fn peek_num_buffers(&self, id: u32, len: u32) -> Option<u16> {
+        if id > self.mask as u32 || len < self.hdr_len as u32 || self.hdr_len != 12 {
+            return None;
+        }
+        let m = self.slots[id as usize].as_ref()?;
+        // The header sits just before the data start in the headroom we posted.
+        let p = (m.data_addr() - self.hdr_len as u64 + NET_HDR_NUM_BUFFERS_OFF as u64) as *const u8;
+        // SAFETY: the mbuf is ours and was posted with hdr_len bytes of headroom in front of
+        // its data, inside its buffer.
+        let b = unsafe { [p.read_volatile(), p.add(1).read_volatile()] };
+        Some(u16::from_le_bytes(b))
+    }
+
+    fn take_merged(&mut self, nb: u16, cache: &mut MbufCache, sink: &impl ErrorSink) -> Option<Mbuf> {
+        let mut head: Option<Mbuf> = None;
+        let mut bad = false;
+        for k in 0..nb {
+            let Some((id, len)) = self.take_used(sink) else {
+                bad = true;
+                continue;
+            };
+            let mut m = self.slots[id as usize].take().expect("validated");
+            self.free_chain(id);
+            if len > self.posted[id as usize] || (k == 0 && (len as usize) < self.hdr_len) {
+                sink.ring_error(RingError::UsedLen, 1);
+                cache.free(m);
+                bad = true;
+                continue;
+            }
+            if k == 0 {
+                m.set_data_len(len as usize - self.hdr_len);
+                m.set_pkt_len(len as usize - self.hdr_len);
+            } else {
+                // Continuation buffers were posted from data_addr - hdr_len with no header.
+                let off = m.headroom() - self.hdr_len;
+                m.set_data_off(off);
+                m.set_data_len(len as usize);
+                m.set_pkt_len(len as usize);
+            }
+            match head.as_mut() {
+                None => head = Some(m),
+                Some(h) => h.chain(m),
+            }
+        }
+        if bad {
+            if let Some(h) = head {
+                cache.free(h);
+            }
+            return None;
+        }
+        head
+    }
+
+    fn take_chain(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) -> Option<Mbuf> {
+        let (id, len) = self.take_used(sink)?;
+        let n = self.chain_len[id as usize];
+        let mut total_posted = 0u64;
+        let mut d = id;
+        for _ in 0..n {
+            total_posted += self.posted[d as usize] as u64;
+            d = self.next[d as usize];
+            if d == NONE {
+                break;
+            }
+        }
+        if len as u64 > total_posted || (len as usize) < self.hdr_len {
+            sink.ring_error(RingError::UsedLen, 1);
+            self.drop_chain_slots(id, cache);
+            self.free_chain(id);
+            return None;
+        }
+        let mut left = len as usize;
+        let mut head: Option<Mbuf> = None;
+        let mut d = id;
+        for k in 0..n {
+            let mut m = self.slots[d as usize].take().expect("posted chain slot");
+            let posted = self.posted[d as usize] as usize;
+            let nxt = self.next[d as usize];
+            let take = left.min(posted);
+            left -= take;
+            let data = if k == 0 { take - self.hdr_len } else { take };
+            if k > 0 && data == 0 {
+                cache.free(m);
+            } else {
+                m.set_data_len(data);
+                m.set_pkt_len(data);
+                match head.as_mut() {
+                    None => head = Some(m),
+                    Some(h) => h.chain(m),
+                }
+            }
+            d = nxt;
+            if d == NONE {
+                break;
+            }
+        }
+        self.free_chain(id);
+        head
+    }
+
+    /// Frees every mbuf still posted (port close).
+    pub fn drain(&mut self, cache: &mut MbufCache) {
+        for s in self.slots.iter_mut() {
+            if let Some(m) = s.take() {
+                cache.free(m);
+            }
+        }
+    }
+}
