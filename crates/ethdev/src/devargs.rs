@@ -93,7 +93,9 @@ impl Devargs {
             })?;
             let k = k.trim();
             if args.iter().any(|(ek, _): &(String, String)| ek == k) {
-                return Err(Error::Devargs(format!("{name}: argument '{k}' given twice")));
+                return Err(Error::Devargs(format!(
+                    "{name}: argument '{k}' given twice"
+                )));
             }
             args.push((k.to_string(), v.trim().to_string()));
         }

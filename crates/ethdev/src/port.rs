@@ -26,13 +26,14 @@ impl std::str::FromStr for MacAddr {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let parts: Vec<&str> = s.split(':').collect();
         if parts.len() != 6 {
-            return Err(format!("bad MAC address '{s}': expected six hex bytes like 02:00:00:00:00:01"));
+            return Err(format!(
+                "bad MAC address '{s}': expected six hex bytes like 02:00:00:00:00:01"
+            ));
         }
         let mut m = [0u8; 6];
         for (i, p) in parts.iter().enumerate() {
-            m[i] = u8::from_str_radix(p, 16).map_err(|_| {
-                format!("bad MAC address '{s}': '{p}' is not a hex byte")
-            })?;
+            m[i] = u8::from_str_radix(p, 16)
+                .map_err(|_| format!("bad MAC address '{s}': '{p}' is not a hex byte"))?;
         }
         Ok(MacAddr(m))
     }

@@ -201,7 +201,10 @@ impl PortStats {
     }
     /// Packets the port could not receive for lack of mbufs (`rx_nombuf`).
     pub fn rx_nombuf(&self) -> u64 {
-        self.rx_queues.iter().map(|q| q.error(ErrorCause::NoMbuf)).sum()
+        self.rx_queues
+            .iter()
+            .map(|q| q.error(ErrorCause::NoMbuf))
+            .sum()
     }
     /// Receive errors other than mbuf shortage (`ierrors`).
     pub fn ierrors(&self) -> u64 {
@@ -256,6 +259,10 @@ mod tests {
         let s = PortStats::collect([&q], []);
         assert_eq!(s.ipackets(), 1);
         assert_eq!(s.ibytes(), 64);
-        assert!(s.xstats().iter().any(|(n, v)| n == "rx_q0_desc_chain_loop" && *v == 0));
+        assert!(
+            s.xstats()
+                .iter()
+                .any(|(n, v)| n == "rx_q0_desc_chain_loop" && *v == 0)
+        );
     }
 }

@@ -163,7 +163,14 @@ mod tests {
         // A second mapping of the same fd sees the write.
         // SAFETY: mapping the region's own fd read-only.
         let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), r.len(), libc::PROT_READ, libc::MAP_SHARED, r.fd(), 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                r.len(),
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                r.fd(),
+                0,
+            )
         };
         assert_ne!(p, libc::MAP_FAILED);
         // SAFETY: p maps r.len() bytes.

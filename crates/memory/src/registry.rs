@@ -37,6 +37,28 @@ pub fn unregister(id: u64) {
     g.1.retain(|r| r.id != id);
 }
 
+/// All regions registered now, each with its own duplicate of the fd (so that a region
+/// dropped by another thread meanwhile cannot make the fd number point at something else).
+/// The `fd` field of each [`RegionInfo`] is the duplicate's number, valid while the
+/// [`std::os::fd::OwnedFd`] lives.
+pub fn snapshot_owned() -> std::io::Result<Vec<(RegionInfo, std::os::fd::OwnedFd)>> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let g = REGIONS.lock().unwrap_or_else(|p| p.into_inner());
+    g.1.iter()
+        .map(|r| {
+            // SAFETY: registered fds stay open until unregistered, which needs this lock.
+            let fd = unsafe { BorrowedFd::borrow_raw(r.fd) }.try_clone_to_owned()?;
+            Ok((
+                RegionInfo {
+                    fd: fd.as_raw_fd(),
+                    ..*r
+                },
+                fd,
+            ))
+        })
+        .collect()
+}
+
 /// All regions registered now, in registration order.
 pub fn snapshot() -> Vec<RegionInfo> {
     REGIONS.lock().unwrap_or_else(|p| p.into_inner()).1.clone()

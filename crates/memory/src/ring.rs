@@ -102,7 +102,12 @@ impl ObjRing {
             if self
                 .prod_head
                 .0
-                .compare_exchange_weak(head, head.wrapping_add(n), Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(
+                    head,
+                    head.wrapping_add(n),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 break (head, n);
@@ -115,7 +120,9 @@ impl ObjRing {
         while self.prod_tail.0.load(Ordering::Relaxed) != head {
             spin_hint();
         }
-        self.prod_tail.0.store(head.wrapping_add(n), Ordering::Release);
+        self.prod_tail
+            .0
+            .store(head.wrapping_add(n), Ordering::Release);
         n
     }
 
@@ -137,7 +144,12 @@ impl ObjRing {
             if self
                 .cons_head
                 .0
-                .compare_exchange_weak(head, head.wrapping_add(n), Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(
+                    head,
+                    head.wrapping_add(n),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 break (head, n);
@@ -150,7 +162,9 @@ impl ObjRing {
         while self.cons_tail.0.load(Ordering::Relaxed) != head {
             spin_hint();
         }
-        self.cons_tail.0.store(head.wrapping_add(n), Ordering::Release);
+        self.cons_tail
+            .0
+            .store(head.wrapping_add(n), Ordering::Release);
         n
     }
 }

@@ -10,6 +10,9 @@
 pub mod null;
 pub mod ring;
 mod shared;
+mod sink;
+pub mod vhost;
+pub mod virtio_user;
 
 use ferrovia_ethdev::{Devargs, DriverKind, Error, Port, PortConf, Result};
 
@@ -19,6 +22,8 @@ pub fn open(devargs: &str, conf: &PortConf) -> Result<Box<dyn Port>> {
     match d.kind {
         DriverKind::Null => Ok(Box::new(null::NullPort::open(&d, conf)?)),
         DriverKind::Ring => Ok(Box::new(ring::RingPort::open(&d, conf)?)),
+        DriverKind::VirtioUser => Ok(Box::new(virtio_user::VirtioUserPort::open(&d, conf)?)),
+        DriverKind::Vhost => Ok(Box::new(vhost::VhostPort::open(&d, conf)?)),
         other => Err(Error::Unsupported(format!(
             "{}: driver {} is not available in this build",
             d.name,

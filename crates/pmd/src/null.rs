@@ -85,7 +85,10 @@ impl Port for NullPort {
         )
     }
     fn reset_stats(&self) {
-        self.rx_stats.iter().chain(&self.tx_stats).for_each(|s| s.reset());
+        self.rx_stats
+            .iter()
+            .chain(&self.tx_stats)
+            .for_each(|s| s.reset());
     }
     fn rx_queue(&mut self, q: u16) -> Result<Box<dyn RxQueue>> {
         let guard = self.rx_taken.take(&self.name, "rx", q)?;

@@ -53,7 +53,9 @@ impl RingPort {
             name: d.name.clone(),
             conf: conf.clone(),
             nq,
-            rings: (0..nq).map(|_| Arc::new(MbufRing(ObjRing::new(size)))).collect(),
+            rings: (0..nq)
+                .map(|_| Arc::new(MbufRing(ObjRing::new(size))))
+                .collect(),
             state: Arc::default(),
             rx_stats: (0..nq).map(|_| Arc::default()).collect(),
             tx_stats: (0..nq).map(|_| Arc::default()).collect(),
@@ -100,7 +102,10 @@ impl Port for RingPort {
         )
     }
     fn reset_stats(&self) {
-        self.rx_stats.iter().chain(&self.tx_stats).for_each(|s| s.reset());
+        self.rx_stats
+            .iter()
+            .chain(&self.tx_stats)
+            .for_each(|s| s.reset());
     }
     fn rx_queue(&mut self, q: u16) -> Result<Box<dyn RxQueue>> {
         let guard = self.rx_taken.take(&self.name, "rx", q)?;

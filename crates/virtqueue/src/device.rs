@@ -84,12 +84,13 @@ pub struct BurstResult {
 }
 
 impl DeviceVring {
-    /// Starts polling a configured vring from its `base`.
-    pub fn new(active: Arc<ActiveVring>) -> DeviceVring {
+    /// Starts polling a configured vring at the given avail and used indexes (the vring's
+    /// `base` for a fresh configuration, or where the previous poller stopped).
+    pub fn new(active: Arc<ActiveVring>, last_avail: u16, used_idx: u16) -> DeviceVring {
         let f = active.features;
         DeviceVring {
-            last_avail: active.base,
-            used_idx: active.base,
+            last_avail,
+            used_idx,
             hdr_len: net_hdr_len(f),
             mrg: f & bit(feature::NET_F_MRG_RXBUF) != 0,
             event_idx: f & bit(feature::RING_F_EVENT_IDX) != 0,
@@ -102,6 +103,11 @@ impl DeviceVring {
     /// The next avail index to process (what GET_VRING_BASE reports).
     pub fn last_avail(&self) -> u16 {
         self.last_avail
+    }
+
+    /// The next used index this poller will write.
+    pub fn used_idx(&self) -> u16 {
+        self.used_idx
     }
 
     /// The configuration this state was built from.
@@ -239,10 +245,7 @@ impl DeviceVring {
     fn put_used(&mut self, k: u16, id: u16, len: u32) {
         self.active.ring.set_used_elem(
             self.used_idx.wrapping_add(k),
-            UsedElem {
-                id: id as u32,
-                len,
-            },
+            UsedElem { id: id as u32, len },
         );
     }
 

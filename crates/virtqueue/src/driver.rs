@@ -67,6 +67,22 @@ impl QueueLayout {
     }
 }
 
+/// The avail index a new device should start from after a reconnection, given what the old
+/// device completed (`used.idx` in ring memory) and the driver's own `last_used` and
+/// `avail_idx`. Repairs `used.idx` if the old device left it outside that window. Must run
+/// while no burst is in progress on the queue.
+pub fn resume_base(ring: &SplitRing, last_used: u16, avail_idx: u16) -> u16 {
+    let used = ring.used_idx();
+    let completed = used.wrapping_sub(last_used);
+    let posted = avail_idx.wrapping_sub(last_used);
+    if completed <= posted {
+        used
+    } else {
+        ring.set_used_idx(last_used);
+        last_used
+    }
+}
+
 /// Negotiated options a driver queue follows.
 #[derive(Debug, Clone, Copy)]
 pub struct DriverOptions {
@@ -119,7 +135,11 @@ impl DriverQueue {
     /// # Safety
     /// `area` must point to at least `QueueLayout::new(size).total` bytes of 4096-aligned
     /// writable memory that stays mapped while this queue (or a copy of [`Self::ring`]) is used.
-    pub unsafe fn new(area: *mut u8, size: u16, opts: DriverOptions) -> Result<DriverQueue, String> {
+    pub unsafe fn new(
+        area: *mut u8,
+        size: u16,
+        opts: DriverOptions,
+    ) -> Result<DriverQueue, String> {
         let l = QueueLayout::new(size);
         // SAFETY: the caller guarantees `area` holds the whole layout.
         let ring = unsafe {
@@ -135,7 +155,9 @@ impl DriverQueue {
             mask: size - 1,
             free_head: 0,
             num_free: size,
-            next: (0..n).map(|i| if i + 1 < n { (i + 1) as u16 } else { NONE }).collect(),
+            next: (0..n)
+                .map(|i| if i + 1 < n { (i + 1) as u16 } else { NONE })
+                .collect(),
             chain_len: vec![0; n].into_boxed_slice(),
             slots: (0..n).map(|_| None).collect(),
             posted: vec![0; n].into_boxed_slice(),
@@ -161,7 +183,8 @@ impl DriverQueue {
         self.event_idx = opts.features & bit(feature::RING_F_EVENT_IDX) != 0;
         self.max_rx_pkt = opts.max_rx_pkt;
         if self.event_idx {
-            self.ring.set_used_event(self.last_used.wrapping_add(0x8000));
+            self.ring
+                .set_used_event(self.last_used.wrapping_add(0x8000));
         } else {
             self.ring.set_avail_flags(VRING_AVAIL_F_NO_INTERRUPT);
         }
@@ -187,20 +210,17 @@ impl DriverQueue {
         self.mask.wrapping_add(1).wrapping_sub(self.num_free)
     }
 
-    /// Called after a reconnection: the avail index the new device should start from, given
-    /// what the old device completed. Repairs `used.idx` if the old device left it corrupt.
-    /// Must run while no burst is in progress.
-    pub fn resume_base(&mut self) -> u16 {
-        let used = self.ring.used_idx();
-        let completed = used.wrapping_sub(self.last_used);
-        let posted = self.avail_idx.wrapping_sub(self.last_used);
+    /// Index of the next avail entry this queue will write.
+    pub fn avail_idx(&self) -> u16 {
+        self.avail_idx
+    }
+
+    /// After a reconnection: forgets a previous peer's corruption and follows the new
+    /// negotiated options and kick fd.
+    pub fn on_reconnect(&mut self, opts: DriverOptions, kick: Option<File>) {
         self.broken = false;
-        if completed <= posted {
-            used
-        } else {
-            self.ring.set_used_idx(self.last_used);
-            self.last_used
-        }
+        self.apply_options(opts);
+        self.kick = kick;
     }
 
     fn alloc_descs(&mut self, n: u16) -> u16 {
@@ -414,7 +434,8 @@ impl DriverQueue {
             self.avail_idx = self.avail_idx.wrapping_add(1);
         }
         if self.event_idx {
-            self.ring.set_used_event(self.last_used.wrapping_add(0x8000));
+            self.ring
+                .set_used_event(self.last_used.wrapping_add(0x8000));
         }
         self.publish_avail(old);
     }
@@ -438,7 +459,9 @@ impl DriverQueue {
         self.rx_chain = if self.mrg {
             1
         } else {
-            (max_frame + self.hdr_len).div_ceil(seg_room.max(1)).clamp(1, 64) as u16
+            (max_frame + self.hdr_len)
+                .div_ceil(seg_room.max(1))
+                .clamp(1, 64) as u16
         };
         if self.rx_chain > self.mask.wrapping_add(1) {
             self.rx_chain = 1;
@@ -519,7 +542,12 @@ impl DriverQueue {
         Some(u16::from_le_bytes(b))
     }
 
-    fn take_merged(&mut self, nb: u16, cache: &mut MbufCache, sink: &impl ErrorSink) -> Option<Mbuf> {
+    fn take_merged(
+        &mut self,
+        nb: u16,
+        cache: &mut MbufCache,
+        sink: &impl ErrorSink,
+    ) -> Option<Mbuf> {
         let mut head: Option<Mbuf> = None;
         let mut bad = false;
         for k in 0..nb {

@@ -74,7 +74,10 @@ impl GuestMemory {
             return Err(format!("too many memory regions (limit {MAX_REGIONS})"));
         }
         if s.size == 0 {
-            return Err(format!("memory region at gpa {:#x} has size 0", s.guest_phys_addr));
+            return Err(format!(
+                "memory region at gpa {:#x} has size 0",
+                s.guest_phys_addr
+            ));
         }
         let gpa_end = s.guest_phys_addr.checked_add(s.size);
         let uva_end = s.user_addr.checked_add(s.size);
@@ -86,7 +89,9 @@ impl GuestMemory {
             ));
         };
         if file_end > isize::MAX as u64 {
-            return Err(format!("memory region of {file_end:#x} bytes is too large to map"));
+            return Err(format!(
+                "memory region of {file_end:#x} bytes is too large to map"
+            ));
         }
         for r in &self.regions {
             if s.guest_phys_addr < r.gpa + r.size && r.gpa < gpa_end {
@@ -198,7 +203,9 @@ impl GuestMemory {
             });
         }
         if !found {
-            return Err(format!("no memory region at gpa {gpa:#x} with size {size:#x}"));
+            return Err(format!(
+                "no memory region at gpa {gpa:#x} with size {size:#x}"
+            ));
         }
         GuestMemory::map(specs)
     }
@@ -250,7 +257,9 @@ mod tests {
         // SAFETY: dup of a valid fd.
         let fd = unsafe { libc::dup(r.fd()) };
         // SAFETY: fresh fd from dup.
-        (r, unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+        (r, unsafe {
+            <File as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        })
     }
 
     #[test]
@@ -303,8 +312,20 @@ mod tests {
         let (_r, f) = memfd(4096);
         let (_r2, f2) = memfd(4096);
         let e = GuestMemory::map(vec![
-            RegionSpec { guest_phys_addr: 0, size: 4096, user_addr: 0, mmap_offset: 0, file: f },
-            RegionSpec { guest_phys_addr: 100, size: 4096, user_addr: 0, mmap_offset: 0, file: f2 },
+            RegionSpec {
+                guest_phys_addr: 0,
+                size: 4096,
+                user_addr: 0,
+                mmap_offset: 0,
+                file: f,
+            },
+            RegionSpec {
+                guest_phys_addr: 100,
+                size: 4096,
+                user_addr: 0,
+                mmap_offset: 0,
+                file: f2,
+            },
         ])
         .unwrap_err();
         assert!(e.contains("overlaps"), "{e}");

@@ -53,7 +53,11 @@ impl SplitRing {
         if desc as usize % 16 != 0 || avail as usize % 2 != 0 || used as usize % 4 != 0 {
             return Err(RingAddrError::Misaligned);
         }
-        let _ = (desc_table_size(size), avail_ring_size(size), used_ring_size(size));
+        let _ = (
+            desc_table_size(size),
+            avail_ring_size(size),
+            used_ring_size(size),
+        );
         Ok(SplitRing {
             desc: desc.cast(),
             avail: avail.cast(),
@@ -114,13 +118,21 @@ impl SplitRing {
     #[inline]
     pub fn avail_ring(&self, slot: u16) -> u16 {
         // SAFETY: 2 + (slot & mask) < 2 + size entries of u16.
-        unsafe { self.avail.add(2 + (slot & self.mask) as usize).read_volatile() }
+        unsafe {
+            self.avail
+                .add(2 + (slot & self.mask) as usize)
+                .read_volatile()
+        }
     }
     /// Writes avail.ring[slot & mask].
     #[inline]
     pub fn set_avail_ring(&self, slot: u16, v: u16) {
         // SAFETY: as in `avail_ring`.
-        unsafe { self.avail.add(2 + (slot & self.mask) as usize).write_volatile(v) }
+        unsafe {
+            self.avail
+                .add(2 + (slot & self.mask) as usize)
+                .write_volatile(v)
+        }
     }
     /// used_event (after the avail ring entries).
     #[inline]
@@ -132,7 +144,8 @@ impl SplitRing {
     #[inline]
     pub fn set_used_event(&self, v: u16) {
         // SAFETY: as in `used_event`.
-        Self::atomic(unsafe { self.avail.add(2 + self.size() as usize) }).store(v, Ordering::Relaxed)
+        Self::atomic(unsafe { self.avail.add(2 + self.size() as usize) })
+            .store(v, Ordering::Relaxed)
     }
 
     /// used.flags.
@@ -199,7 +212,15 @@ mod tests {
         let base = mem.as_mut_ptr() as *mut u8;
         // SAFETY: 32 KiB buffer; desc at 0 (256 B), avail at 4096, used at 8192 for size 16.
         let r = unsafe { SplitRing::new(base, base.add(4096), base.add(8192), 16) }.unwrap();
-        r.set_desc(17, Desc { addr: 5, len: 6, flags: 1, next: 2 });
+        r.set_desc(
+            17,
+            Desc {
+                addr: 5,
+                len: 6,
+                flags: 1,
+                next: 2,
+            },
+        );
         assert_eq!(r.desc(1).addr, 5);
         r.set_avail_ring(16, 9);
         assert_eq!(r.avail_ring(0), 9);
@@ -215,7 +236,10 @@ mod tests {
         assert_eq!(r.used_idx(), 65535);
         // SAFETY: same buffer, bad sizes and alignment must be refused.
         unsafe {
-            assert_eq!(SplitRing::new(base, base, base, 15).unwrap_err(), RingAddrError::BadSize);
+            assert_eq!(
+                SplitRing::new(base, base, base, 15).unwrap_err(),
+                RingAddrError::BadSize
+            );
             assert_eq!(
                 SplitRing::new(base.add(8), base, base, 16).unwrap_err(),
                 RingAddrError::Misaligned

@@ -87,7 +87,7 @@ fn rig(features: u64, size: u16) -> Rig {
             call: None,
         });
         act.init_notifications();
-        DeviceVring::new(act)
+        DeviceVring::new(act, 0, 0)
     };
     let dev_rx = dev(0);
     let dev_tx = dev(l.total);
@@ -146,7 +146,9 @@ fn run(features: u64, sizes: &[usize]) {
     let (sent, _) = r.tx.transmit(&mut cache, &mut burst, &sink);
     assert_eq!(sent, sizes.len());
     let mut got = Burst::new();
-    let res = r.dev_tx.dequeue_burst(&mut cache, &mut got, 64, 9728, 3, &sink);
+    let res = r
+        .dev_tx
+        .dequeue_burst(&mut cache, &mut got, 64, 9728, 3, &sink);
     assert_eq!(res.packets, sizes.len(), "errors: {}", sink.total());
     for (i, m) in got.iter().enumerate() {
         assert_eq!(m.to_vec(), payload(i, sizes[i]), "tx packet {i}");

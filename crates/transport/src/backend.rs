@@ -1,0 +1,473 @@
+//! The vhost-user backend (device side) request handler.
+//!
+//! rust-vmm's `BackendReqHandler` reads and validates each message (sizes, fd counts, feature
+//! gating); this handler keeps the device state, validates the values inside (queue indexes,
+//! ring sizes, addresses) and publishes a ready vring to its polling thread through
+//! [`Quiesce`]. Any error it returns ends the session (as DPDK does); the reason is logged and
+//! counted in [`DeviceShared`].
+
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+
+use ferrovia_virtqueue::device::ActiveVring;
+use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
+use ferrovia_virtqueue::layout::{
+    avail_ring_size, bit, desc_table_size, feature, used_ring_size, valid_queue_size,
+};
+use ferrovia_virtqueue::quiesce::Quiesce;
+use ferrovia_virtqueue::split::SplitRing;
+use vhost::VhostUserMemoryRegionBase;
+use vhost::vhost_user::message::{
+    VhostTransferStateDirection, VhostTransferStatePhase, VhostUserConfigFlags, VhostUserInflight,
+    VhostUserLog, VhostUserMemoryRegion, VhostUserProtocolFeatures, VhostUserShMemConfig,
+    VhostUserSharedMsg, VhostUserSingleMemoryRegion, VhostUserVringAddrFlags, VhostUserVringState,
+};
+use vhost::vhost_user::{
+    Backend, Error as VuError, GpuBackend, Result as VuResult, VhostUserBackendReqHandlerMut,
+};
+
+/// One vring as the polling thread sees it.
+#[derive(Debug, Default)]
+pub struct VringCtl {
+    /// The configuration handshake.
+    pub cfg: Quiesce<ActiveVring>,
+    /// The avail index the poller will process next (written by the poller after each burst).
+    pub last_avail: AtomicU16,
+    /// The used index the poller will write next (written by the poller after each burst).
+    pub used_idx: AtomicU16,
+}
+
+/// State shared by the control thread, the polling threads and the port.
+#[derive(Debug)]
+pub struct DeviceShared {
+    /// Two vrings per queue pair: even = guest Rx (we enqueue), odd = guest Tx (we dequeue).
+    pub vrings: Vec<Arc<VringCtl>>,
+    /// Queue pair 0 is ready in both directions.
+    pub link_up: AtomicBool,
+    /// Sessions accepted or connected.
+    pub sessions: AtomicU64,
+    /// Sessions ended by a protocol error.
+    pub sessions_failed: AtomicU64,
+    /// Messages refused (each also ends its session).
+    pub bad_messages: AtomicU64,
+}
+
+impl DeviceShared {
+    /// State for a device with `queue_pairs` queue pairs.
+    pub fn new(queue_pairs: u16) -> Arc<DeviceShared> {
+        Arc::new(DeviceShared {
+            vrings: (0..queue_pairs as usize * 2)
+                .map(|_| Arc::default())
+                .collect(),
+            link_up: AtomicBool::new(false),
+            sessions: AtomicU64::new(0),
+            sessions_failed: AtomicU64::new(0),
+            bad_messages: AtomicU64::new(0),
+        })
+    }
+}
+
+/// Virtio features our backend offers.
+pub fn offered_features(queue_pairs: u16) -> u64 {
+    let mut f = bit(feature::F_VERSION_1)
+        | bit(feature::NET_F_MRG_RXBUF)
+        | bit(feature::F_IN_ORDER)
+        | bit(feature::RING_F_EVENT_IDX)
+        | bit(feature::RING_F_INDIRECT_DESC)
+        | bit(feature::VHOST_USER_F_PROTOCOL_FEATURES);
+    if queue_pairs > 1 {
+        f |= bit(feature::NET_F_MQ);
+    }
+    f
+}
+
+/// Protocol features our backend offers.
+pub fn offered_protocol_features() -> VhostUserProtocolFeatures {
+    VhostUserProtocolFeatures::MQ
+        | VhostUserProtocolFeatures::REPLY_ACK
+        | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
+}
+
+#[derive(Debug, Default)]
+struct VringSetup {
+    num: Option<u16>,
+    addr: Option<(u64, u64, u64)>,
+    base: u16,
+    used: u16,
+    kicked: bool,
+    enabled: bool,
+    call: Option<Arc<File>>,
+    published: bool,
+}
+
+/// Handles one vhost-user session.
+#[derive(Debug)]
+pub struct BackendHandler {
+    shared: Arc<DeviceShared>,
+    name: String,
+    offered: u64,
+    acked: u64,
+    protocol: u64,
+    mem: Option<Arc<GuestMemory>>,
+    vrings: Vec<VringSetup>,
+}
+
+fn refuse(shared: &DeviceShared, name: &str, what: String) -> VuError {
+    shared.bad_messages.fetch_add(1, Ordering::Relaxed);
+    log::error!("{name}: {what}; ending the vhost-user session");
+    VuError::InvalidParam
+}
+
+impl BackendHandler {
+    /// A handler for a new session of the device whose state is `shared`.
+    pub fn new(name: &str, shared: Arc<DeviceShared>) -> BackendHandler {
+        let n = shared.vrings.len();
+        let qp = (n / 2) as u16;
+        BackendHandler {
+            shared,
+            name: name.to_string(),
+            offered: offered_features(qp),
+            acked: 0,
+            protocol: 0,
+            mem: None,
+            vrings: (0..n).map(|_| VringSetup::default()).collect(),
+        }
+    }
+
+    fn err(&self, what: String) -> VuError {
+        refuse(&self.shared, &self.name, what)
+    }
+
+    fn check_index(&self, index: u32, msg: &str) -> VuResult<usize> {
+        if (index as usize) < self.vrings.len() {
+            Ok(index as usize)
+        } else {
+            Err(self.err(format!(
+                "{msg}: vring index {index} out of range (the port has {} vrings)",
+                self.vrings.len()
+            )))
+        }
+    }
+
+    /// Stops the poller of vring `i` and records where it stopped.
+    fn pause(&mut self, i: usize) {
+        let ctl = &self.shared.vrings[i];
+        if self.vrings[i].published {
+            ctl.cfg.publish(None);
+            self.vrings[i].base = ctl.last_avail.load(Ordering::Acquire);
+            self.vrings[i].used = ctl.used_idx.load(Ordering::Acquire);
+            self.vrings[i].published = false;
+        }
+    }
+
+    /// Publishes vring `i` to its poller if everything it needs is known.
+    fn refresh(&mut self, i: usize) -> VuResult<()> {
+        self.pause(i);
+        let v = &self.vrings[i];
+        let protocol = self.acked & bit(feature::VHOST_USER_F_PROTOCOL_FEATURES) != 0;
+        let enabled = if protocol { v.enabled } else { true };
+        let (Some(mem), Some(num), Some((d, u, a)), true, true) =
+            (&self.mem, v.num, v.addr, v.kicked, enabled)
+        else {
+            self.update_link();
+            return Ok(());
+        };
+        let t = |addr: u64, len: usize| mem.translate_uva(addr, len as u64);
+        let (Some(dp), Some(ap), Some(up)) = (
+            t(d, desc_table_size(num)),
+            t(a, avail_ring_size(num)),
+            t(u, used_ring_size(num)),
+        ) else {
+            return Err(self.err(format!(
+                "vring {i}: ring addresses desc {d:#x} avail {a:#x} used {u:#x} (size {num}) are outside the memory table"
+            )));
+        };
+        // SAFETY: each part was translated with its full size inside `mem`, which the
+        // ActiveVring keeps alive.
+        let ring = match unsafe { SplitRing::new(dp, ap, up, num) } {
+            Ok(r) => r,
+            Err(e) => return Err(self.err(format!("vring {i}: bad ring ({e:?})"))),
+        };
+        let active = Arc::new(ActiveVring {
+            ring,
+            mem: mem.clone(),
+            features: self.acked,
+            base: v.base,
+            call: v.call.clone(),
+        });
+        active.init_notifications();
+        let ctl = &self.shared.vrings[i];
+        ctl.last_avail.store(v.base, Ordering::Release);
+        ctl.used_idx.store(v.used, Ordering::Release);
+        ctl.cfg.publish(Some(active));
+        self.vrings[i].published = true;
+        self.update_link();
+        Ok(())
+    }
+
+    fn refresh_all(&mut self) -> VuResult<()> {
+        for i in 0..self.vrings.len() {
+            self.refresh(i)?;
+        }
+        Ok(())
+    }
+
+    fn update_link(&self) {
+        let up = self.vrings.len() >= 2 && self.vrings[0].published && self.vrings[1].published;
+        self.shared.link_up.store(up, Ordering::Release);
+    }
+
+    /// Ends the session: every poller is paused and the link goes down.
+    pub fn reset(&mut self) {
+        for i in 0..self.vrings.len() {
+            self.pause(i);
+            self.vrings[i] = VringSetup::default();
+        }
+        self.mem = None;
+        self.update_link();
+    }
+
+    fn install_mem(&mut self, mem: GuestMemory) -> VuResult<()> {
+        for i in 0..self.vrings.len() {
+            self.pause(i);
+        }
+        self.mem = Some(Arc::new(mem));
+        self.refresh_all()
+    }
+
+    fn specs(regions: &[VhostUserMemoryRegion], files: Vec<File>) -> Vec<RegionSpec> {
+        regions
+            .iter()
+            .zip(files)
+            .map(|(r, f)| RegionSpec {
+                guest_phys_addr: r.guest_phys_addr,
+                size: r.memory_size,
+                user_addr: r.user_addr,
+                mmap_offset: r.mmap_offset,
+                file: f,
+            })
+            .collect()
+    }
+}
+
+impl Drop for BackendHandler {
+    fn drop(&mut self) {
+        self.reset();
+    }
+}
+
+fn unsupported<T>(what: &'static str) -> VuResult<T> {
+    Err(VuError::InvalidOperation(what))
+}
+
+impl VhostUserBackendReqHandlerMut for BackendHandler {
+    fn set_owner(&mut self) -> VuResult<()> {
+        Ok(())
+    }
+    fn reset_owner(&mut self) -> VuResult<()> {
+        self.reset();
+        Ok(())
+    }
+    fn reset_device(&mut self) -> VuResult<()> {
+        self.reset();
+        Ok(())
+    }
+    fn get_features(&mut self) -> VuResult<u64> {
+        Ok(self.offered)
+    }
+    fn set_features(&mut self, features: u64) -> VuResult<()> {
+        if features & !self.offered != 0 {
+            return Err(self.err(format!(
+                "SET_FEATURES {features:#x} asks for features we did not offer ({:#x})",
+                features & !self.offered
+            )));
+        }
+        if self.vrings.iter().any(|v| v.published) && features != self.acked {
+            return Err(self.err("SET_FEATURES changed features while rings are running".into()));
+        }
+        self.acked = features;
+        Ok(())
+    }
+    fn set_mem_table(
+        &mut self,
+        regions: &[VhostUserMemoryRegion],
+        files: Vec<File>,
+        _postcopy: Option<bool>,
+    ) -> VuResult<Option<Vec<VhostUserMemoryRegionBase>>> {
+        let mem = GuestMemory::map(Self::specs(regions, files))
+            .map_err(|e| self.err(format!("SET_MEM_TABLE refused: {e}")))?;
+        self.install_mem(mem)?;
+        Ok(None)
+    }
+    fn set_vring_num(&mut self, index: u32, num: u32) -> VuResult<()> {
+        let i = self.check_index(index, "SET_VRING_NUM")?;
+        if !valid_queue_size(num) {
+            return Err(self.err(format!(
+                "SET_VRING_NUM: size {num} for vring {i} is not a power of two in 1..=32768"
+            )));
+        }
+        self.pause(i);
+        self.vrings[i].num = Some(num as u16);
+        self.refresh(i)
+    }
+    fn set_vring_addr(
+        &mut self,
+        index: u32,
+        flags: VhostUserVringAddrFlags,
+        descriptor: u64,
+        used: u64,
+        available: u64,
+        _log: u64,
+    ) -> VuResult<()> {
+        let i = self.check_index(index, "SET_VRING_ADDR")?;
+        if !flags.is_empty() {
+            log::warn!(
+                "{}: vring {i}: dirty logging requested but not supported",
+                self.name
+            );
+        }
+        self.pause(i);
+        self.vrings[i].addr = Some((descriptor, used, available));
+        self.refresh(i)
+    }
+    fn set_vring_base(&mut self, index: u32, base: u32) -> VuResult<()> {
+        let i = self.check_index(index, "SET_VRING_BASE")?;
+        if base > u16::MAX as u32 {
+            return Err(self.err(format!(
+                "SET_VRING_BASE: base {base} for vring {i} exceeds 65535"
+            )));
+        }
+        self.pause(i);
+        self.vrings[i].base = base as u16;
+        self.vrings[i].used = base as u16;
+        self.refresh(i)
+    }
+    fn get_vring_base(&mut self, index: u32) -> VuResult<VhostUserVringState> {
+        let i = self.check_index(index, "GET_VRING_BASE")?;
+        // GET_VRING_BASE stops the ring until the next kick.
+        self.pause(i);
+        self.vrings[i].kicked = false;
+        self.update_link();
+        Ok(VhostUserVringState::new(index, self.vrings[i].base as u32))
+    }
+    fn set_vring_kick(&mut self, index: u8, _fd: Option<File>) -> VuResult<()> {
+        // We poll; the kick fd (if any) is closed when dropped here.
+        let i = self.check_index(index as u32, "SET_VRING_KICK")?;
+        self.vrings[i].kicked = true;
+        self.refresh(i)
+    }
+    fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        let i = self.check_index(index as u32, "SET_VRING_CALL")?;
+        self.pause(i);
+        self.vrings[i].call = fd.map(Arc::new);
+        self.refresh(i)
+    }
+    fn set_vring_err(&mut self, index: u8, _fd: Option<File>) -> VuResult<()> {
+        self.check_index(index as u32, "SET_VRING_ERR")?;
+        Ok(())
+    }
+    fn get_protocol_features(&mut self) -> VuResult<VhostUserProtocolFeatures> {
+        Ok(offered_protocol_features())
+    }
+    fn set_protocol_features(&mut self, features: u64) -> VuResult<()> {
+        let offered = offered_protocol_features().bits();
+        if features & !offered != 0 {
+            return Err(self.err(format!(
+                "SET_PROTOCOL_FEATURES {features:#x} includes features we did not offer"
+            )));
+        }
+        self.protocol = features;
+        Ok(())
+    }
+    fn get_queue_num(&mut self) -> VuResult<u64> {
+        Ok((self.vrings.len() / 2) as u64)
+    }
+    fn set_vring_enable(&mut self, index: u32, enable: bool) -> VuResult<()> {
+        let i = self.check_index(index, "SET_VRING_ENABLE")?;
+        self.vrings[i].enabled = enable;
+        self.refresh(i)
+    }
+    fn get_config(
+        &mut self,
+        _offset: u32,
+        _size: u32,
+        _flags: VhostUserConfigFlags,
+    ) -> VuResult<Vec<u8>> {
+        unsupported("GET_CONFIG is not supported by this backend")
+    }
+    fn set_config(
+        &mut self,
+        _offset: u32,
+        _buf: &[u8],
+        _flags: VhostUserConfigFlags,
+    ) -> VuResult<()> {
+        unsupported("SET_CONFIG is not supported by this backend")
+    }
+    fn set_backend_req_fd(&mut self, _backend: Backend) {}
+    fn set_gpu_socket(&mut self, _gpu_backend: GpuBackend) -> VuResult<()> {
+        unsupported("GPU socket is not supported")
+    }
+    fn get_shared_object(&mut self, _uuid: VhostUserSharedMsg) -> VuResult<File> {
+        unsupported("shared objects are not supported")
+    }
+    fn get_inflight_fd(
+        &mut self,
+        _inflight: &VhostUserInflight,
+    ) -> VuResult<(VhostUserInflight, File)> {
+        unsupported("inflight I/O tracking is not supported")
+    }
+    fn set_inflight_fd(&mut self, _inflight: &VhostUserInflight, _file: File) -> VuResult<()> {
+        unsupported("inflight I/O tracking is not supported")
+    }
+    fn get_max_mem_slots(&mut self) -> VuResult<u64> {
+        Ok(ferrovia_virtqueue::guest_mem::MAX_REGIONS as u64)
+    }
+    fn add_mem_region(
+        &mut self,
+        region: &VhostUserSingleMemoryRegion,
+        fd: File,
+        _postcopy: Option<bool>,
+    ) -> VuResult<Option<VhostUserMemoryRegionBase>> {
+        let spec = RegionSpec {
+            guest_phys_addr: region.guest_phys_addr,
+            size: region.memory_size,
+            user_addr: region.user_addr,
+            mmap_offset: region.mmap_offset,
+            file: fd,
+        };
+        let mem = match &self.mem {
+            Some(m) => m.with(spec),
+            None => GuestMemory::map(vec![spec]),
+        }
+        .map_err(|e| self.err(format!("ADD_MEM_REG refused: {e}")))?;
+        self.install_mem(mem)?;
+        Ok(None)
+    }
+    fn remove_mem_region(&mut self, region: &VhostUserSingleMemoryRegion) -> VuResult<()> {
+        let Some(m) = &self.mem else {
+            return Err(self.err("REM_MEM_REG before any memory table".into()));
+        };
+        let mem = m
+            .without(region.guest_phys_addr, region.memory_size)
+            .map_err(|e| self.err(format!("REM_MEM_REG refused: {e}")))?;
+        self.install_mem(mem)
+    }
+    fn set_device_state_fd(
+        &mut self,
+        _direction: VhostTransferStateDirection,
+        _phase: VhostTransferStatePhase,
+        _file: File,
+    ) -> VuResult<Option<File>> {
+        unsupported("device state transfer is not supported")
+    }
+    fn check_device_state(&mut self) -> VuResult<()> {
+        unsupported("device state transfer is not supported")
+    }
+    fn get_shmem_config(&mut self) -> VuResult<VhostUserShMemConfig> {
+        unsupported("shared memory regions are not supported")
+    }
+    fn set_log_base(&mut self, _log: &VhostUserLog, _file: File) -> VuResult<()> {
+        unsupported("dirty page logging is not supported")
+    }
+}
