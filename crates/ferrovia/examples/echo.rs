@@ -1,0 +1,32 @@
+//! Echo every packet back out of the port it came in on, swapping MAC addresses.
+//!
+//! ```text
+//! cargo run --release --example echo -- 'net_vhost0,iface=/tmp/sock0'
+//! ```
+
+use ferrovia::{Burst, Mempool, MempoolConfig, PortConf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let devargs = std::env::args()
+        .nth(1)
+        .ok_or("usage: echo <devargs>, e.g. echo 'net_vhost0,iface=/tmp/sock0'")?;
+    let pool = Mempool::new(MempoolConfig::default())?;
+    let mut port = ferrovia::open(&devargs, &PortConf::new(0, pool))?;
+    port.start()?;
+    let (mut rx, mut tx) = (port.rx_queue(0)?, port.tx_queue(0)?);
+    let mut burst = Burst::new();
+    loop {
+        if rx.rx_burst(&mut burst, 32) == 0 {
+            continue;
+        }
+        for m in burst.iter_mut() {
+            let d = m.data_mut();
+            if d.len() >= 12 {
+                let (dst, src) = d.split_at_mut(6);
+                dst.swap_with_slice(&mut src[..6]);
+            }
+        }
+        tx.tx_burst(&mut burst);
+        burst.clear(); // drops (frees) whatever the peer had no room for
+    }
+}
