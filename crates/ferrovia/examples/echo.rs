@@ -10,12 +10,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let devargs = std::env::args()
         .nth(1)
         .ok_or("usage: echo <devargs>, e.g. echo 'net_vhost0,iface=/tmp/sock0'")?;
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let pool = Mempool::new(MempoolConfig::default())?;
     let mut port = ferrovia::open(&devargs, &PortConf::new(0, pool))?;
     port.start()?;
     let (mut rx, mut tx) = (port.rx_queue(0)?, port.tx_queue(0)?);
     let mut burst = Burst::new();
+    let mut last = std::time::Instant::now();
     loop {
+        if last.elapsed() > std::time::Duration::from_secs(1) {
+            last = std::time::Instant::now();
+            let s = port.stats();
+            log::info!(
+                "rx {} tx {} link {} errors {:?}",
+                s.ipackets(),
+                s.opackets(),
+                port.link().up,
+                port.xstats().into_iter().filter(|(_, v)| *v != 0).collect::<Vec<_>>()
+            );
+        }
         if rx.rx_burst(&mut burst, 32) == 0 {
             continue;
         }

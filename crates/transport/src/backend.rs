@@ -165,6 +165,15 @@ impl BackendHandler {
     fn refresh(&mut self, i: usize) -> VuResult<()> {
         self.pause(i);
         let v = &self.vrings[i];
+        log::debug!(
+            "{}: vring {i}: num={:?} addr={} kicked={} enabled={} mem={}",
+            self.name,
+            v.num,
+            v.addr.is_some(),
+            v.kicked,
+            v.enabled,
+            self.mem.is_some()
+        );
         let protocol = self.acked & bit(feature::VHOST_USER_F_PROTOCOL_FEATURES) != 0;
         let enabled = if protocol { v.enabled } else { true };
         let (Some(mem), Some(num), Some((d, u, a)), true, true) =
@@ -266,6 +275,7 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         Ok(())
     }
     fn reset_owner(&mut self) -> VuResult<()> {
+        log::debug!("{}: RESET_OWNER", self.name);
         self.reset();
         Ok(())
     }
@@ -277,6 +287,7 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         Ok(self.offered)
     }
     fn set_features(&mut self, features: u64) -> VuResult<()> {
+        log::debug!("{}: SET_FEATURES {:#x}", self.name, features);
         if features & !self.offered != 0 {
             return Err(self.err(format!(
                 "SET_FEATURES {features:#x} asks for features we did not offer ({:#x})",
@@ -295,12 +306,14 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         files: Vec<File>,
         _postcopy: Option<bool>,
     ) -> VuResult<Option<Vec<VhostUserMemoryRegionBase>>> {
+        log::debug!("{}: SET_MEM_TABLE {} regions", self.name, regions.len());
         let mem = GuestMemory::map(Self::specs(regions, files))
             .map_err(|e| self.err(format!("SET_MEM_TABLE refused: {e}")))?;
         self.install_mem(mem)?;
         Ok(None)
     }
     fn set_vring_num(&mut self, index: u32, num: u32) -> VuResult<()> {
+        log::debug!("{}: SET_VRING_NUM {} {}", self.name, index, num);
         let i = self.check_index(index, "SET_VRING_NUM")?;
         if !valid_queue_size(num) {
             return Err(self.err(format!(
@@ -320,6 +333,7 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         available: u64,
         _log: u64,
     ) -> VuResult<()> {
+        log::debug!("{}: SET_VRING_ADDR {}", self.name, index);
         let i = self.check_index(index, "SET_VRING_ADDR")?;
         if !flags.is_empty() {
             log::warn!(
@@ -332,6 +346,7 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         self.refresh(i)
     }
     fn set_vring_base(&mut self, index: u32, base: u32) -> VuResult<()> {
+        log::debug!("{}: SET_VRING_BASE {} {}", self.name, index, base);
         let i = self.check_index(index, "SET_VRING_BASE")?;
         if base > u16::MAX as u32 {
             return Err(self.err(format!(
@@ -344,6 +359,7 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         self.refresh(i)
     }
     fn get_vring_base(&mut self, index: u32) -> VuResult<VhostUserVringState> {
+        log::debug!("{}: GET_VRING_BASE {}", self.name, index);
         let i = self.check_index(index, "GET_VRING_BASE")?;
         // GET_VRING_BASE stops the ring until the next kick.
         self.pause(i);
@@ -352,12 +368,14 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         Ok(VhostUserVringState::new(index, self.vrings[i].base as u32))
     }
     fn set_vring_kick(&mut self, index: u8, _fd: Option<File>) -> VuResult<()> {
+        log::debug!("{}: SET_VRING_KICK {}", self.name, index);
         // We poll; the kick fd (if any) is closed when dropped here.
         let i = self.check_index(index as u32, "SET_VRING_KICK")?;
         self.vrings[i].kicked = true;
         self.refresh(i)
     }
     fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        log::debug!("{}: SET_VRING_CALL {}", self.name, index);
         let i = self.check_index(index as u32, "SET_VRING_CALL")?;
         self.pause(i);
         self.vrings[i].call = fd.map(Arc::new);
@@ -371,6 +389,7 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         Ok(offered_protocol_features())
     }
     fn set_protocol_features(&mut self, features: u64) -> VuResult<()> {
+        log::debug!("{}: SET_PROTOCOL_FEATURES {:#x}", self.name, features);
         let offered = offered_protocol_features().bits();
         if features & !offered != 0 {
             return Err(self.err(format!(
@@ -384,6 +403,7 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         Ok((self.vrings.len() / 2) as u64)
     }
     fn set_vring_enable(&mut self, index: u32, enable: bool) -> VuResult<()> {
+        log::debug!("{}: SET_VRING_ENABLE {} {}", self.name, index, enable);
         let i = self.check_index(index, "SET_VRING_ENABLE")?;
         self.vrings[i].enabled = enable;
         self.refresh(i)
