@@ -175,3 +175,38 @@ fn client_error_names_the_fix() {
         .to_string();
     assert!(e.contains("'queues'"), "{e}");
 }
+
+/// More than 8 memory regions: virtio-user switches to ADD_MEM_REG (CONFIGURE_MEM_SLOTS), and
+/// packets from the last pool still arrive intact.
+#[test]
+fn more_than_eight_memory_regions() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let extra: Vec<Mempool> = (0..10)
+        .map(|i| {
+            Mempool::new(MempoolConfig {
+                name: format!("extra{i}"),
+                count: 64,
+                ..Default::default()
+            })
+            .unwrap()
+        })
+        .collect();
+    assert!(ferrovia_memory::registry::snapshot().len() > 8);
+    let dir = std::env::temp_dir().join(format!("ferrovia-lb-{}-slots", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("sock");
+    let p = pool("slots");
+    let conf = PortConf::new(0, p.clone());
+    let mut vhost = ferrovia_pmd::open(&format!("net_vhost0,iface={}", sock.display()), &conf).unwrap();
+    let mut vu = ferrovia_pmd::open(&format!("net_virtio_user0,path={}", sock.display()), &conf).unwrap();
+    vhost.start().unwrap();
+    vu.start().unwrap();
+    wait_up(&*vu);
+    wait_up(&*vhost);
+    let last = extra.last().unwrap();
+    let mut vtx = vu.tx_queue(0).unwrap();
+    let mut hrx = vhost.rx_queue(0).unwrap();
+    pass(last, &mut *vtx, &mut *hrx, &[64, 1518, 60, 1000], 0);
+    drop((vtx, hrx, vu, vhost));
+    let _ = std::fs::remove_dir_all(&dir);
+}
