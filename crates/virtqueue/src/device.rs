@@ -296,6 +296,43 @@ impl DeviceVring {
         let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
         for _ in 0..n {
             let head = self.active.ring.avail_ring(self.last_avail);
+            // Fast path: header and frame in one plain descriptor that fits one mbuf.
+            if head < self.active.ring.size() {
+                let d = self.active.ring.desc(head);
+                let hdr = self.hdr_len as u32;
+                if d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) == 0
+                    && d.len > hdr
+                    && ((d.len - hdr) as usize) <= max_pkt
+                {
+                    if let Some(src) = self.active.mem.translate(d.addr, d.len as u64) {
+                        let plen = (d.len - hdr) as usize;
+                        let Some(mut m) = cache.alloc() else {
+                            sink.ring_error(RingError::NoMbuf, 1);
+                            break;
+                        };
+                        if let Some(dst) = m.append(plen) {
+                            // SAFETY: src spans d.len bytes inside guest memory; dst is plen
+                            // bytes of our mbuf.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    src.add(hdr as usize),
+                                    dst.as_mut_ptr(),
+                                    plen,
+                                )
+                            };
+                            m.set_port(port);
+                            res.packets += 1;
+                            res.bytes += plen;
+                            out.push(m);
+                            self.put_used(used, head, 0);
+                            used += 1;
+                            self.last_avail = self.last_avail.wrapping_add(1);
+                            continue;
+                        }
+                        cache.free(m); // larger than one mbuf: take the general path
+                    }
+                }
+            }
             segs.clear();
             let chain = self.collect_chain(head, false, &mut segs);
             let total = match chain {
@@ -364,6 +401,41 @@ impl DeviceVring {
         let mut bufs: ArrayVec<(u16, u64, usize), MAX_SEGS> = ArrayVec::new();
         'pkts: for m in pkts.iter() {
             let need = self.hdr_len as u64 + m.pkt_len() as u64;
+            // Fast path: one single-segment packet into one plain writable descriptor.
+            if pending > 0 && m.nb_segs() == 1 {
+                let head = self.active.ring.avail_ring(self.last_avail);
+                if head < self.active.ring.size() {
+                    let d = self.active.ring.desc(head);
+                    if d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)
+                        == VRING_DESC_F_WRITE
+                        && d.len as u64 >= need
+                    {
+                        if let Some(dst) = self.active.mem.translate(d.addr, need) {
+                            let mut hdr = [0u8; 12];
+                            hdr[NET_HDR_NUM_BUFFERS_OFF] = 1;
+                            let data = m.data();
+                            // SAFETY: dst spans `need` = hdr_len + data.len() bytes of guest
+                            // memory, translated as one range.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(hdr.as_ptr(), dst, self.hdr_len);
+                                std::ptr::copy_nonoverlapping(
+                                    data.as_ptr(),
+                                    dst.add(self.hdr_len),
+                                    data.len(),
+                                );
+                            }
+                            self.put_used(used, head, need as u32);
+                            used += 1;
+                            self.last_avail = self.last_avail.wrapping_add(1);
+                            pending -= 1;
+                            res.packets += 1;
+                            res.bytes += data.len();
+                            processed += 1;
+                            continue;
+                        }
+                    }
+                }
+            }
             let start_avail = self.last_avail;
             let start_used = used;
             segs.clear();

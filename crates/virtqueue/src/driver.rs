@@ -493,6 +493,13 @@ impl DriverQueue {
                     _ => 1, // bogus: the first take_used/len check will count it
                 };
                 pending -= nb;
+                if nb == 1 {
+                    if let Some(m) = self.take_single(cache, sink) {
+                        bytes += m.pkt_len();
+                        self.deliver(m, port, out, &mut got, sink, cache);
+                    }
+                    continue;
+                }
                 if let Some(m) = self.take_merged(nb, cache, sink) {
                     bytes += m.pkt_len();
                     self.deliver(m, port, out, &mut got, sink, cache);
@@ -540,6 +547,23 @@ impl DriverQueue {
         // its data, inside its buffer.
         let b = unsafe { [p.read_volatile(), p.add(1).read_volatile()] };
         Some(u16::from_le_bytes(b))
+    }
+
+    /// One used buffer holding a whole packet (the common mergeable case).
+    #[inline]
+    fn take_single(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) -> Option<Mbuf> {
+        let (id, len) = self.take_used(sink)?;
+        let mut m = self.slots[id as usize].take().expect("validated");
+        self.free_chain(id);
+        if len > self.posted[id as usize] || (len as usize) < self.hdr_len {
+            sink.ring_error(RingError::UsedLen, 1);
+            cache.free(m);
+            return None;
+        }
+        let data = len as usize - self.hdr_len;
+        m.set_data_len(data);
+        m.set_pkt_len(data);
+        Some(m)
     }
 
     fn take_merged(
