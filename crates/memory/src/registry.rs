@@ -31,6 +31,23 @@ pub fn register(addr: u64, len: u64, fd: RawFd) -> u64 {
     id
 }
 
+/// A registration that is removed when dropped.
+#[derive(Debug)]
+pub struct Registration(u64);
+
+impl Registration {
+    /// Registers a region for as long as the returned value lives.
+    pub fn new(addr: u64, len: u64, fd: RawFd) -> Registration {
+        Registration(register(addr, len, fd))
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        unregister(self.0);
+    }
+}
+
 /// Removes a registration.
 pub fn unregister(id: u64) {
     let mut g = REGIONS.lock().unwrap_or_else(|p| p.into_inner());

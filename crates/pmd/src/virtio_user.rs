@@ -95,8 +95,9 @@ pub struct VirtioUserPort {
     tx_taken: Taken,
     stop_ctl: Arc<AtomicBool>,
     ctl: Option<JoinHandle<()>>,
+    // Declared (and so dropped) before the area it describes.
+    _registration: registry::Registration,
     _area: Arc<SharedRegion>,
-    reg_id: u64,
 }
 
 impl std::fmt::Debug for VirtioUserPort {
@@ -192,7 +193,7 @@ impl VirtioUserPort {
             )
             .map_err(|e| Error::io(format!("{}: ring memory", d.name), e))?,
         );
-        let reg_id = registry::register(area.base() as u64, area.len() as u64, area.fd());
+        let registration = registry::Registration::new(area.base() as u64, area.len() as u64, area.fd());
         let mut cache = conf.pool.cache();
         let mut vrings = Vec::with_capacity(nvr);
         for i in 0..nvr {
@@ -271,8 +272,8 @@ impl VirtioUserPort {
             tx_taken: Taken::new(queues),
             stop_ctl,
             ctl: Some(ctl),
+            _registration: registration,
             _area: area,
-            reg_id,
         };
         if !server {
             // Like DPDK, a client port is usable as soon as it is created: wait for the first
@@ -310,7 +311,6 @@ impl Drop for VirtioUserPort {
                 q.drain(&mut cache);
             }
         }
-        registry::unregister(self.reg_id);
         if self.opts.server {
             let _ = std::fs::remove_file(&self.opts.path);
         }
