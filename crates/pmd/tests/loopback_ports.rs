@@ -210,3 +210,39 @@ fn more_than_eight_memory_regions() {
     drop((vtx, hrx, vu, vhost));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// virtio-user listens (server=1) and our vhost port connects to it (client=1).
+#[test]
+fn virtio_user_server_vhost_client() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let dir = std::env::temp_dir().join(format!("ferrovia-lb-{}-srv", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("sock");
+    let p = pool("srv");
+    let conf = PortConf::new(0, p.clone());
+    let mut vu = ferrovia_pmd::open(
+        &format!("net_virtio_user0,path={},server=1,queues=2", sock.display()),
+        &conf,
+    )
+    .unwrap();
+    assert!(!vu.link().up, "no backend yet");
+    let mut vhost = ferrovia_pmd::open(
+        &format!("net_vhost0,iface={},client=1,queues=2", sock.display()),
+        &conf,
+    )
+    .unwrap();
+    vhost.start().unwrap();
+    vu.start().unwrap();
+    wait_up(&*vu);
+    wait_up(&*vhost);
+    for q in 0..2 {
+        let mut vtx = vu.tx_queue(q).unwrap();
+        let mut hrx = vhost.rx_queue(q).unwrap();
+        let mut htx = vhost.tx_queue(q).unwrap();
+        let mut vrx = vu.rx_queue(q).unwrap();
+        pass(&p, &mut *vtx, &mut *hrx, &[64, 1518, 9000], 0);
+        pass(&p, &mut *htx, &mut *vrx, &[64, 1518, 9000], 10);
+    }
+    drop((vu, vhost));
+    let _ = std::fs::remove_dir_all(&dir);
+}
