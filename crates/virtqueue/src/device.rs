@@ -24,16 +24,26 @@ use crate::layout::{
     VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY, bit, feature, need_event,
     net_hdr_len,
 };
+use crate::packed::{EVENT_FLAGS_DISABLE, PackedRing};
 use crate::split::SplitRing;
 
 /// Most buffers one packet may span (descriptors of one chain, or merged chains).
 pub const MAX_SEGS: usize = 64;
 
+/// Which ring layout a vring uses, with its pointers.
+#[derive(Debug, Clone, Copy)]
+pub enum RingView {
+    /// Split ring (virtio 1.0).
+    Split(SplitRing),
+    /// Packed ring (virtio 1.1).
+    Packed(PackedRing),
+}
+
 /// A vring as configured by the control plane, ready for a poller.
 #[derive(Debug)]
 pub struct ActiveVring {
     /// Ring pointers (into `mem`).
-    pub ring: SplitRing,
+    pub ring: RingView,
     /// The memory the ring and its buffers live in; kept alive while in use.
     pub mem: Arc<GuestMemory>,
     /// Negotiated virtio features.
@@ -47,24 +57,104 @@ pub struct ActiveVring {
 impl ActiveVring {
     /// Prepares the ring for polling: tells the driver not to kick us (we poll).
     pub fn init_notifications(&self) {
-        if self.features & bit(feature::RING_F_EVENT_IDX) == 0 {
-            self.ring.set_used_flags(VRING_USED_F_NO_NOTIFY);
-        } else {
-            self.ring.set_avail_event(self.base.wrapping_add(0x8000));
+        match self.ring {
+            RingView::Split(r) => {
+                if self.features & bit(feature::RING_F_EVENT_IDX) == 0 {
+                    r.set_used_flags(VRING_USED_F_NO_NOTIFY);
+                } else {
+                    r.set_avail_event(self.base.wrapping_add(0x8000));
+                }
+            }
+            RingView::Packed(r) => r.set_device_event(0, EVENT_FLAGS_DISABLE),
+        }
+    }
+
+    /// The split ring view; panics for packed rings (callers dispatch on [`RingView`] first).
+    fn split(&self) -> SplitRing {
+        match self.ring {
+            RingView::Split(r) => r,
+            RingView::Packed(_) => unreachable!("split queue built on a packed ring"),
         }
     }
 }
 
+/// One validated guest buffer.
 #[derive(Clone, Copy, Debug)]
-struct Seg {
-    ptr: *mut u8,
-    len: u32,
+pub(crate) struct Seg {
+    pub(crate) ptr: *mut u8,
+    pub(crate) len: u32,
 }
 
-/// One poller's state for one vring.
+/// The device side of one vring, split or packed, owned by a polling thread.
+#[derive(Debug)]
+pub enum DeviceQueue {
+    /// Split ring.
+    Split(DeviceVring),
+    /// Packed ring.
+    Packed(crate::device_packed::DevicePacked),
+}
+
+impl DeviceQueue {
+    /// Starts polling `active` at the given positions (vhost-user base encoding for packed).
+    pub fn new(active: Arc<ActiveVring>, last_avail: u16, used_idx: u16) -> DeviceQueue {
+        match active.ring {
+            RingView::Split(_) => DeviceQueue::Split(DeviceVring::new(active, last_avail, used_idx)),
+            RingView::Packed(_) => DeviceQueue::Packed(crate::device_packed::DevicePacked::new(
+                active, last_avail, used_idx,
+            )),
+        }
+    }
+
+    /// Next avail position (vhost-user base encoding).
+    #[inline]
+    pub fn last_avail(&self) -> u16 {
+        match self {
+            DeviceQueue::Split(q) => q.last_avail(),
+            DeviceQueue::Packed(q) => q.last_avail(),
+        }
+    }
+
+    /// Next used position (vhost-user base encoding).
+    #[inline]
+    pub fn used_idx(&self) -> u16 {
+        match self {
+            DeviceQueue::Split(q) => q.used_idx(),
+            DeviceQueue::Packed(q) => q.used_idx(),
+        }
+    }
+
+    /// See [`DeviceVring::dequeue_burst`].
+    #[inline]
+    pub fn dequeue_burst(
+        &mut self,
+        cache: &mut MbufCache,
+        out: &mut Burst,
+        max: usize,
+        max_pkt: usize,
+        port: u16,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
+        match self {
+            DeviceQueue::Split(q) => q.dequeue_burst(cache, out, max, max_pkt, port, sink),
+            DeviceQueue::Packed(q) => q.dequeue_burst(cache, out, max, max_pkt, port, sink),
+        }
+    }
+
+    /// See [`DeviceVring::enqueue_burst`].
+    #[inline]
+    pub fn enqueue_burst(&mut self, cache: &mut MbufCache, pkts: &mut Burst, sink: &impl ErrorSink) -> BurstResult {
+        match self {
+            DeviceQueue::Split(q) => q.enqueue_burst(cache, pkts, sink),
+            DeviceQueue::Packed(q) => q.enqueue_burst(cache, pkts, sink),
+        }
+    }
+}
+
+/// One poller's state for one split vring.
 #[derive(Debug)]
 pub struct DeviceVring {
     active: Arc<ActiveVring>,
+    ring: SplitRing,
     last_avail: u16,
     used_idx: u16,
     hdr_len: usize,
@@ -89,6 +179,7 @@ impl DeviceVring {
     pub fn new(active: Arc<ActiveVring>, last_avail: u16, used_idx: u16) -> DeviceVring {
         let f = active.features;
         DeviceVring {
+            ring: active.split(),
             last_avail,
             used_idx,
             hdr_len: net_hdr_len(f),
@@ -118,7 +209,7 @@ impl DeviceVring {
     /// How many avail entries are pending, or None (counted) if the driver's index is corrupt.
     #[inline]
     fn pending(&mut self, sink: &impl ErrorSink) -> Option<u16> {
-        let r = &self.active.ring;
+        let r = &self.ring;
         let avail = r.avail_idx();
         let pending = avail.wrapping_sub(self.last_avail);
         if pending > r.size() {
@@ -140,7 +231,7 @@ impl DeviceVring {
         writable: bool,
         segs: &mut ArrayVec<Seg, MAX_SEGS>,
     ) -> Result<u64, RingError> {
-        let r = &self.active.ring;
+        let r = &self.ring;
         let size = r.size();
         if head >= size {
             return Err(RingError::DescIndex);
@@ -226,24 +317,12 @@ impl DeviceVring {
         writable: bool,
         segs: &mut ArrayVec<Seg, MAX_SEGS>,
     ) -> Result<(), RingError> {
-        if writable && d.flags & VRING_DESC_F_WRITE == 0 {
-            return Err(RingError::DescLen);
-        }
-        if d.len == 0 {
-            return Ok(());
-        }
-        let ptr = self
-            .active
-            .mem
-            .translate(d.addr, d.len as u64)
-            .ok_or(RingError::DescAddr)?;
-        segs.try_push(Seg { ptr, len: d.len })
-            .map_err(|_| RingError::DescLen)
+        push_seg(&self.active.mem, d.addr, d.len, d.flags, writable, segs)
     }
 
     #[inline]
     fn put_used(&mut self, k: u16, id: u16, len: u32) {
-        self.active.ring.set_used_elem(
+        self.ring.set_used_elem(
             self.used_idx.wrapping_add(k),
             UsedElem { id: id as u32, len },
         );
@@ -257,7 +336,7 @@ impl DeviceVring {
         }
         let old = self.used_idx;
         self.used_idx = old.wrapping_add(n);
-        let r = &self.active.ring;
+        let r = &self.ring;
         r.set_used_idx(self.used_idx);
         if self.event_idx {
             r.set_avail_event(self.last_avail.wrapping_add(0x8000));
@@ -295,10 +374,10 @@ impl DeviceVring {
         let mut used = 0u16;
         let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
         for _ in 0..n {
-            let head = self.active.ring.avail_ring(self.last_avail);
+            let head = self.ring.avail_ring(self.last_avail);
             // Fast path: header and frame in one plain descriptor that fits one mbuf.
-            if head < self.active.ring.size() {
-                let d = self.active.ring.desc(head);
+            if head < self.ring.size() {
+                let d = self.ring.desc(head);
                 let hdr = self.hdr_len as u32;
                 if d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) == 0
                     && d.len > hdr
@@ -336,7 +415,7 @@ impl DeviceVring {
             segs.clear();
             let chain = self.collect_chain(head, false, &mut segs);
             let total = match chain {
-                Err(RingError::DescIndex) if head >= self.active.ring.size() => {
+                Err(RingError::DescIndex) if head >= self.ring.size() => {
                     // No valid id to return: skip the entry.
                     sink.ring_error(RingError::DescIndex, 1);
                     self.last_avail = self.last_avail.wrapping_add(1);
@@ -403,9 +482,9 @@ impl DeviceVring {
             let need = self.hdr_len as u64 + m.pkt_len() as u64;
             // Fast path: one single-segment packet into one plain writable descriptor.
             if pending > 0 && m.nb_segs() == 1 {
-                let head = self.active.ring.avail_ring(self.last_avail);
-                if head < self.active.ring.size() {
-                    let d = self.active.ring.desc(head);
+                let head = self.ring.avail_ring(self.last_avail);
+                if head < self.ring.size() {
+                    let d = self.ring.desc(head);
                     if d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)
                         == VRING_DESC_F_WRITE
                         && d.len as u64 >= need
@@ -449,7 +528,7 @@ impl DeviceVring {
                     sink.ring_error(RingError::RingFull, 1);
                     break 'pkts;
                 }
-                let head = self.active.ring.avail_ring(self.last_avail);
+                let head = self.ring.avail_ring(self.last_avail);
                 self.last_avail = self.last_avail.wrapping_add(1);
                 pending -= 1;
                 let first = segs.len();
@@ -461,7 +540,7 @@ impl DeviceVring {
                     Err(e) => {
                         segs.truncate(first);
                         sink.ring_error(e, 1);
-                        if head < self.active.ring.size() {
+                        if head < self.ring.size() {
                             self.put_used(used, head, 0);
                             used += 1;
                         }
@@ -510,8 +589,28 @@ impl DeviceVring {
     }
 }
 
+/// Validates and translates one buffer of a chain and appends it to `segs`.
+#[inline]
+pub(crate) fn push_seg(
+    mem: &GuestMemory,
+    addr: u64,
+    len: u32,
+    flags: u16,
+    writable: bool,
+    segs: &mut ArrayVec<Seg, MAX_SEGS>,
+) -> Result<(), RingError> {
+    if writable && flags & VRING_DESC_F_WRITE == 0 {
+        return Err(RingError::DescLen);
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    let ptr = mem.translate(addr, len as u64).ok_or(RingError::DescAddr)?;
+    segs.try_push(Seg { ptr, len }).map_err(|_| RingError::DescLen)
+}
+
 /// Copies a chain's bytes (after the `skip`-byte header) into a fresh mbuf chain.
-fn copy_into_mbufs(cache: &mut MbufCache, segs: &[Seg], skip: usize, port: u16) -> Option<Mbuf> {
+pub(crate) fn copy_into_mbufs(cache: &mut MbufCache, segs: &[Seg], skip: usize, port: u16) -> Option<Mbuf> {
     let mut head = cache.alloc()?;
     head.set_port(port);
     let mut skip = skip;
@@ -558,20 +657,20 @@ fn copy_into_mbufs(cache: &mut MbufCache, segs: &[Seg], skip: usize, port: u16) 
 }
 
 /// Sequential writer over validated guest segments.
-struct SegWriter<'a> {
+pub(crate) struct SegWriter<'a> {
     segs: &'a [Seg],
     i: usize,
     off: usize,
 }
 
 impl<'a> SegWriter<'a> {
-    fn new(segs: &'a [Seg]) -> Self {
+    pub(crate) fn new(segs: &'a [Seg]) -> Self {
         SegWriter { segs, i: 0, off: 0 }
     }
 
     /// Writes `src`; the caller reserved enough room, extra bytes are silently cut.
     #[inline]
-    fn write(&mut self, mut src: &[u8]) {
+    pub(crate) fn write(&mut self, mut src: &[u8]) {
         while !src.is_empty() && self.i < self.segs.len() {
             let s = self.segs[self.i];
             let room = s.len as usize - self.off;

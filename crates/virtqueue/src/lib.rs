@@ -15,10 +15,13 @@
 //! access.
 
 pub mod device;
+pub mod device_packed;
 pub mod driver;
+pub mod driver_packed;
 pub mod error;
 pub mod guest_mem;
 pub mod layout;
+pub mod packed;
 pub mod quiesce;
 pub mod split;
 

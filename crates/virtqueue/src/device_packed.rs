@@ -1,0 +1,326 @@
+//! The device side of a virtio-net packed queue (what a vhost backend runs when
+//! `VIRTIO_F_RING_PACKED` is negotiated).
+//!
+//! Same contract as the split [`DeviceVring`](crate::device::DeviceVring): every descriptor
+//! comes from a hostile driver and is checked (ownership bits, chain length bounded by the ring
+//! size, translation of every buffer as a whole, indirect tables negotiated and well formed). A
+//! chain that cannot even be delimited (longer than the ring, or ending in a descriptor the
+//! driver has not made available) marks the queue broken until it is reconfigured.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+
+use arrayvec::ArrayVec;
+use ferrovia_memory::{Burst, MbufCache};
+
+use crate::device::{ActiveVring, BurstResult, MAX_SEGS, RingView, Seg, SegWriter, copy_into_mbufs, push_seg};
+use crate::error::{ErrorSink, RingError};
+use crate::layout::{
+    NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, bit, feature, net_hdr_len,
+};
+use crate::packed::{EVENT_FLAGS_DISABLE, PackedRing, Pos, is_avail};
+
+/// One poller's state for one packed vring.
+#[derive(Debug)]
+pub struct DevicePacked {
+    active: Arc<ActiveVring>,
+    ring: PackedRing,
+    avail: Pos,
+    used: Pos,
+    hdr_len: usize,
+    mrg: bool,
+    indirect: bool,
+    broken: bool,
+}
+
+/// A delimited chain.
+struct Chain {
+    id: u16,
+    count: u16,
+    total: u64,
+    err: Option<RingError>,
+}
+
+impl DevicePacked {
+    /// Starts polling at the given positions (vhost-user base encoding: bit 15 = wrap).
+    pub fn new(active: Arc<ActiveVring>, last_avail: u16, used_idx: u16) -> DevicePacked {
+        let ring = match active.ring {
+            RingView::Packed(r) => r,
+            RingView::Split(_) => unreachable!("packed queue built on a split ring"),
+        };
+        let size = ring.size();
+        let f = active.features;
+        DevicePacked {
+            avail: Pos::decode(last_avail, size).unwrap_or(Pos::START),
+            used: Pos::decode(used_idx, size).unwrap_or(Pos::START),
+            hdr_len: net_hdr_len(f),
+            mrg: f & bit(feature::NET_F_MRG_RXBUF) != 0,
+            indirect: f & bit(feature::RING_F_INDIRECT_DESC) != 0,
+            broken: false,
+            ring,
+            active,
+        }
+    }
+
+    /// Next avail position, encoded.
+    pub fn last_avail(&self) -> u16 {
+        self.avail.encode()
+    }
+
+    /// Next used position, encoded.
+    pub fn used_idx(&self) -> u16 {
+        self.used.encode()
+    }
+
+    /// Delimits and translates the chain at `self.avail` (which must be available). Ok(None)
+    /// means the chain could not be delimited (the queue is then broken).
+    fn collect(&self, writable: bool, segs: &mut ArrayVec<Seg, MAX_SEGS>) -> Option<Chain> {
+        let size = self.ring.size();
+        let mut pos = self.avail;
+        let mut count = 0u16;
+        let mut total = 0u64;
+        let mut err = None;
+        loop {
+            if count >= size {
+                return None;
+            }
+            let flags = self.ring.flags(pos.idx);
+            if !is_avail(flags, pos.wrap) {
+                return None;
+            }
+            let d = self.ring.desc(pos.idx);
+            count += 1;
+            if err.is_none() {
+                if flags & VRING_DESC_F_INDIRECT != 0 {
+                    if !self.indirect || count > 1 || flags & VRING_DESC_F_NEXT != 0 {
+                        err = Some(RingError::Indirect);
+                    } else {
+                        match self.collect_indirect(d.addr, d.len, writable, segs) {
+                            Ok(t) => total += t,
+                            Err(e) => err = Some(e),
+                        }
+                    }
+                } else {
+                    match push_seg(&self.active.mem, d.addr, d.len, flags, writable, segs) {
+                        Ok(()) => total += d.len as u64,
+                        Err(e) => err = Some(e),
+                    }
+                }
+            }
+            if flags & VRING_DESC_F_NEXT == 0 {
+                return Some(Chain {
+                    id: d.id,
+                    count,
+                    total,
+                    err,
+                });
+            }
+            pos.advance(1, size);
+        }
+    }
+
+    fn collect_indirect(
+        &self,
+        addr: u64,
+        len: u32,
+        writable: bool,
+        segs: &mut ArrayVec<Seg, MAX_SEGS>,
+    ) -> Result<u64, RingError> {
+        if len == 0 || len % 16 != 0 {
+            return Err(RingError::Indirect);
+        }
+        let n = len / 16;
+        let table = self
+            .active
+            .mem
+            .translate(addr, len as u64)
+            .ok_or(RingError::DescAddr)?;
+        let mut total = 0u64;
+        for i in 0..n as usize {
+            // SAFETY: i < n and the whole table of n 16-byte entries was translated.
+            let (a, l, f) = unsafe {
+                let e = table.add(i * 16);
+                (
+                    (e as *const u64).read_unaligned(),
+                    (e.add(8) as *const u32).read_unaligned(),
+                    (e.add(14) as *const u16).read_unaligned(),
+                )
+            };
+            if f & VRING_DESC_F_INDIRECT != 0 {
+                return Err(RingError::Indirect);
+            }
+            push_seg(&self.active.mem, a, l, f, writable, segs)?;
+            total += l as u64;
+        }
+        Ok(total)
+    }
+
+    #[inline]
+    fn head_avail(&self) -> bool {
+        is_avail(self.ring.flags(self.avail.idx), self.avail.wrap)
+    }
+
+    #[inline]
+    fn put_used(&mut self, id: u16, len: u32, count: u16) {
+        self.ring.write_used(self.used.idx, id, len, self.used.wrap);
+        self.used.advance(count, self.ring.size());
+    }
+
+    fn notify(&self, any: bool) {
+        if !any {
+            return;
+        }
+        let Some(call) = &self.active.call else { return };
+        fence(Ordering::SeqCst);
+        if self.ring.driver_event_flags() != EVENT_FLAGS_DISABLE {
+            let _ = (&**call).write(&1u64.to_ne_bytes());
+        }
+    }
+
+    fn mark_broken(&mut self, sink: &impl ErrorSink) {
+        if !self.broken {
+            sink.ring_error(RingError::DescLoop, 1);
+            self.broken = true;
+        }
+    }
+
+    /// Driver → device, as [`DeviceVring::dequeue_burst`](crate::device::DeviceVring::dequeue_burst).
+    pub fn dequeue_burst(
+        &mut self,
+        cache: &mut MbufCache,
+        out: &mut Burst,
+        max: usize,
+        max_pkt: usize,
+        port: u16,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
+        let mut res = BurstResult::default();
+        if self.broken {
+            return res;
+        }
+        let n = max.min(out.remaining_capacity());
+        let mut any = false;
+        let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
+        for _ in 0..n {
+            if !self.head_avail() {
+                break;
+            }
+            segs.clear();
+            let Some(c) = self.collect(false, &mut segs) else {
+                self.mark_broken(sink);
+                break;
+            };
+            let hdr = self.hdr_len as u64;
+            let err = c.err.or(if c.total <= hdr {
+                Some(RingError::ChainShort)
+            } else if c.total - hdr > max_pkt as u64 {
+                Some(RingError::TooLong)
+            } else {
+                None
+            });
+            if let Some(e) = err {
+                sink.ring_error(e, 1);
+            } else {
+                let Some(m) = copy_into_mbufs(cache, &segs, self.hdr_len, port) else {
+                    sink.ring_error(RingError::NoMbuf, 1);
+                    break;
+                };
+                res.packets += 1;
+                res.bytes += (c.total - hdr) as usize;
+                out.push(m);
+            }
+            self.avail.advance(c.count, self.ring.size());
+            self.put_used(c.id, 0, c.count);
+            any = true;
+        }
+        self.notify(any);
+        res
+    }
+
+    /// Device → driver, as [`DeviceVring::enqueue_burst`](crate::device::DeviceVring::enqueue_burst).
+    pub fn enqueue_burst(
+        &mut self,
+        cache: &mut MbufCache,
+        pkts: &mut Burst,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
+        let mut res = BurstResult::default();
+        if self.broken {
+            return res;
+        }
+        let size = self.ring.size();
+        let mut processed = 0usize;
+        let mut any = false;
+        let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
+        // (id, count, capacity) of each buffer reserved for the packet.
+        let mut bufs: ArrayVec<(u16, u16, u64), MAX_SEGS> = ArrayVec::new();
+        'pkts: for m in pkts.iter() {
+            let need = self.hdr_len as u64 + m.pkt_len() as u64;
+            let start = self.avail;
+            segs.clear();
+            bufs.clear();
+            let mut cap = 0u64;
+            while cap < need {
+                if !self.head_avail() || bufs.is_full() {
+                    self.avail = start;
+                    sink.ring_error(RingError::RingFull, 1);
+                    break 'pkts;
+                }
+                let first = segs.len();
+                let Some(c) = self.collect(true, &mut segs) else {
+                    self.avail = start;
+                    self.mark_broken(sink);
+                    break 'pkts;
+                };
+                self.avail.advance(c.count, size);
+                if let Some(e) = c.err {
+                    // Used descriptors become visible at once in a packed ring, so nothing
+                    // consumed may be rolled back: drop the packet and return every buffer
+                    // reserved for it, plus the bad one, empty.
+                    segs.truncate(first);
+                    sink.ring_error(e, 1);
+                    for &(id, count, _) in &bufs {
+                        self.put_used(id, 0, count);
+                    }
+                    self.put_used(c.id, 0, c.count);
+                    any = true;
+                    processed += 1;
+                    continue 'pkts;
+                }
+                bufs.push((c.id, c.count, c.total));
+                cap += c.total;
+                if !self.mrg && cap < need {
+                    sink.ring_error(RingError::ChainShort, 1);
+                    let (id, count, _) = bufs[0];
+                    self.put_used(id, 0, count);
+                    any = true;
+                    processed += 1;
+                    continue 'pkts;
+                }
+            }
+            let mut w = SegWriter::new(&segs);
+            let mut hdr = [0u8; 12];
+            if self.hdr_len == 12 {
+                hdr[NET_HDR_NUM_BUFFERS_OFF..12].copy_from_slice(&(bufs.len() as u16).to_le_bytes());
+            }
+            w.write(&hdr[..self.hdr_len]);
+            for s in m.segments() {
+                w.write(s);
+            }
+            let mut left = need;
+            for &(id, count, c) in &bufs {
+                let wrote = left.min(c);
+                left -= wrote;
+                self.put_used(id, wrote as u32, count);
+            }
+            any = true;
+            res.packets += 1;
+            res.bytes += m.pkt_len();
+            processed += 1;
+        }
+        cache.free_all(pkts.drain(..processed));
+        self.notify(any);
+        res
+    }
+}

@@ -1,0 +1,529 @@
+//! The driver side of a virtio-net packed queue (virtio-user with `packed_vq=1`).
+//!
+//! As with the split driver, the device is not trusted: buffer ids, descriptor counts, posted
+//! lengths and in-flight mbufs are private; every used id must be in flight and every used
+//! length no larger than what was posted. A used descriptor with an unknown id cannot be
+//! skipped safely (its chain length is unknown), so it stops the queue until the next
+//! connection, and is counted.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::atomic::{Ordering, fence};
+
+use ferrovia_memory::{Burst, Mbuf, MbufCache};
+
+use crate::driver::DriverOptions;
+use crate::error::{ErrorSink, RingError};
+use crate::layout::{
+    NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, bit, feature, net_hdr_len,
+};
+use crate::packed::{
+    EVENT_AREA_SIZE, EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos, avail_flags, is_used,
+    packed_ring_size,
+};
+
+const HDR_CELL: usize = 16;
+
+fn align(v: usize, a: usize) -> usize {
+    v.div_ceil(a) * a
+}
+
+/// Where each part of one packed queue sits inside its memory area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedLayout {
+    /// Descriptor ring offset.
+    pub desc: usize,
+    /// Driver event suppression area offset.
+    pub driver_event: usize,
+    /// Device event suppression area offset.
+    pub device_event: usize,
+    /// Header cells offset.
+    pub hdrs: usize,
+    /// Total bytes (a multiple of 4096).
+    pub total: usize,
+}
+
+impl PackedLayout {
+    /// Layout for a ring of `size` entries.
+    pub fn new(size: u16) -> PackedLayout {
+        let desc = 0;
+        let driver_event = align(packed_ring_size(size), 64);
+        let device_event = driver_event + 64;
+        let hdrs = device_event + 64;
+        let _ = EVENT_AREA_SIZE;
+        let total = align(hdrs + HDR_CELL * size as usize, 4096);
+        PackedLayout {
+            desc,
+            driver_event,
+            device_event,
+            hdrs,
+            total,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inflight {
+    mbuf: Option<Mbuf>,
+    count: u16,
+    posted: u32,
+}
+
+/// Driver-side state of one packed queue, owned by one polling thread.
+pub struct DriverPacked {
+    ring: PackedRing,
+    hdr_cells: *mut u8,
+    size: u16,
+    avail: Pos,
+    used: Pos,
+    num_free: u16,
+    free_ids: Vec<u16>,
+    inflight: Box<[Inflight]>,
+    hdr_len: usize,
+    mrg: bool,
+    rx_chain: u16,
+    max_rx_pkt: usize,
+    kick: Option<File>,
+    broken: bool,
+}
+
+// SAFETY: the pointers refer to the queue's own shared area, kept mapped by the owner; the
+// queue is used by one thread at a time.
+unsafe impl Send for DriverPacked {}
+
+impl std::fmt::Debug for DriverPacked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverPacked")
+            .field("size", &self.size)
+            .field("num_free", &self.num_free)
+            .field("avail", &self.avail)
+            .field("used", &self.used)
+            .finish()
+    }
+}
+
+impl DriverPacked {
+    /// Initialises a queue in `area` (laid out by [`PackedLayout::new`]`(size)`).
+    ///
+    /// # Safety
+    /// `area` must point to at least `PackedLayout::new(size).total` bytes of 4096-aligned
+    /// writable memory that stays mapped while this queue (or a copy of [`Self::ring`]) is used.
+    pub unsafe fn new(area: *mut u8, size: u16, opts: DriverOptions) -> Result<DriverPacked, String> {
+        let l = PackedLayout::new(size);
+        // SAFETY: the caller guarantees the area holds the whole layout.
+        let ring = unsafe {
+            std::ptr::write_bytes(area, 0, l.total);
+            PackedRing::new(area.add(l.desc), area.add(l.driver_event), area.add(l.device_event), size)
+        }
+        .map_err(|e| format!("bad packed ring size {size}: {e:?}"))?;
+        let mut q = DriverPacked {
+            ring,
+            // SAFETY: inside the area per the layout.
+            hdr_cells: unsafe { area.add(l.hdrs) },
+            size,
+            avail: Pos::START,
+            used: Pos::START,
+            num_free: size,
+            free_ids: (0..size).rev().collect(),
+            inflight: (0..size).map(|_| Inflight::default()).collect(),
+            hdr_len: 12,
+            mrg: false,
+            rx_chain: 1,
+            max_rx_pkt: opts.max_rx_pkt,
+            kick: None,
+            broken: false,
+        };
+        q.apply_options(opts);
+        Ok(q)
+    }
+
+    /// Applies negotiated options.
+    pub fn apply_options(&mut self, opts: DriverOptions) {
+        self.hdr_len = net_hdr_len(opts.features);
+        self.mrg = opts.features & bit(feature::NET_F_MRG_RXBUF) != 0;
+        self.max_rx_pkt = opts.max_rx_pkt;
+        // We poll: no interrupts, please.
+        self.ring.set_driver_event(0, EVENT_FLAGS_DISABLE);
+    }
+
+    /// After a reconnection.
+    pub fn on_reconnect(&mut self, opts: DriverOptions, kick: Option<File>) {
+        self.broken = false;
+        self.apply_options(opts);
+        self.kick = kick;
+    }
+
+    /// The ring view.
+    pub fn ring(&self) -> PackedRing {
+        self.ring
+    }
+
+    /// Next slot to read a used descriptor from (encoded like a vhost-user base).
+    pub fn used_pos(&self) -> u16 {
+        self.used.encode()
+    }
+
+    /// Next slot to make available (encoded).
+    pub fn avail_pos(&self) -> u16 {
+        self.avail.encode()
+    }
+
+    /// Descriptors currently posted.
+    pub fn in_flight(&self) -> u16 {
+        self.size - self.num_free
+    }
+
+    /// See [`crate::driver::DriverQueue::set_rx_chain_for`].
+    pub fn set_rx_chain_for(&mut self, max_frame: usize, seg_room: usize) {
+        self.rx_chain = if self.mrg {
+            1
+        } else {
+            (max_frame + self.hdr_len).div_ceil(seg_room.max(1)).clamp(1, 64) as u16
+        }
+        .min(self.size);
+    }
+
+    #[inline]
+    fn kick_if_needed(&self, posted: bool) {
+        if !posted {
+            return;
+        }
+        let Some(kick) = &self.kick else { return };
+        fence(Ordering::SeqCst);
+        if self.ring.device_event_flags() != EVENT_FLAGS_DISABLE {
+            let _ = (&*kick).write(&1u64.to_ne_bytes());
+        }
+    }
+
+    /// Writes a chain of buffers as one available descriptor chain with buffer id `id`; the
+    /// first descriptor's flags are published last.
+    fn post(&mut self, id: u16, bufs: &[(u64, u32)], write: bool) {
+        let size = self.size;
+        let first = self.avail;
+        let mut pos = self.avail;
+        let mut first_flags = 0;
+        for (k, &(addr, len)) in bufs.iter().enumerate() {
+            let more = k + 1 < bufs.len();
+            let flags = avail_flags(pos.wrap)
+                | if more { VRING_DESC_F_NEXT } else { 0 }
+                | if write { VRING_DESC_F_WRITE } else { 0 };
+            let d = PackedDesc { addr, len, id };
+            if k == 0 {
+                self.ring.write_fields(pos.idx, d);
+                first_flags = flags;
+            } else {
+                self.ring.write(pos.idx, d, flags);
+            }
+            pos.advance(1, size);
+        }
+        self.ring.set_flags(first.idx, first_flags);
+        self.avail = pos;
+        self.num_free -= bufs.len() as u16;
+    }
+
+    /// Reads the used descriptor at `pos`: Some((id, len)) if used and its id is in flight;
+    /// None if not used yet; Err if used with a bogus id.
+    #[inline]
+    fn peek_used(&self, pos: Pos) -> Result<Option<(u16, u32)>, ()> {
+        if !is_used(self.ring.flags(pos.idx), pos.wrap) {
+            return Ok(None);
+        }
+        let d = self.ring.desc(pos.idx);
+        if d.id >= self.size || self.inflight[d.id as usize].count == 0 {
+            return Err(());
+        }
+        Ok(Some((d.id, d.len)))
+    }
+
+    fn finish(&mut self, id: u16) -> Mbuf {
+        let e = &mut self.inflight[id as usize];
+        let count = e.count;
+        e.count = 0;
+        let m = e.mbuf.take().expect("in-flight id has an mbuf");
+        self.num_free += count;
+        self.free_ids.push(id);
+        self.used.advance(count, self.size);
+        m
+    }
+
+    fn break_queue(&mut self, sink: &impl ErrorSink) {
+        if !self.broken {
+            sink.ring_error(RingError::UsedId, 1);
+            self.broken = true;
+        }
+    }
+
+    /// Tx: frees mbufs of completed transmissions.
+    pub fn reclaim(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
+        while !self.broken {
+            match self.peek_used(self.used) {
+                Ok(Some((id, _))) => {
+                    let m = self.finish(id);
+                    cache.free(m);
+                }
+                Ok(None) => break,
+                Err(()) => self.break_queue(sink),
+            }
+        }
+    }
+
+    /// Tx: posts packets from the front of `pkts`, removing those posted. Returns packets and
+    /// bytes posted.
+    pub fn transmit(&mut self, cache: &mut MbufCache, pkts: &mut Burst, sink: &impl ErrorSink) -> (usize, usize) {
+        if self.broken {
+            return (0, 0);
+        }
+        if (self.num_free as usize) < pkts.len() + 32 {
+            self.reclaim(cache, sink);
+        }
+        let mut budget = self.num_free;
+        let mut ids = self.free_ids.len();
+        let mut sent = 0;
+        for m in pkts.iter() {
+            let need = m.nb_segs() as u16 + u16::from(m.headroom() < self.hdr_len);
+            if need > budget || ids == 0 || need > 64 {
+                break;
+            }
+            budget -= need;
+            ids -= 1;
+            sent += 1;
+        }
+        let mut bytes = 0;
+        let mut bufs: arrayvec::ArrayVec<(u64, u32), 65> = arrayvec::ArrayVec::new();
+        for mut m in pkts.drain(..sent) {
+            bytes += m.pkt_len();
+            let id = self.free_ids.pop().expect("ids counted");
+            bufs.clear();
+            if m.headroom() >= self.hdr_len {
+                m.prepend(self.hdr_len).expect("headroom checked").fill(0);
+            } else {
+                // SAFETY: id < size; each cell is HDR_CELL bytes inside the area.
+                let cell = unsafe { self.hdr_cells.add(id as usize * HDR_CELL) };
+                // SAFETY: as above.
+                unsafe { std::ptr::write_bytes(cell, 0, self.hdr_len) };
+                bufs.push((cell as u64, self.hdr_len as u32));
+            }
+            for s in m.segments() {
+                bufs.push((s.as_ptr() as u64, s.len() as u32));
+            }
+            let count = bufs.len() as u16;
+            self.post(id, &bufs, false);
+            self.inflight[id as usize] = Inflight {
+                mbuf: Some(m),
+                count,
+                posted: 0,
+            };
+        }
+        self.kick_if_needed(sent > 0);
+        (sent, bytes)
+    }
+
+    /// Rx: posts fresh buffers into the free slots.
+    pub fn refill(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
+        if self.broken {
+            return;
+        }
+        let mut posted = false;
+        let mut bufs: arrayvec::ArrayVec<(u64, u32), 65> = arrayvec::ArrayVec::new();
+        while self.num_free >= self.rx_chain && !self.free_ids.is_empty() {
+            let Some(mut head) = cache.alloc() else {
+                sink.ring_error(RingError::NoMbuf, 1);
+                break;
+            };
+            let mut ok = true;
+            for _ in 1..self.rx_chain {
+                match cache.alloc() {
+                    Some(m) => head.chain(m),
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if !ok {
+                sink.ring_error(RingError::NoMbuf, 1);
+                cache.free(head);
+                break;
+            }
+            bufs.clear();
+            let mut total = 0u32;
+            // Every segment is empty: its data room starts at its data address; the first
+            // one also takes the header in front.
+            let mut first = true;
+            for (addr, room) in seg_rooms(&head) {
+                let (a, l) = if first {
+                    (addr - self.hdr_len as u64, room + self.hdr_len as u32)
+                } else {
+                    (addr, room)
+                };
+                first = false;
+                total += l;
+                bufs.push((a, l));
+            }
+            let id = self.free_ids.pop().expect("checked non-empty");
+            let count = bufs.len() as u16;
+            self.post(id, &bufs, true);
+            self.inflight[id as usize] = Inflight {
+                mbuf: Some(head),
+                count,
+                posted: total,
+            };
+            posted = true;
+        }
+        self.kick_if_needed(posted);
+    }
+
+    /// Rx: collects up to `max` packets, then refills.
+    pub fn receive(
+        &mut self,
+        cache: &mut MbufCache,
+        out: &mut Burst,
+        max: usize,
+        port: u16,
+        sink: &impl ErrorSink,
+    ) -> (usize, usize) {
+        let max = max.min(out.remaining_capacity());
+        let mut got = 0;
+        let mut bytes = 0;
+        while got < max && !self.broken {
+            let (id, len) = match self.peek_used(self.used) {
+                Ok(Some(u)) => u,
+                Ok(None) => break,
+                Err(()) => {
+                    self.break_queue(sink);
+                    break;
+                }
+            };
+            let nb = if self.mrg && len as usize >= self.hdr_len && self.hdr_len == 12 {
+                let m = self.inflight[id as usize].mbuf.as_ref().expect("in flight");
+                let p = (m.data_addr() - self.hdr_len as u64 + NET_HDR_NUM_BUFFERS_OFF as u64)
+                    as *const u8;
+                // SAFETY: the mbuf is ours; the header lies in the headroom posted in front of
+                // its data, inside its buffer.
+                u16::from_le_bytes(unsafe { [p.read_volatile(), p.add(1).read_volatile()] })
+            } else {
+                1
+            };
+            if nb == 0 || nb > self.size {
+                sink.ring_error(RingError::UsedLen, 1);
+                let m = self.finish(id);
+                cache.free(m);
+                continue;
+            }
+            // All buffers of the packet must be used before any is taken.
+            let mut pos = self.used;
+            let mut ok = true;
+            for k in 0..nb {
+                match self.peek_used(pos) {
+                    Ok(Some((i, _))) => pos.advance(self.inflight[i as usize].count, self.size),
+                    Ok(None) => {
+                        ok = false;
+                        break;
+                    }
+                    Err(()) => {
+                        if k > 0 {
+                            ok = false;
+                            self.break_queue(sink);
+                        }
+                        break;
+                    }
+                }
+            }
+            if !ok {
+                break;
+            }
+            let mut pkt: Option<Mbuf> = None;
+            let mut bad = false;
+            for k in 0..nb {
+                let Ok(Some((i, l))) = self.peek_used(self.used) else {
+                    bad = true;
+                    break;
+                };
+                let posted = self.inflight[i as usize].posted;
+                let mut m = self.finish(i);
+                if l > posted || (k == 0 && (l as usize) < self.hdr_len) {
+                    sink.ring_error(RingError::UsedLen, 1);
+                    cache.free(m);
+                    bad = true;
+                    continue;
+                }
+                let data = if k == 0 { l as usize - self.hdr_len } else { l as usize };
+                if k > 0 {
+                    let off = m.headroom() - self.hdr_len;
+                    m.set_data_off(off);
+                }
+                fill_lengths(&mut m, data, cache);
+                match pkt.as_mut() {
+                    None => pkt = Some(m),
+                    Some(h) => h.chain(m),
+                }
+            }
+            let Some(mut m) = pkt else { continue };
+            if bad {
+                cache.free(m);
+                continue;
+            }
+            if m.pkt_len() > self.max_rx_pkt {
+                sink.ring_error(RingError::TooLong, 1);
+                cache.free(m);
+                continue;
+            }
+            m.set_port(port);
+            bytes += m.pkt_len();
+            out.push(m);
+            got += 1;
+        }
+        self.refill(cache, sink);
+        (got, bytes)
+    }
+
+    /// Frees every mbuf still posted.
+    pub fn drain(&mut self, cache: &mut MbufCache) {
+        for e in self.inflight.iter_mut() {
+            if let Some(m) = e.mbuf.take() {
+                cache.free(m);
+            }
+            e.count = 0;
+        }
+    }
+}
+
+/// (data address, room) of each segment of a fresh, empty chain from one pool (all segments
+/// share the first one's geometry).
+fn seg_rooms(m: &Mbuf) -> arrayvec::ArrayVec<(u64, u32), 64> {
+    let room = m.tailroom() as u32;
+    m.segments()
+        .take(64)
+        .map(|s| (s.as_ptr() as u64, room))
+        .collect()
+}
+
+/// Spreads `len` bytes of received data over a posted (possibly chained) mbuf, segment by
+/// segment, and frees segments that received nothing.
+fn fill_lengths(m: &mut Mbuf, len: usize, cache: &mut MbufCache) {
+    let mut segs: arrayvec::ArrayVec<Mbuf, 64> = arrayvec::ArrayVec::new();
+    let mut rest = m.split_off_next();
+    while let Some(mut r) = rest {
+        rest = r.split_off_next();
+        if segs.try_push(r).is_err() {
+            break;
+        }
+    }
+    let room0 = m.tailroom() + m.data_len();
+    let k0 = len.min(room0);
+    m.set_data_len(k0);
+    m.set_pkt_len(k0);
+    let mut left = len - k0;
+    for mut s in segs {
+        if left == 0 {
+            cache.free(s);
+            continue;
+        }
+        let room = s.tailroom() + s.data_len();
+        let k = left.min(room);
+        s.set_data_len(k);
+        s.set_pkt_len(k);
+        left -= k;
+        m.chain(s);
+    }
+}

@@ -1,0 +1,151 @@
+//! Packed ring: driver side and device side of the same rings in one process, the device
+//! seeing the driver's memory only through fds, payloads checked end to end.
+
+use std::fs::File;
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
+
+use ferrovia_memory::{Burst, Mbuf, Mempool, MempoolConfig, RegionBacking, SharedRegion};
+use ferrovia_virtqueue::device::{ActiveVring, DeviceQueue, RingView};
+use ferrovia_virtqueue::driver::DriverOptions;
+use ferrovia_virtqueue::driver_packed::{DriverPacked, PackedLayout};
+use ferrovia_virtqueue::error::CountingSink;
+use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
+use ferrovia_virtqueue::layout::{bit, feature};
+use ferrovia_virtqueue::packed::{PackedRing, Pos};
+
+fn dup(fd: i32) -> File {
+    // SAFETY: duplicating a valid fd; the File owns the duplicate.
+    unsafe { File::from_raw_fd(libc::dup(fd)) }
+}
+
+fn payload(seq: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 5 + seq * 11 + 3) as u8).collect()
+}
+
+fn make(pool: &Mempool, data: &[u8]) -> Mbuf {
+    let mut head = pool.alloc().unwrap();
+    let mut rest = data;
+    let k = rest.len().min(head.tailroom());
+    head.append(k).unwrap().copy_from_slice(&rest[..k]);
+    rest = &rest[k..];
+    while !rest.is_empty() {
+        let mut m = pool.alloc().unwrap();
+        let k = rest.len().min(m.tailroom());
+        m.append(k).unwrap().copy_from_slice(&rest[..k]);
+        rest = &rest[k..];
+        head.chain(m);
+    }
+    head
+}
+
+fn run(features: u64, size: u16, sizes: &[usize], rounds: usize) {
+    let features = features | bit(feature::F_RING_PACKED);
+    let pool = Mempool::new(MempoolConfig {
+        name: "pk".into(),
+        count: 4096,
+        cache_size: 64,
+        ..Default::default()
+    })
+    .unwrap();
+    let l = PackedLayout::new(size);
+    let area = SharedRegion::new("pk-rings", l.total * 2, RegionBacking::Memfd).unwrap();
+    let opts = DriverOptions {
+        features,
+        max_rx_pkt: 9728,
+    };
+    // SAFETY: the area holds two layouts and outlives both queues.
+    let mut rx = unsafe { DriverPacked::new(area.base(), size, opts) }.unwrap();
+    // SAFETY: as above.
+    let mut tx = unsafe { DriverPacked::new(area.base().add(l.total), size, opts) }.unwrap();
+    let (pbase, plen) = pool.region();
+    let pfd = ferrovia_memory::registry::snapshot()
+        .into_iter()
+        .find(|r| r.addr == pbase as u64)
+        .unwrap()
+        .fd;
+    let mem = Arc::new(
+        GuestMemory::map(vec![
+            RegionSpec { guest_phys_addr: pbase as u64, size: plen as u64, user_addr: pbase as u64, mmap_offset: 0, file: dup(pfd) },
+            RegionSpec { guest_phys_addr: area.base() as u64, size: area.len() as u64, user_addr: area.base() as u64, mmap_offset: 0, file: dup(area.fd()) },
+        ])
+        .unwrap(),
+    );
+    let dev = |off: usize| {
+        let b = area.base() as u64 + off as u64;
+        // SAFETY: each part is translated inside the mapped ring region.
+        let ring = unsafe {
+            PackedRing::new(
+                mem.translate_uva(b, 16 * size as u64).unwrap(),
+                mem.translate_uva(b + l.driver_event as u64, 4).unwrap(),
+                mem.translate_uva(b + l.device_event as u64, 4).unwrap(),
+                size,
+            )
+        }
+        .unwrap();
+        let a = Arc::new(ActiveVring {
+            ring: RingView::Packed(ring),
+            mem: mem.clone(),
+            features,
+            base: Pos::START.encode(),
+            call: None,
+        });
+        a.init_notifications();
+        DeviceQueue::new(a, Pos::START.encode(), Pos::START.encode())
+    };
+    let mut dev_rx = dev(0);
+    let mut dev_tx = dev(l.total);
+    let sink = CountingSink::default();
+    let mut cache = pool.cache();
+    rx.set_rx_chain_for(9018, 2048);
+    rx.refill(&mut cache, &sink);
+    for round in 0..rounds {
+        let seq0 = round * sizes.len();
+        let mut b = Burst::new();
+        for (i, &s) in sizes.iter().enumerate() {
+            b.push(make(&pool, &payload(seq0 + i, s)));
+        }
+        let (sent, _) = tx.transmit(&mut cache, &mut b, &sink);
+        assert_eq!(sent, sizes.len(), "round {round}");
+        let mut got = Burst::new();
+        let r = dev_tx.dequeue_burst(&mut cache, &mut got, 64, 9728, 0, &sink);
+        assert_eq!(r.packets, sizes.len(), "round {round} errors {}", sink.total());
+        for (i, m) in got.iter().enumerate() {
+            assert!(m.to_vec() == payload(seq0 + i, sizes[i]), "tx packet {i} round {round}");
+        }
+        let n = got.len();
+        let r = dev_rx.enqueue_burst(&mut cache, &mut got, &sink);
+        assert_eq!(r.packets, n, "round {round} errors {}", sink.total());
+        let mut out = Burst::new();
+        let (k, _) = rx.receive(&mut cache, &mut out, 64, 0, &sink);
+        assert_eq!(k, n, "round {round} errors {}", sink.total());
+        for (i, m) in out.iter().enumerate() {
+            assert!(m.to_vec() == payload(seq0 + i, sizes[i]), "rx packet {i} round {round}");
+        }
+        cache.free_all(out.drain(..));
+        tx.reclaim(&mut cache, &sink);
+        assert_eq!(tx.in_flight(), 0);
+    }
+    assert_eq!(sink.total(), 0);
+    rx.drain(&mut cache);
+    drop(cache);
+    assert_eq!(pool.available(), pool.count(), "no mbuf leaked");
+}
+
+const V1: u64 = bit(feature::F_VERSION_1);
+const MRG: u64 = bit(feature::NET_F_MRG_RXBUF);
+
+#[test]
+fn packed_mergeable_wraps_many_times() {
+    run(V1 | MRG, 64, &[64, 1518, 9000, 60, 2048], 100);
+}
+
+#[test]
+fn packed_non_mergeable_wraps_many_times() {
+    run(V1, 64, &[64, 1518, 9000, 60, 2048], 100);
+}
+
+#[test]
+fn packed_odd_ring_size() {
+    run(V1 | MRG, 100, &[64, 1518, 60], 200);
+}
