@@ -21,7 +21,7 @@ use ferrovia_ethdev::{
 use ferrovia_memory::MbufCache;
 use ferrovia_transport::backend::{BackendHandler, DeviceShared, VringCtl, offered_features};
 use ferrovia_transport::socket;
-use ferrovia_virtqueue::device::DeviceVring;
+use ferrovia_virtqueue::device::DeviceQueue;
 use ferrovia_virtqueue::quiesce::{Entered, QuiesceReader};
 use vhost::vhost_user::BackendReqHandler;
 use vhost::vhost_user::Error as VuError;
@@ -339,7 +339,7 @@ struct VhostQueue {
     _guard: TakenGuard,
     ctl: Arc<VringCtl>,
     reader: QuiesceReader<ferrovia_virtqueue::device::ActiveVring>,
-    dev: Option<DeviceVring>,
+    dev: Option<DeviceQueue>,
     cache: MbufCache,
     stats: Arc<QueueStats>,
     state: Arc<RunState>,
@@ -361,7 +361,7 @@ impl VhostQueue {
                     self.ctl.last_avail.load(Ordering::Acquire),
                     self.ctl.used_idx.load(Ordering::Acquire),
                 );
-                self.dev = Some(DeviceVring::new(a.clone(), avail, used));
+                self.dev = Some(DeviceQueue::new(a.clone(), avail, used));
                 true
             }
             Entered::Same(_) => true,

@@ -12,10 +12,11 @@
 //! disconnection it pauses the queues, and on the next connection it renegotiates and resumes
 //! every ring where the old backend stopped.
 
+use std::cell::UnsafeCell;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,10 +28,10 @@ use ferrovia_ethdev::{
 use ferrovia_memory::{MbufCache, RegionBacking, SharedRegion, registry};
 use ferrovia_transport::frontend::{self, VringSpec};
 use ferrovia_transport::socket;
-use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue, QueueLayout, resume_base};
+use ferrovia_virtqueue::driver::DriverOptions;
+use ferrovia_virtqueue::driver_any::AnyDriverQueue;
 use ferrovia_virtqueue::layout::{bit, feature, valid_queue_size};
 use ferrovia_virtqueue::quiesce::{Entered, Quiesce, QuiesceReader};
-use ferrovia_virtqueue::split::SplitRing;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::shared::{RunState, Taken, TakenGuard};
@@ -59,13 +60,28 @@ struct LinkCfg {
 }
 
 /// Per-vring state shared by the control thread and the queue's owner.
+///
+/// The driver queue itself is reached through an `UnsafeCell`; the quiesce protocol makes the
+/// accesses exclusive: the queue handle touches it only inside a burst entered with a live
+/// configuration, and the control thread only after `cfg.publish(None)` returned (no burst in
+/// progress, and none can start until the next `publish(Some)`), or before any handle exists.
 struct VringShared {
     cfg: Quiesce<LinkCfg>,
-    ring: SplitRing,
-    last_used: AtomicU16,
-    avail_idx: AtomicU16,
-    /// The queue while no handle owns it.
-    parked: Mutex<Option<DriverQueue>>,
+    queue: UnsafeCell<AnyDriverQueue>,
+}
+
+// SAFETY: see the type's documentation: access to `queue` is serialised by the quiesce
+// protocol; everything else is Sync.
+unsafe impl Sync for VringShared {}
+
+impl VringShared {
+    /// # Safety
+    /// The caller must hold exclusive access per the quiesce protocol (see the type's docs).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn queue(&self) -> &mut AnyDriverQueue {
+        // SAFETY: exclusivity is the caller's obligation.
+        unsafe { &mut *self.queue.get() }
+    }
 }
 
 /// Options fixed at open.
@@ -76,6 +92,7 @@ struct Opts {
     queues: u16,
     want: u64,
     max_rx_pkt: usize,
+    packed: bool,
 }
 
 /// The virtio-user port.
@@ -131,12 +148,7 @@ impl VirtioUserPort {
         let server = d.flag("server", false)?;
         let mrg = d.flag("mrg_rxbuf", true)?;
         let in_order = d.flag("in_order", true)?;
-        if d.flag("packed_vq", false)? {
-            return Err(Error::Unsupported(format!(
-                "{}: packed_vq=1: the packed virtqueue is not implemented yet; use packed_vq=0 (split ring)",
-                d.name
-            )));
-        }
+        let packed = d.flag("packed_vq", false)?;
         if d.flag("cq", false)? {
             return Err(Error::Unsupported(format!(
                 "{}: cq=1: the control queue is not supported; remove cq or set cq=0",
@@ -174,26 +186,31 @@ impl VirtioUserPort {
         if queues > 1 {
             want |= bit(feature::NET_F_MQ);
         }
+        if packed {
+            want |= bit(feature::F_RING_PACKED);
+        }
         let opts = Opts {
             path: path.clone(),
             server,
             queues,
             want,
             max_rx_pkt: conf.max_rx_pktlen as usize,
+            packed,
         };
 
         // Rings: one shared area for all vrings, registered so the backend can map it.
-        let layout = QueueLayout::new(queue_size);
+        let qbytes = AnyDriverQueue::area_size(queue_size, packed);
         let nvr = queues as usize * 2;
         let area = Arc::new(
             SharedRegion::new(
                 &format!("{}-rings", d.name),
-                layout.total * nvr,
+                qbytes * nvr,
                 RegionBacking::Memfd,
             )
             .map_err(|e| Error::io(format!("{}: ring memory", d.name), e))?,
         );
-        let registration = registry::Registration::new(area.base() as u64, area.len() as u64, area.fd());
+        let registration =
+            registry::Registration::new(area.base() as u64, area.len() as u64, area.fd());
         let mut cache = conf.pool.cache();
         let mut vrings = Vec::with_capacity(nvr);
         for i in 0..nvr {
@@ -201,11 +218,12 @@ impl VirtioUserPort {
                 features: want,
                 max_rx_pkt: opts.max_rx_pkt,
             };
-            // SAFETY: each vring gets its own `layout.total` bytes of the area, which is kept
-            // alive by the port (and by every queue handle through `_area`).
-            let mut q =
-                unsafe { DriverQueue::new(area.base().add(i * layout.total), queue_size, dopts) }
-                    .map_err(|e| Error::Config(format!("{}: {e}", d.name)))?;
+            // SAFETY: each vring gets its own `qbytes` of the area, which is kept alive by the
+            // port (and by every queue handle through `_area`).
+            let mut q = unsafe {
+                AnyDriverQueue::new(area.base().add(i * qbytes), queue_size, packed, dopts)
+            }
+            .map_err(|e| Error::Config(format!("{}: {e}", d.name)))?;
             if i % 2 == 0 {
                 let room = conf.pool.config().data_room as usize;
                 q.set_rx_chain_for(if mrg { 0 } else { opts.max_rx_pkt }, room);
@@ -213,10 +231,7 @@ impl VirtioUserPort {
             }
             vrings.push(Arc::new(VringShared {
                 cfg: Quiesce::default(),
-                ring: q.ring(),
-                last_used: AtomicU16::new(q.last_used()),
-                avail_idx: AtomicU16::new(q.avail_idx()),
-                parked: Mutex::new(Some(q)),
+                queue: UnsafeCell::new(q),
             }));
         }
         drop(cache);
@@ -240,7 +255,8 @@ impl VirtioUserPort {
             let c = Control {
                 name: d.name.clone(),
                 opts: opts.clone(),
-                layout,
+                pool: conf.pool.clone(),
+                qbytes,
                 area_base: area.base() as u64,
                 queue_size,
                 vrings: vrings.clone(),
@@ -299,6 +315,7 @@ impl VirtioUserPort {
         if let Some(h) = self.ctl.take() {
             let _ = h.join();
         }
+        // The control thread paused every vring before exiting.
     }
 }
 
@@ -307,9 +324,10 @@ impl Drop for VirtioUserPort {
         self.shutdown();
         let mut cache = self.conf.pool.cache();
         for v in self.vrings.iter() {
-            if let Some(mut q) = v.parked.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                q.drain(&mut cache);
-            }
+            v.cfg.publish(None);
+            // SAFETY: paused just above; queue handles (which may outlive the port) never touch
+            // the queue while paused, and the control thread has exited.
+            unsafe { v.queue() }.drain(&mut cache);
         }
         if self.opts.server {
             let _ = std::fs::remove_file(&self.opts.path);
@@ -326,7 +344,8 @@ enum Endpoint {
 struct Control {
     name: String,
     opts: Opts,
-    layout: QueueLayout,
+    pool: ferrovia_memory::Mempool,
+    qbytes: usize,
     area_base: u64,
     queue_size: u16,
     vrings: Arc<Vec<Arc<VringShared>>>,
@@ -459,21 +478,22 @@ impl Control {
         }
         self.pause_all();
         let mut specs = Vec::with_capacity(self.vrings.len());
+        let mut cache = self.pool.cache();
         for (i, v) in self.vrings.iter().enumerate() {
-            let base = resume_base(
-                &v.ring,
-                v.last_used.load(Ordering::Acquire),
-                v.avail_idx.load(Ordering::Acquire),
-            );
-            let start = self.area_base + (i * self.layout.total) as u64;
+            // SAFETY: every vring was paused by pause_all just above.
+            let q = unsafe { v.queue() };
+            let base = q.prepare_connect(&mut cache, i % 2 == 0, &ferrovia_virtqueue::NoSink);
+            let start = self.area_base + (i * self.qbytes) as u64;
+            let a = AnyDriverQueue::addrs(start, self.queue_size, self.opts.packed);
             specs.push(VringSpec {
                 size: self.queue_size,
-                desc: start + self.layout.desc as u64,
-                avail: start + self.layout.avail as u64,
-                used: start + self.layout.used as u64,
+                desc: a.desc,
+                avail: a.avail,
+                used: a.used,
                 base,
             });
         }
+        drop(cache);
         let regions = registry::snapshot_owned()
             .map_err(|e| format!("cannot duplicate memory region fds: {e}"))?;
         let infos: Vec<_> = regions.iter().map(|(r, _)| *r).collect();
@@ -513,9 +533,10 @@ impl Port for VirtioUserPort {
             nb_txd: self.queue_size,
             max_rx_pktlen: self.opts.max_rx_pkt as u32,
             features: format!(
-                "path={} mode={} negotiated={f:#x} mrg_rxbuf={} in_order={} event_idx={}",
+                "path={} mode={} ring={} negotiated={f:#x} mrg_rxbuf={} in_order={} event_idx={}",
                 self.opts.path,
                 if self.opts.server { "server" } else { "client" },
+                if self.opts.packed { "packed" } else { "split" },
                 f & bit(feature::NET_F_MRG_RXBUF) != 0,
                 f & bit(feature::F_IN_ORDER) != 0,
                 f & bit(feature::RING_F_EVENT_IDX) != 0,
@@ -569,17 +590,9 @@ impl Port for VirtioUserPort {
 
 impl VirtioUserPort {
     fn queue(&self, guard: TakenGuard, vr: usize, stats: Arc<QueueStats>) -> VuQueue {
-        let shared = self.vrings[vr].clone();
-        let q = shared
-            .parked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .expect("a queue not taken is parked");
         VuQueue {
             _guard: guard,
-            shared,
-            q: Some(q),
+            shared: self.vrings[vr].clone(),
             reader: QuiesceReader::default(),
             cache: self.conf.pool.cache(),
             stats,
@@ -595,7 +608,6 @@ impl VirtioUserPort {
 struct VuQueue {
     _guard: TakenGuard,
     shared: Arc<VringShared>,
-    q: Option<DriverQueue>,
     reader: QuiesceReader<LinkCfg>,
     cache: MbufCache,
     stats: Arc<QueueStats>,
@@ -606,6 +618,7 @@ struct VuQueue {
 }
 
 impl VuQueue {
+    /// Enters a burst; on true the caller may use the queue until `exit`.
     #[inline]
     fn enter(&mut self) -> bool {
         match self.reader.enter(&self.shared.cfg) {
@@ -619,9 +632,8 @@ impl VuQueue {
                     features: c.features,
                     max_rx_pkt: self.max_rx_pkt,
                 };
-                if let Some(q) = self.q.as_mut() {
-                    q.on_reconnect(opts, kick);
-                }
+                // SAFETY: inside a burst entered with a live configuration.
+                unsafe { self.shared.queue() }.on_reconnect(opts, kick);
                 true
             }
             Entered::Same(_) => true,
@@ -630,14 +642,6 @@ impl VuQueue {
 
     #[inline]
     fn exit(&mut self) {
-        if let Some(q) = &self.q {
-            self.shared
-                .last_used
-                .store(q.last_used(), Ordering::Relaxed);
-            self.shared
-                .avail_idx
-                .store(q.avail_idx(), Ordering::Relaxed);
-        }
         self.reader.exit(&self.shared.cfg);
     }
 }
@@ -647,7 +651,8 @@ impl RxQueue for VuQueue {
         if !self.state.started() || !self.enter() {
             return 0;
         }
-        let q = self.q.as_mut().expect("queue present");
+        // SAFETY: inside a burst entered with a live configuration.
+        let q = unsafe { self.shared.queue() };
         let (n, bytes) = q.receive(
             &mut self.cache,
             pkts,
@@ -666,7 +671,8 @@ impl TxQueue for VuQueue {
         if !self.state.started() || pkts.is_empty() || !self.enter() {
             return 0;
         }
-        let q = self.q.as_mut().expect("queue present");
+        // SAFETY: inside a burst entered with a live configuration.
+        let q = unsafe { self.shared.queue() };
         let (n, bytes) = q.transmit(&mut self.cache, pkts, &StatsSink(&self.stats));
         self.exit();
         self.stats.add(n as u64, bytes as u64);
@@ -677,8 +683,5 @@ impl TxQueue for VuQueue {
 impl Drop for VuQueue {
     fn drop(&mut self) {
         self.reader.release();
-        if let Some(q) = self.q.take() {
-            *self.shared.parked.lock().unwrap_or_else(|p| p.into_inner()) = Some(q);
-        }
     }
 }

@@ -164,11 +164,11 @@ fn client_error_names_the_fix() {
         e.contains("cannot connect to /nonexistent/sock0") && e.contains("server=1"),
         "{e}"
     );
-    let e = ferrovia_pmd::open("net_virtio_user0,path=/tmp/x,packed_vq=1", &conf)
+    let e = ferrovia_pmd::open("net_virtio_user0,path=/tmp/x,cq=1", &conf)
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("packed_vq"), "{e}");
+    assert!(e.contains("cq=1"), "{e}");
     let e = ferrovia_pmd::open("net_vhost0,iface=/tmp/x,queues=0", &conf)
         .err()
         .unwrap()
@@ -197,8 +197,10 @@ fn more_than_eight_memory_regions() {
     let sock = dir.join("sock");
     let p = pool("slots");
     let conf = PortConf::new(0, p.clone());
-    let mut vhost = ferrovia_pmd::open(&format!("net_vhost0,iface={}", sock.display()), &conf).unwrap();
-    let mut vu = ferrovia_pmd::open(&format!("net_virtio_user0,path={}", sock.display()), &conf).unwrap();
+    let mut vhost =
+        ferrovia_pmd::open(&format!("net_vhost0,iface={}", sock.display()), &conf).unwrap();
+    let mut vu =
+        ferrovia_pmd::open(&format!("net_virtio_user0,path={}", sock.display()), &conf).unwrap();
     vhost.start().unwrap();
     vu.start().unwrap();
     wait_up(&*vu);
@@ -245,4 +247,25 @@ fn virtio_user_server_vhost_client() {
     }
     drop((vu, vhost));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn packed_mrg_on() {
+    run("p1", ",packed_vq=1", 1);
+}
+
+#[test]
+fn packed_mrg_off_in_order_off_two_queues() {
+    run("p2", ",packed_vq=1,mrg_rxbuf=0,in_order=0", 2);
+}
+
+#[test]
+fn packed_odd_queue_size_refused_for_split_only() {
+    let p = pool("odd");
+    let conf = PortConf::new(0, p);
+    let e = ferrovia_pmd::open("net_virtio_user0,path=/tmp/x,queue_size=100", &conf)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("power of two"), "{e}");
 }

@@ -10,11 +10,12 @@ use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
-use ferrovia_virtqueue::device::ActiveVring;
+use ferrovia_virtqueue::device::{ActiveVring, RingView};
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{
     avail_ring_size, bit, desc_table_size, feature, used_ring_size, valid_queue_size,
 };
+use ferrovia_virtqueue::packed::{EVENT_AREA_SIZE, PackedRing, Pos, packed_ring_size};
 use ferrovia_virtqueue::quiesce::Quiesce;
 use ferrovia_virtqueue::split::SplitRing;
 use vhost::VhostUserMemoryRegionBase;
@@ -75,6 +76,7 @@ pub fn offered_features(queue_pairs: u16) -> u64 {
         | bit(feature::F_IN_ORDER)
         | bit(feature::RING_F_EVENT_IDX)
         | bit(feature::RING_F_INDIRECT_DESC)
+        | bit(feature::F_RING_PACKED)
         | bit(feature::VHOST_USER_F_PROTOCOL_FEATURES);
     if queue_pairs > 1 {
         f |= bit(feature::NET_F_MQ);
@@ -183,18 +185,40 @@ impl BackendHandler {
             return Ok(());
         };
         let t = |addr: u64, len: usize| mem.translate_uva(addr, len as u64);
-        let (Some(dp), Some(ap), Some(up)) = (
-            t(d, desc_table_size(num)),
-            t(a, avail_ring_size(num)),
-            t(u, used_ring_size(num)),
-        ) else {
+        let packed = self.acked & bit(feature::F_RING_PACKED) != 0;
+        let parts = if packed {
+            (
+                t(d, packed_ring_size(num)),
+                t(a, EVENT_AREA_SIZE),
+                t(u, EVENT_AREA_SIZE),
+            )
+        } else {
+            (
+                t(d, desc_table_size(num)),
+                t(a, avail_ring_size(num)),
+                t(u, used_ring_size(num)),
+            )
+        };
+        let (Some(dp), Some(ap), Some(up)) = parts else {
             return Err(self.err(format!(
                 "vring {i}: ring addresses desc {d:#x} avail {a:#x} used {u:#x} (size {num}) are outside the memory table"
             )));
         };
-        // SAFETY: each part was translated with its full size inside `mem`, which the
-        // ActiveVring keeps alive.
-        let ring = match unsafe { SplitRing::new(dp, ap, up, num) } {
+        let ring = if packed {
+            if Pos::decode(v.base, num).is_none() || Pos::decode(v.used, num).is_none() {
+                return Err(self.err(format!(
+                    "vring {i}: packed ring base {:#x} is outside a ring of {num}",
+                    v.base
+                )));
+            }
+            // SAFETY: each part was translated with its full size inside `mem`, which the
+            // ActiveVring keeps alive.
+            unsafe { PackedRing::new(dp, ap, up, num) }.map(RingView::Packed)
+        } else {
+            // SAFETY: as above.
+            unsafe { SplitRing::new(dp, ap, up, num) }.map(RingView::Split)
+        };
+        let ring = match ring {
             Ok(r) => r,
             Err(e) => return Err(self.err(format!("vring {i}: bad ring ({e:?})"))),
         };
@@ -315,9 +339,11 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
     fn set_vring_num(&mut self, index: u32, num: u32) -> VuResult<()> {
         log::debug!("{}: SET_VRING_NUM {} {}", self.name, index, num);
         let i = self.check_index(index, "SET_VRING_NUM")?;
-        if !valid_queue_size(num) {
+        let packed = self.acked & bit(feature::F_RING_PACKED) != 0;
+        if !(valid_queue_size(num) || packed && (1..=32768).contains(&num)) {
             return Err(self.err(format!(
-                "SET_VRING_NUM: size {num} for vring {i} is not a power of two in 1..=32768"
+                "SET_VRING_NUM: size {num} for vring {i} is not {} in 1..=32768",
+                if packed { "a number" } else { "a power of two" }
             )));
         }
         self.pause(i);

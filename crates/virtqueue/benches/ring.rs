@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use ferrovia_memory::{Burst, Mempool, MempoolConfig, RegionBacking, SharedRegion};
 use ferrovia_virtqueue::NoSink;
-use ferrovia_virtqueue::device::{ActiveVring, DeviceVring};
+use ferrovia_virtqueue::device::{ActiveVring, DeviceVring, RingView};
 use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue, QueueLayout};
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{bit, feature};
@@ -31,7 +31,10 @@ fn bench(name: &str, features: u64, size: usize, iters: usize) {
     let qs = 1024u16;
     let l = QueueLayout::new(qs);
     let area = SharedRegion::new("bench-rings", l.total * 2, RegionBacking::Memfd).unwrap();
-    let opts = DriverOptions { features, max_rx_pkt: 9728 };
+    let opts = DriverOptions {
+        features,
+        max_rx_pkt: 9728,
+    };
     // SAFETY: the area holds two layouts and outlives both queues.
     let mut rx = unsafe { DriverQueue::new(area.base(), qs, opts) }.unwrap();
     // SAFETY: as above.
@@ -44,8 +47,20 @@ fn bench(name: &str, features: u64, size: usize, iters: usize) {
         .fd;
     let mem = Arc::new(
         GuestMemory::map(vec![
-            RegionSpec { guest_phys_addr: pbase as u64, size: plen as u64, user_addr: pbase as u64, mmap_offset: 0, file: dup(pfd) },
-            RegionSpec { guest_phys_addr: area.base() as u64, size: area.len() as u64, user_addr: area.base() as u64, mmap_offset: 0, file: dup(area.fd()) },
+            RegionSpec {
+                guest_phys_addr: pbase as u64,
+                size: plen as u64,
+                user_addr: pbase as u64,
+                mmap_offset: 0,
+                file: dup(pfd),
+            },
+            RegionSpec {
+                guest_phys_addr: area.base() as u64,
+                size: area.len() as u64,
+                user_addr: area.base() as u64,
+                mmap_offset: 0,
+                file: dup(area.fd()),
+            },
         ])
         .unwrap(),
     );
@@ -55,13 +70,21 @@ fn bench(name: &str, features: u64, size: usize, iters: usize) {
         let ring = unsafe {
             SplitRing::new(
                 mem.translate_uva(b, 16 * qs as u64).unwrap(),
-                mem.translate_uva(b + l.avail as u64, 6 + 2 * qs as u64).unwrap(),
-                mem.translate_uva(b + l.used as u64, 6 + 8 * qs as u64).unwrap(),
+                mem.translate_uva(b + l.avail as u64, 6 + 2 * qs as u64)
+                    .unwrap(),
+                mem.translate_uva(b + l.used as u64, 6 + 8 * qs as u64)
+                    .unwrap(),
                 qs,
             )
         }
         .unwrap();
-        let a = Arc::new(ActiveVring { ring, mem: mem.clone(), features, base: 0, call: None });
+        let a = Arc::new(ActiveVring {
+            ring: RingView::Split(ring),
+            mem: mem.clone(),
+            features,
+            base: 0,
+            call: None,
+        });
         a.init_notifications();
         DeviceVring::new(a, 0, 0)
     };
@@ -112,7 +135,10 @@ fn bench(name: &str, features: u64, size: usize, iters: usize) {
 }
 
 fn main() {
-    let iters = std::env::var("ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let iters = std::env::var("ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let v1 = bit(feature::F_VERSION_1);
     let mrg = bit(feature::NET_F_MRG_RXBUF);
     let ino = bit(feature::F_IN_ORDER);

@@ -98,7 +98,9 @@ impl DeviceQueue {
     /// Starts polling `active` at the given positions (vhost-user base encoding for packed).
     pub fn new(active: Arc<ActiveVring>, last_avail: u16, used_idx: u16) -> DeviceQueue {
         match active.ring {
-            RingView::Split(_) => DeviceQueue::Split(DeviceVring::new(active, last_avail, used_idx)),
+            RingView::Split(_) => {
+                DeviceQueue::Split(DeviceVring::new(active, last_avail, used_idx))
+            }
             RingView::Packed(_) => DeviceQueue::Packed(crate::device_packed::DevicePacked::new(
                 active, last_avail, used_idx,
             )),
@@ -142,7 +144,12 @@ impl DeviceQueue {
 
     /// See [`DeviceVring::enqueue_burst`].
     #[inline]
-    pub fn enqueue_burst(&mut self, cache: &mut MbufCache, pkts: &mut Burst, sink: &impl ErrorSink) -> BurstResult {
+    pub fn enqueue_burst(
+        &mut self,
+        cache: &mut MbufCache,
+        pkts: &mut Burst,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
         match self {
             DeviceQueue::Split(q) => q.enqueue_burst(cache, pkts, sink),
             DeviceQueue::Packed(q) => q.enqueue_burst(cache, pkts, sink),
@@ -606,11 +613,17 @@ pub(crate) fn push_seg(
         return Ok(());
     }
     let ptr = mem.translate(addr, len as u64).ok_or(RingError::DescAddr)?;
-    segs.try_push(Seg { ptr, len }).map_err(|_| RingError::DescLen)
+    segs.try_push(Seg { ptr, len })
+        .map_err(|_| RingError::DescLen)
 }
 
 /// Copies a chain's bytes (after the `skip`-byte header) into a fresh mbuf chain.
-pub(crate) fn copy_into_mbufs(cache: &mut MbufCache, segs: &[Seg], skip: usize, port: u16) -> Option<Mbuf> {
+pub(crate) fn copy_into_mbufs(
+    cache: &mut MbufCache,
+    segs: &[Seg],
+    skip: usize,
+    port: u16,
+) -> Option<Mbuf> {
     let mut head = cache.alloc()?;
     head.set_port(port);
     let mut skip = skip;

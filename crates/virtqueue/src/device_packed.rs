@@ -14,7 +14,9 @@ use std::sync::atomic::{Ordering, fence};
 use arrayvec::ArrayVec;
 use ferrovia_memory::{Burst, MbufCache};
 
-use crate::device::{ActiveVring, BurstResult, MAX_SEGS, RingView, Seg, SegWriter, copy_into_mbufs, push_seg};
+use crate::device::{
+    ActiveVring, BurstResult, MAX_SEGS, RingView, Seg, SegWriter, copy_into_mbufs, push_seg,
+};
 use crate::error::{ErrorSink, RingError};
 use crate::layout::{
     NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, bit, feature, net_hdr_len,
@@ -171,7 +173,9 @@ impl DevicePacked {
         if !any {
             return;
         }
-        let Some(call) = &self.active.call else { return };
+        let Some(call) = &self.active.call else {
+            return;
+        };
         fence(Ordering::SeqCst);
         if self.ring.driver_event_flags() != EVENT_FLAGS_DISABLE {
             let _ = (&**call).write(&1u64.to_ne_bytes());
@@ -302,7 +306,8 @@ impl DevicePacked {
             let mut w = SegWriter::new(&segs);
             let mut hdr = [0u8; 12];
             if self.hdr_len == 12 {
-                hdr[NET_HDR_NUM_BUFFERS_OFF..12].copy_from_slice(&(bufs.len() as u16).to_le_bytes());
+                hdr[NET_HDR_NUM_BUFFERS_OFF..12]
+                    .copy_from_slice(&(bufs.len() as u16).to_le_bytes());
             }
             w.write(&hdr[..self.hdr_len]);
             for s in m.segments() {

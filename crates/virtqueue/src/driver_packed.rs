@@ -79,6 +79,10 @@ pub struct DriverPacked {
     num_free: u16,
     free_ids: Vec<u16>,
     inflight: Box<[Inflight]>,
+    /// Buffer ids in the order they were posted (used with IN_ORDER, where a device may
+    /// complete a whole batch with one used descriptor carrying the last buffer's id).
+    order: std::collections::VecDeque<u16>,
+    in_order: bool,
     hdr_len: usize,
     mrg: bool,
     rx_chain: u16,
@@ -108,12 +112,21 @@ impl DriverPacked {
     /// # Safety
     /// `area` must point to at least `PackedLayout::new(size).total` bytes of 4096-aligned
     /// writable memory that stays mapped while this queue (or a copy of [`Self::ring`]) is used.
-    pub unsafe fn new(area: *mut u8, size: u16, opts: DriverOptions) -> Result<DriverPacked, String> {
+    pub unsafe fn new(
+        area: *mut u8,
+        size: u16,
+        opts: DriverOptions,
+    ) -> Result<DriverPacked, String> {
         let l = PackedLayout::new(size);
         // SAFETY: the caller guarantees the area holds the whole layout.
         let ring = unsafe {
             std::ptr::write_bytes(area, 0, l.total);
-            PackedRing::new(area.add(l.desc), area.add(l.driver_event), area.add(l.device_event), size)
+            PackedRing::new(
+                area.add(l.desc),
+                area.add(l.driver_event),
+                area.add(l.device_event),
+                size,
+            )
         }
         .map_err(|e| format!("bad packed ring size {size}: {e:?}"))?;
         let mut q = DriverPacked {
@@ -126,6 +139,8 @@ impl DriverPacked {
             num_free: size,
             free_ids: (0..size).rev().collect(),
             inflight: (0..size).map(|_| Inflight::default()).collect(),
+            order: std::collections::VecDeque::with_capacity(size as usize),
+            in_order: false,
             hdr_len: 12,
             mrg: false,
             rx_chain: 1,
@@ -141,6 +156,7 @@ impl DriverPacked {
     pub fn apply_options(&mut self, opts: DriverOptions) {
         self.hdr_len = net_hdr_len(opts.features);
         self.mrg = opts.features & bit(feature::NET_F_MRG_RXBUF) != 0;
+        self.in_order = opts.features & bit(feature::F_IN_ORDER) != 0;
         self.max_rx_pkt = opts.max_rx_pkt;
         // We poll: no interrupts, please.
         self.ring.set_driver_event(0, EVENT_FLAGS_DISABLE);
@@ -178,7 +194,9 @@ impl DriverPacked {
         self.rx_chain = if self.mrg {
             1
         } else {
-            (max_frame + self.hdr_len).div_ceil(seg_room.max(1)).clamp(1, 64) as u16
+            (max_frame + self.hdr_len)
+                .div_ceil(seg_room.max(1))
+                .clamp(1, 64) as u16
         }
         .min(self.size);
     }
@@ -219,6 +237,9 @@ impl DriverPacked {
         self.ring.set_flags(first.idx, first_flags);
         self.avail = pos;
         self.num_free -= bufs.len() as u16;
+        if self.order.len() < self.size as usize {
+            self.order.push_back(id);
+        }
     }
 
     /// Reads the used descriptor at `pos`: Some((id, len)) if used and its id is in flight;
@@ -236,6 +257,11 @@ impl DriverPacked {
     }
 
     fn finish(&mut self, id: u16) -> Mbuf {
+        if self.order.front() == Some(&id) {
+            self.order.pop_front();
+        } else if let Some(p) = self.order.iter().position(|&x| x == id) {
+            self.order.remove(p);
+        }
         let e = &mut self.inflight[id as usize];
         let count = e.count;
         e.count = 0;
@@ -253,11 +279,26 @@ impl DriverPacked {
         }
     }
 
-    /// Tx: frees mbufs of completed transmissions.
+    /// Tx: frees mbufs of completed transmissions. With IN_ORDER, a used descriptor for
+    /// buffer `id` also completes every buffer posted before it.
     pub fn reclaim(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
         while !self.broken {
             match self.peek_used(self.used) {
                 Ok(Some((id, _))) => {
+                    if self.in_order && self.order.front() != Some(&id) {
+                        if !self.order.contains(&id) {
+                            self.break_queue(sink);
+                            break;
+                        }
+                        while let Some(&f) = self.order.front() {
+                            let m = self.finish(f);
+                            cache.free(m);
+                            if f == id {
+                                break;
+                            }
+                        }
+                        continue;
+                    }
                     let m = self.finish(id);
                     cache.free(m);
                 }
@@ -269,7 +310,12 @@ impl DriverPacked {
 
     /// Tx: posts packets from the front of `pkts`, removing those posted. Returns packets and
     /// bytes posted.
-    pub fn transmit(&mut self, cache: &mut MbufCache, pkts: &mut Burst, sink: &impl ErrorSink) -> (usize, usize) {
+    pub fn transmit(
+        &mut self,
+        cache: &mut MbufCache,
+        pkts: &mut Burst,
+        sink: &impl ErrorSink,
+    ) -> (usize, usize) {
         if self.broken {
             return (0, 0);
         }
@@ -447,7 +493,11 @@ impl DriverPacked {
                     bad = true;
                     continue;
                 }
-                let data = if k == 0 { l as usize - self.hdr_len } else { l as usize };
+                let data = if k == 0 {
+                    l as usize - self.hdr_len
+                } else {
+                    l as usize
+                };
                 if k > 0 {
                     let off = m.headroom() - self.hdr_len;
                     m.set_data_off(off);
@@ -475,6 +525,22 @@ impl DriverPacked {
         }
         self.refill(cache, sink);
         (got, bytes)
+    }
+
+    /// Forgets everything in flight (freeing the mbufs) and starts the ring afresh at index 0,
+    /// wrap counter 1: what a new device will expect after a reconnection. Must run while no
+    /// device is attached and no burst is in progress.
+    pub fn reset(&mut self, cache: &mut MbufCache) {
+        self.drain(cache);
+        for i in 0..self.size {
+            self.ring.write(i, PackedDesc::default(), 0);
+        }
+        self.avail = Pos::START;
+        self.used = Pos::START;
+        self.num_free = self.size;
+        self.free_ids = (0..self.size).rev().collect();
+        self.order.clear();
+        self.broken = false;
     }
 
     /// Frees every mbuf still posted.

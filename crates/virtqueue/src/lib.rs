@@ -17,6 +17,7 @@
 pub mod device;
 pub mod device_packed;
 pub mod driver;
+pub mod driver_any;
 pub mod driver_packed;
 pub mod error;
 pub mod guest_mem;

@@ -95,7 +95,9 @@ impl PackedRing {
         if size == 0 || size > 32768 {
             return Err(RingAddrError::BadSize);
         }
-        if desc as usize % 16 != 0 || driver_event as usize % 4 != 0 || device_event as usize % 4 != 0
+        if desc as usize % 16 != 0
+            || driver_event as usize % 4 != 0
+            || device_event as usize % 4 != 0
         {
             return Err(RingAddrError::Misaligned);
         }
@@ -181,7 +183,8 @@ impl PackedRing {
             (p.add(8) as *mut u32).write_volatile(len);
             (p.add(12) as *mut u16).write_volatile(id);
         }
-        self.flags_atomic(i).store(used_flags(wrap), Ordering::Release);
+        self.flags_atomic(i)
+            .store(used_flags(wrap), Ordering::Release);
     }
 
     #[inline]
@@ -275,7 +278,13 @@ mod tests {
         let mut p = Pos::START;
         p.advance(250, 256);
         p.advance(10, 256);
-        assert_eq!(p, Pos { idx: 4, wrap: false });
+        assert_eq!(
+            p,
+            Pos {
+                idx: 4,
+                wrap: false
+            }
+        );
         assert_eq!(Pos::decode(p.encode(), 256), Some(p));
         assert_eq!(Pos::decode(0x8000 | 300, 256), None);
     }

@@ -6,7 +6,7 @@ use std::os::fd::FromRawFd;
 use std::sync::Arc;
 
 use ferrovia_memory::{Burst, Mempool, MempoolConfig, RegionBacking, SharedRegion};
-use ferrovia_virtqueue::device::{ActiveVring, DeviceVring};
+use ferrovia_virtqueue::device::{ActiveVring, DeviceVring, RingView};
 use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue, QueueLayout};
 use ferrovia_virtqueue::error::CountingSink;
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
@@ -80,7 +80,7 @@ fn rig(features: u64, size: u16) -> Rig {
         }
         .unwrap();
         let act = Arc::new(ActiveVring {
-            ring,
+            ring: RingView::Split(ring),
             mem: mem.clone(),
             features,
             base: 0,

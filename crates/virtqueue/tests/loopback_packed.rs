@@ -66,8 +66,20 @@ fn run(features: u64, size: u16, sizes: &[usize], rounds: usize) {
         .fd;
     let mem = Arc::new(
         GuestMemory::map(vec![
-            RegionSpec { guest_phys_addr: pbase as u64, size: plen as u64, user_addr: pbase as u64, mmap_offset: 0, file: dup(pfd) },
-            RegionSpec { guest_phys_addr: area.base() as u64, size: area.len() as u64, user_addr: area.base() as u64, mmap_offset: 0, file: dup(area.fd()) },
+            RegionSpec {
+                guest_phys_addr: pbase as u64,
+                size: plen as u64,
+                user_addr: pbase as u64,
+                mmap_offset: 0,
+                file: dup(pfd),
+            },
+            RegionSpec {
+                guest_phys_addr: area.base() as u64,
+                size: area.len() as u64,
+                user_addr: area.base() as u64,
+                mmap_offset: 0,
+                file: dup(area.fd()),
+            },
         ])
         .unwrap(),
     );
@@ -109,9 +121,17 @@ fn run(features: u64, size: u16, sizes: &[usize], rounds: usize) {
         assert_eq!(sent, sizes.len(), "round {round}");
         let mut got = Burst::new();
         let r = dev_tx.dequeue_burst(&mut cache, &mut got, 64, 9728, 0, &sink);
-        assert_eq!(r.packets, sizes.len(), "round {round} errors {}", sink.total());
+        assert_eq!(
+            r.packets,
+            sizes.len(),
+            "round {round} errors {}",
+            sink.total()
+        );
         for (i, m) in got.iter().enumerate() {
-            assert!(m.to_vec() == payload(seq0 + i, sizes[i]), "tx packet {i} round {round}");
+            assert!(
+                m.to_vec() == payload(seq0 + i, sizes[i]),
+                "tx packet {i} round {round}"
+            );
         }
         let n = got.len();
         let r = dev_rx.enqueue_burst(&mut cache, &mut got, &sink);
@@ -120,7 +140,10 @@ fn run(features: u64, size: u16, sizes: &[usize], rounds: usize) {
         let (k, _) = rx.receive(&mut cache, &mut out, 64, 0, &sink);
         assert_eq!(k, n, "round {round} errors {}", sink.total());
         for (i, m) in out.iter().enumerate() {
-            assert!(m.to_vec() == payload(seq0 + i, sizes[i]), "rx packet {i} round {round}");
+            assert!(
+                m.to_vec() == payload(seq0 + i, sizes[i]),
+                "rx packet {i} round {round}"
+            );
         }
         cache.free_all(out.drain(..));
         tx.reclaim(&mut cache, &sink);
@@ -148,4 +171,50 @@ fn packed_non_mergeable_wraps_many_times() {
 #[test]
 fn packed_odd_ring_size() {
     run(V1 | MRG, 100, &[64, 1518, 60], 200);
+}
+
+/// With IN_ORDER a device may complete a batch with one used descriptor carrying the last
+/// buffer's id (DPDK's vhost does); every earlier buffer is complete too.
+#[test]
+fn in_order_batch_completion_frees_the_whole_batch() {
+    let pool = Mempool::new(MempoolConfig {
+        name: "pk-io".into(),
+        count: 256,
+        cache_size: 16,
+        ..Default::default()
+    })
+    .unwrap();
+    let size = 16u16;
+    let l = PackedLayout::new(size);
+    let area = SharedRegion::new("pk-io-rings", l.total, RegionBacking::Memfd).unwrap();
+    let opts = DriverOptions {
+        features: V1 | bit(feature::F_RING_PACKED) | bit(feature::F_IN_ORDER),
+        max_rx_pkt: 1518,
+    };
+    // SAFETY: the area holds one layout and outlives the queue.
+    let mut tx = unsafe { DriverPacked::new(area.base(), size, opts) }.unwrap();
+    let sink = CountingSink::default();
+    let mut cache = pool.cache();
+    let mut wrap = true;
+    let mut pos = 0u16;
+    for round in 0..10 {
+        let mut b = Burst::new();
+        for i in 0..5 {
+            b.push(make(&pool, &payload(i, 64)));
+        }
+        assert_eq!(tx.transmit(&mut cache, &mut b, &sink).0, 5, "round {round}");
+        // The last of the five buffers posted has this id:
+        let last_id = tx.ring().desc((pos + 4) % size).id;
+        tx.ring().write_used(pos, last_id, 0, wrap);
+        tx.reclaim(&mut cache, &sink);
+        assert_eq!(tx.in_flight(), 0, "round {round}");
+        pos += 5;
+        if pos >= size {
+            pos -= size;
+            wrap = !wrap;
+        }
+    }
+    assert_eq!(sink.total(), 0);
+    drop(cache);
+    assert_eq!(pool.available(), pool.count());
 }
