@@ -26,7 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 s.ipackets(),
                 s.opackets(),
                 port.link().up,
-                port.xstats().into_iter().filter(|(_, v)| *v != 0).collect::<Vec<_>>()
+                port.xstats()
+                    .into_iter()
+                    .filter(|(_, v)| *v != 0)
+                    .collect::<Vec<_>>()
             );
         }
         if rx.rx_burst(&mut burst, 32) == 0 {

@@ -34,10 +34,14 @@ fn parse() -> Result<Args, String> {
         match k.as_str() {
             "--seconds" => a.seconds = v()?.parse().map_err(|_| "--seconds: not a number")?,
             "--size" => a.size = v()?.parse().map_err(|_| "--size: not a number")?,
-            "--queue-size" => a.queue_size = v()?.parse().map_err(|_| "--queue-size: not a number")?,
+            "--queue-size" => {
+                a.queue_size = v()?.parse().map_err(|_| "--queue-size: not a number")?
+            }
             "--socket" => a.socket = Some(v()?),
             "-h" | "--help" => {
-                println!("usage: ferrovia-demo [--seconds N] [--size BYTES] [--queue-size N] [--socket PATH]");
+                println!(
+                    "usage: ferrovia-demo [--seconds N] [--size BYTES] [--queue-size N] [--socket PATH]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other} (try --help)")),
@@ -108,7 +112,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // The container side: send and check.
     let (mut vrx, mut vtx) = (vu.rx_queue(0)?, vu.tx_queue(0)?);
-    let (stop2, sent2, back2, bad2, size) = (stop.clone(), sent.clone(), back.clone(), bad.clone(), a.size);
+    let (stop2, sent2, back2, bad2, size) = (
+        stop.clone(),
+        sent.clone(),
+        back.clone(),
+        bad.clone(),
+        a.size,
+    );
     let app = std::thread::spawn(move || {
         let mut cache = pool.cache();
         let mut b = Burst::new();
