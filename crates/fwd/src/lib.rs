@@ -117,7 +117,9 @@ pub trait Engine: Send {
 }
 
 /// Every mode's name.
-pub const MODES: &[&str] = &["io", "mac", "macswap", "rxonly", "txonly", "flowgen", "csum"];
+pub const MODES: &[&str] = &[
+    "io", "mac", "macswap", "rxonly", "txonly", "flowgen", "csum",
+];
 
 /// Creates the engine for a mode name.
 pub fn engine(name: &str) -> Option<Box<dyn Engine>> {

@@ -157,7 +157,11 @@ fn build(s: &mut Stream, tpl: &FrameTemplate, segs: usize) -> Option<Mbuf> {
     let mut head: Option<Mbuf> = None;
     let mut off = 0;
     for (i, &l) in s.params.txpkts.iter().enumerate() {
-        let l = if i + 1 == segs { bytes.len() - off } else { (l as usize).min(bytes.len() - off) };
+        let l = if i + 1 == segs {
+            bytes.len() - off
+        } else {
+            (l as usize).min(bytes.len() - off)
+        };
         let Some(mut m) = s.cache.alloc() else {
             if let Some(h) = head {
                 s.cache.free(h);

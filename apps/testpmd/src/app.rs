@@ -1,0 +1,536 @@
+//! testpmd's state: ports, forwarding configuration, and starting/stopping the forwarding
+//! lcores.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use ferrovia_ethdev::{MacAddr, Port, PortConf, PortStats};
+use ferrovia_fwd::{Stream, StreamCounters, StreamParams};
+use ferrovia_memory::{Mempool, MempoolConfig};
+
+use crate::eal::EalOpts;
+use crate::lcore::{Lcore, online_cpus, pin};
+use crate::opts::{AppOpts, Topology};
+use crate::stats::{FwdStats, LastShow, print_fwd_port, print_fwd_total, print_nic};
+
+/// One opened port.
+pub struct PortSlot {
+    /// The port.
+    pub port: Box<dyn Port>,
+    /// Its devargs.
+    pub devargs: String,
+    /// Started by us.
+    pub started: bool,
+    /// For throughput lines.
+    pub last_show: Option<LastShow>,
+    /// Last link state printed.
+    pub link_up: bool,
+}
+
+/// Where a stream reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// Rx port.
+    pub rx_port: u16,
+    /// Rx queue.
+    pub rx_queue: u16,
+    /// Tx port.
+    pub tx_port: u16,
+    /// Tx queue.
+    pub tx_queue: u16,
+}
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    counters: Vec<(StreamSpec, Arc<StreamCounters>)>,
+    start_stats: Vec<PortStats>,
+}
+
+/// The application.
+pub struct App {
+    /// App options (mutable by prompt commands).
+    pub opts: AppOpts,
+    pool: Mempool,
+    /// Ports in vdev order.
+    pub ports: Vec<PortSlot>,
+    /// Forwarding ports, in the order streams are built (`set portlist`).
+    pub portlist: Vec<u16>,
+    fwd_lcores: Vec<Lcore>,
+    running: Option<Running>,
+    warned_pin: bool,
+}
+
+impl App {
+    /// Creates the pool and opens every `--vdev`.
+    pub fn new(eal: EalOpts, opts: AppOpts) -> Result<App, String> {
+        if eal.vdevs.is_empty() {
+            return Err(
+                "no ports: add at least one --vdev, e.g. --vdev net_vhost0,iface=/tmp/sock0".into(),
+            );
+        }
+        let main = eal.main_lcore.unwrap_or(eal.lcores[0].id);
+        let mut fwd_lcores: Vec<Lcore> = eal
+            .lcores
+            .iter()
+            .copied()
+            .filter(|l| l.id != main)
+            .collect();
+        if fwd_lcores.is_empty() {
+            println!("Warning: only the main lcore was given; forwarding runs on it too");
+            fwd_lcores = eal.lcores.clone();
+        }
+        let nports = eal.vdevs.len();
+        let rxd = if opts.rxd == 0 {
+            1024
+        } else {
+            opts.rxd as usize
+        };
+        let txd = if opts.txd == 0 {
+            1024
+        } else {
+            opts.txd as usize
+        };
+        let per_port = opts.rxq as usize * rxd + opts.txq as usize * txd;
+        let count = opts
+            .total_num_mbufs
+            .unwrap_or((nports * per_port * 2 + fwd_lcores.len() * 1024 + 4096).max(16384));
+        let data_room = match opts.mbuf_size {
+            Some(s) if s > 128 + 64 => (s - 128).min(u16::MAX as u32) as u16,
+            Some(s) => {
+                return Err(format!(
+                    "--mbuf-size {s} leaves no room for data after 128 bytes of headroom"
+                ));
+            }
+            None => 2048,
+        };
+        let pool = Mempool::new(MempoolConfig {
+            name: "mb_pool_0".into(),
+            count,
+            data_room,
+            cache_size: 256,
+            ..Default::default()
+        })
+        .map_err(|e| format!("cannot create the mbuf pool: {e}"))?;
+        println!(
+            "testpmd: create a new mbuf pool <mb_pool_0>: n={count}, size={}, memfd (no hugepages)",
+            data_room as u32 + 128
+        );
+        let mut ports = Vec::new();
+        for (i, d) in eal.vdevs.iter().enumerate() {
+            let mut conf = PortConf::new(i as u16, pool.clone());
+            conf.nb_rxq = opts.rxq;
+            conf.nb_txq = opts.txq;
+            conf.nb_rxd = opts.rxd;
+            conf.nb_txd = opts.txd;
+            conf.max_rx_pktlen = opts.max_pkt_len.unwrap_or(1518);
+            println!("Configuring Port {i} (socket 0)");
+            let port = ferrovia_pmd::open(d, &conf)
+                .map_err(|e| format!("cannot open port {i} ({d}): {e}"))?;
+            ports.push(PortSlot {
+                port,
+                devargs: d.clone(),
+                started: false,
+                last_show: None,
+                link_up: false,
+            });
+        }
+        let portlist = match opts.portmask {
+            Some(m) => (0..nports as u16).filter(|p| m & (1 << p) != 0).collect(),
+            None => (0..nports as u16).collect(),
+        };
+        let mut app = App {
+            opts,
+            pool,
+            ports,
+            portlist,
+            fwd_lcores,
+            running: None,
+            warned_pin: false,
+        };
+        for p in 0..app.ports.len() as u16 {
+            app.start_port(p)?;
+        }
+        println!("Checking link statuses...");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while std::time::Instant::now() < deadline && !app.ports.iter().all(|p| p.port.link().up) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for s in &mut app.ports {
+            s.link_up = s.port.link().up;
+        }
+        println!("Done");
+        Ok(app)
+    }
+
+    /// Starts port `p`.
+    pub fn start_port(&mut self, p: u16) -> Result<(), String> {
+        let s = self.slot(p)?;
+        s.port.start().map_err(|e| format!("port {p}: {e}"))?;
+        s.started = true;
+        println!("Port {p}: {}", s.port.info().mac);
+        Ok(())
+    }
+
+    /// Stops port `p`.
+    pub fn stop_port(&mut self, p: u16) -> Result<(), String> {
+        if self.running.is_some() {
+            return Err("Please stop forwarding first".into());
+        }
+        let s = self.slot(p)?;
+        s.port.stop().map_err(|e| format!("port {p}: {e}"))?;
+        s.started = false;
+        println!("Stopping ports...\nDone");
+        Ok(())
+    }
+
+    fn slot(&mut self, p: u16) -> Result<&mut PortSlot, String> {
+        let n = self.ports.len();
+        self.ports.get_mut(p as usize).ok_or_else(|| {
+            format!(
+                "Invalid port {p}: there are {n} ports (0..{})",
+                n.saturating_sub(1)
+            )
+        })
+    }
+
+    /// The streams the current configuration makes.
+    pub fn stream_specs(&self) -> Vec<StreamSpec> {
+        let ports = &self.portlist;
+        let n = ports.len();
+        let nq = self.opts.rxq.min(self.opts.txq).max(1);
+        let peer = |i: usize| -> u16 {
+            match self.opts.topology {
+                Topology::Loop => ports[i],
+                Topology::Chained => ports[(i + 1) % n],
+                Topology::Paired => {
+                    if n == 1 {
+                        ports[i]
+                    } else if i % 2 == 0 {
+                        if i + 1 < n { ports[i + 1] } else { ports[i] }
+                    } else {
+                        ports[i - 1]
+                    }
+                }
+            }
+        };
+        let mut v = Vec::new();
+        for q in 0..nq {
+            for i in 0..n {
+                v.push(StreamSpec {
+                    rx_port: ports[i],
+                    rx_queue: q,
+                    tx_port: peer(i),
+                    tx_queue: q,
+                });
+            }
+        }
+        v
+    }
+
+    fn nb_cores(&self, streams: usize) -> usize {
+        let want = self
+            .opts
+            .nb_cores
+            .map(|c| c as usize)
+            .unwrap_or(self.fwd_lcores.len());
+        want.min(self.fwd_lcores.len()).min(streams).max(1)
+    }
+
+    fn peer_mac(&self, port: u16) -> MacAddr {
+        self.opts
+            .eth_peers
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == port)
+            .map(|(_, m)| *m)
+            .unwrap_or(MacAddr([0x02, 0, 0, 0, 0, port as u8]))
+    }
+
+    /// Prints the forwarding configuration (`show config fwd`).
+    pub fn show_config_fwd(&self) {
+        let specs = self.stream_specs();
+        let cores = self.nb_cores(specs.len());
+        println!(
+            "{} packet forwarding - ports={} - cores={cores} - streams={} - NUMA support disabled, MP allocation mode: native",
+            self.opts.mode,
+            self.portlist.len(),
+            specs.len()
+        );
+        for (c, chunk) in chunks(&specs, cores).into_iter().enumerate() {
+            println!(
+                "Logical Core {} (socket 0) forwards packets on {} streams:",
+                self.fwd_lcores[c].id,
+                chunk.len()
+            );
+            for s in chunk {
+                println!(
+                    "  RX P={}/Q={} (socket 0) -> TX P={}/Q={} (socket 0) peer={}",
+                    s.rx_port,
+                    s.rx_queue,
+                    s.tx_port,
+                    s.tx_queue,
+                    self.peer_mac(s.tx_port)
+                );
+            }
+        }
+        println!();
+    }
+
+    /// Starts forwarding; `tx_first` bursts of txonly traffic are sent on every stream first.
+    pub fn start(&mut self, tx_first: usize) -> Result<(), String> {
+        if self.running.is_some() {
+            return Err("Packet forwarding already started".into());
+        }
+        if ferrovia_fwd::engine(&self.opts.mode).is_none() {
+            return Err(format!("unknown forwarding mode {}", self.opts.mode));
+        }
+        let specs = self.stream_specs();
+        let cores = self.nb_cores(specs.len());
+        let mut streams = Vec::new();
+        for s in &specs {
+            let tx_mac = self.ports[s.tx_port as usize].port.info().mac;
+            let peer_mac = self.peer_mac(s.tx_port);
+            let rx = self.ports[s.rx_port as usize]
+                .port
+                .rx_queue(s.rx_queue)
+                .map_err(|e| e.to_string())?;
+            let tx = self.ports[s.tx_port as usize]
+                .port
+                .tx_queue(s.tx_queue)
+                .map_err(|e| e.to_string())?;
+            streams.push(Stream {
+                rx,
+                tx,
+                rx_port: s.rx_port,
+                rx_queue: s.rx_queue,
+                tx_port: s.tx_port,
+                tx_queue: s.tx_queue,
+                counters: Arc::default(),
+                params: StreamParams {
+                    burst: self.opts.burst,
+                    txpkts: self.opts.txpkts.clone(),
+                    tx_mac,
+                    peer_mac,
+                },
+                cache: self.pool.cache(),
+                burst: Default::default(),
+            });
+        }
+        self.show_config_fwd();
+        let counters = specs
+            .iter()
+            .zip(&streams)
+            .map(|(s, st)| (*s, st.counters.clone()))
+            .collect();
+        let start_stats = self.ports.iter().map(|p| p.port.stats()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let ncpu = online_cpus();
+        let mut per_core: Vec<Vec<Stream>> = (0..cores).map(|_| Vec::new()).collect();
+        let sizes: Vec<usize> = chunks(&specs, cores).iter().map(|c| c.len()).collect();
+        let mut it = streams.into_iter();
+        for (c, n) in sizes.iter().enumerate() {
+            per_core[c].extend(it.by_ref().take(*n));
+        }
+        for (c, mut mine) in per_core.into_iter().enumerate() {
+            let lc = self.fwd_lcores[c];
+            let cpu = lc.cpu.filter(|&cpu| cpu < ncpu);
+            if cpu.is_none() && !self.warned_pin {
+                println!(
+                    "Warning: lcore {} maps to CPU {:?}, which this machine does not have ({ncpu} CPUs); forwarding threads run unpinned",
+                    lc.id, lc.cpu
+                );
+                self.warned_pin = true;
+            }
+            let mode = self.opts.mode.clone();
+            let stop = stop.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("lcore-{}", lc.id))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        pin(cpu);
+                    }
+                    let mut engine = ferrovia_fwd::engine(&mode).expect("mode checked");
+                    if tx_first > 0 {
+                        let mut tx = ferrovia_fwd::engine("txonly").expect("txonly exists");
+                        for _ in 0..tx_first {
+                            for s in mine.iter_mut() {
+                                tx.forward(s);
+                            }
+                        }
+                    }
+                    while !stop.load(Ordering::Relaxed) {
+                        for s in mine.iter_mut() {
+                            engine.forward(s);
+                        }
+                    }
+                    for s in mine.iter_mut() {
+                        s.cache.free_all(s.burst.drain(..));
+                    }
+                })
+                .map_err(|e| format!("cannot start a forwarding thread: {e}"))?;
+            threads.push(h);
+        }
+        self.running = Some(Running {
+            stop,
+            threads,
+            counters,
+            start_stats,
+        });
+        Ok(())
+    }
+
+    /// Stops forwarding and prints the forward statistics.
+    pub fn stop(&mut self) -> Result<(), String> {
+        let Some(r) = self.running.take() else {
+            return Err("Packet forwarding not started".into());
+        };
+        println!("Telling cores to stop...");
+        r.stop.store(true, Ordering::Relaxed);
+        println!("Waiting for lcores to finish...");
+        for t in r.threads {
+            let _ = t.join();
+        }
+        let mut total = FwdStats::default();
+        for p in &self.portlist {
+            let mut s = FwdStats::default();
+            for (spec, c) in &r.counters {
+                if spec.rx_port == *p {
+                    s.rx += StreamCounters::get(&c.rx_packets);
+                }
+                if spec.tx_port == *p {
+                    s.tx += StreamCounters::get(&c.tx_packets);
+                    s.tx_dropped += StreamCounters::get(&c.fwd_dropped);
+                }
+            }
+            let now = self.ports[*p as usize].port.stats();
+            let before = &r.start_stats[*p as usize];
+            s.rx_dropped = now.rx_nombuf().saturating_sub(before.rx_nombuf());
+            print_fwd_port(*p, &s);
+            total.rx += s.rx;
+            total.tx += s.tx;
+            total.rx_dropped += s.rx_dropped;
+            total.tx_dropped += s.tx_dropped;
+        }
+        print_fwd_total(&total);
+        println!();
+        println!("Done.");
+        Ok(())
+    }
+
+    /// `show port stats N`.
+    pub fn show_port_stats(&mut self, p: u16) -> Result<(), String> {
+        let s = self.slot(p)?;
+        let st = s.port.stats();
+        s.last_show = Some(print_nic(p, &st, s.last_show));
+        Ok(())
+    }
+
+    /// `clear port stats N`.
+    pub fn clear_port_stats(&mut self, p: u16) -> Result<(), String> {
+        let s = self.slot(p)?;
+        s.port.reset_stats();
+        s.last_show = None;
+        println!("\n  NIC statistics for port {p} cleared");
+        Ok(())
+    }
+
+    /// `show port xstats N`.
+    pub fn show_port_xstats(&mut self, p: u16) -> Result<(), String> {
+        let s = self.slot(p)?;
+        println!("###### NIC extended statistics for port {p}");
+        for (k, v) in s.port.xstats() {
+            println!("{k}: {v}");
+        }
+        Ok(())
+    }
+
+    /// `show port info N`.
+    pub fn show_port_info(&mut self, p: u16) -> Result<(), String> {
+        let s = self.slot(p)?;
+        let i = s.port.info();
+        let l = s.port.link();
+        println!();
+        println!("********************* Infos for port {p}  *********************");
+        println!("MAC address: {}", i.mac);
+        println!("Device name: {}", i.name);
+        println!("Driver name: {}", i.driver);
+        println!("Devargs: {}", s.devargs);
+        println!("Link status: {}", if l.up { "up" } else { "down" });
+        println!("Link speed: {} Mbps", l.speed_mbps);
+        println!(
+            "Link duplex: {}",
+            if l.full_duplex {
+                "full-duplex"
+            } else {
+                "half-duplex"
+            }
+        );
+        println!("MTU: 1500");
+        println!(
+            "Maximum configurable length of RX packet: {}",
+            i.max_rx_pktlen
+        );
+        println!("Current number of RX queues: {}", i.nb_rx_queues);
+        println!("Max possible RX queues: {}", i.max_queues);
+        println!("Current number of TX queues: {}", i.nb_tx_queues);
+        println!("Max possible TX queues: {}", i.max_queues);
+        println!("Features: {}", i.features);
+        Ok(())
+    }
+
+    /// Prints a line for each port whose link changed since the last call.
+    pub fn poll_link_events(&mut self) {
+        for (i, s) in self.ports.iter_mut().enumerate() {
+            let up = s.port.link().up;
+            if up != s.link_up {
+                s.link_up = up;
+                println!(
+                    "\nPort {i}: link state change event ({})",
+                    if up { "up" } else { "down" }
+                );
+            }
+        }
+    }
+
+    /// Stops forwarding (if needed) and closes every port.
+    pub fn close(&mut self) {
+        if self.running.is_some() {
+            let _ = self.stop();
+        }
+        println!("Stopping port(s)...");
+        for (i, s) in self.ports.iter_mut().enumerate() {
+            let _ = s.port.stop();
+            println!("Port {i} is stopped");
+        }
+        println!("Closing ports...");
+        let n = self.ports.len();
+        self.ports.clear();
+        for i in 0..n {
+            println!("Port {i} is closed");
+        }
+        println!("Done");
+    }
+
+    /// Number of ports.
+    pub fn nb_ports(&self) -> usize {
+        self.ports.len()
+    }
+}
+
+/// Splits `v` into `n` contiguous chunks as evenly as possible (first ones larger).
+pub fn chunks<T: Copy>(v: &[T], n: usize) -> Vec<Vec<T>> {
+    let n = n.max(1);
+    let base = v.len() / n;
+    let extra = v.len() % n;
+    let mut out = Vec::new();
+    let mut i = 0;
+    for c in 0..n {
+        let k = base + usize::from(c < extra);
+        out.push(v[i..i + k].to_vec());
+        i += k;
+    }
+    out
+}

@@ -1,0 +1,147 @@
+//! The interactive prompt: commands as DPDK's testpmd names them.
+
+use crate::app::App;
+use crate::opts::Topology;
+
+/// What the caller should do after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep reading commands.
+    Continue,
+    /// Quit.
+    Quit,
+}
+
+const HELP: &str = "\
+Commands:
+  start | start tx_first [n] | stop | quit
+  show port stats all|N | clear port stats all|N | show port info all|N | show port xstats all|N
+  show config fwd
+  set fwd <io|mac|macswap|rxonly|txonly|flowgen|csum> | set portlist <list> | set nbcore N
+  set txpkts <len[,len...]> | set burst N
+  port stop|start all|N";
+
+fn ports(app: &App, arg: Option<&str>) -> Result<Vec<u16>, String> {
+    match arg {
+        Some("all") => Ok((0..app.nb_ports() as u16).collect()),
+        Some(n) => n
+            .parse::<u16>()
+            .map(|p| vec![p])
+            .map_err(|_| format!("Bad arguments: '{n}' is not a port number or 'all'")),
+        None => Err("Bad arguments: give a port number or 'all'".into()),
+    }
+}
+
+/// Runs one command line.
+pub fn run(app: &mut App, line: &str) -> Next {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let r: Result<(), String> = match w.as_slice() {
+        [] => Ok(()),
+        ["quit"] | ["exit"] => return Next::Quit,
+        ["help", ..] => {
+            println!("{HELP}");
+            Ok(())
+        }
+        ["start"] => app.start(0),
+        ["start", "tx_first"] => app.start(1),
+        ["start", "tx_first", n] => match n.parse::<usize>() {
+            Ok(k) if k >= 1 => app.start(k),
+            _ => Err(format!(
+                "Bad arguments: tx_first count '{n}' must be a positive number"
+            )),
+        },
+        ["stop"] => app.stop(),
+        ["show", "port", "stats", p] => ports(app, Some(p))
+            .and_then(|ps| ps.into_iter().try_for_each(|p| app.show_port_stats(p))),
+        ["clear", "port", "stats", p] => ports(app, Some(p))
+            .and_then(|ps| ps.into_iter().try_for_each(|p| app.clear_port_stats(p))),
+        ["show", "port", "info", p] => ports(app, Some(p))
+            .and_then(|ps| ps.into_iter().try_for_each(|p| app.show_port_info(p))),
+        ["show", "port", "xstats", p] => ports(app, Some(p))
+            .and_then(|ps| ps.into_iter().try_for_each(|p| app.show_port_xstats(p))),
+        ["show", "config", "fwd"] => {
+            app.show_config_fwd();
+            Ok(())
+        }
+        ["set", "fwd", m, ..] => {
+            if ferrovia_fwd::engine(m).is_some() {
+                app.opts.mode = m.to_string();
+                println!("Set {m} packet forwarding mode");
+                Ok(())
+            } else {
+                Err(format!(
+                    "Bad arguments: unknown forwarding mode '{m}'; use one of {}",
+                    ferrovia_fwd::MODES.join(", ")
+                ))
+            }
+        }
+        ["set", "portlist", list] => {
+            let parsed: Result<Vec<u16>, _> =
+                list.split(',').map(|p| p.trim().parse::<u16>()).collect();
+            match parsed {
+                Ok(v) if !v.is_empty() && v.iter().all(|&p| (p as usize) < app.nb_ports()) => {
+                    app.portlist = v;
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "Bad arguments: portlist '{list}' must list existing ports (0..{})",
+                    app.nb_ports().saturating_sub(1)
+                )),
+            }
+        }
+        ["set", "nbcore", n] => match n.parse::<u32>() {
+            Ok(k) if k >= 1 => {
+                app.opts.nb_cores = Some(k);
+                println!("Number of forwarding cores set to {k}");
+                Ok(())
+            }
+            _ => Err(format!(
+                "Bad arguments: nbcore '{n}' must be a positive number"
+            )),
+        },
+        ["set", "burst", n] => match n.parse::<usize>() {
+            Ok(k) if (1..=512).contains(&k) => {
+                app.opts.burst = k;
+                Ok(())
+            }
+            _ => Err(format!("Bad arguments: burst '{n}' must be 1..=512")),
+        },
+        ["set", "txpkts", list] => {
+            let parsed: Result<Vec<u16>, _> =
+                list.split(',').map(|p| p.trim().parse::<u16>()).collect();
+            match parsed {
+                Ok(v) if !v.is_empty() && v.iter().map(|&x| x as u32).sum::<u32>() <= 9728 => {
+                    app.opts.txpkts = v;
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "Bad arguments: txpkts '{list}' must be segment lengths summing to at most 9728"
+                )),
+            }
+        }
+        ["set", "port-topology", t] => match *t {
+            "paired" => Ok(app.opts.topology = Topology::Paired),
+            "chained" => Ok(app.opts.topology = Topology::Chained),
+            "loop" => Ok(app.opts.topology = Topology::Loop),
+            _ => Err("Bad arguments: topology must be paired, chained or loop".into()),
+        },
+        ["port", op @ ("stop" | "start"), p] => ports(app, Some(p)).and_then(|ps| {
+            ps.into_iter().try_for_each(|p| {
+                if *op == "stop" {
+                    app.stop_port(p)
+                } else {
+                    app.start_port(p)
+                }
+            })
+        }),
+        ["port", "config", _p, "rx_offload", ..] => {
+            println!("Note: Rx offloads have no effect on these virtual ports");
+            Ok(())
+        }
+        _ => Err(format!("Command not found: '{line}' (type 'help')")),
+    };
+    if let Err(e) = r {
+        println!("{e}");
+    }
+    Next::Continue
+}
