@@ -325,7 +325,11 @@ impl DriverQueue {
         pkts: &mut Burst,
         sink: &impl ErrorSink,
     ) -> (usize, usize) {
-        if self.num_free < 32 || (self.num_free as usize) < pkts.len() {
+        let need: usize = pkts
+            .iter()
+            .map(|m| m.nb_segs() + usize::from(m.headroom() < self.hdr_len))
+            .sum();
+        if (self.num_free as usize) < need.max(32) {
             self.reclaim(cache, sink);
         }
         let old = self.avail_idx;

@@ -319,7 +319,11 @@ impl DriverPacked {
         if self.broken {
             return (0, 0);
         }
-        if (self.num_free as usize) < pkts.len() + 32 {
+        let need: usize = pkts
+            .iter()
+            .map(|m| m.nb_segs() + usize::from(m.headroom() < self.hdr_len))
+            .sum();
+        if (self.num_free as usize) < need.max(32) {
             self.reclaim(cache, sink);
         }
         let mut budget = self.num_free;
