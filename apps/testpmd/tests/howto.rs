@@ -1,0 +1,183 @@
+//! The container-networking how-to command lines, with our testpmd on both sides, driven
+//! through piped stdin as a user would type them; and the same pair as an unprivileged user
+//! without hugepages.
+
+mod harness;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use harness::*;
+
+/// Runs the host line and the container line, `start tx_first` on the container, and
+/// returns both logs.
+fn run_pair(
+    dir: &std::path::Path,
+    sock: &str,
+    wrap: &dyn Fn(Command) -> Command,
+) -> (String, String, Vec<String>) {
+    let host_args = format!(
+        "-l 0-1 -n 4 --socket-mem 1024,1024 --vdev eth_vhost0,iface={sock} --file-prefix=host --no-pci -- -i"
+    );
+    let cont_args = format!(
+        "-l 6-7 -n 4 -m 1024 --no-pci --vdev=virtio_user0,path={sock} --file-prefix=container -- -i"
+    );
+    let mut host_cmd = Command::new(TESTPMD);
+    host_cmd.args(host_args.split_whitespace());
+    let mut host = Proc::spawn(
+        "host testpmd",
+        wrap(host_cmd),
+        &dir.join("host.log"),
+        Some(Stdio::piped()),
+    );
+    let mut host_in = host.child.as_mut().unwrap().stdin.take().unwrap();
+    writeln!(host_in, "start").unwrap();
+    assert!(
+        wait_for_path(std::path::Path::new(sock), Duration::from_secs(10)),
+        "host socket never appeared:\n{}",
+        host.output()
+    );
+    let mut cont_cmd = Command::new(TESTPMD);
+    cont_cmd.args(cont_args.split_whitespace());
+    let mut cont = Proc::spawn(
+        "container testpmd",
+        wrap(cont_cmd),
+        &dir.join("container.log"),
+        Some(Stdio::piped()),
+    );
+    let mut cont_in = cont.child.as_mut().unwrap().stdin.take().unwrap();
+    writeln!(cont_in, "start tx_first").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // While both forward: what the kernel says about each process.
+    let status: Vec<String> = [&host, &cont]
+        .iter()
+        .map(|p| {
+            let pid = p.child.as_ref().unwrap().id();
+            std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
+        })
+        .collect();
+    writeln!(cont_in, "show port stats all").unwrap();
+    writeln!(cont_in, "stop").unwrap();
+    writeln!(cont_in, "quit").unwrap();
+    assert_eq!(
+        cont.wait(Duration::from_secs(20)),
+        Some(0),
+        "container testpmd failed:\n{}",
+        cont.output()
+    );
+    writeln!(host_in, "show port stats all").unwrap();
+    writeln!(host_in, "stop").unwrap();
+    writeln!(host_in, "quit").unwrap();
+    assert_eq!(
+        host.wait(Duration::from_secs(20)),
+        Some(0),
+        "host testpmd failed:\n{}",
+        host.output()
+    );
+    (host.output(), cont.output(), status)
+}
+
+fn check_forwarded(host: &str, cont: &str) {
+    let (hrx, htx) =
+        fwd_totals(host).unwrap_or_else(|| panic!("no forward statistics from the host:\n{host}"));
+    let (crx, ctx) = fwd_totals(cont)
+        .unwrap_or_else(|| panic!("no forward statistics from the container:\n{cont}"));
+    assert!(
+        hrx > 1000 && htx > 1000,
+        "host forwarded too little: rx {hrx} tx {htx}\n{host}"
+    );
+    assert!(
+        crx > 1000 && ctx > 1000,
+        "container forwarded too little: rx {crx} tx {ctx}\n{cont}"
+    );
+    // The container sent its tx_first burst, then everything it received; the host echoed
+    // everything it received.
+    assert_eq!(hrx, htx, "host io forwarding lost packets\n{host}");
+    assert!(
+        cont.contains("NIC statistics for port 0"),
+        "show port stats printed nothing:\n{cont}"
+    );
+    assert!(cont.contains("Rx-pps:"));
+}
+
+#[test]
+fn container_howto_lines_with_our_testpmd_on_both_sides() {
+    let _g = serial();
+    let dir = workdir("howto");
+    let sock = dir.join("sock0").display().to_string();
+    let (host, cont, _) = run_pair(&dir, &sock, &|c| c);
+    check_forwarded(&host, &cont);
+    assert!(
+        host.contains("Note: option -n 4 has no effect here"),
+        "ignored EAL options are named:\n{host}"
+    );
+    assert!(
+        cont.contains("Warning: lcore 7 maps to CPU"),
+        "missing CPUs are explained:\n{cont}"
+    );
+}
+
+/// The same pair as `nobody`, with no hugepages involved (our memory is memfd).
+#[test]
+fn container_howto_lines_unprivileged_without_hugepages() {
+    let _g = serial();
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let dir = workdir("howto-nobody");
+    let sock = dir.join("sock0").display().to_string();
+    let have_setpriv = Command::new("sh")
+        .args(["-c", "command -v setpriv"])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let wrap: Box<dyn Fn(Command) -> Command> = if uid == 0 {
+        assert!(
+            have_setpriv,
+            "setpriv (util-linux) is needed to drop privileges for this test"
+        );
+        // The sockets' directory must be writable by nobody.
+        Command::new("chmod")
+            .args(["0777", &dir.display().to_string()])
+            .status()
+            .unwrap();
+        Box::new(|c: Command| {
+            let mut w = Command::new("setpriv");
+            w.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+            w.arg(c.get_program());
+            w.args(c.get_args());
+            w
+        })
+    } else {
+        Box::new(|c| c)
+    };
+    let (host, cont, status) = run_pair(&dir, &sock, &*wrap);
+    check_forwarded(&host, &cont);
+    assert!(
+        host.contains("no hugepages") && cont.contains("no hugepages"),
+        "pools must be memfd-backed"
+    );
+    for st in &status {
+        let field = |k: &str| {
+            st.lines()
+                .find(|l| l.starts_with(k))
+                .unwrap_or("")
+                .to_string()
+        };
+        // setpriv execs the program in place, so the pid is testpmd itself.
+        if uid == 0 {
+            assert!(
+                field("Uid:").split_whitespace().nth(1) == Some("65534"),
+                "not running as nobody: {}",
+                field("Uid:")
+            );
+        }
+        assert_eq!(
+            field("HugetlbPages:").split_whitespace().nth(1),
+            Some("0"),
+            "hugepages used: {}",
+            field("HugetlbPages:")
+        );
+    }
+}
