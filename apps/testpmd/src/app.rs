@@ -207,7 +207,7 @@ impl App {
                 Topology::Paired => {
                     if n == 1 {
                         ports[i]
-                    } else if i % 2 == 0 {
+                    } else if i.is_multiple_of(2) {
                         if i + 1 < n { ports[i + 1] } else { ports[i] }
                     } else {
                         ports[i - 1]
@@ -217,9 +217,9 @@ impl App {
         };
         let mut v = Vec::new();
         for q in 0..nq {
-            for i in 0..n {
+            for (i, &rx_port) in ports.iter().enumerate() {
                 v.push(StreamSpec {
-                    rx_port: ports[i],
+                    rx_port,
                     rx_queue: q,
                     tx_port: peer(i),
                     tx_queue: q,

@@ -66,10 +66,10 @@ const PCI_OPTS: &[&str] = &[
 
 /// Splits `--opt=value` into (`--opt`, Some(value)).
 pub fn split_eq(arg: &str) -> (&str, Option<&str>) {
-    if arg.starts_with("--") {
-        if let Some((k, v)) = arg.split_once('=') {
-            return (k, Some(v));
-        }
+    if arg.starts_with("--")
+        && let Some((k, v)) = arg.split_once('=')
+    {
+        return (k, Some(v));
     }
     (arg, None)
 }
@@ -153,10 +153,10 @@ pub fn parse(args: &[String]) -> Result<EalOpts, String> {
             })
             .collect();
     }
-    if let Some(m) = o.main_lcore {
-        if !o.lcores.iter().any(|l| l.id == m) {
-            return Err(format!("--main-lcore {m} is not in the lcore list"));
-        }
+    if let Some(m) = o.main_lcore
+        && !o.lcores.iter().any(|l| l.id == m)
+    {
+        return Err(format!("--main-lcore {m} is not in the lcore list"));
     }
     Ok(o)
 }

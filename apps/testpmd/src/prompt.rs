@@ -120,9 +120,18 @@ pub fn run(app: &mut App, line: &str) -> Next {
             }
         }
         ["set", "port-topology", t] => match *t {
-            "paired" => Ok(app.opts.topology = Topology::Paired),
-            "chained" => Ok(app.opts.topology = Topology::Chained),
-            "loop" => Ok(app.opts.topology = Topology::Loop),
+            "paired" => {
+                let _: () = app.opts.topology = Topology::Paired;
+                Ok(())
+            }
+            "chained" => {
+                let _: () = app.opts.topology = Topology::Chained;
+                Ok(())
+            }
+            "loop" => {
+                let _: () = app.opts.topology = Topology::Loop;
+                Ok(())
+            }
             _ => Err("Bad arguments: topology must be paired, chained or loop".into()),
         },
         ["port", op @ ("stop" | "start"), p] => ports(app, Some(p)).and_then(|ps| {

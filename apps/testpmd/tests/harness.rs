@@ -63,8 +63,11 @@ pub fn workdir(name: &str) -> PathBuf {
 
 /// A child process that is interrupted (then killed) when dropped.
 pub struct Proc {
+    /// The running child (None once waited for).
     pub child: Option<Child>,
+    /// Where its output goes.
     pub log: PathBuf,
+    /// What it is, for messages.
     pub what: String,
 }
 
@@ -184,12 +187,19 @@ pub fn ours_cmd(vdev: &str, app: &[&str]) -> Command {
 /// The parsed `PKTCHECK` summary line.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Check {
+    /// Frames sent.
     pub sent: u64,
+    /// Frames of ours that came back.
     pub received: u64,
+    /// Frames back intact.
     pub intact: u64,
+    /// Frames back corrupted.
     pub corrupt: u64,
+    /// Frames that never came back.
     pub lost: u64,
+    /// Frames that came back more than once.
     pub dup: u64,
+    /// Frames back with MACs swapped.
     pub macswapped: u64,
 }
 

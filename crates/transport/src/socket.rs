@@ -50,16 +50,17 @@ pub fn listen(path: &str) -> io::Result<UnixListener> {
             io::Error::new(e.kind(), format!("cannot remove stale socket {path}: {e}"))
         })?;
     }
-    if let Some(dir) = p.parent() {
-        if !dir.as_os_str().is_empty() && !dir.exists() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "cannot listen on {path}: directory {} does not exist",
-                    dir.display()
-                ),
-            ));
-        }
+    if let Some(dir) = p.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "cannot listen on {path}: directory {} does not exist",
+                dir.display()
+            ),
+        ));
     }
     UnixListener::bind(p)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {path}: {e}")))

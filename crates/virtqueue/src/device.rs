@@ -279,7 +279,7 @@ impl DeviceVring {
         segs: &mut ArrayVec<Seg, MAX_SEGS>,
     ) -> Result<u64, RingError> {
         let len = d.len as u64;
-        if len == 0 || len % 16 != 0 || len / 16 > 65536 {
+        if len == 0 || !len.is_multiple_of(16) || len / 16 > 65536 {
             return Err(RingError::Indirect);
         }
         let n = (len / 16) as u32;
@@ -288,7 +288,7 @@ impl DeviceVring {
             .mem
             .translate(d.addr, len)
             .ok_or(RingError::DescAddr)?;
-        if table as usize % 8 != 0 {
+        if !(table as usize).is_multiple_of(8) {
             return Err(RingError::Indirect);
         }
         let table = table as *const Desc;
@@ -389,34 +389,33 @@ impl DeviceVring {
                 if d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) == 0
                     && d.len > hdr
                     && ((d.len - hdr) as usize) <= max_pkt
+                    && let Some(src) = self.active.mem.translate(d.addr, d.len as u64)
                 {
-                    if let Some(src) = self.active.mem.translate(d.addr, d.len as u64) {
-                        let plen = (d.len - hdr) as usize;
-                        let Some(mut m) = cache.alloc() else {
-                            sink.ring_error(RingError::NoMbuf, 1);
-                            break;
+                    let plen = (d.len - hdr) as usize;
+                    let Some(mut m) = cache.alloc() else {
+                        sink.ring_error(RingError::NoMbuf, 1);
+                        break;
+                    };
+                    if let Some(dst) = m.append(plen) {
+                        // SAFETY: src spans d.len bytes inside guest memory; dst is plen
+                        // bytes of our mbuf.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                src.add(hdr as usize),
+                                dst.as_mut_ptr(),
+                                plen,
+                            )
                         };
-                        if let Some(dst) = m.append(plen) {
-                            // SAFETY: src spans d.len bytes inside guest memory; dst is plen
-                            // bytes of our mbuf.
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(
-                                    src.add(hdr as usize),
-                                    dst.as_mut_ptr(),
-                                    plen,
-                                )
-                            };
-                            m.set_port(port);
-                            res.packets += 1;
-                            res.bytes += plen;
-                            out.push(m);
-                            self.put_used(used, head, 0);
-                            used += 1;
-                            self.last_avail = self.last_avail.wrapping_add(1);
-                            continue;
-                        }
-                        cache.free(m); // larger than one mbuf: take the general path
+                        m.set_port(port);
+                        res.packets += 1;
+                        res.bytes += plen;
+                        out.push(m);
+                        self.put_used(used, head, 0);
+                        used += 1;
+                        self.last_avail = self.last_avail.wrapping_add(1);
+                        continue;
                     }
+                    cache.free(m); // larger than one mbuf: take the general path
                 }
             }
             segs.clear();
@@ -495,30 +494,29 @@ impl DeviceVring {
                     if d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)
                         == VRING_DESC_F_WRITE
                         && d.len as u64 >= need
+                        && let Some(dst) = self.active.mem.translate(d.addr, need)
                     {
-                        if let Some(dst) = self.active.mem.translate(d.addr, need) {
-                            let mut hdr = [0u8; 12];
-                            hdr[NET_HDR_NUM_BUFFERS_OFF] = 1;
-                            let data = m.data();
-                            // SAFETY: dst spans `need` = hdr_len + data.len() bytes of guest
-                            // memory, translated as one range.
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(hdr.as_ptr(), dst, self.hdr_len);
-                                std::ptr::copy_nonoverlapping(
-                                    data.as_ptr(),
-                                    dst.add(self.hdr_len),
-                                    data.len(),
-                                );
-                            }
-                            self.put_used(used, head, need as u32);
-                            used += 1;
-                            self.last_avail = self.last_avail.wrapping_add(1);
-                            pending -= 1;
-                            res.packets += 1;
-                            res.bytes += data.len();
-                            processed += 1;
-                            continue;
+                        let mut hdr = [0u8; 12];
+                        hdr[NET_HDR_NUM_BUFFERS_OFF] = 1;
+                        let data = m.data();
+                        // SAFETY: dst spans `need` = hdr_len + data.len() bytes of guest
+                        // memory, translated as one range.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(hdr.as_ptr(), dst, self.hdr_len);
+                            std::ptr::copy_nonoverlapping(
+                                data.as_ptr(),
+                                dst.add(self.hdr_len),
+                                data.len(),
+                            );
                         }
+                        self.put_used(used, head, need as u32);
+                        used += 1;
+                        self.last_avail = self.last_avail.wrapping_add(1);
+                        pending -= 1;
+                        res.packets += 1;
+                        res.bytes += data.len();
+                        processed += 1;
+                        continue;
                     }
                 }
             }

@@ -129,7 +129,7 @@ impl DevicePacked {
         writable: bool,
         segs: &mut ArrayVec<Seg, MAX_SEGS>,
     ) -> Result<u64, RingError> {
-        if len == 0 || len % 16 != 0 {
+        if len == 0 || !len.is_multiple_of(16) {
             return Err(RingError::Indirect);
         }
         let n = len / 16;

@@ -95,9 +95,9 @@ impl PackedRing {
         if size == 0 || size > 32768 {
             return Err(RingAddrError::BadSize);
         }
-        if desc as usize % 16 != 0
-            || driver_event as usize % 4 != 0
-            || device_event as usize % 4 != 0
+        if !(desc as usize).is_multiple_of(16)
+            || !(driver_event as usize).is_multiple_of(4)
+            || !(device_event as usize).is_multiple_of(4)
         {
             return Err(RingAddrError::Misaligned);
         }

@@ -50,7 +50,10 @@ impl SplitRing {
         if !crate::layout::valid_queue_size(size as u32) {
             return Err(RingAddrError::BadSize);
         }
-        if desc as usize % 16 != 0 || avail as usize % 2 != 0 || used as usize % 4 != 0 {
+        if !(desc as usize).is_multiple_of(16)
+            || !(avail as usize).is_multiple_of(2)
+            || !(used as usize).is_multiple_of(4)
+        {
             return Err(RingAddrError::Misaligned);
         }
         let _ = (
