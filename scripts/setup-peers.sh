@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs and prepares what the interop tests need on a fresh Debian 12 machine: DPDK 22.11
+# (dpdk-testpmd is in dpdk-dev), iproute2, util-linux (setpriv), QEMU for the guest tests, and
+# hugepages for the DPDK peer. Ferrovia itself needs none of this. Idempotent; run as root.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup-peers.sh: must run as root to install packages and reserve hugepages" >&2
+    exit 1
+fi
+
+need=()
+command -v dpdk-testpmd >/dev/null 2>&1 || need+=(dpdk dpdk-dev)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+if [ "${FERROVIA_QEMU_TESTS:-1}" = 1 ]; then
+    command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+    command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup-peers.sh: installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Hugepages for the DPDK peer only.
+cur=$(cat /proc/sys/vm/nr_hugepages)
+if [ "$cur" -lt 512 ]; then
+    echo 512 > /proc/sys/vm/nr_hugepages
+fi
+mkdir -p /dev/hugepages
+mountpoint -q /dev/hugepages || mount -t hugetlbfs none /dev/hugepages
+free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+echo "setup-peers.sh: dpdk-testpmd $(command -v dpdk-testpmd), hugepages free: $free"
+if [ "$free" -lt 256 ]; then
+    echo "setup-peers.sh: fewer than 256 free hugepages; the DPDK peer tests will fail" >&2
+    exit 1
+fi

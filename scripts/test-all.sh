@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit/property/integration tests, the interop tests
+# against DPDK 22.11 and our own testpmd, and the QEMU guest tests when available.
+#
+# As root it first installs the peers (scripts/setup-peers.sh); otherwise it runs what it can
+# and the DPDK tests say they are skipped (set FERROVIA_REQUIRE_DPDK=1 to make that a failure).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then
+    scripts/setup-peers.sh
+fi
+
+step() { echo; echo "==> $*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (release; unit, property, loopback, interop, how-to)"
+cargo test --workspace --release
+
+if [ -x tests/qemu/run.sh ] && [ "${FERROVIA_QEMU_TESTS:-1}" = 1 ]; then
+    step "QEMU guest tests"
+    tests/qemu/run.sh
+fi
+
+echo
+echo "test-all.sh: all tests passed"
