@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Loopback benchmark: a vhost-side testpmd and a virtio-user-side testpmd, one core each,
+io forwarding started with tx_first, Rx-pps measured on the vhost side.
+
+Every cell of the matrix  frontend (virtio-user) in {ours, dpdk} x backend (vhost) in
+{ours, dpdk} x ring in {split, packed} x mergeable in {on, off} x frame size  runs in short
+windows, interleaved round-robin (A B C D A B C D ...), because the host moves the two vCPUs and
+cross-core throughput can change 2x between placements. Reported per cell: the median Rx-pps
+over all windows, and the median over rounds of the ratio to DPDK<->DPDK measured in the same
+round. Prints a table and writes JSON. This is a benchmark, not a test.
+
+    sudo scripts/bench-loopback.py                      # split+packed, mrg on, 64 and 1518 B
+    sudo scripts/bench-loopback.py --full               # also mrg off
+    sudo scripts/bench-loopback.py --rings split --rounds 5
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OURS = os.path.join(ROOT, "target", "release", "testpmd")
+
+
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True)
+
+
+def ensure_built():
+    r = subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferrovia-testpmd"], cwd=ROOT)
+    if r.returncode != 0:
+        sys.exit("cargo build failed")
+
+
+def side_cmd(impl, role, sock, ring, mrg, size, prefix, cpu):
+    """Command line for one side. role: 'vhost' or 'virtio'."""
+    lcores = f"0@{cpu},1@{cpu}"
+    if role == "vhost":
+        vdev = f"net_vhost0,iface={sock}"
+    else:
+        vdev = f"net_virtio_user0,path={sock},queue_size=1024,mrg_rxbuf={1 if mrg else 0}"
+        if ring == "packed":
+            vdev += ",packed_vq=1"
+    app = ["--forward-mode=io", "--stats-period", "1", f"--txpkts={size}", "--burst=32"]
+    if role == "virtio":
+        app.append("--tx-first")
+    if impl == "dpdk":
+        eal = ["dpdk-testpmd", "--lcores", lcores, "--no-pci", "--in-memory", "--single-file-segments",
+               f"--file-prefix={prefix}", f"--vdev={vdev}"]
+        app += ["--total-num-mbufs=32768", "--rxd=1024", "--txd=1024"]
+    else:
+        eal = [OURS, "--lcores", lcores, f"--vdev={vdev}"]
+    return eal + ["--"] + app
+
+
+PPS = re.compile(r"Rx-pps:\s+(\d+)")
+
+
+def run_cell(cell, window, tmp):
+    fe, be, ring, mrg, size = cell
+    sock = os.path.join(tmp, f"s-{fe}-{be}-{ring}-{mrg}-{size}")
+    if os.path.exists(sock):
+        os.unlink(sock)
+    vlog = open(os.path.join(tmp, "vhost.log"), "w+")
+    ulog = open(os.path.join(tmp, "virtio.log"), "w+")
+    t_start = time.monotonic()
+    vh = subprocess.Popen(side_cmd(be, "vhost", sock, ring, mrg, size, "bv", 0), stdin=subprocess.PIPE,
+                          stdout=vlog, stderr=subprocess.STDOUT)
+    for _ in range(300):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.02)
+    vu = subprocess.Popen(side_cmd(fe, "virtio", sock, ring, mrg, size, "bu", 1), stdin=subprocess.PIPE,
+                          stdout=ulog, stderr=subprocess.STDOUT)
+    time.sleep(window + 1.5)
+    for p in (vu, vh):
+        p.send_signal(signal.SIGINT)
+    for p in (vu, vh):
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    vlog.seek(0)
+    text = vlog.read()
+    samples = [int(x) for x in PPS.findall(text)]
+    # Each stats block prints Rx-pps once per port; the first windows are warm-up.
+    samples = [s for s in samples[2:] if s > 0]
+    ok = bool(samples)
+    if not ok:
+        ulog.seek(0)
+        tail = (text[-800:] + "\n--- virtio side ---\n" + ulog.read()[-800:])
+        print(f"  cell {cell} produced no traffic; logs:\n{tail}", file=sys.stderr)
+    return samples, time.monotonic() - t_start
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--window", type=float, default=3.0, help="seconds measured per cell per round")
+    ap.add_argument("--rings", default="split,packed")
+    ap.add_argument("--sizes", default="64,1518")
+    ap.add_argument("--full", action="store_true", help="also mergeable buffers off")
+    ap.add_argument("--impls", default="ours,dpdk")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench-out", "loopback.json"))
+    a = ap.parse_args()
+    if shutil.which("dpdk-testpmd") is None and "dpdk" in a.impls:
+        sys.exit("dpdk-testpmd not found: apt-get install dpdk dpdk-dev (scripts/setup-peers.sh)")
+    ensure_built()
+    impls = a.impls.split(",")
+    mrgs = [True, False] if a.full else [True]
+    cells = [(fe, be, ring, mrg, int(size))
+             for ring in a.rings.split(",") for mrg in mrgs for size in a.sizes.split(",")
+             for fe in impls for be in impls]
+    tmp = tempfile.mkdtemp(prefix="ferrovia-bench-")
+    samples = {c: [] for c in cells}
+    per_round = {c: [] for c in cells}
+    for r in range(a.rounds):
+        print(f"round {r + 1}/{a.rounds}", flush=True)
+        for c in cells:
+            s, secs = run_cell(c, a.window, tmp)
+            samples[c] += s
+            per_round[c].append(statistics.median(s) if s else 0)
+            print(f"  {c[0]:>4} virtio-user -> {c[1]:>4} vhost  {c[2]:<6} mrg={'on ' if c[3] else 'off'} {c[4]:>5} B: "
+                  f"{(statistics.median(s) / 1e6 if s else 0):6.2f} Mpps ({len(s)} windows, {secs:.1f} s)", flush=True)
+    rows = []
+    for c in cells:
+        fe, be, ring, mrg, size = c
+        ref = (("dpdk", "dpdk", ring, mrg, size))
+        ratios = [x / y for x, y in zip(per_round[c], per_round.get(ref, [])) if y > 0]
+        rows.append({
+            "frontend": fe, "backend": be, "ring": ring, "mrg_rxbuf": mrg, "size": size,
+            "mpps_median": round(statistics.median(samples[c]) / 1e6, 3) if samples[c] else None,
+            "windows": len(samples[c]),
+            "ratio_vs_dpdk_dpdk": round(statistics.median(ratios), 3) if ratios else None,
+            "per_round_mpps": [round(x / 1e6, 3) for x in per_round[c]],
+        })
+    print()
+    print(f"{'virtio-user':>11} {'vhost':>6} {'ring':<6} {'mrg':<4} {'size':>5} {'Mpps':>7} {'x DPDK<->DPDK':>14}")
+    for row in rows:
+        m = row["mpps_median"]
+        ratio = row["ratio_vs_dpdk_dpdk"]
+        print(f"{row['frontend']:>11} {row['backend']:>6} {row['ring']:<6} {'on' if row['mrg_rxbuf'] else 'off':<4} "
+              f"{row['size']:>5} {('%.2f' % m) if m is not None else 'n/a':>7} {('%.2f' % ratio) if ratio else 'n/a':>14}")
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump({"cpu": sh("grep -m1 'model name' /proc/cpuinfo").stdout.strip(),
+                   "rounds": a.rounds, "window_s": a.window,
+                   "method": "vhost side CPU0, virtio-user side CPU1, io forwarding, tx_first, Rx-pps on the vhost side; "
+                             "cells interleaved per round",
+                   "cells": rows}, f, indent=1)
+    print(f"\nJSON written to {a.out}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
