@@ -223,6 +223,15 @@ fn serve(name: &str, stream: UnixStream, shared: &Arc<DeviceShared>, stop: &Atom
         if !readable && !hup {
             continue;
         }
+        match early_enable(name, &watch, &handler) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => {
+                shared.sessions_failed.fetch_add(1, Ordering::Relaxed);
+                log::error!("{name}: vhost-user protocol error: {e}; closing the session");
+                break;
+            }
+        }
         match req.handle_request() {
             Ok(()) => {}
             Err(VuError::Disconnected) | Err(VuError::PartialMessage) => break,
@@ -237,6 +246,64 @@ fn serve(name: &str, stream: UnixStream, shared: &Arc<DeviceShared>, stop: &Atom
         }
     }
     handler.lock().unwrap_or_else(|p| p.into_inner()).reset();
+}
+
+/// QEMU sends `SET_VRING_ENABLE` before `SET_FEATURES`; rust-vmm's request handler refuses
+/// that (it checks the acked features). When the next message is such a request, it is read
+/// and applied here instead. Returns true if it consumed a message.
+fn early_enable(
+    name: &str,
+    sock: &UnixStream,
+    handler: &Mutex<BackendHandler>,
+) -> std::result::Result<bool, String> {
+    use std::io::{Read, Write};
+    const SET_VRING_ENABLE: u32 = 18;
+    const HDR_FLAG_VERSION: u32 = 0x1;
+    const HDR_FLAG_REPLY: u32 = 0x4;
+    const HDR_FLAG_NEED_REPLY: u32 = 0x8;
+    let mut h = [0u8; 12];
+    let n = loop {
+        // SAFETY: peeking into a 12-byte buffer we own.
+        let r = unsafe {
+            libc::recv(
+                std::os::fd::AsRawFd::as_raw_fd(sock),
+                h.as_mut_ptr().cast(),
+                h.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break r;
+    };
+    if n != 12 {
+        return Ok(false);
+    }
+    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+    let (req, flags, size) = (word(0), word(4), word(8));
+    let mut g = handler.lock().unwrap_or_else(|p| p.into_inner());
+    if req != SET_VRING_ENABLE || size != 8 || !g.enable_needs_bypass() {
+        return Ok(false);
+    }
+    let mut msg = [0u8; 20];
+    let mut s = sock;
+    s.read_exact(&mut msg)
+        .map_err(|e| format!("reading SET_VRING_ENABLE: {e}"))?;
+    let index = u32::from_le_bytes(msg[12..16].try_into().expect("4 bytes"));
+    let num = u32::from_le_bytes(msg[16..20].try_into().expect("4 bytes"));
+    let res = g.early_vring_enable(index, num);
+    if flags & HDR_FLAG_NEED_REPLY != 0 && g.reply_ack() {
+        let mut reply = Vec::with_capacity(20);
+        reply.extend(SET_VRING_ENABLE.to_le_bytes());
+        reply.extend((HDR_FLAG_VERSION | HDR_FLAG_REPLY).to_le_bytes());
+        reply.extend(8u32.to_le_bytes());
+        reply.extend(u64::from(res.is_err()).to_le_bytes());
+        s.write_all(&reply)
+            .map_err(|e| format!("replying to SET_VRING_ENABLE: {e}"))?;
+    }
+    log::debug!("{name}: early SET_VRING_ENABLE handled");
+    res.map(|_| true).map_err(|e| e.to_string())
 }
 
 impl Drop for VhostPort {

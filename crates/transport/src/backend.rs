@@ -112,6 +112,9 @@ pub struct BackendHandler {
     acked: u64,
     protocol: u64,
     mem: Option<Arc<GuestMemory>>,
+    /// Regions added with ADD_MEM_REG, with how many times each identical one was added
+    /// (QEMU adds the same region once per queue pair's vhost device).
+    added: Vec<((u64, u64, u64, u64), u32)>,
     vrings: Vec<VringSetup>,
 }
 
@@ -133,6 +136,7 @@ impl BackendHandler {
             acked: 0,
             protocol: 0,
             mem: None,
+            added: Vec::new(),
             vrings: (0..n).map(|_| VringSetup::default()).collect(),
         }
     }
@@ -251,6 +255,36 @@ impl BackendHandler {
         self.shared.link_up.store(up, Ordering::Release);
     }
 
+    /// True while `SET_VRING_ENABLE` would be refused by rust-vmm's request handler (it wants
+    /// `VHOST_USER_F_PROTOCOL_FEATURES` acked by `SET_FEATURES`, but QEMU enables rings after
+    /// `SET_PROTOCOL_FEATURES` and before `SET_FEATURES`). The serving loop then hands such a
+    /// message to [`Self::early_vring_enable`] instead.
+    pub fn enable_needs_bypass(&self) -> bool {
+        self.acked & bit(feature::VHOST_USER_F_PROTOCOL_FEATURES) == 0
+            && self.offered & bit(feature::VHOST_USER_F_PROTOCOL_FEATURES) != 0
+    }
+
+    /// Whether the frontend acked `REPLY_ACK` (so a message flagged NEED_REPLY gets an answer).
+    pub fn reply_ack(&self) -> bool {
+        self.protocol & VhostUserProtocolFeatures::REPLY_ACK.bits() != 0
+    }
+
+    /// `SET_VRING_ENABLE` received before `SET_FEATURES` (see [`Self::enable_needs_bypass`]).
+    pub fn early_vring_enable(&mut self, index: u32, num: u32) -> VuResult<()> {
+        log::debug!(
+            "{}: SET_VRING_ENABLE {index} {num} (before SET_FEATURES)",
+            self.name
+        );
+        let enable = match num {
+            0 => false,
+            1 => true,
+            _ => return Err(self.err(format!("SET_VRING_ENABLE: state {num} is neither 0 nor 1"))),
+        };
+        let i = self.check_index(index, "SET_VRING_ENABLE")?;
+        self.vrings[i].enabled = enable;
+        self.refresh(i)
+    }
+
     /// Ends the session: every poller is paused and the link goes down.
     pub fn reset(&mut self) {
         for i in 0..self.vrings.len() {
@@ -333,6 +367,7 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         log::debug!("{}: SET_MEM_TABLE {} regions", self.name, regions.len());
         let mem = GuestMemory::map(Self::specs(regions, files))
             .map_err(|e| self.err(format!("SET_MEM_TABLE refused: {e}")))?;
+        self.added.clear();
         self.install_mem(mem)?;
         Ok(None)
     }
@@ -374,14 +409,21 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
     fn set_vring_base(&mut self, index: u32, base: u32) -> VuResult<()> {
         log::debug!("{}: SET_VRING_BASE {} {}", self.name, index, base);
         let i = self.check_index(index, "SET_VRING_BASE")?;
-        if base > u16::MAX as u32 {
-            return Err(self.err(format!(
-                "SET_VRING_BASE: base {base} for vring {i} exceeds 65535"
-            )));
-        }
+        let packed = self.acked & bit(feature::F_RING_PACKED) != 0;
+        // Packed rings: bits 0..15 = avail index | wrap << 15; QEMU also sends the used index
+        // and wrap counter in bits 16..31 (zero there means "same as avail").
+        let (avail, used) = match (packed, base >> 16) {
+            (_, 0) => (base as u16, base as u16),
+            (true, hi) => (base as u16, hi as u16),
+            (false, _) => {
+                return Err(self.err(format!(
+                    "SET_VRING_BASE: base {base:#x} for split vring {i} exceeds 65535"
+                )));
+            }
+        };
         self.pause(i);
-        self.vrings[i].base = base as u16;
-        self.vrings[i].used = base as u16;
+        self.vrings[i].base = avail;
+        self.vrings[i].used = used;
         self.refresh(i)
     }
     fn get_vring_base(&mut self, index: u32) -> VuResult<VhostUserVringState> {
@@ -391,7 +433,13 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         self.pause(i);
         self.vrings[i].kicked = false;
         self.update_link();
-        Ok(VhostUserVringState::new(index, self.vrings[i].base as u32))
+        let v = &self.vrings[i];
+        let num = if self.acked & bit(feature::F_RING_PACKED) != 0 {
+            v.base as u32 | (v.used as u32) << 16
+        } else {
+            v.base as u32
+        };
+        Ok(VhostUserVringState::new(index, num))
     }
     fn set_vring_kick(&mut self, index: u8, _fd: Option<File>) -> VuResult<()> {
         log::debug!("{}: SET_VRING_KICK {}", self.name, index);
@@ -475,6 +523,16 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         fd: File,
         _postcopy: Option<bool>,
     ) -> VuResult<Option<VhostUserMemoryRegionBase>> {
+        let key = (
+            region.guest_phys_addr,
+            region.memory_size,
+            region.user_addr,
+            region.mmap_offset,
+        );
+        if let Some((_, n)) = self.added.iter_mut().find(|(k, _)| *k == key) {
+            *n += 1;
+            return Ok(None); // the same region again: keep one mapping, close this fd
+        }
         let spec = RegionSpec {
             guest_phys_addr: region.guest_phys_addr,
             size: region.memory_size,
@@ -488,9 +546,23 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         }
         .map_err(|e| self.err(format!("ADD_MEM_REG refused: {e}")))?;
         self.install_mem(mem)?;
+        self.added.push((key, 1));
         Ok(None)
     }
     fn remove_mem_region(&mut self, region: &VhostUserSingleMemoryRegion) -> VuResult<()> {
+        let key = (
+            region.guest_phys_addr,
+            region.memory_size,
+            region.user_addr,
+            region.mmap_offset,
+        );
+        if let Some(pos) = self.added.iter().position(|(k, _)| *k == key) {
+            self.added[pos].1 -= 1;
+            if self.added[pos].1 > 0 {
+                return Ok(()); // still added by another user
+            }
+            self.added.remove(pos);
+        }
         let Some(m) = &self.mem else {
             return Err(self.err("REM_MEM_REG before any memory table".into()));
         };
