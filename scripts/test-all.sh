@@ -22,6 +22,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (release; unit, property, loopback, interop, how-to)"
 cargo test --workspace --release
 
+step "loom models (ring, quiesce handshake)"
+scripts/loom.sh
+
 if [ -x tests/qemu/run.sh ] && [ "${FERROVIA_QEMU_TESTS:-1}" = 1 ]; then
     step "QEMU guest tests"
     tests/qemu/run.sh

@@ -3,13 +3,12 @@
 //! The control thread owns a configuration (for example a vring's addresses and the memory
 //! table) and may replace it at any time. The polling thread uses it burst by burst. Protocol:
 //!
-//! * the poller marks itself busy (`in_burst = true`, sequentially consistent), then reads the
-//!   epoch. Only when the epoch changed does it take the mutex and clone the new configuration;
-//! * the control thread stores the new configuration, bumps the epoch (sequentially consistent),
-//!   then waits until the poller is not busy.
+//! * the poller marks itself busy (`in_burst = true`), issues a sequentially consistent fence,
+//!   then reads the epoch. Only when the epoch changed does it take the mutex and clone the new configuration;
+//! * the control thread stores the new configuration, bumps the epoch, issues a sequentially
+//!   consistent fence, then waits until the poller is not busy.
 //!
-//! Because both sides write their flag before reading the other's (Dekker's pattern under
-//! sequential consistency), either the poller sees the new epoch before using the old
+//! Because both sides write their flag, fence, then read the other's (Dekker's pattern), either the poller sees the new epoch before using the old
 //! configuration, or the control thread sees the poller busy and waits for the burst to end.
 //! When [`Quiesce::publish`] returns, no burst is using the old configuration any more. The old
 //! value itself is freed when the last `Arc` to it is dropped.
@@ -17,12 +16,12 @@
 #[cfg(loom)]
 use loom::sync::{
     Arc, Mutex,
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering, fence},
 };
 #[cfg(not(loom))]
 use std::sync::{
     Arc, Mutex,
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering, fence},
 };
 
 /// A configuration slot shared by one control thread and one polling thread.
@@ -49,6 +48,9 @@ impl<T> Quiesce<T> {
     pub fn publish(&self, cfg: Option<Arc<T>>) {
         *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        // Pairs with the fence in `enter`: either the poller sees the new epoch, or we see it
+        // busy (Dekker's pattern; the fences make it hold under the C++/Rust memory model).
+        fence(Ordering::SeqCst);
         self.wait_idle();
     }
 
@@ -99,8 +101,9 @@ impl<T> QuiesceReader<T> {
     /// Starts a burst. Must be paired with [`QuiesceReader::exit`].
     #[inline]
     pub fn enter<'a>(&'a mut self, q: &Quiesce<T>) -> Entered<'a, T> {
-        q.in_burst.store(true, Ordering::SeqCst);
-        let e = q.epoch.load(Ordering::SeqCst);
+        q.in_burst.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let e = q.epoch.load(Ordering::Acquire);
         let changed = e != self.seen;
         if changed {
             self.seen = e;
