@@ -181,3 +181,39 @@ fn container_howto_lines_unprivileged_without_hugepages() {
         );
     }
 }
+
+/// Non-interactive testpmd with `--stats-period`: SIGINT stops forwarding, prints the forward
+/// statistics and exits 0.
+#[test]
+fn sigint_stops_cleanly_with_final_statistics() {
+    let _g = serial();
+    let dir = workdir("sigint");
+    let mut c = Command::new(TESTPMD);
+    c.args([
+        "-l",
+        "0-1",
+        "--vdev",
+        "net_ring0",
+        "--vdev",
+        "net_ring1",
+        "--",
+    ])
+    .args(["--forward-mode=io", "--tx-first", "--stats-period", "1"]);
+    let mut p = Proc::spawn("testpmd", c, &dir.join("tp.log"), None);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        p.interrupt(Duration::from_secs(10)),
+        Some(0),
+        "exit status after SIGINT:\n{}",
+        p.output()
+    );
+    let out = p.output();
+    assert!(out.contains("Signal received, preparing to exit"), "{out}");
+    let (rx, tx) = fwd_totals(&out).unwrap_or_else(|| panic!("no final statistics:\n{out}"));
+    assert!(rx > 0 && tx > 0, "ring ports forwarded nothing:\n{out}");
+    assert!(
+        out.contains("Rx-pps:"),
+        "periodic statistics missing:\n{out}"
+    );
+    assert!(out.contains("Bye..."), "{out}");
+}

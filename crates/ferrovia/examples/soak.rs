@@ -96,7 +96,9 @@ fn main() {
         while !astop.load(Ordering::Relaxed) {
             while b.len() < 32 {
                 let Some(mut m) = cache.alloc() else { break };
-                m.append(64).map(|d| d.fill(0x5a));
+                if let Some(d) = m.append(64) {
+                    d.fill(0x5a);
+                }
                 b.push(m);
             }
             vtx.tx_burst(&mut b);

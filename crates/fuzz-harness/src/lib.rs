@@ -84,7 +84,11 @@ pub fn device_walk(data: &[u8]) {
     }
     let (ctl, rest) = data.split_at(8);
     let packed = ctl[0] & 1 != 0;
-    let size: u16 = if packed { (ctl[1] as u16 % 64) + 1 } else { 1 << (ctl[1] % 7) };
+    let size: u16 = if packed {
+        (ctl[1] as u16 % 64) + 1
+    } else {
+        1 << (ctl[1] % 7)
+    };
     let mut features = bit(feature::F_VERSION_1);
     if ctl[2] & 1 != 0 {
         features |= bit(feature::NET_F_MRG_RXBUF);

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 fn replay(target: &str, f: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let p = e.unwrap().path();
@@ -19,7 +21,10 @@ fn replay(target: &str, f: fn(&[u8])) {
 
 #[test]
 fn vhost_user_messages_corpus() {
-    replay("vhost_user_messages", ferrovia_fuzz_harness::vhost_user_messages);
+    replay(
+        "vhost_user_messages",
+        ferrovia_fuzz_harness::vhost_user_messages,
+    );
 }
 
 #[test]
