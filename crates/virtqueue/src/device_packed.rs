@@ -19,7 +19,8 @@ use crate::device::{
 };
 use crate::error::{ErrorSink, RingError};
 use crate::layout::{
-    NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, bit, feature, net_hdr_len,
+    NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, bit,
+    feature, net_hdr_len,
 };
 use crate::packed::{EVENT_FLAGS_DISABLE, PackedRing, Pos, is_avail};
 
@@ -207,8 +208,43 @@ impl DevicePacked {
         let mut any = false;
         let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
         for _ in 0..n {
-            if !self.head_avail() {
+            let flags = self.ring.flags(self.avail.idx);
+            if !is_avail(flags, self.avail.wrap) {
                 break;
+            }
+            // Fast path: header and frame in one plain descriptor that fits one mbuf.
+            if flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) == 0 {
+                let d = self.ring.desc(self.avail.idx);
+                let hdr = self.hdr_len as u32;
+                if d.len > hdr
+                    && ((d.len - hdr) as usize) <= max_pkt
+                    && let Some(src) = self.active.mem.translate(d.addr, d.len as u64)
+                {
+                    let plen = (d.len - hdr) as usize;
+                    let Some(mut m) = cache.alloc() else {
+                        sink.ring_error(RingError::NoMbuf, 1);
+                        break;
+                    };
+                    if let Some(dst) = m.append(plen) {
+                        // SAFETY: src spans d.len bytes of guest memory; dst is plen bytes.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                src.add(hdr as usize),
+                                dst.as_mut_ptr(),
+                                plen,
+                            )
+                        };
+                        m.set_port(port);
+                        res.packets += 1;
+                        res.bytes += plen;
+                        out.push(m);
+                        self.avail.advance(1, self.ring.size());
+                        self.put_used(d.id, 0, 1);
+                        any = true;
+                        continue;
+                    }
+                    cache.free(m);
+                }
             }
             segs.clear();
             let Some(c) = self.collect(false, &mut segs) else {
@@ -261,6 +297,39 @@ impl DevicePacked {
         let mut bufs: ArrayVec<(u16, u16, u64), MAX_SEGS> = ArrayVec::new();
         'pkts: for m in pkts.iter() {
             let need = self.hdr_len as u64 + m.pkt_len() as u64;
+            // Fast path: a single-segment packet into one plain writable descriptor.
+            if m.nb_segs() == 1 {
+                let flags = self.ring.flags(self.avail.idx);
+                if is_avail(flags, self.avail.wrap)
+                    && flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)
+                        == VRING_DESC_F_WRITE
+                {
+                    let d = self.ring.desc(self.avail.idx);
+                    if d.len as u64 >= need
+                        && let Some(dst) = self.active.mem.translate(d.addr, need)
+                    {
+                        let mut hdr = [0u8; 12];
+                        hdr[NET_HDR_NUM_BUFFERS_OFF] = 1;
+                        let data = m.data();
+                        // SAFETY: dst spans `need` bytes of guest memory, translated as one.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(hdr.as_ptr(), dst, self.hdr_len);
+                            std::ptr::copy_nonoverlapping(
+                                data.as_ptr(),
+                                dst.add(self.hdr_len),
+                                data.len(),
+                            );
+                        }
+                        self.avail.advance(1, size);
+                        self.put_used(d.id, need as u32, 1);
+                        any = true;
+                        res.packets += 1;
+                        res.bytes += data.len();
+                        processed += 1;
+                        continue;
+                    }
+                }
+            }
             let start = self.avail;
             segs.clear();
             bufs.clear();
