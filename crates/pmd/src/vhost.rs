@@ -218,6 +218,33 @@ fn serve(name: &str, stream: UnixStream, shared: &Arc<DeviceShared>, stop: &Atom
     };
     let handler = Arc::new(Mutex::new(BackendHandler::new(name, shared.clone())));
     let mut req = BackendReqHandler::from_stream(stream, handler.clone());
+    // rust-vmm retries a reply forever while the peer's receive buffer is full, so a peer that
+    // stops reading would pin this thread. A watchdog shuts the socket down when one request
+    // takes longer than REQUEST_LIMIT, which ends the session.
+    const REQUEST_LIMIT: Duration = Duration::from_secs(2);
+    let busy_since = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let session_over = Arc::new(AtomicBool::new(false));
+    let epoch = std::time::Instant::now();
+    let watchdog = {
+        let (busy, over, sock) = (busy_since.clone(), session_over.clone(), watch.try_clone());
+        std::thread::Builder::new()
+            .name(format!("{name}-wd"))
+            .spawn(move || {
+                let Ok(sock) = sock else { return };
+                while !over.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let since = busy.load(Ordering::Acquire);
+                    if since != 0
+                        && epoch.elapsed().as_millis() as u64
+                            > since + REQUEST_LIMIT.as_millis() as u64
+                    {
+                        let _ = sock.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                }
+            })
+            .ok()
+    };
     while !stop.load(Ordering::Acquire) {
         let (readable, hup) = socket::poll_fd(&watch, Duration::from_millis(100));
         if !readable && !hup {
@@ -232,7 +259,10 @@ fn serve(name: &str, stream: UnixStream, shared: &Arc<DeviceShared>, stop: &Atom
                 break;
             }
         }
-        match req.handle_request() {
+        busy_since.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Release);
+        let r = req.handle_request();
+        busy_since.store(0, Ordering::Release);
+        match r {
             Ok(()) => {}
             Err(VuError::Disconnected) | Err(VuError::PartialMessage) => break,
             Err(VuError::SocketBroken(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -244,6 +274,10 @@ fn serve(name: &str, stream: UnixStream, shared: &Arc<DeviceShared>, stop: &Atom
                 break;
             }
         }
+    }
+    session_over.store(true, Ordering::Release);
+    if let Some(w) = watchdog {
+        let _ = w.join();
     }
     handler.lock().unwrap_or_else(|p| p.into_inner()).reset();
 }
