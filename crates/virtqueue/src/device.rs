@@ -252,6 +252,9 @@ impl DeviceVring {
         }
         let mut total = 0u64;
         let mut steps = 0u32;
+        // Set once the chain has more buffers than one packet may span: the walk goes on
+        // (bounded by the ring size) only to tell a loop from a chain that is merely too long.
+        let mut too_many = false;
         loop {
             steps += 1;
             if steps > size as u32 {
@@ -260,10 +263,18 @@ impl DeviceVring {
             if d.flags & VRING_DESC_F_INDIRECT != 0 {
                 return Err(RingError::Indirect);
             }
-            self.push_seg(d, writable, segs)?;
-            total += d.len as u64;
+            if segs.is_full() && d.len != 0 {
+                too_many = true;
+            } else if !too_many {
+                self.push_seg(d, writable, segs)?;
+                total += d.len as u64;
+            }
             if d.flags & VRING_DESC_F_NEXT == 0 {
-                return Ok(total);
+                return if too_many {
+                    Err(RingError::DescLen)
+                } else {
+                    Ok(total)
+                };
             }
             if d.next >= size {
                 return Err(RingError::DescIndex);
@@ -295,6 +306,8 @@ impl DeviceVring {
         let mut i = 0u32;
         let mut total = 0u64;
         let mut steps = 0u32;
+        // As in `collect_chain`: too many buffers is told apart from a loop.
+        let mut too_many = false;
         loop {
             steps += 1;
             if steps > n {
@@ -305,10 +318,18 @@ impl DeviceVring {
             if e.flags & VRING_DESC_F_INDIRECT != 0 {
                 return Err(RingError::Indirect);
             }
-            self.push_seg(e, writable, segs)?;
-            total += e.len as u64;
+            if segs.is_full() && e.len != 0 {
+                too_many = true;
+            } else if !too_many {
+                self.push_seg(e, writable, segs)?;
+                total += e.len as u64;
+            }
             if e.flags & VRING_DESC_F_NEXT == 0 {
-                return Ok(total);
+                return if too_many {
+                    Err(RingError::DescLen)
+                } else {
+                    Ok(total)
+                };
             }
             if e.next as u32 >= n {
                 return Err(RingError::DescIndex);
