@@ -250,8 +250,15 @@ fn serve(name: &str, stream: UnixStream, shared: &Arc<DeviceShared>, stop: &Atom
         if !readable && !hup {
             continue;
         }
+        // From here a message is being read and must complete within REQUEST_LIMIT, whichever
+        // path reads it (a peer that stalls in the middle of one would otherwise pin this
+        // thread, and the port could not even be dropped).
+        busy_since.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Release);
         match early_enable(name, &watch, &handler) {
-            Ok(true) => continue,
+            Ok(true) => {
+                busy_since.store(0, Ordering::Release);
+                continue;
+            }
             Ok(false) => {}
             Err(e) => {
                 shared.sessions_failed.fetch_add(1, Ordering::Relaxed);
@@ -259,7 +266,6 @@ fn serve(name: &str, stream: UnixStream, shared: &Arc<DeviceShared>, stop: &Atom
                 break;
             }
         }
-        busy_since.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Release);
         let r = req.handle_request();
         busy_since.store(0, Ordering::Release);
         match r {
