@@ -86,9 +86,19 @@ impl ObjRing {
     fn enqueue(&self, objs: &[usize], partial: bool) -> usize {
         let cap = self.capacity();
         let (head, n) = loop {
-            let head = self.prod_head.0.load(Ordering::Relaxed);
+            // Acquire on the head pairs with the AcqRel CAS of the producers before us: having
+            // seen their reservation we also see the consumer tail they saw, so a stale
+            // `cons_tail` cannot make the ring look fuller than it is (which made a bulk
+            // enqueue fail spuriously and a cache flush drop mbufs; found by loom).
+            let head = self.prod_head.0.load(Ordering::Acquire);
             let cons_tail = self.cons_tail.0.load(Ordering::Acquire);
-            let free = cap - head.wrapping_sub(cons_tail);
+            let used = head.wrapping_sub(cons_tail);
+            if used > cap {
+                // Consumers moved on after we read `head`: it is stale, read it again.
+                spin_hint();
+                continue;
+            }
+            let free = cap - used;
             let n = if objs.len() <= free {
                 objs.len()
             } else if partial {
@@ -105,7 +115,7 @@ impl ObjRing {
                 .compare_exchange_weak(
                     head,
                     head.wrapping_add(n),
-                    Ordering::Relaxed,
+                    Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
                 .is_ok()
@@ -117,7 +127,10 @@ impl ObjRing {
         for (i, &o) in objs[..n].iter().enumerate() {
             self.slots[head.wrapping_add(i) & self.mask].store(o, Ordering::Relaxed);
         }
-        while self.prod_tail.0.load(Ordering::Relaxed) != head {
+        // Acquire: we publish the earlier producers' slots along with ours, so our release
+        // store below must carry theirs (a relaxed wait broke that chain and let a consumer
+        // read a stale slot, handing one mbuf out twice; found by loom).
+        while self.prod_tail.0.load(Ordering::Acquire) != head {
             spin_hint();
         }
         self.prod_tail
@@ -127,10 +140,18 @@ impl ObjRing {
     }
 
     fn dequeue(&self, out: &mut [usize], partial: bool) -> usize {
+        let cap = self.capacity();
         let (head, n) = loop {
-            let head = self.cons_head.0.load(Ordering::Relaxed);
+            // As in `enqueue`: a consumer that has seen an earlier consumer's reservation also
+            // sees the producer tail it saw, so the ring never looks emptier than it is.
+            let head = self.cons_head.0.load(Ordering::Acquire);
             let prod_tail = self.prod_tail.0.load(Ordering::Acquire);
             let avail = prod_tail.wrapping_sub(head);
+            if avail > cap {
+                // `head` is stale (consumers moved on after we read it): read it again.
+                spin_hint();
+                continue;
+            }
             let n = if out.len() <= avail {
                 out.len()
             } else if partial {
@@ -147,7 +168,7 @@ impl ObjRing {
                 .compare_exchange_weak(
                     head,
                     head.wrapping_add(n),
-                    Ordering::Relaxed,
+                    Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
                 .is_ok()
@@ -159,7 +180,9 @@ impl ObjRing {
         for (i, o) in out[..n].iter_mut().enumerate() {
             *o = self.slots[head.wrapping_add(i) & self.mask].load(Ordering::Relaxed);
         }
-        while self.cons_tail.0.load(Ordering::Relaxed) != head {
+        // Acquire, as in `enqueue`: producers that see our tail must also see that the
+        // earlier consumers have read their slots.
+        while self.cons_tail.0.load(Ordering::Acquire) != head {
             spin_hint();
         }
         self.cons_tail
