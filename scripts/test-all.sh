@@ -22,7 +22,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (release; unit, property, loopback, interop, how-to)"
 cargo test --workspace --release
 
-step "loom models (ring, quiesce handshake)"
+step "loom models (ring, mempool caches, quiesce handshake)"
 scripts/loom.sh
 
 if [ -x tests/qemu/run.sh ] && [ "${FERROVIA_QEMU_TESTS:-1}" = 1 ]; then

@@ -66,3 +66,38 @@ fn pause_stops_the_poller() {
         poller.join().unwrap();
     });
 }
+
+/// The control thread changes the configuration (a new memory table), then disables the queue
+/// (a disconnect), retiring each old configuration as soon as `publish` returns, while the
+/// poller runs bursts: no burst ever uses a retired configuration.
+#[test]
+fn change_then_disable_while_polling() {
+    loom::model(|| {
+        let q = Arc::new(Quiesce::<Cfg>::default());
+        let a = Arc::new(Cfg {
+            retired: AtomicBool::new(false),
+        });
+        q.publish(Some(a.clone()));
+        let q2 = q.clone();
+        let poller = thread::spawn(move || {
+            let mut r = QuiesceReader::default();
+            for _ in 0..2 {
+                if let Entered::Same(c) | Entered::Changed(c) = r.enter(&q2) {
+                    assert!(
+                        !c.retired.load(Ordering::SeqCst),
+                        "used a retired configuration"
+                    );
+                }
+                r.exit(&q2);
+            }
+        });
+        let b = Arc::new(Cfg {
+            retired: AtomicBool::new(false),
+        });
+        q.publish(Some(b.clone()));
+        a.retired.store(true, Ordering::SeqCst);
+        q.publish(None);
+        b.retired.store(true, Ordering::SeqCst);
+        poller.join().unwrap();
+    });
+}
