@@ -8,8 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
+TARGETS=${2:-"vhost_user_messages device_walk driver_used"}
 export RUSTC_BOOTSTRAP=1
-for t in vhost_user_messages device_walk driver_used; do
+# The fuzz crate is its own workspace with its own target directory (fuzz/target).
+unset CARGO_TARGET_DIR
+for t in $TARGETS; do
     echo "== $t (${SECS}s)"
     mkdir -p "fuzz/corpus/$t"
     work=$(mktemp -d)
@@ -20,7 +23,10 @@ for t in vhost_user_messages device_walk driver_used; do
     rc=$?
     set -e
     grep -E "^#[0-9]+.*(DONE|pulse)" "fuzz/$t.log" | tail -1 || true
-    grep -E "Done [0-9]+ runs|stat::number_of_executed_units" "fuzz/$t.log" | tail -1 || true
+    runs=$(grep -oE "Done [0-9]+ runs" "fuzz/$t.log" | tail -1 | grep -oE "[0-9]+" || echo "?")
+    cov=$(grep -E "^#[0-9]+" "fuzz/$t.log" | tail -1 | grep -oE "cov: [0-9]+" || true)
+    corp=$(grep -E "^#[0-9]+" "fuzz/$t.log" | tail -1 | grep -oE "corp: [0-9]+" || true)
+    echo "   executions: $runs  $cov  $corp"
     if [ $rc -ne 0 ]; then
         echo "   FINDING: exit $rc, see fuzz/$t.log and fuzz/artifacts/$t/"
     else

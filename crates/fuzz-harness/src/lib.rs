@@ -32,22 +32,118 @@ fn pool() -> &'static Mempool {
     })
 }
 
+/// First byte that selects the chunked form of [`vhost_user_messages`] (with fds).
+pub const WITH_FDS: u8 = 0xfd;
+
 /// Feeds `data` as a stream of vhost-user messages to our backend request handler (through
 /// rust-vmm's parser) until the stream ends or the session is refused.
-pub fn vhost_user_messages(data: &[u8]) {
-    let (mut a, b) = UnixStream::pair().expect("socketpair");
+///
+/// Two input forms:
+/// * raw: the bytes are the stream, sent without fds;
+/// * chunked, when the first byte is [`WITH_FDS`]: then a sequence of chunks
+///   `[ctl: u8][len: u16 le][len bytes]`, each sent with one `sendmsg` carrying `ctl & 3`
+///   fds: memfds of `4096 << ((ctl >> 2) & 7)` bytes, or pipes when `ctl & 0x20` is set. This
+///   reaches SET_MEM_TABLE, ADD_MEM_REG and the ring address checks, which need fds.
+///
+/// Returns how many messages were handled before the session ended.
+pub fn vhost_user_messages(data: &[u8]) -> usize {
+    let (a, b) = UnixStream::pair().expect("socketpair");
     let shared = DeviceShared::new(2);
     let handler = Arc::new(Mutex::new(BackendHandler::new("fuzz", shared)));
     let mut req = BackendReqHandler::from_stream(b, handler.clone());
     // The peer writes everything then hangs up; the backend reads until it fails.
-    let _ = a.write_all(data);
-    let _ = a.shutdown(std::net::Shutdown::Write);
-    for _ in 0..1024 {
-        if req.handle_request().is_err() {
-            break;
+    match data.split_first() {
+        Some((&WITH_FDS, mut rest)) => {
+            while rest.len() >= 3 {
+                let ctl = rest[0];
+                let len = (u16::from_le_bytes([rest[1], rest[2]]) as usize).min(rest.len() - 3);
+                let (chunk, tail) = rest[3..].split_at(len);
+                rest = tail;
+                let fds: Vec<std::os::fd::OwnedFd> = (0..ctl & 3)
+                    .map(|_| {
+                        if ctl & 0x20 != 0 {
+                            pipe_fd()
+                        } else {
+                            memfd(4096 << ((ctl >> 2) & 7))
+                        }
+                    })
+                    .collect();
+                if send_with_fds(&a, chunk, &fds).is_err() {
+                    break;
+                }
+            }
+        }
+        _ => {
+            let _ = (&a).write_all(data);
         }
     }
+    let _ = a.shutdown(std::net::Shutdown::Write);
+    let mut handled = 0;
+    while handled < 1024 && req.handle_request().is_ok() {
+        handled += 1;
+    }
     handler.lock().unwrap_or_else(|p| p.into_inner()).reset();
+    handled
+}
+
+fn memfd(len: usize) -> std::os::fd::OwnedFd {
+    let r = SharedRegion::new("fuzz-msg", len, RegionBacking::Memfd).expect("memfd");
+    // SAFETY: dup of a valid fd; the duplicate is owned by the OwnedFd.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(libc::dup(r.fd())) }
+}
+
+fn pipe_fd() -> std::os::fd::OwnedFd {
+    let mut p = [0; 2];
+    // SAFETY: p has room for two fds.
+    assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+    // SAFETY: both fds are fresh and ours; the write end is closed at once.
+    unsafe {
+        drop(std::os::fd::OwnedFd::from_raw_fd(p[1]));
+        std::os::fd::OwnedFd::from_raw_fd(p[0])
+    }
+}
+
+/// One `sendmsg` of `bytes` with `fds` attached (`SCM_RIGHTS`).
+fn send_with_fds(
+    sock: &UnixStream,
+    bytes: &[u8],
+    fds: &[std::os::fd::OwnedFd],
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    let fd_bytes = std::mem::size_of_val(raw.as_slice()) as u32;
+    let space = if raw.is_empty() {
+        0
+    } else {
+        // SAFETY: CMSG_SPACE is a pure computation.
+        (unsafe { libc::CMSG_SPACE(fd_bytes) }) as usize
+    };
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    // SAFETY: msghdr is plain data; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !raw.is_empty() {
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: the control buffer has room for one cmsg with `raw`.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(fd_bytes) as _;
+            std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(c).cast(), raw.len());
+        }
+    }
+    // SAFETY: msg describes valid buffers.
+    if unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 const MEM: usize = 64 * 1024;
@@ -84,10 +180,12 @@ pub fn device_walk(data: &[u8]) {
     }
     let (ctl, rest) = data.split_at(8);
     let packed = ctl[0] & 1 != 0;
+    // Split rings up to 256 entries, so that chains longer than MAX_SEGS (64) buffers and
+    // loops through them are reachable.
     let size: u16 = if packed {
         (ctl[1] as u16 % 64) + 1
     } else {
-        1 << (ctl[1] % 7)
+        1 << (ctl[1] % 9)
     };
     let mut features = bit(feature::F_VERSION_1);
     if ctl[2] & 1 != 0 {
@@ -110,7 +208,7 @@ pub fn device_walk(data: &[u8]) {
         // SAFETY: offsets 0, 0x2000, 0x2100 plus their sizes lie inside the 64 KiB region.
         unsafe { PackedRing::new(b, b.add(0x2000), b.add(0x2100), size) }.map(RingView::Packed)
     } else {
-        // SAFETY: as above: desc 16*size <= 1 KiB, avail and used small, all inside.
+        // SAFETY: as above: desc 16*size <= 4 KiB, avail and used small, all inside.
         unsafe { SplitRing::new(b, b.add(0x2000), b.add(0x3000), size) }.map(RingView::Split)
     };
     let Ok(ring) = ring else { return };
