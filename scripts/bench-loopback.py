@@ -91,8 +91,8 @@ def run_cell(cell, window, tmp):
     vlog.seek(0)
     text = vlog.read()
     samples = [int(x) for x in PPS.findall(text)]
-    # Each stats block prints Rx-pps once per port; the first windows are warm-up.
-    samples = [s for s in samples[2:] if s > 0]
+    # One port per side, so one Rx-pps per stats period; the first period is warm-up.
+    samples = [s for s in samples[1:] if s > 0]
     ok = bool(samples)
     if not ok:
         ulog.seek(0)

@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use ferrovia_memory::{Burst, Mempool, MempoolConfig, RegionBacking, SharedRegion};
 use ferrovia_virtqueue::NoSink;
-use ferrovia_virtqueue::device::{ActiveVring, DeviceVring, RingView};
-use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue, QueueLayout};
+use ferrovia_virtqueue::device::{ActiveVring, DeviceQueue, RingView};
+use ferrovia_virtqueue::driver::DriverOptions;
+use ferrovia_virtqueue::driver_any::AnyDriverQueue;
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{bit, feature};
+use ferrovia_virtqueue::packed::PackedRing;
 use ferrovia_virtqueue::split::SplitRing;
 
 fn dup(fd: i32) -> File {
@@ -20,7 +22,7 @@ fn dup(fd: i32) -> File {
     unsafe { File::from_raw_fd(libc::dup(fd)) }
 }
 
-fn bench(name: &str, features: u64, size: usize, iters: usize) {
+fn bench(name: &str, packed: bool, features: u64, size: usize, iters: usize) {
     let pool = Mempool::new(MempoolConfig {
         name: "bench".into(),
         count: 8192,
@@ -29,16 +31,16 @@ fn bench(name: &str, features: u64, size: usize, iters: usize) {
     })
     .unwrap();
     let qs = 1024u16;
-    let l = QueueLayout::new(qs);
-    let area = SharedRegion::new("bench-rings", l.total * 2, RegionBacking::Memfd).unwrap();
+    let total = AnyDriverQueue::area_size(qs, packed);
+    let area = SharedRegion::new("bench-rings", total * 2, RegionBacking::Memfd).unwrap();
     let opts = DriverOptions {
         features,
         max_rx_pkt: 9728,
     };
     // SAFETY: the area holds two layouts and outlives both queues.
-    let mut rx = unsafe { DriverQueue::new(area.base(), qs, opts) }.unwrap();
+    let mut rx = unsafe { AnyDriverQueue::new(area.base(), qs, packed, opts) }.unwrap();
     // SAFETY: as above.
-    let mut tx = unsafe { DriverQueue::new(area.base().add(l.total), qs, opts) }.unwrap();
+    let mut tx = unsafe { AnyDriverQueue::new(area.base().add(total), qs, packed, opts) }.unwrap();
     let (pbase, plen) = pool.region();
     let pfd = ferrovia_memory::registry::snapshot()
         .into_iter()
@@ -65,31 +67,50 @@ fn bench(name: &str, features: u64, size: usize, iters: usize) {
         .unwrap(),
     );
     let dev = |off: usize| {
-        let b = area.base() as u64 + off as u64;
-        // SAFETY: translated parts lie in the mapped ring region.
-        let ring = unsafe {
-            SplitRing::new(
-                mem.translate_uva(b, 16 * qs as u64).unwrap(),
-                mem.translate_uva(b + l.avail as u64, 6 + 2 * qs as u64)
-                    .unwrap(),
-                mem.translate_uva(b + l.used as u64, 6 + 8 * qs as u64)
-                    .unwrap(),
-                qs,
+        let a = AnyDriverQueue::addrs(area.base() as u64 + off as u64, qs, packed);
+        let ring = if packed {
+            // SAFETY: translated parts lie in the mapped ring region.
+            RingView::Packed(
+                unsafe {
+                    PackedRing::new(
+                        mem.translate_uva(a.desc, 16 * qs as u64).unwrap(),
+                        mem.translate_uva(a.avail, 4).unwrap(),
+                        mem.translate_uva(a.used, 4).unwrap(),
+                        qs,
+                    )
+                }
+                .unwrap(),
             )
-        }
-        .unwrap();
+        } else {
+            // SAFETY: translated parts lie in the mapped ring region.
+            RingView::Split(
+                unsafe {
+                    SplitRing::new(
+                        mem.translate_uva(a.desc, 16 * qs as u64).unwrap(),
+                        mem.translate_uva(a.avail, 6 + 2 * qs as u64).unwrap(),
+                        mem.translate_uva(a.used, 6 + 8 * qs as u64).unwrap(),
+                        qs,
+                    )
+                }
+                .unwrap(),
+            )
+        };
         let a = Arc::new(ActiveVring {
-            ring: RingView::Split(ring),
+            ring,
             mem: mem.clone(),
             features,
             base: 0,
             call: None,
         });
         a.init_notifications();
-        DeviceVring::new(a, 0, 0)
+        DeviceQueue::new(
+            a,
+            if packed { 0x8000 } else { 0 },
+            if packed { 0x8000 } else { 0 },
+        )
     };
     let mut dev_rx = dev(0);
-    let mut dev_tx = dev(l.total);
+    let mut dev_tx = dev(total);
     let mut cache = pool.cache();
     rx.set_rx_chain_for(1518, 2048);
     rx.refill(&mut cache, &NoSink);
@@ -142,9 +163,24 @@ fn main() {
     let v1 = bit(feature::F_VERSION_1);
     let mrg = bit(feature::NET_F_MRG_RXBUF);
     let ino = bit(feature::F_IN_ORDER);
+    let packed = bit(feature::F_RING_PACKED);
+    let only = std::env::var("RING").unwrap_or_default();
     for size in [64, 1518] {
-        bench("split mrg in_order", v1 | mrg | ino, size, iters);
-        bench("split mrg", v1 | mrg, size, iters);
-        bench("split no-mrg", v1, size, iters);
+        if only != "packed" {
+            bench("split mrg in_order", false, v1 | mrg | ino, size, iters);
+            bench("split mrg", false, v1 | mrg, size, iters);
+            bench("split no-mrg", false, v1, size, iters);
+        }
+        if only != "split" {
+            bench(
+                "packed mrg in_order",
+                true,
+                v1 | packed | mrg | ino,
+                size,
+                iters,
+            );
+            bench("packed mrg", true, v1 | packed | mrg, size, iters);
+            bench("packed no-mrg", true, v1 | packed, size, iters);
+        }
     }
 }

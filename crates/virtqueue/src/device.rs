@@ -87,6 +87,9 @@ pub(crate) struct Seg {
 
 /// The device side of one vring, split or packed, owned by a polling thread.
 #[derive(Debug)]
+// One per polled queue, kept inline so the burst functions need no pointer chase; the packed
+// variant carries its shadow used ring.
+#[allow(clippy::large_enum_variant)]
 pub enum DeviceQueue {
     /// Split ring.
     Split(DeviceVring),

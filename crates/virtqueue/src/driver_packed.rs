@@ -89,6 +89,9 @@ pub struct DriverPacked {
     max_rx_pkt: usize,
     kick: Option<File>,
     broken: bool,
+    /// The first descriptor written in the current burst and its flags, held back until
+    /// [`Self::publish`] so the device sees the whole burst at once.
+    pending_head: Option<(u16, u16)>,
 }
 
 // SAFETY: the pointers refer to the queue's own shared area, kept mapped by the owner; the
@@ -147,6 +150,7 @@ impl DriverPacked {
             max_rx_pkt: opts.max_rx_pkt,
             kick: None,
             broken: false,
+            pending_head: None,
         };
         q.apply_options(opts);
         Ok(q)
@@ -213,32 +217,69 @@ impl DriverPacked {
         }
     }
 
-    /// Writes a chain of buffers as one available descriptor chain with buffer id `id`; the
-    /// first descriptor's flags are published last.
+    /// Writes a chain of buffers as one available descriptor chain with buffer id `id`. The
+    /// flags of the burst's first descriptor are held back until [`Self::publish`]; every
+    /// later descriptor is published at once, which the device cannot reach before the first.
+    #[inline]
     fn post(&mut self, id: u16, bufs: &[(u64, u32)], write: bool) {
         let size = self.size;
-        let first = self.avail;
         let mut pos = self.avail;
-        let mut first_flags = 0;
+        let base = avail_flags(pos.wrap);
+        let last = bufs.len() - 1;
         for (k, &(addr, len)) in bufs.iter().enumerate() {
-            let more = k + 1 < bufs.len();
-            let flags = avail_flags(pos.wrap)
-                | if more { VRING_DESC_F_NEXT } else { 0 }
+            let flags = if pos.wrap == self.avail.wrap {
+                base
+            } else {
+                avail_flags(pos.wrap)
+            } | if k < last { VRING_DESC_F_NEXT } else { 0 }
                 | if write { VRING_DESC_F_WRITE } else { 0 };
             let d = PackedDesc { addr, len, id };
-            if k == 0 {
+            if self.pending_head.is_none() {
                 self.ring.write_fields(pos.idx, d);
-                first_flags = flags;
+                self.pending_head = Some((pos.idx, flags));
             } else {
                 self.ring.write(pos.idx, d, flags);
             }
             pos.advance(1, size);
         }
-        self.ring.set_flags(first.idx, first_flags);
         self.avail = pos;
         self.num_free -= bufs.len() as u16;
-        if self.order.len() < self.size as usize {
+    }
+
+    /// [`Self::post`] for a chain of one buffer.
+    #[inline]
+    fn post_one(&mut self, id: u16, addr: u64, len: u32, write: bool) {
+        let pos = self.avail;
+        let flags = avail_flags(pos.wrap) | if write { VRING_DESC_F_WRITE } else { 0 };
+        let d = PackedDesc { addr, len, id };
+        if self.pending_head.is_none() {
+            self.ring.write_fields(pos.idx, d);
+            self.pending_head = Some((pos.idx, flags));
+        } else {
+            self.ring.write(pos.idx, d, flags);
+        }
+        self.avail.advance(1, self.size);
+        self.num_free -= 1;
+    }
+
+    /// Remembers a transmitted buffer's position in posting order (IN_ORDER completions).
+    #[inline]
+    fn track_order(&mut self, id: u16) {
+        if self.in_order && self.order.len() < self.size as usize {
             self.order.push_back(id);
+        }
+    }
+
+    /// Hands the descriptors written since the last call to the device (release store of the
+    /// burst's first flags). Returns whether anything was posted.
+    #[inline]
+    fn publish(&mut self) -> bool {
+        match self.pending_head.take() {
+            Some((idx, flags)) => {
+                self.ring.set_flags(idx, flags);
+                true
+            }
+            None => false,
         }
     }
 
@@ -256,11 +297,14 @@ impl DriverPacked {
         Ok(Some((d.id, d.len)))
     }
 
+    #[inline]
     fn finish(&mut self, id: u16) -> Mbuf {
-        if self.order.front() == Some(&id) {
-            self.order.pop_front();
-        } else if let Some(p) = self.order.iter().position(|&x| x == id) {
-            self.order.remove(p);
+        if let Some(&front) = self.order.front() {
+            if front == id {
+                self.order.pop_front();
+            } else if let Some(p) = self.order.iter().position(|&x| x == id) {
+                self.order.remove(p);
+            }
         }
         let e = &mut self.inflight[id as usize];
         let count = e.count;
@@ -343,6 +387,21 @@ impl DriverPacked {
         for mut m in pkts.drain(..sent) {
             bytes += m.pkt_len();
             let id = self.free_ids.pop().expect("ids counted");
+            self.track_order(id);
+            if m.nb_segs() == 1
+                && let Some(h) = m.prepend(self.hdr_len)
+            {
+                // Fast path: header pushed into the headroom, one descriptor.
+                h.fill(0);
+                let (addr, len) = (m.data_addr(), m.data_len() as u32);
+                self.post_one(id, addr, len, false);
+                self.inflight[id as usize] = Inflight {
+                    mbuf: Some(m),
+                    count: 1,
+                    posted: 0,
+                };
+                continue;
+            }
             bufs.clear();
             if m.headroom() >= self.hdr_len {
                 m.prepend(self.hdr_len).expect("headroom checked").fill(0);
@@ -364,7 +423,8 @@ impl DriverPacked {
                 posted: 0,
             };
         }
-        self.kick_if_needed(sent > 0);
+        let posted = self.publish();
+        self.kick_if_needed(posted);
         (sent, bytes)
     }
 
@@ -373,9 +433,24 @@ impl DriverPacked {
         if self.broken {
             return;
         }
-        let mut posted = false;
         let mut bufs: arrayvec::ArrayVec<(u64, u32), 65> = arrayvec::ArrayVec::new();
-        while self.num_free >= self.rx_chain && !self.free_ids.is_empty() {
+        while self.rx_chain == 1 && self.num_free > 0 {
+            // Fast path: one mbuf per buffer, the header in front of its data room.
+            let Some(id) = self.free_ids.pop() else { break };
+            let Some(m) = cache.alloc() else {
+                self.free_ids.push(id);
+                sink.ring_error(RingError::NoMbuf, 1);
+                break;
+            };
+            let len = (m.tailroom() + self.hdr_len) as u32;
+            self.post_one(id, m.data_addr() - self.hdr_len as u64, len, true);
+            self.inflight[id as usize] = Inflight {
+                mbuf: Some(m),
+                count: 1,
+                posted: len,
+            };
+        }
+        while self.rx_chain > 1 && self.num_free >= self.rx_chain && !self.free_ids.is_empty() {
             let Some(mut head) = cache.alloc() else {
                 sink.ring_error(RingError::NoMbuf, 1);
                 break;
@@ -418,8 +493,8 @@ impl DriverPacked {
                 count,
                 posted: total,
             };
-            posted = true;
         }
+        let posted = self.publish();
         self.kick_if_needed(posted);
     }
 
@@ -454,6 +529,37 @@ impl DriverPacked {
             } else {
                 1
             };
+            if nb == 1 {
+                // Fast path: the whole packet in one buffer.
+                let posted = self.inflight[id as usize].posted;
+                let mut m = self.finish(id);
+                if len > posted || (len as usize) < self.hdr_len {
+                    sink.ring_error(RingError::UsedLen, 1);
+                    cache.free(m);
+                    continue;
+                }
+                let data = len as usize - self.hdr_len;
+                if m.nb_segs() == 1 {
+                    if !m.set_data_len(data) {
+                        sink.ring_error(RingError::UsedLen, 1);
+                        cache.free(m);
+                        continue;
+                    }
+                    m.set_pkt_len(data);
+                } else {
+                    fill_lengths(&mut m, data, cache);
+                }
+                if data > self.max_rx_pkt {
+                    sink.ring_error(RingError::TooLong, 1);
+                    cache.free(m);
+                    continue;
+                }
+                m.set_port(port);
+                bytes += data;
+                out.push(m);
+                got += 1;
+                continue;
+            }
             if nb == 0 || nb > self.size {
                 sink.ring_error(RingError::UsedLen, 1);
                 let m = self.finish(id);
@@ -545,6 +651,7 @@ impl DriverPacked {
         self.free_ids = (0..self.size).rev().collect();
         self.order.clear();
         self.broken = false;
+        self.pending_head = None;
     }
 
     /// Frees every mbuf still posted.

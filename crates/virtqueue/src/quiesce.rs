@@ -12,6 +12,14 @@
 //! configuration, or the control thread sees the poller busy and waits for the burst to end.
 //! When [`Quiesce::publish`] returns, no burst is using the old configuration any more. The old
 //! value itself is freed when the last `Arc` to it is dropped.
+//!
+//! The poller runs this once per burst, so its fence matters: a full fence drains the store
+//! buffer, which on the hot path is full of stores to ring cache lines the peer holds. Where
+//! the kernel offers `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` (Linux 4.14+) the fence is
+//! made asymmetric, as in RCU: the poller only stops the compiler from reordering, and the
+//! control thread, which publishes rarely, makes the kernel run a full barrier on every CPU
+//! running this process. Either the barrier lands before the poller's epoch load (which then
+//! sees the new epoch) or after its `in_burst` store (which the control thread then sees).
 
 #[cfg(loom)]
 use loom::sync::{
@@ -34,6 +42,7 @@ pub struct Quiesce<T> {
 
 impl<T> Default for Quiesce<T> {
     fn default() -> Self {
+        barrier::init();
         Quiesce {
             in_burst: AtomicBool::new(false),
             epoch: AtomicUsize::new(0),
@@ -51,6 +60,7 @@ impl<T> Quiesce<T> {
         // Pairs with the fence in `enter`: either the poller sees the new epoch, or we see it
         // busy (Dekker's pattern; the fences make it hold under the C++/Rust memory model).
         fence(Ordering::SeqCst);
+        barrier::heavy();
         self.wait_idle();
     }
 
@@ -102,7 +112,7 @@ impl<T> QuiesceReader<T> {
     #[inline]
     pub fn enter<'a>(&'a mut self, q: &Quiesce<T>) -> Entered<'a, T> {
         q.in_burst.store(true, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        barrier::light();
         let e = q.epoch.load(Ordering::Acquire);
         let changed = e != self.seen;
         if changed {
@@ -127,6 +137,74 @@ impl<T> QuiesceReader<T> {
         self.cur = None;
         self.seen = usize::MAX;
     }
+}
+
+/// The two halves of the poller/control fence (see the module documentation).
+mod barrier {
+    #[cfg(not(loom))]
+    use std::sync::atomic::{AtomicU8, Ordering, compiler_fence, fence};
+
+    /// 0: not tried yet, 1: membarrier registered, 2: unavailable (full fences on both sides).
+    #[cfg(not(loom))]
+    static STATE: AtomicU8 = AtomicU8::new(0);
+
+    #[cfg(not(loom))]
+    const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+    #[cfg(not(loom))]
+    const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+    #[cfg(not(loom))]
+    fn membarrier(cmd: libc::c_int) -> bool {
+        // SAFETY: membarrier takes two integers and touches no user memory.
+        unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) == 0 }
+    }
+
+    /// Registers the process for expedited membarriers, once. Must run before any poller can
+    /// enter (it runs when a [`super::Quiesce`] is created, before any reader can see it).
+    #[cfg(not(loom))]
+    pub(super) fn init() {
+        if STATE.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        let ok = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+        let _ = STATE.compare_exchange(
+            0,
+            if ok { 1 } else { 2 },
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// The poller's half.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(super) fn light() {
+        if STATE.load(Ordering::Relaxed) == 1 {
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    /// The control thread's half.
+    #[cfg(not(loom))]
+    pub(super) fn heavy() {
+        // Once registered, the expedited command cannot fail (it returns EPERM only for an
+        // unregistered process), and the state never goes back to unregistered.
+        if STATE.load(Ordering::Acquire) == 1 {
+            let _ = membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+        }
+    }
+
+    // loom models the C++ memory model, not membarrier: model checks use full fences.
+    #[cfg(loom)]
+    pub(super) fn init() {}
+    #[cfg(loom)]
+    pub(super) fn light() {
+        loom::sync::atomic::fence(loom::sync::atomic::Ordering::SeqCst);
+    }
+    #[cfg(loom)]
+    pub(super) fn heavy() {}
 }
 
 #[cfg(all(test, not(loom)))]
