@@ -24,6 +24,7 @@ use crate::layout::{
     VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY, bit, feature, need_event,
     net_hdr_len,
 };
+use crate::net_hdr::write_rx_hdr;
 use crate::packed::{EVENT_FLAGS_DISABLE, PackedRing};
 use crate::split::SplitRing;
 
@@ -520,13 +521,11 @@ impl DeviceVring {
                         && d.len as u64 >= need
                         && let Some(dst) = self.active.mem.translate(d.addr, need)
                     {
-                        let mut hdr = [0u8; 12];
-                        hdr[NET_HDR_NUM_BUFFERS_OFF] = 1;
                         let data = m.data();
                         // SAFETY: dst spans `need` = hdr_len + data.len() bytes of guest
                         // memory, translated as one range.
                         unsafe {
-                            std::ptr::copy_nonoverlapping(hdr.as_ptr(), dst, self.hdr_len);
+                            write_rx_hdr(dst, self.hdr_len, 1);
                             std::ptr::copy_nonoverlapping(
                                 data.as_ptr(),
                                 dst.add(self.hdr_len),

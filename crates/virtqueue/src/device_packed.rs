@@ -22,6 +22,7 @@ use crate::layout::{
     NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, bit,
     feature, net_hdr_len,
 };
+use crate::net_hdr::write_rx_hdr;
 use crate::packed::{EVENT_FLAGS_DISABLE, PackedRing, Pos, is_avail};
 
 /// One poller's state for one packed vring.
@@ -51,6 +52,11 @@ struct UsedShadow {
 
 /// Used descriptors held back at most before they are written out.
 const SHADOW_MAX: usize = 64;
+
+/// Device → driver completions are written out every this many used descriptors (one cache
+/// line of the ring) rather than once per burst, so the driver can start on the first packets
+/// of a burst while the device copies the rest.
+const RX_PUBLISH_EVERY: usize = 4;
 
 /// A delimited chain.
 struct Chain {
@@ -366,12 +372,10 @@ impl DevicePacked {
                     if d.len as u64 >= need
                         && let Some(dst) = self.active.mem.translate(d.addr, need)
                     {
-                        let mut hdr = [0u8; 12];
-                        hdr[NET_HDR_NUM_BUFFERS_OFF] = 1;
                         let data = m.data();
                         // SAFETY: dst spans `need` bytes of guest memory, translated as one.
                         unsafe {
-                            std::ptr::copy_nonoverlapping(hdr.as_ptr(), dst, self.hdr_len);
+                            write_rx_hdr(dst, self.hdr_len, 1);
                             std::ptr::copy_nonoverlapping(
                                 data.as_ptr(),
                                 dst.add(self.hdr_len),
@@ -380,6 +384,9 @@ impl DevicePacked {
                         }
                         self.avail.advance(1, size);
                         self.put_used(d.id, need as u32, 1);
+                        if self.shadow.entries.len() >= RX_PUBLISH_EVERY {
+                            self.flush_used();
+                        }
                         any = true;
                         res.packets += 1;
                         res.bytes += data.len();
@@ -445,6 +452,9 @@ impl DevicePacked {
                 let wrote = left.min(c);
                 left -= wrote;
                 self.put_used(id, wrote as u32, count);
+            }
+            if self.shadow.entries.len() >= RX_PUBLISH_EVERY {
+                self.flush_used();
             }
             any = true;
             res.packets += 1;

@@ -25,6 +25,7 @@ use crate::layout::{
     VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY, avail_ring_size, bit, desc_table_size, feature,
     need_event, net_hdr_len, used_ring_size,
 };
+use crate::net_hdr::clear_tx_hdr;
 use crate::split::SplitRing;
 
 const NONE: u16 = u16::MAX;
@@ -352,7 +353,7 @@ impl DriverQueue {
             let mut id = head;
             if push_hdr {
                 let h = m.prepend(self.hdr_len).expect("headroom checked");
-                h.fill(0);
+                clear_tx_hdr(h);
             } else {
                 // SAFETY: id < size and each cell is HDR_CELL bytes inside the area.
                 let cell = unsafe { self.hdr_cells.add(id as usize * HDR_CELL) };

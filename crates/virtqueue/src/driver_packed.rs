@@ -17,6 +17,7 @@ use crate::error::{ErrorSink, RingError};
 use crate::layout::{
     NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, bit, feature, net_hdr_len,
 };
+use crate::net_hdr::clear_tx_hdr;
 use crate::packed::{
     EVENT_AREA_SIZE, EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos, avail_flags, is_used,
     packed_ring_size,
@@ -93,6 +94,11 @@ pub struct DriverPacked {
     /// [`Self::publish`] so the device sees the whole burst at once.
     pending_head: Option<(u16, u16)>,
 }
+
+/// Transmitted descriptors are handed to the device every this many (one cache line of the
+/// ring), so the device can start copying the first packets of a burst while the rest are
+/// posted; receive buffers are handed over once per refill.
+const TX_PUBLISH_EVERY: u16 = 4;
 
 // SAFETY: the pointers refer to the queue's own shared area, kept mapped by the owner; the
 // queue is used by one thread at a time.
@@ -384,6 +390,7 @@ impl DriverPacked {
         }
         let mut bytes = 0;
         let mut bufs: arrayvec::ArrayVec<(u64, u32), 65> = arrayvec::ArrayVec::new();
+        let mut sent_since_publish = 0u16;
         for mut m in pkts.drain(..sent) {
             bytes += m.pkt_len();
             let id = self.free_ids.pop().expect("ids counted");
@@ -392,7 +399,7 @@ impl DriverPacked {
                 && let Some(h) = m.prepend(self.hdr_len)
             {
                 // Fast path: header pushed into the headroom, one descriptor.
-                h.fill(0);
+                clear_tx_hdr(h);
                 let (addr, len) = (m.data_addr(), m.data_len() as u32);
                 self.post_one(id, addr, len, false);
                 self.inflight[id as usize] = Inflight {
@@ -400,11 +407,17 @@ impl DriverPacked {
                     count: 1,
                     posted: 0,
                 };
+                if sent_since_publish + 1 >= TX_PUBLISH_EVERY {
+                    self.publish();
+                    sent_since_publish = 0;
+                } else {
+                    sent_since_publish += 1;
+                }
                 continue;
             }
             bufs.clear();
             if m.headroom() >= self.hdr_len {
-                m.prepend(self.hdr_len).expect("headroom checked").fill(0);
+                clear_tx_hdr(m.prepend(self.hdr_len).expect("headroom checked"));
             } else {
                 // SAFETY: id < size; each cell is HDR_CELL bytes inside the area.
                 let cell = unsafe { self.hdr_cells.add(id as usize * HDR_CELL) };
@@ -423,8 +436,8 @@ impl DriverPacked {
                 posted: 0,
             };
         }
-        let posted = self.publish();
-        self.kick_if_needed(posted);
+        self.publish();
+        self.kick_if_needed(sent > 0);
         (sent, bytes)
     }
 

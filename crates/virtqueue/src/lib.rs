@@ -7,6 +7,7 @@
 //! * [`driver`]: the driver side (used by virtio-user): posts buffers, reaps used ones.
 //! * [`device`]: the device side (used by the vhost backend): walks descriptor chains the peer
 //!   wrote and copies packets in and out of guest memory.
+//! * [`net_hdr`]: virtio-net headers written only where they change.
 //! * [`quiesce`]: the lock-free handshake that lets the control thread change what a polling
 //!   thread sees without taking a lock per burst.
 //!
@@ -22,6 +23,7 @@ pub mod driver_packed;
 pub mod error;
 pub mod guest_mem;
 pub mod layout;
+pub mod net_hdr;
 pub mod packed;
 pub mod quiesce;
 pub mod split;
