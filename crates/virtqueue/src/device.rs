@@ -28,6 +28,11 @@ use crate::net_hdr::write_rx_hdr;
 use crate::packed::{EVENT_FLAGS_DISABLE, PackedRing};
 use crate::split::SplitRing;
 
+/// Device → driver completions on a split ring are made visible every this many used entries
+/// (one cache line of the used ring) rather than once per burst, so the driver can start on the
+/// first packets while the device copies the rest.
+const RX_PUBLISH_EVERY: u16 = 8;
+
 /// Most buffers one packet may span (descriptors of one chain, or merged chains).
 pub const MAX_SEGS: usize = 64;
 
@@ -169,6 +174,8 @@ pub struct DeviceVring {
     last_avail: u16,
     used_idx: u16,
     hdr_len: usize,
+    /// `used.idx` before the first mid-burst exposure of the current burst, if any.
+    exposed_from: Option<u16>,
     mrg: bool,
     event_idx: bool,
     indirect: bool,
@@ -194,6 +201,7 @@ impl DeviceVring {
             last_avail,
             used_idx,
             hdr_len: net_hdr_len(f),
+            exposed_from: None,
             mrg: f & bit(feature::NET_F_MRG_RXBUF) != 0,
             event_idx: f & bit(feature::RING_F_EVENT_IDX) != 0,
             indirect: f & bit(feature::RING_F_INDIRECT_DESC) != 0,
@@ -360,14 +368,25 @@ impl DeviceVring {
         );
     }
 
-    /// Publishes `n` new used entries and signals the driver if it asked to be told.
+    /// Makes `n` more used entries visible mid-burst, without signalling.
     #[inline]
-    fn publish_used(&mut self, n: u16) {
-        if n == 0 {
+    fn expose_used(&mut self, n: u16) {
+        if self.exposed_from.is_none() {
+            self.exposed_from = Some(self.used_idx);
+        }
+        self.used_idx = self.used_idx.wrapping_add(n);
+        self.ring.set_used_idx(self.used_idx);
+    }
+
+    /// Publishes `n` new used entries and signals the driver if it asked to be told (`exposed`:
+    /// entries were already made visible earlier in this burst by [`Self::expose_used`]).
+    #[inline]
+    fn publish_used(&mut self, n: u16, exposed: bool) {
+        if n == 0 && !exposed {
             return;
         }
-        let old = self.used_idx;
-        self.used_idx = old.wrapping_add(n);
+        let old = self.exposed_from.take().unwrap_or(self.used_idx);
+        self.used_idx = self.used_idx.wrapping_add(n);
         let r = &self.ring;
         r.set_used_idx(self.used_idx);
         if self.event_idx {
@@ -487,7 +506,7 @@ impl DeviceVring {
             used += 1;
             self.last_avail = self.last_avail.wrapping_add(1);
         }
-        self.publish_used(used);
+        self.publish_used(used, false);
         res
     }
 
@@ -504,6 +523,8 @@ impl DeviceVring {
         };
         let mut res = BurstResult::default();
         let mut used = 0u16;
+        // Whether some of this burst's used entries were already made visible.
+        let mut exposed = false;
         // Packets handled from the front of `pkts`: delivered, or dropped for a bad buffer.
         let mut processed = 0usize;
         let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
@@ -534,6 +555,11 @@ impl DeviceVring {
                         }
                         self.put_used(used, head, need as u32);
                         used += 1;
+                        if used >= RX_PUBLISH_EVERY {
+                            self.expose_used(used);
+                            exposed = true;
+                            used = 0;
+                        }
                         self.last_avail = self.last_avail.wrapping_add(1);
                         pending -= 1;
                         res.packets += 1;
@@ -610,9 +636,14 @@ impl DeviceVring {
             res.packets += 1;
             res.bytes += m.pkt_len();
             processed += 1;
+            if used >= RX_PUBLISH_EVERY {
+                self.expose_used(used);
+                exposed = true;
+                used = 0;
+            }
         }
         cache.free_all(pkts.drain(..processed));
-        self.publish_used(used);
+        self.publish_used(used, exposed);
         res
     }
 }

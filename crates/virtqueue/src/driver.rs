@@ -35,6 +35,11 @@ fn align(v: usize, a: usize) -> usize {
     v.div_ceil(a) * a
 }
 
+/// Transmitted chains are made visible to the device every this many packets (one store of
+/// `avail.idx`) rather than once per burst, so it can start copying the first packets while
+/// the driver posts the rest.
+const TX_PUBLISH_EVERY: u16 = 8;
+
 /// Where each part of one queue sits inside its memory area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLayout {
@@ -255,7 +260,9 @@ impl DriverQueue {
         if old == self.avail_idx {
             return;
         }
-        self.ring.set_avail_idx(self.avail_idx);
+        if self.ring.avail_idx() != self.avail_idx {
+            self.ring.set_avail_idx(self.avail_idx);
+        }
         let Some(kick) = &self.kick else { return };
         fence(Ordering::SeqCst);
         let kick_needed = if self.event_idx {
@@ -393,6 +400,14 @@ impl DriverQueue {
             self.slots[head as usize] = Some(m);
             self.ring.set_avail_ring(self.avail_idx, head);
             self.avail_idx = self.avail_idx.wrapping_add(1);
+            if self
+                .avail_idx
+                .wrapping_sub(old)
+                .is_multiple_of(TX_PUBLISH_EVERY)
+            {
+                // Let the device start on these while the rest are posted.
+                self.ring.set_avail_idx(self.avail_idx);
+            }
         }
         self.publish_avail(old);
         (sent, bytes)
