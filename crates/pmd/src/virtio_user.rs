@@ -4,7 +4,7 @@
 //! Devargs: `path` (required), `queues` (1..=128, default 1), `queue_size` (power of two,
 //! default 256), `server` (1: listen on `path` and accept the backend, again after each
 //! disconnection; 0: connect, and reconnect if the backend restarts), `mrg_rxbuf` (default 1),
-//! `in_order` (default 1), `mac`, `cq` (0 only), `packed_vq` (0 only for now), `speed`,
+//! `in_order` (default 1), `mac`, `cq` (0 only), `packed_vq` (default 0; 1: packed ring), `speed`,
 //! `vectorized` (accepted, ignored), `iface` (vhost-kernel only).
 //!
 //! The rings and every mempool live in memfd-backed shared memory whose fds go to the backend,
