@@ -428,6 +428,16 @@ impl App {
         Ok(())
     }
 
+    /// Whether forwarding is running.
+    pub fn forwarding(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Packets received so far on all ports (for the start-up measurement).
+    pub fn total_rx_packets(&self) -> u64 {
+        self.ports.iter().map(|s| s.port.stats().ipackets()).sum()
+    }
+
     /// `clear port stats N`.
     pub fn clear_port_stats(&mut self, p: u16) -> Result<(), String> {
         let s = self.slot(p)?;

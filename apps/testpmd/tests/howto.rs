@@ -99,6 +99,14 @@ fn check_forwarded(host: &str, cont: &str) {
         "show port stats printed nothing:\n{cont}"
     );
     assert!(cont.contains("Rx-pps:"));
+    // Both sides report their start-up time (the figure itself is a benchmark, not asserted).
+    for (side, out) in [("host", host), ("container", cont)] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("First packet received ") && l.ends_with(" ms after start")),
+            "the {side} did not report when its first packet arrived:\n{out}"
+        );
+    }
 }
 
 #[test]

@@ -18,6 +18,10 @@ pub enum RegionBacking {
     HugetlbMemfd,
 }
 
+/// Memfd regions at least this large (pools) are not populated when mapped (see
+/// [`SharedRegion::new`]).
+const LAZY_POPULATE_MIN: usize = 4 << 20;
+
 /// One mapped, shareable memory region.
 #[derive(Debug)]
 pub struct SharedRegion {
@@ -80,13 +84,20 @@ impl SharedRegion {
                 ),
             )
         })?;
+        // Small regions (rings) and hugepages are populated at once. Large memfd regions
+        // (pools) are faulted in page by page on first use: populating a 35 MB pool took
+        // 15–30 ms of start-up (and a background populate held the address-space lock against
+        // every other mmap), while first-use faults happen once per page, only for pages
+        // actually used; a peer that maps our memory faults its own page tables anyway.
+        let lazy = backing == RegionBacking::Memfd && len >= LAZY_POPULATE_MIN;
+        let populate = if lazy { 0 } else { libc::MAP_POPULATE };
         // SAFETY: mapping a fresh fd of `len` bytes at an address chosen by the kernel.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
+                libc::MAP_SHARED | populate,
                 file.as_raw_fd(),
                 0,
             )
