@@ -141,10 +141,12 @@ fn interactive(app: &mut app::App, started: Instant) {
             let watching = !first_reported && app.forwarding();
             if watching && app.total_rx_packets() > 0 {
                 first_reported = true;
-                println!(
-                    "First packet received {:.1} ms after start",
+                // An event line under the prompt, as DPDK prints link events.
+                print!(
+                    "\nFirst packet received {:.1} ms after start\ntestpmd> ",
                     started.elapsed().as_secs_f64() * 1e3
                 );
+                let _ = std::io::stdout().flush();
             }
             let wait = if watching {
                 Duration::from_micros(200)
