@@ -80,6 +80,7 @@ def run_cell(cell, window, tmp):
     vu = subprocess.Popen(side_cmd(fe, "virtio", sock, ring, mrg, size, "bu", 1), stdin=subprocess.PIPE,
                           stdout=ulog, stderr=subprocess.STDOUT)
     time.sleep(window + 1.5)
+    mem = {"vhost": proc_mem(vh.pid), "virtio": proc_mem(vu.pid)}
     for p in (vu, vh):
         p.send_signal(signal.SIGINT)
     for p in (vu, vh):
@@ -98,7 +99,22 @@ def run_cell(cell, window, tmp):
         ulog.seek(0)
         tail = (text[-800:] + "\n--- virtio side ---\n" + ulog.read()[-800:])
         print(f"  cell {cell} produced no traffic; logs:\n{tail}", file=sys.stderr)
-    return samples, time.monotonic() - t_start
+    return samples, time.monotonic() - t_start, mem
+
+
+def proc_mem(pid):
+    """Resident memory of a running process in MiB: VmRSS (anonymous + file + shmem pages
+    mapped) and HugetlbPages (hugepage mappings, which VmRSS does not count)."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "HugetlbPages"):
+                    out[k] = round(int(v.split()[0]) / 1024, 1)
+    except OSError:
+        pass
+    return out
 
 
 def main():
@@ -122,10 +138,12 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ferrovia-bench-")
     samples = {c: [] for c in cells}
     per_round = {c: [] for c in cells}
+    mems = {c: None for c in cells}
     for r in range(a.rounds):
         print(f"round {r + 1}/{a.rounds}", flush=True)
         for c in cells:
-            s, secs = run_cell(c, a.window, tmp)
+            s, secs, mem = run_cell(c, a.window, tmp)
+            mems[c] = mem
             samples[c] += s
             per_round[c].append(statistics.median(s) if s else 0)
             print(f"  {c[0]:>4} virtio-user -> {c[1]:>4} vhost  {c[2]:<6} mrg={'on ' if c[3] else 'off'} {c[4]:>5} B: "
@@ -141,20 +159,31 @@ def main():
             "windows": len(samples[c]),
             "ratio_vs_dpdk_dpdk": round(statistics.median(ratios), 3) if ratios else None,
             "per_round_mpps": [round(x / 1e6, 3) for x in per_round[c]],
+            "memory_mib": mems[c],
         })
     print()
-    print(f"{'virtio-user':>11} {'vhost':>6} {'ring':<6} {'mrg':<4} {'size':>5} {'Mpps':>7} {'x DPDK<->DPDK':>14}")
+    print(f"{'virtio-user':>11} {'vhost':>6} {'ring':<6} {'mrg':<4} {'size':>5} {'Mpps':>7} {'x DPDK<->DPDK':>14}"
+          f" {'RSS MiB (hugetlb) virtio-user / vhost':>40}")
+
+    def rss(m):
+        if not m:
+            return "n/a"
+        return f"{m.get('VmRSS', 0):.0f} ({m.get('HugetlbPages', 0):.0f})"
+
     for row in rows:
         m = row["mpps_median"]
         ratio = row["ratio_vs_dpdk_dpdk"]
+        mem = row["memory_mib"] or {}
         print(f"{row['frontend']:>11} {row['backend']:>6} {row['ring']:<6} {'on' if row['mrg_rxbuf'] else 'off':<4} "
-              f"{row['size']:>5} {('%.2f' % m) if m is not None else 'n/a':>7} {('%.2f' % ratio) if ratio else 'n/a':>14}")
+              f"{row['size']:>5} {('%.2f' % m) if m is not None else 'n/a':>7} {('%.2f' % ratio) if ratio else 'n/a':>14}"
+              f" {rss(mem.get('virtio')) + ' / ' + rss(mem.get('vhost')):>40}")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump({"cpu": sh("grep -m1 'model name' /proc/cpuinfo").stdout.strip(),
                    "rounds": a.rounds, "window_s": a.window,
                    "method": "vhost side CPU0, virtio-user side CPU1, io forwarding, tx_first, Rx-pps on the vhost side; "
-                             "cells interleaved per round",
+                             "cells interleaved per round; memory_mib from /proc/PID/status at the end of the "
+                             "cell's last window (VmRSS excludes HugetlbPages)",
                    "cells": rows}, f, indent=1)
     print(f"\nJSON written to {a.out}")
     shutil.rmtree(tmp, ignore_errors=True)
