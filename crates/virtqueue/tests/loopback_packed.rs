@@ -218,3 +218,22 @@ fn in_order_batch_completion_frees_the_whole_batch() {
     drop(cache);
     assert_eq!(pool.available(), pool.count());
 }
+
+const IN_ORDER: u64 = bit(feature::F_IN_ORDER);
+
+/// With IN_ORDER our device completes each transmit burst with one used descriptor and skips
+/// the ring forward; our driver must free the whole run, across wraps and at odd ring sizes.
+#[test]
+fn packed_in_order_device_batches_wrap_many_times() {
+    run(V1 | MRG | IN_ORDER, 64, &[64, 1518, 9000, 60, 2048], 100);
+    run(V1 | IN_ORDER, 100, &[64, 1518, 60], 200);
+}
+
+/// Bursts that are not a multiple of the device's and driver's hand-over groups (4), so
+/// groups are flushed mid-burst and at the end, with the ring wrapping inside a group.
+#[test]
+fn packed_partial_groups_and_wraps() {
+    let sizes: Vec<usize> = (0..13).map(|i| [64, 1518, 60, 300][i % 4]).collect();
+    run(V1 | MRG | IN_ORDER, 30, &sizes, 150);
+    run(V1 | MRG, 31, &sizes, 150);
+}
