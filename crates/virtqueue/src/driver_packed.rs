@@ -239,17 +239,23 @@ impl DriverPacked {
                 avail_flags(pos.wrap)
             } | if k < last { VRING_DESC_F_NEXT } else { 0 }
                 | if write { VRING_DESC_F_WRITE } else { 0 };
-            let d = PackedDesc { addr, len, id };
-            if self.pending_head.is_none() {
-                self.ring.write_fields(pos.idx, d);
-                self.pending_head = Some((pos.idx, flags));
-            } else {
-                self.ring.write(pos.idx, d, flags);
-            }
+            self.write_desc(pos.idx, PackedDesc { addr, len, id }, flags);
             pos.advance(1, size);
         }
         self.avail = pos;
         self.num_free -= bufs.len() as u16;
+    }
+
+    /// Writes one descriptor: published at once, unless it is the first of the burst, whose
+    /// flags wait for [`Self::publish`].
+    #[inline]
+    fn write_desc(&mut self, idx: u16, d: PackedDesc, flags: u16) {
+        if self.pending_head.is_none() {
+            self.ring.write_fields(idx, d);
+            self.pending_head = Some((idx, flags));
+        } else {
+            self.ring.write(idx, d, flags);
+        }
     }
 
     /// [`Self::post`] for a chain of one buffer.
@@ -257,13 +263,7 @@ impl DriverPacked {
     fn post_one(&mut self, id: u16, addr: u64, len: u32, write: bool) {
         let pos = self.avail;
         let flags = avail_flags(pos.wrap) | if write { VRING_DESC_F_WRITE } else { 0 };
-        let d = PackedDesc { addr, len, id };
-        if self.pending_head.is_none() {
-            self.ring.write_fields(pos.idx, d);
-            self.pending_head = Some((pos.idx, flags));
-        } else {
-            self.ring.write(pos.idx, d, flags);
-        }
+        self.write_desc(pos.idx, PackedDesc { addr, len, id }, flags);
         self.avail.advance(1, self.size);
         self.num_free -= 1;
     }
