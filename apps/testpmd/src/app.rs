@@ -153,9 +153,12 @@ impl App {
             app.start_port(p)?;
         }
         println!("Checking link statuses...");
+        // Up to 500 ms for the links, looked at every millisecond: a vhost port in client mode
+        // or a virtio-user port in server mode comes up a few ms after start, and forwarding
+        // (the first packet) waits for this loop.
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
         while std::time::Instant::now() < deadline && !app.ports.iter().all(|p| p.port.link().up) {
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         for s in &mut app.ports {
             s.link_up = s.port.link().up;

@@ -45,16 +45,16 @@ fn main() {
             println!("Auto-start selected");
             report(app.start(0));
         }
-        interactive(&mut app, started);
+        interactive(&mut app, &mut FirstPacket::new(started));
     } else {
         report(app.start(if app.opts.tx_first { 1 } else { 0 }));
-        report_first_packet(&app, started);
+        let mut first = FirstPacket::new(started);
         match app.opts.stats_period {
-            Some(p) => periodic(&mut app, Duration::from_secs(p)),
+            Some(p) => periodic(&mut app, Duration::from_secs(p), &mut first),
             None => {
                 println!("Press enter to exit");
                 let rx = stdin_lines();
-                wait_line(&mut app, &rx);
+                wait_line(&mut app, &rx, &mut first);
             }
         }
     }
@@ -111,23 +111,105 @@ fn stdin_lines() -> mpsc::Receiver<Option<String>> {
     rx
 }
 
-fn wait_line(app: &mut app::App, rx: &mpsc::Receiver<Option<String>>) {
+/// The start-up measurement: once forwarding runs, the main thread looks at the port counters
+/// every 0.2 ms (for the first 10 s, then at its usual pace) until a packet has arrived on any
+/// port, and prints `First packet received N ms after start`, N counted from the start of
+/// `main`. The forwarding threads do nothing extra.
+struct FirstPacket {
+    started: Instant,
+    /// When forwarding was first seen running.
+    watching_since: Option<Instant>,
+    reported: bool,
+}
+
+impl FirstPacket {
+    const LOOK_EVERY: Duration = Duration::from_micros(200);
+    const FAST_FOR: Duration = Duration::from_secs(10);
+
+    fn new(started: Instant) -> Self {
+        FirstPacket {
+            started,
+            watching_since: None,
+            reported: false,
+        }
+    }
+
+    /// Looks once; returns the line to print when the first packet has just been seen.
+    fn check(&mut self, app: &app::App) -> Option<String> {
+        if self.reported || !app.forwarding() {
+            return None;
+        }
+        self.watching_since.get_or_insert_with(Instant::now);
+        if app.total_rx_packets() == 0 {
+            return None;
+        }
+        self.reported = true;
+        Some(format!(
+            "First packet received {:.1} ms after start",
+            self.started.elapsed().as_secs_f64() * 1e3
+        ))
+    }
+
+    /// How long the main loop may wait before looking again: `usual`, or 0.2 ms while the
+    /// first packet is awaited.
+    fn wait(&self, usual: Duration) -> Duration {
+        match self.watching_since {
+            Some(t) if !self.reported && t.elapsed() < Self::FAST_FOR => Self::LOOK_EVERY,
+            _ => usual,
+        }
+    }
+}
+
+/// Link events and the like are looked at every `every`, however often the loop turns.
+struct Every {
+    every: Duration,
+    next: Instant,
+}
+
+impl Every {
+    fn new(every: Duration) -> Self {
+        Every {
+            every,
+            next: Instant::now() + every,
+        }
+    }
+
+    /// Whether the period has come round (and starts the next one).
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.next {
+            return false;
+        }
+        self.next = now + self.every;
+        true
+    }
+}
+
+fn wait_line(app: &mut app::App, rx: &mpsc::Receiver<Option<String>>, first: &mut FirstPacket) {
+    let mut links = Every::new(Duration::from_millis(100));
     loop {
         if signal::quit_requested() {
             println!("\nSignal received, preparing to exit...");
             return;
         }
-        match rx.recv_timeout(Duration::from_millis(100)) {
+        if let Some(l) = first.check(app) {
+            println!("{l}");
+        }
+        match rx.recv_timeout(first.wait(Duration::from_millis(100))) {
             Ok(_) => return,
-            Err(mpsc::RecvTimeoutError::Timeout) => app.poll_link_events(),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if links.due() {
+                    app.poll_link_events()
+                }
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
 }
 
-fn interactive(app: &mut app::App, started: Instant) {
+fn interactive(app: &mut app::App, first: &mut FirstPacket) {
     let rx = stdin_lines();
-    let mut first_reported = false;
+    let mut links = Every::new(Duration::from_millis(100));
     loop {
         print!("testpmd> ");
         let _ = std::io::stdout().flush();
@@ -136,27 +218,15 @@ fn interactive(app: &mut app::App, started: Instant) {
                 println!("\nSignal received, preparing to exit...");
                 return;
             }
-            // While forwarding waits for its first packet, look every 0.2 ms (as
-            // `report_first_packet` does); otherwise every 100 ms.
-            let watching = !first_reported && app.forwarding();
-            if watching && app.total_rx_packets() > 0 {
-                first_reported = true;
+            if let Some(l) = first.check(app) {
                 // An event line under the prompt, as DPDK prints link events.
-                print!(
-                    "\nFirst packet received {:.1} ms after start\ntestpmd> ",
-                    started.elapsed().as_secs_f64() * 1e3
-                );
+                print!("\n{l}\ntestpmd> ");
                 let _ = std::io::stdout().flush();
             }
-            let wait = if watching {
-                Duration::from_micros(200)
-            } else {
-                Duration::from_millis(100)
-            };
-            match rx.recv_timeout(wait) {
+            match rx.recv_timeout(first.wait(Duration::from_millis(100))) {
                 Ok(l) => break l,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if !watching {
+                    if links.due() {
                         app.poll_link_events()
                     }
                 }
@@ -173,36 +243,21 @@ fn interactive(app: &mut app::App, started: Instant) {
     }
 }
 
-/// Prints how long after the process started the first packet arrived on any port: the
-/// start-up time users see. The main thread polls the port counters every 0.2 ms for at most
-/// 10 s, before settling into its usual loop; the forwarding threads do nothing extra. Ends
-/// early on a signal.
-fn report_first_packet(app: &app::App, started: Instant) {
-    let give_up = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < give_up {
-        if signal::quit_requested() {
-            return;
-        }
-        if app.total_rx_packets() > 0 {
-            println!(
-                "First packet received {:.1} ms after start",
-                started.elapsed().as_secs_f64() * 1e3
-            );
-            return;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    println!("No packet received in the first 10 s of forwarding");
-}
-
-fn periodic(app: &mut app::App, period: Duration) {
+fn periodic(app: &mut app::App, period: Duration, first: &mut FirstPacket) {
     let mut next = Instant::now() + period;
+    let mut links = Every::new(Duration::from_millis(50));
     loop {
         if signal::quit_requested() {
             println!("\nSignal received, preparing to exit...");
             return;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if let Some(l) = first.check(app) {
+            println!("{l}");
+        }
+        std::thread::sleep(first.wait(Duration::from_millis(50)));
+        if !links.due() {
+            continue;
+        }
         app.poll_link_events();
         if Instant::now() >= next {
             next += period;
