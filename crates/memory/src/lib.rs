@@ -10,6 +10,8 @@
 //! * [`mbuf`]: packet buffers with headroom, chaining and offload metadata.
 
 pub mod burst;
+#[cfg(not(loom))]
+mod lcore_stash;
 pub mod mbuf;
 pub mod mempool;
 pub mod region;
