@@ -40,6 +40,12 @@ fn align(v: usize, a: usize) -> usize {
 /// the driver posts the rest.
 const TX_PUBLISH_EVERY: u16 = 8;
 
+/// Tx: completed transmissions are freed once this many buffers are in flight, not only when
+/// the ring runs short: sent mbufs go back to the cache a burst or two after the device has
+/// copied them, still warm (the per-thread stash hands them to the Rx refill next), and the
+/// mbufs in circulation stay few.
+const TX_RECLAIM_AT: u16 = 64;
+
 /// Where each part of one queue sits inside its memory area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLayout {
@@ -337,7 +343,7 @@ impl DriverQueue {
             .iter()
             .map(|m| m.nb_segs() + usize::from(m.headroom() < self.hdr_len))
             .sum();
-        if (self.num_free as usize) < need.max(32) {
+        if (self.num_free as usize) < need.max(32) || self.in_flight_entries() >= TX_RECLAIM_AT {
             self.reclaim(cache, sink);
         }
         let old = self.avail_idx;

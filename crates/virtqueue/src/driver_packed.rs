@@ -100,6 +100,11 @@ pub struct DriverPacked {
 /// posted; receive buffers are handed over once per refill.
 const TX_PUBLISH_EVERY: u16 = 4;
 
+/// Tx: completed transmissions are freed once this many descriptors are in flight, not only
+/// when the ring runs short: sent mbufs go back to the cache a burst or two after the device
+/// has copied them, still warm, and the mbufs in circulation stay few.
+const TX_RECLAIM_AT: u16 = 64;
+
 // SAFETY: the pointers refer to the queue's own shared area, kept mapped by the owner; the
 // queue is used by one thread at a time.
 unsafe impl Send for DriverPacked {}
@@ -373,7 +378,7 @@ impl DriverPacked {
             .iter()
             .map(|m| m.nb_segs() + usize::from(m.headroom() < self.hdr_len))
             .sum();
-        if (self.num_free as usize) < need.max(32) {
+        if (self.num_free as usize) < need.max(32) || self.in_flight() >= TX_RECLAIM_AT {
             self.reclaim(cache, sink);
         }
         let mut budget = self.num_free;
