@@ -4,8 +4,9 @@ io forwarding started with tx_first, Rx-pps measured on the vhost side.
 
 Every cell of the matrix  frontend (virtio-user) in {ours, dpdk} x backend (vhost) in
 {ours, dpdk} x ring in {split, packed} x mergeable in {on, off} x frame size  runs in short
-windows, interleaved round-robin (A B C D A B C D ...), because the host moves the two vCPUs and
-cross-core throughput can change 2x between placements. Reported per cell: the median Rx-pps
+windows, every cell once per round in a fresh random order (C A D B, B D A C, ...), because the
+host moves the two vCPUs and cross-core throughput can change 2x between placements, and a fixed
+order let a cell's position in the cycle bias it. Reported per cell: the median Rx-pps
 over all windows, and the median over rounds of the ratio to DPDK<->DPDK measured in the same
 round. Prints a table and writes JSON. This is a benchmark, not a test.
 
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import random
 import shutil
 import signal
 import statistics
@@ -126,7 +128,10 @@ def main():
     ap.add_argument("--full", action="store_true", help="also mergeable buffers off")
     ap.add_argument("--impls", default="ours,dpdk")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-out", "loopback.json"))
+    ap.add_argument("--seed", type=int, default=None, help="seed of the per-round cell order (default: random)")
     a = ap.parse_args()
+    seed = a.seed if a.seed is not None else random.randrange(1 << 32)
+    rng = random.Random(seed)
     if shutil.which("dpdk-testpmd") is None and "dpdk" in a.impls:
         sys.exit("dpdk-testpmd not found: apt-get install dpdk dpdk-dev (scripts/setup-peers.sh)")
     ensure_built()
@@ -140,8 +145,12 @@ def main():
     per_round = {c: [] for c in cells}
     mems = {c: None for c in cells}
     for r in range(a.rounds):
-        print(f"round {r + 1}/{a.rounds}", flush=True)
-        for c in cells:
+        # A fresh random order each round: a fixed order let a cell's position in the cycle
+        # (what ran just before it, where the host had put the vCPUs) bias it by up to 2x.
+        order = cells[:]
+        rng.shuffle(order)
+        print(f"round {r + 1}/{a.rounds} (order seed {seed})", flush=True)
+        for c in order:
             s, secs, mem = run_cell(c, a.window, tmp)
             mems[c] = mem
             samples[c] += s
@@ -180,9 +189,9 @@ def main():
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump({"cpu": sh("grep -m1 'model name' /proc/cpuinfo").stdout.strip(),
-                   "rounds": a.rounds, "window_s": a.window,
+                   "rounds": a.rounds, "window_s": a.window, "order_seed": seed,
                    "method": "vhost side CPU0, virtio-user side CPU1, io forwarding, tx_first, Rx-pps on the vhost side; "
-                             "cells interleaved per round; memory_mib from /proc/PID/status at the end of the "
+                             "cells interleaved per round in a random order (order_seed); memory_mib from /proc/PID/status at the end of the "
                              "cell's last window (VmRSS excludes HugetlbPages)",
                    "cells": rows}, f, indent=1)
     print(f"\nJSON written to {a.out}")
