@@ -249,6 +249,18 @@ impl DriverQueue {
         head
     }
 
+    /// `alloc_descs(1)` without the walk.
+    #[inline]
+    fn alloc_one(&mut self) -> u16 {
+        debug_assert!(self.num_free >= 1);
+        let head = self.free_head;
+        self.free_head = self.next[head as usize];
+        self.next[head as usize] = NONE;
+        self.num_free -= 1;
+        self.chain_len[head as usize] = 1;
+        head
+    }
+
     fn free_chain(&mut self, head: u16) {
         let n = self.chain_len[head as usize];
         let mut last = head;
@@ -361,6 +373,31 @@ impl DriverQueue {
         for mut m in pkts.drain(..sent) {
             bytes += m.pkt_len();
             let push_hdr = m.headroom() >= self.hdr_len;
+            if push_hdr && m.nb_segs() == 1 {
+                // Fast path: header pushed into the headroom, one descriptor.
+                let head = self.alloc_one();
+                clear_tx_hdr(m.prepend(self.hdr_len).expect("headroom checked"));
+                self.ring.set_desc(
+                    head,
+                    Desc {
+                        addr: m.data_addr(),
+                        len: m.data_len() as u32,
+                        flags: 0,
+                        next: 0,
+                    },
+                );
+                self.slots[head as usize] = Some(m);
+                self.ring.set_avail_ring(self.avail_idx, head);
+                self.avail_idx = self.avail_idx.wrapping_add(1);
+                if self
+                    .avail_idx
+                    .wrapping_sub(old)
+                    .is_multiple_of(TX_PUBLISH_EVERY)
+                {
+                    self.ring.set_avail_idx(self.avail_idx);
+                }
+                continue;
+            }
             let need = m.nb_segs() as u16 + u16::from(!push_hdr);
             let head = self.alloc_descs(need);
             let mut id = head;
@@ -422,7 +459,29 @@ impl DriverQueue {
     /// Rx: posts fresh buffers into every free slot.
     pub fn refill(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
         let old = self.avail_idx;
-        while self.num_free >= self.rx_chain {
+        // Fast path: one descriptor per receive buffer (mergeable buffers, or frames that fit).
+        while self.rx_chain == 1 && self.num_free > 0 {
+            let Some(m) = cache.alloc() else {
+                sink.ring_error(RingError::NoMbuf, 1);
+                break;
+            };
+            let head = self.alloc_one();
+            let len = (m.tailroom() + self.hdr_len) as u32;
+            self.ring.set_desc(
+                head,
+                Desc {
+                    addr: m.data_addr() - self.hdr_len as u64,
+                    len,
+                    flags: VRING_DESC_F_WRITE,
+                    next: 0,
+                },
+            );
+            self.posted[head as usize] = len;
+            self.slots[head as usize] = Some(m);
+            self.ring.set_avail_ring(self.avail_idx, head);
+            self.avail_idx = self.avail_idx.wrapping_add(1);
+        }
+        while self.rx_chain > 1 && self.num_free >= self.rx_chain {
             let head = self.alloc_descs(self.rx_chain);
             let mut id = head;
             let mut ok = true;
