@@ -308,7 +308,7 @@ impl DriverPacked {
         Ok(Some((d.id, d.len)))
     }
 
-    #[inline]
+    #[inline(always)]
     fn finish(&mut self, id: u16) -> Mbuf {
         if let Some(&front) = self.order.front() {
             if front == id {
@@ -341,16 +341,21 @@ impl DriverPacked {
             match self.peek_used(self.used) {
                 Ok(Some((id, _))) => {
                     if self.in_order && self.order.front() != Some(&id) {
-                        if !self.order.contains(&id) {
-                            self.break_queue(sink);
-                            break;
-                        }
+                        // Every in-flight transmit id is in `order` (track_order), and
+                        // peek_used checked that `id` is in flight, so the walk finds it; if
+                        // it did not, the queue would be inconsistent: stop it.
+                        let mut found = false;
                         while let Some(&f) = self.order.front() {
                             let m = self.finish(f);
                             cache.free(m);
                             if f == id {
+                                found = true;
                                 break;
                             }
+                        }
+                        if !found {
+                            self.break_queue(sink);
+                            break;
                         }
                         continue;
                     }
