@@ -259,6 +259,10 @@ pub fn driver_used(data: &[u8]) {
     if mrg {
         features |= bit(feature::NET_F_MRG_RXBUF);
     }
+    if data[0] & 2 != 0 {
+        // The in-order layout trusts the order, not the ids: fuzz it too.
+        features |= bit(feature::F_IN_ORDER);
+    }
     let l = QueueLayout::new(size);
     let area = SharedRegion::new("fuzz-drv", l.total * 2, RegionBacking::Memfd).expect("memfd");
     let opts = DriverOptions {

@@ -51,3 +51,25 @@ fn device_walk_corpus() {
 fn driver_used_corpus() {
     replay("driver_used", ferrovia_fuzz_harness::driver_used);
 }
+
+/// Random used rings against both descriptor layouts, beyond the committed corpus.
+#[test]
+fn driver_used_random_rings() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..400u32 {
+        let mut d: Vec<u8> = (0..140).map(|_| next() as u8).collect();
+        d[0] = (i % 4) as u8;
+        // Keep used.idx small half the time, so receive gets past the count check.
+        if i % 2 == 0 {
+            d[3] = (next() % 8) as u8;
+            d[4] = 0;
+        }
+        ferrovia_fuzz_harness::driver_used(&d);
+    }
+}

@@ -124,6 +124,13 @@ pub struct DriverQueue {
     max_rx_pkt: usize,
     kick: Option<File>,
     broken: bool,
+    /// VIRTIO_F_IN_ORDER layout: descriptors are handed out in table order and come back in
+    /// that order, so no free list is walked and used ids need no lookup.
+    in_order: bool,
+    /// In-order layout: free-running position of the next descriptor to hand out.
+    next_pos: u16,
+    /// In-order layout: free-running position of the oldest descriptor still posted.
+    done_pos: u16,
 }
 
 // SAFETY: the raw pointers refer to the queue's own shared area, which the owner keeps mapped;
@@ -182,6 +189,9 @@ impl DriverQueue {
             max_rx_pkt: opts.max_rx_pkt,
             kick: None,
             broken: false,
+            in_order: false,
+            next_pos: 0,
+            done_pos: 0,
         };
         q.apply_options(opts);
         Ok(q)
@@ -194,6 +204,7 @@ impl DriverQueue {
         self.mrg = opts.features & bit(feature::NET_F_MRG_RXBUF) != 0;
         self.event_idx = opts.features & bit(feature::RING_F_EVENT_IDX) != 0;
         self.max_rx_pkt = opts.max_rx_pkt;
+        self.set_in_order(opts.features & bit(feature::F_IN_ORDER) != 0);
         if self.event_idx {
             self.ring
                 .set_used_event(self.last_used.wrapping_add(0x8000));
@@ -235,15 +246,58 @@ impl DriverQueue {
         self.kick = kick;
     }
 
-    fn alloc_descs(&mut self, n: u16) -> u16 {
-        debug_assert!(n >= 1 && n <= self.num_free);
-        let head = self.free_head;
-        let mut last = head;
-        for _ in 1..n {
-            last = self.next[last as usize];
+    /// Switches between the free-list and the in-order descriptor layouts. Turning in-order
+    /// off rebuilds the free list from the free positions, keeping what is in flight; turning
+    /// it on needs an empty ring (otherwise the free list stays, which an in-order device
+    /// also serves: it only needs each chain's used entry to be written).
+    fn set_in_order(&mut self, on: bool) {
+        if on == self.in_order {
+            return;
         }
-        self.free_head = self.next[last as usize];
-        self.next[last as usize] = NONE;
+        if on {
+            if self.num_free != self.mask.wrapping_add(1) {
+                return;
+            }
+            self.next_pos = 0;
+            self.done_pos = 0;
+            self.in_order = true;
+            return;
+        }
+        // In-order -> free list: the free descriptors are the `num_free` positions from
+        // `next_pos` on; chains in flight keep their `next` links and lengths.
+        let mut link = NONE;
+        for k in (0..self.num_free).rev() {
+            let p = self.next_pos.wrapping_add(k) & self.mask;
+            self.next[p as usize] = link;
+            self.chain_len[p as usize] = 0;
+            link = p;
+        }
+        self.free_head = link;
+        self.in_order = false;
+    }
+
+    /// Takes `n` descriptors for one chain, linked through `next`; returns the head.
+    #[inline]
+    fn alloc_descs<const IO: bool>(&mut self, n: u16) -> u16 {
+        debug_assert!(n >= 1 && n <= self.num_free);
+        let head;
+        if IO {
+            head = self.next_pos & self.mask;
+            for k in 0..n - 1 {
+                let p = head.wrapping_add(k) & self.mask;
+                self.next[p as usize] = (p + 1) & self.mask;
+            }
+            self.next[(head.wrapping_add(n - 1) & self.mask) as usize] = NONE;
+            self.next_pos = self.next_pos.wrapping_add(n);
+        } else {
+            head = self.free_head;
+            let mut last = head;
+            for _ in 1..n {
+                last = self.next[last as usize];
+            }
+            self.free_head = self.next[last as usize];
+            self.next[last as usize] = NONE;
+        }
         self.num_free -= n;
         self.chain_len[head as usize] = n;
         head
@@ -252,26 +306,62 @@ impl DriverQueue {
     /// `alloc_descs(1)` without the walk (17 instructions per packet less on the fast paths,
     /// callgrind).
     #[inline]
-    fn alloc_one(&mut self) -> u16 {
+    fn alloc_one<const IO: bool>(&mut self) -> u16 {
         debug_assert!(self.num_free >= 1);
-        let head = self.free_head;
-        self.free_head = self.next[head as usize];
-        self.next[head as usize] = NONE;
+        let head;
+        if IO {
+            head = self.next_pos & self.mask;
+            self.next_pos = self.next_pos.wrapping_add(1);
+        } else {
+            head = self.free_head;
+            self.free_head = self.next[head as usize];
+            self.next[head as usize] = NONE;
+        }
         self.num_free -= 1;
         self.chain_len[head as usize] = 1;
         head
     }
 
-    fn free_chain(&mut self, head: u16) {
+    /// Returns the chain at `head` to the free descriptors. In-order: `head` is the oldest
+    /// chain posted (the callers take chains in order).
+    #[inline]
+    fn free_chain<const IO: bool>(&mut self, head: u16) {
         let n = self.chain_len[head as usize];
-        let mut last = head;
-        for _ in 1..n {
-            last = self.next[last as usize];
+        if IO {
+            debug_assert_eq!(head, self.done_pos & self.mask);
+            self.done_pos = self.done_pos.wrapping_add(n);
+        } else {
+            let mut last = head;
+            for _ in 1..n {
+                last = self.next[last as usize];
+            }
+            self.next[last as usize] = self.free_head;
+            self.free_head = head;
+            self.chain_len[head as usize] = 0;
         }
-        self.next[last as usize] = self.free_head;
-        self.free_head = head;
         self.num_free += n;
-        self.chain_len[head as usize] = 0;
+    }
+
+    /// Gives back the chain just taken by `alloc_descs` (a refill that ran out of mbufs).
+    fn unalloc_newest<const IO: bool>(&mut self, head: u16) {
+        if IO {
+            let n = self.chain_len[head as usize];
+            self.next_pos = self.next_pos.wrapping_sub(n);
+            self.num_free += n;
+        } else {
+            self.free_chain::<false>(head);
+        }
+    }
+
+    /// Stores avail ring entry `avail_idx` as `head`. In-order with single descriptors the
+    /// entry already holds that value from the previous lap; leaving it unwritten keeps the
+    /// device's cached copy of the line valid.
+    #[inline]
+    fn push_avail<const IO: bool>(&mut self, head: u16) {
+        if !IO || self.ring.avail_ring(self.avail_idx) != head {
+            self.ring.set_avail_ring(self.avail_idx, head);
+        }
+        self.avail_idx = self.avail_idx.wrapping_add(1);
     }
 
     #[inline]
@@ -316,11 +406,22 @@ impl DriverQueue {
     }
 
     /// Takes the used entry at `last_used`, validating its id. None (counted) if bogus.
+    /// In-order: the id must be the oldest chain posted; a device that breaks the order is
+    /// counted and the queue stops (until a reconnection), leaving the entry unread.
     #[inline]
-    fn take_used(&mut self, sink: &impl ErrorSink) -> Option<(u16, u32)> {
+    fn take_used<const IO: bool>(&mut self, sink: &impl ErrorSink) -> Option<(u16, u32)> {
         let e = self.ring.used_elem(self.last_used);
-        self.last_used = self.last_used.wrapping_add(1);
         let id = e.id;
+        if IO {
+            if id != (self.done_pos & self.mask) as u32 {
+                sink.ring_error(RingError::UsedId, 1);
+                self.broken = true;
+                return None;
+            }
+            self.last_used = self.last_used.wrapping_add(1);
+            return Some((id as u16, e.len));
+        }
+        self.last_used = self.last_used.wrapping_add(1);
         if id > self.mask as u32
             || self.chain_len[id as usize] == 0
             || self.slots[id as usize].is_none()
@@ -333,13 +434,35 @@ impl DriverQueue {
 
     /// Tx: frees mbufs of transmissions the device completed.
     pub fn reclaim(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
+        if self.in_order {
+            self.reclaim_impl::<true>(cache, sink)
+        } else {
+            self.reclaim_impl::<false>(cache, sink)
+        }
+    }
+
+    #[inline]
+    fn reclaim_impl<const IO: bool>(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
         let pending = self.used_pending(sink);
+        if IO {
+            // The device completes chains in the order they were posted, and may write only
+            // the last used entry of a batch: the count is all that is needed.
+            for _ in 0..pending {
+                let head = self.done_pos & self.mask;
+                if let Some(m) = self.slots[head as usize].take() {
+                    cache.free(m);
+                }
+                self.free_chain::<true>(head);
+            }
+            self.last_used = self.last_used.wrapping_add(pending);
+            return;
+        }
         for _ in 0..pending {
-            if let Some((id, _len)) = self.take_used(sink) {
+            if let Some((id, _len)) = self.take_used::<false>(sink) {
                 if let Some(m) = self.slots[id as usize].take() {
                     cache.free(m);
                 }
-                self.free_chain(id);
+                self.free_chain::<false>(id);
             }
         }
     }
@@ -352,31 +475,36 @@ impl DriverQueue {
         pkts: &mut Burst,
         sink: &impl ErrorSink,
     ) -> (usize, usize) {
-        let need: usize = pkts
-            .iter()
-            .map(|m| m.nb_segs() + usize::from(m.headroom() < self.hdr_len))
-            .sum();
-        if (self.num_free as usize) < need.max(32) || self.in_flight_entries() >= TX_RECLAIM_AT {
-            self.reclaim(cache, sink);
+        if self.in_order {
+            self.transmit_impl::<true>(cache, pkts, sink)
+        } else {
+            self.transmit_impl::<false>(cache, pkts, sink)
+        }
+    }
+
+    #[inline]
+    fn transmit_impl<const IO: bool>(
+        &mut self,
+        cache: &mut MbufCache,
+        pkts: &mut Burst,
+        sink: &impl ErrorSink,
+    ) -> (usize, usize) {
+        if self.num_free < 32 || self.in_flight_entries() >= TX_RECLAIM_AT {
+            self.reclaim_impl::<IO>(cache, sink);
+        }
+        let mut sent = self.fits(pkts);
+        if sent < pkts.len() {
+            self.reclaim_impl::<IO>(cache, sink);
+            sent = self.fits(pkts);
         }
         let old = self.avail_idx;
-        let mut sent = 0;
         let mut bytes = 0;
-        let mut budget = self.num_free;
-        for m in pkts.iter() {
-            let need = m.nb_segs() as u16 + u16::from(m.headroom() < self.hdr_len);
-            if need > budget {
-                break;
-            }
-            budget -= need;
-            sent += 1;
-        }
         for mut m in pkts.drain(..sent) {
             bytes += m.pkt_len();
             let push_hdr = m.headroom() >= self.hdr_len;
             let head = if push_hdr && m.nb_segs() == 1 {
                 // Fast path: header pushed into the headroom, one descriptor.
-                let head = self.alloc_one();
+                let head = self.alloc_one::<IO>();
                 clear_tx_hdr(m.prepend(self.hdr_len).expect("headroom checked"));
                 self.ring.set_desc(
                     head,
@@ -389,11 +517,13 @@ impl DriverQueue {
                 );
                 head
             } else {
-                self.post_chain(&mut m, push_hdr)
+                let need = m.nb_segs() as u16 + u16::from(!push_hdr);
+                let head = self.alloc_descs::<IO>(need);
+                self.post_chain(head, &mut m, push_hdr);
+                head
             };
             self.slots[head as usize] = Some(m);
-            self.ring.set_avail_ring(self.avail_idx, head);
-            self.avail_idx = self.avail_idx.wrapping_add(1);
+            self.push_avail::<IO>(head);
             if self
                 .avail_idx
                 .wrapping_sub(old)
@@ -407,12 +537,26 @@ impl DriverQueue {
         (sent, bytes)
     }
 
+    /// How many packets from the front of `pkts` the free descriptors hold.
+    #[inline]
+    fn fits(&self, pkts: &Burst) -> usize {
+        let mut budget = self.num_free;
+        let mut n = 0;
+        for m in pkts.iter() {
+            let need = m.nb_segs() as u16 + u16::from(m.headroom() < self.hdr_len);
+            if need > budget {
+                break;
+            }
+            budget -= need;
+            n += 1;
+        }
+        n
+    }
+
     /// Tx slow path: writes the descriptor chain of `m` (header cell first when it has no
-    /// headroom for the header, then one descriptor per segment); returns its head.
+    /// headroom for the header, then one descriptor per segment) into the chain at `head`.
     #[inline(never)]
-    fn post_chain(&mut self, m: &mut Mbuf, push_hdr: bool) -> u16 {
-        let need = m.nb_segs() as u16 + u16::from(!push_hdr);
-        let head = self.alloc_descs(need);
+    fn post_chain(&mut self, head: u16, m: &mut Mbuf, push_hdr: bool) {
         let mut id = head;
         if push_hdr {
             let h = m.prepend(self.hdr_len).expect("headroom checked");
@@ -453,11 +597,19 @@ impl DriverQueue {
                 id = nxt;
             }
         }
-        head
     }
 
     /// Rx: posts fresh buffers into every free slot.
     pub fn refill(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
+        if self.in_order {
+            self.refill_impl::<true>(cache, sink)
+        } else {
+            self.refill_impl::<false>(cache, sink)
+        }
+    }
+
+    #[inline]
+    fn refill_impl<const IO: bool>(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
         let old = self.avail_idx;
         // Fast path: one descriptor per receive buffer (mergeable buffers, or frames that fit).
         while self.rx_chain == 1 && self.num_free > 0 {
@@ -465,7 +617,7 @@ impl DriverQueue {
                 sink.ring_error(RingError::NoMbuf, 1);
                 break;
             };
-            let head = self.alloc_one();
+            let head = self.alloc_one::<IO>();
             let len = (m.tailroom() + self.hdr_len) as u32;
             self.ring.set_desc(
                 head,
@@ -478,11 +630,10 @@ impl DriverQueue {
             );
             self.posted[head as usize] = len;
             self.slots[head as usize] = Some(m);
-            self.ring.set_avail_ring(self.avail_idx, head);
-            self.avail_idx = self.avail_idx.wrapping_add(1);
+            self.push_avail::<IO>(head);
         }
         while self.rx_chain > 1 && self.num_free >= self.rx_chain {
-            let head = self.alloc_descs(self.rx_chain);
+            let head = self.alloc_descs::<IO>(self.rx_chain);
             let mut id = head;
             let mut ok = true;
             for k in 0..self.rx_chain {
@@ -512,11 +663,10 @@ impl DriverQueue {
             if !ok {
                 sink.ring_error(RingError::NoMbuf, 1);
                 self.drop_chain_slots(head, cache);
-                self.free_chain(head);
+                self.unalloc_newest::<IO>(head);
                 break;
             }
-            self.ring.set_avail_ring(self.avail_idx, head);
-            self.avail_idx = self.avail_idx.wrapping_add(1);
+            self.push_avail::<IO>(head);
         }
         if self.event_idx {
             self.ring
@@ -563,11 +713,27 @@ impl DriverQueue {
         port: u16,
         sink: &impl ErrorSink,
     ) -> (usize, usize) {
+        if self.in_order {
+            self.receive_impl::<true>(cache, out, max, port, sink)
+        } else {
+            self.receive_impl::<false>(cache, out, max, port, sink)
+        }
+    }
+
+    #[inline]
+    fn receive_impl<const IO: bool>(
+        &mut self,
+        cache: &mut MbufCache,
+        out: &mut Burst,
+        max: usize,
+        port: u16,
+        sink: &impl ErrorSink,
+    ) -> (usize, usize) {
         let mut pending = self.used_pending(sink);
         let max = max.min(out.remaining_capacity());
         let mut got = 0;
         let mut bytes = 0;
-        while pending > 0 && got < max {
+        while pending > 0 && got < max && !(IO && self.broken) {
             if self.mrg {
                 // Peek the header of the first buffer to learn how many buffers follow.
                 let e = self.ring.used_elem(self.last_used);
@@ -579,29 +745,34 @@ impl DriverQueue {
                 };
                 pending -= nb;
                 if nb == 1 {
-                    if let Some(m) = self.take_single(cache, sink) {
+                    if let Some(m) = self.take_single::<IO>(cache, sink) {
                         bytes += m.pkt_len();
                         self.deliver(m, port, out, &mut got, sink, cache);
                     }
                     continue;
                 }
-                if let Some(m) = self.take_merged(nb, cache, sink) {
+                if let Some(m) = self.take_merged::<IO>(nb, cache, sink) {
                     bytes += m.pkt_len();
                     self.deliver(m, port, out, &mut got, sink, cache);
                 }
             } else {
                 pending -= 1;
-                if let Some(m) = self.take_chain(cache, sink) {
+                let m = if self.rx_chain == 1 {
+                    self.take_single::<IO>(cache, sink)
+                } else {
+                    self.take_chain::<IO>(cache, sink)
+                };
+                if let Some(m) = m {
                     bytes += m.pkt_len();
                     self.deliver(m, port, out, &mut got, sink, cache);
                 }
             }
         }
-        self.refill(cache, sink);
+        self.refill_impl::<IO>(cache, sink);
         (got, bytes)
     }
 
-    #[inline]
+    #[inline(always)]
     fn deliver(
         &mut self,
         mut m: Mbuf,
@@ -634,13 +805,19 @@ impl DriverQueue {
         Some(u16::from_le_bytes(b))
     }
 
-    /// One used buffer holding a whole packet (the common mergeable case).
+    /// One used buffer of one descriptor holding a whole packet (the common case).
     #[inline]
-    fn take_single(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) -> Option<Mbuf> {
-        let (id, len) = self.take_used(sink)?;
-        let mut m = self.slots[id as usize].take().expect("validated");
-        self.free_chain(id);
-        if len > self.posted[id as usize] || (len as usize) < self.hdr_len {
+    fn take_single<const IO: bool>(
+        &mut self,
+        cache: &mut MbufCache,
+        sink: &impl ErrorSink,
+    ) -> Option<Mbuf> {
+        let (id, len) = self.take_used::<IO>(sink)?;
+        let m = self.slots[id as usize].take();
+        let posted = self.posted[id as usize];
+        self.free_chain::<IO>(id);
+        let mut m = m?;
+        if len > posted || (len as usize) < self.hdr_len {
             sink.ring_error(RingError::UsedLen, 1);
             cache.free(m);
             return None;
@@ -651,7 +828,7 @@ impl DriverQueue {
         Some(m)
     }
 
-    fn take_merged(
+    fn take_merged<const IO: bool>(
         &mut self,
         nb: u16,
         cache: &mut MbufCache,
@@ -660,13 +837,21 @@ impl DriverQueue {
         let mut head: Option<Mbuf> = None;
         let mut bad = false;
         for k in 0..nb {
-            let Some((id, len)) = self.take_used(sink) else {
+            let Some((id, len)) = self.take_used::<IO>(sink) else {
+                bad = true;
+                if IO {
+                    break;
+                }
+                continue;
+            };
+            let m = self.slots[id as usize].take();
+            let posted = self.posted[id as usize];
+            self.free_chain::<IO>(id);
+            let Some(mut m) = m else {
                 bad = true;
                 continue;
             };
-            let mut m = self.slots[id as usize].take().expect("validated");
-            self.free_chain(id);
-            if len > self.posted[id as usize] || (k == 0 && (len as usize) < self.hdr_len) {
+            if len > posted || (k == 0 && (len as usize) < self.hdr_len) {
                 sink.ring_error(RingError::UsedLen, 1);
                 cache.free(m);
                 bad = true;
@@ -696,8 +881,12 @@ impl DriverQueue {
         head
     }
 
-    fn take_chain(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) -> Option<Mbuf> {
-        let (id, len) = self.take_used(sink)?;
+    fn take_chain<const IO: bool>(
+        &mut self,
+        cache: &mut MbufCache,
+        sink: &impl ErrorSink,
+    ) -> Option<Mbuf> {
+        let (id, len) = self.take_used::<IO>(sink)?;
         let n = self.chain_len[id as usize];
         let mut total_posted = 0u64;
         let mut d = id;
@@ -711,14 +900,16 @@ impl DriverQueue {
         if len as u64 > total_posted || (len as usize) < self.hdr_len {
             sink.ring_error(RingError::UsedLen, 1);
             self.drop_chain_slots(id, cache);
-            self.free_chain(id);
+            self.free_chain::<IO>(id);
             return None;
         }
         let mut left = len as usize;
         let mut head: Option<Mbuf> = None;
         let mut d = id;
         for k in 0..n {
-            let mut m = self.slots[d as usize].take().expect("posted chain slot");
+            let Some(mut m) = self.slots[d as usize].take() else {
+                break;
+            };
             let posted = self.posted[d as usize] as usize;
             let nxt = self.next[d as usize];
             let take = left.min(posted);
@@ -739,10 +930,9 @@ impl DriverQueue {
                 break;
             }
         }
-        self.free_chain(id);
+        self.free_chain::<IO>(id);
         head
     }
-
     /// Frees every mbuf still posted (port close).
     pub fn drain(&mut self, cache: &mut MbufCache) {
         for s in self.slots.iter_mut() {
