@@ -343,7 +343,23 @@ impl MbufCache {
     /// Returns an mbuf (and every segment chained to it) to its pool.
     #[inline]
     pub fn free(&mut self, m: Mbuf) {
-        let mut seg = m.into_raw().as_ptr();
+        let seg = m.into_raw().as_ptr();
+        // SAFETY: we own the mbuf; its header is valid until returned.
+        let (next, pool) = unsafe { ((*seg).next, (*seg).pool) };
+        if next.is_null() && pool == self.pool.as_ptr() && self.objs.len() < self.objs.capacity() {
+            // One segment of this cache's pool (the common case): no walk.
+            self.objs.push(seg as usize);
+            if self.objs.len() > self.size + self.size / 2 {
+                self.spill();
+            }
+            return;
+        }
+        self.free_chain(seg);
+    }
+
+    /// `free` of a chain, or of an mbuf of another pool, or with the cache full.
+    #[inline(never)]
+    fn free_chain(&mut self, mut seg: *mut MbufHdr) {
         let me = self.pool.as_ptr();
         while !seg.is_null() {
             // SAFETY: we own the chain; each segment header is valid until returned.
@@ -358,11 +374,16 @@ impl MbufCache {
             seg = next;
         }
         if self.objs.len() > self.size + self.size / 2 {
-            // To this thread's stash first (another queue of this thread will want them), the
-            // rest to the shared ring.
-            self.stash_put(self.size);
-            self.flush_to(self.size);
+            self.spill();
         }
+    }
+
+    /// Brings an overfull cache back to its size: to this thread's stash first (another
+    /// queue of this thread will want them), the rest to the shared ring.
+    #[inline(never)]
+    fn spill(&mut self) {
+        self.stash_put(self.size);
+        self.flush_to(self.size);
     }
 
     /// Frees every mbuf yielded by `it`.

@@ -91,8 +91,17 @@ impl SplitRing {
     /// Writes descriptor `i` (masked).
     #[inline]
     pub fn set_desc(&self, i: u16, d: Desc) {
-        // SAFETY: as in `desc`.
-        unsafe { self.desc.add((i & self.mask) as usize).write_volatile(d) }
+        // Two 8-byte stores (a struct write goes through the stack field by field: ~10
+        // instructions per descriptor more, callgrind). Little-endian layout of the second
+        // word: len, flags, next.
+        let rest = d.len as u64 | (d.flags as u64) << 32 | (d.next as u64) << 48;
+        // SAFETY: as in `desc`; a descriptor is 16 bytes at a 16-aligned address (checked at
+        // construction), so both 8-byte words are aligned and inside it.
+        unsafe {
+            let p = self.desc.add((i & self.mask) as usize).cast::<u64>();
+            p.write_volatile(d.addr.to_le());
+            p.add(1).write_volatile(rest.to_le());
+        }
     }
 
     /// avail.flags.
