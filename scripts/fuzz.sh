@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
-TARGETS=${2:-"vhost_user_messages device_walk driver_used"}
+TARGETS=${2:-"vhost_user_messages device_walk driver_used driver_packed_used"}
 export RUSTC_BOOTSTRAP=1
 # The fuzz crate is its own workspace with its own target directory (fuzz/target).
 unset CARGO_TARGET_DIR

@@ -73,3 +73,28 @@ fn driver_used_random_rings() {
         ferrovia_fuzz_harness::driver_used(&d);
     }
 }
+
+#[test]
+fn driver_packed_used_corpus() {
+    replay(
+        "driver_packed_used",
+        ferrovia_fuzz_harness::driver_packed_used,
+    );
+}
+
+/// Random descriptor rings against both packed layouts, beyond the committed corpus.
+#[test]
+fn driver_packed_used_random_rings() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..400u32 {
+        let mut d: Vec<u8> = (0..260).map(|_| next() as u8).collect();
+        d[0] = (i % 4) as u8;
+        ferrovia_fuzz_harness::driver_packed_used(&d);
+    }
+}

@@ -83,7 +83,12 @@ pub struct DriverPacked {
     /// Buffer ids in the order they were posted (used with IN_ORDER, where a device may
     /// complete a whole batch with one used descriptor carrying the last buffer's id).
     order: std::collections::VecDeque<u16>,
+    /// The device completes buffers in order (VIRTIO_F_IN_ORDER).
     in_order: bool,
+    /// In-order layout: a buffer's id is the ring slot of its first descriptor, so no free
+    /// id list or posting-order queue is kept (chosen when IN_ORDER is negotiated on an empty
+    /// ring).
+    io: bool,
     hdr_len: usize,
     mrg: bool,
     rx_chain: u16,
@@ -155,6 +160,7 @@ impl DriverPacked {
             inflight: (0..size).map(|_| Inflight::default()).collect(),
             order: std::collections::VecDeque::with_capacity(size as usize),
             in_order: false,
+            io: false,
             hdr_len: 12,
             mrg: false,
             rx_chain: 1,
@@ -172,6 +178,17 @@ impl DriverPacked {
         self.hdr_len = net_hdr_len(opts.features);
         self.mrg = opts.features & bit(feature::NET_F_MRG_RXBUF) != 0;
         self.in_order = opts.features & bit(feature::F_IN_ORDER) != 0;
+        if self.in_order && !self.io && self.in_flight() == 0 {
+            self.io = true;
+            self.order.clear();
+        } else if !self.in_order && self.io {
+            // Back to free ids: every id not in flight (ids in flight keep their slots).
+            self.io = false;
+            self.free_ids = (0..self.size)
+                .rev()
+                .filter(|&i| self.inflight[i as usize].count == 0)
+                .collect();
+        }
         self.max_rx_pkt = opts.max_rx_pkt;
         // We poll: no interrupts, please.
         self.ring.set_driver_event(0, EVENT_FLAGS_DISABLE);
@@ -276,7 +293,7 @@ impl DriverPacked {
     /// Remembers a transmitted buffer's position in posting order (IN_ORDER completions).
     #[inline]
     fn track_order(&mut self, id: u16) {
-        if self.in_order && self.order.len() < self.size as usize {
+        if self.in_order && !self.io && self.order.len() < self.size as usize {
             self.order.push_back(id);
         }
     }
@@ -309,8 +326,8 @@ impl DriverPacked {
     }
 
     #[inline(always)]
-    fn finish(&mut self, id: u16) -> Mbuf {
-        if let Some(&front) = self.order.front() {
+    fn finish<const IO: bool>(&mut self, id: u16) -> Mbuf {
+        if !IO && let Some(&front) = self.order.front() {
             if front == id {
                 self.order.pop_front();
             } else if let Some(p) = self.order.iter().position(|&x| x == id) {
@@ -322,9 +339,33 @@ impl DriverPacked {
         e.count = 0;
         let m = e.mbuf.take().expect("in-flight id has an mbuf");
         self.num_free += count;
-        self.free_ids.push(id);
+        if !IO {
+            self.free_ids.push(id);
+        }
         self.used.advance(count, self.size);
         m
+    }
+
+    /// The id for the next buffer posted: the slot of its first descriptor (in-order
+    /// layout) or a free id (the caller checked one is left).
+    #[inline(always)]
+    fn next_id<const IO: bool>(&mut self) -> Option<u16> {
+        if IO {
+            Some(self.avail.idx)
+        } else {
+            self.free_ids.pop()
+        }
+    }
+
+    /// Reads the used descriptor at `pos` for the in-order layout, where a used buffer's id
+    /// must be the slot it was posted at (`pos` itself, for receive).
+    #[inline(always)]
+    fn peek_used_at_own_slot(&self, pos: Pos) -> Result<Option<(u16, u32)>, ()> {
+        match self.peek_used(pos) {
+            Ok(Some((id, len))) if id == pos.idx => Ok(Some((id, len))),
+            Ok(Some(_)) | Err(()) => Err(()),
+            Ok(None) => Ok(None),
+        }
     }
 
     fn break_queue(&mut self, sink: &impl ErrorSink) {
@@ -337,6 +378,41 @@ impl DriverPacked {
     /// Tx: frees mbufs of completed transmissions. With IN_ORDER, a used descriptor for
     /// buffer `id` also completes every buffer posted before it.
     pub fn reclaim(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
+        if self.io {
+            self.reclaim_io(cache, sink)
+        } else {
+            self.reclaim_ids(cache, sink)
+        }
+    }
+
+    /// In-order layout: a used descriptor for buffer `id` completes every buffer from the
+    /// oldest in flight up to `id`, whose ids are the slots they start at.
+    #[inline]
+    fn reclaim_io(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
+        while !self.broken {
+            match self.peek_used(self.used) {
+                Ok(Some((id, _))) => loop {
+                    let head = self.used.idx;
+                    if self.inflight[head as usize].count == 0 {
+                        // `id` is in flight, so walking from the oldest buffer must reach it
+                        // before a free slot; if not, the queue is inconsistent: stop it.
+                        self.break_queue(sink);
+                        break;
+                    }
+                    let m = self.finish::<true>(head);
+                    cache.free(m);
+                    if head == id {
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(()) => self.break_queue(sink),
+            }
+        }
+    }
+
+    #[inline]
+    fn reclaim_ids(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
         while !self.broken {
             match self.peek_used(self.used) {
                 Ok(Some((id, _))) => {
@@ -346,7 +422,7 @@ impl DriverPacked {
                         // it did not, the queue would be inconsistent: stop it.
                         let mut found = false;
                         while let Some(&f) = self.order.front() {
-                            let m = self.finish(f);
+                            let m = self.finish::<false>(f);
                             cache.free(m);
                             if f == id {
                                 found = true;
@@ -359,7 +435,7 @@ impl DriverPacked {
                         }
                         continue;
                     }
-                    let m = self.finish(id);
+                    let m = self.finish::<false>(id);
                     cache.free(m);
                 }
                 Ok(None) => break,
@@ -376,6 +452,20 @@ impl DriverPacked {
         pkts: &mut Burst,
         sink: &impl ErrorSink,
     ) -> (usize, usize) {
+        if self.io {
+            self.transmit_impl::<true>(cache, pkts, sink)
+        } else {
+            self.transmit_impl::<false>(cache, pkts, sink)
+        }
+    }
+
+    #[inline]
+    fn transmit_impl<const IO: bool>(
+        &mut self,
+        cache: &mut MbufCache,
+        pkts: &mut Burst,
+        sink: &impl ErrorSink,
+    ) -> (usize, usize) {
         if self.broken {
             return (0, 0);
         }
@@ -387,7 +477,7 @@ impl DriverPacked {
             self.reclaim(cache, sink);
         }
         let mut budget = self.num_free;
-        let mut ids = self.free_ids.len();
+        let mut ids = if IO { usize::MAX } else { self.free_ids.len() };
         let mut sent = 0;
         for m in pkts.iter() {
             let need = m.nb_segs() as u16 + u16::from(m.headroom() < self.hdr_len);
@@ -403,8 +493,10 @@ impl DriverPacked {
         let mut sent_since_publish = 0u16;
         for mut m in pkts.drain(..sent) {
             bytes += m.pkt_len();
-            let id = self.free_ids.pop().expect("ids counted");
-            self.track_order(id);
+            let id = self.next_id::<IO>().expect("ids counted");
+            if !IO {
+                self.track_order(id);
+            }
             if m.nb_segs() == 1
                 && let Some(h) = m.prepend(self.hdr_len)
             {
@@ -453,15 +545,28 @@ impl DriverPacked {
 
     /// Rx: posts fresh buffers into the free slots.
     pub fn refill(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
+        if self.io {
+            self.refill_impl::<true>(cache, sink)
+        } else {
+            self.refill_impl::<false>(cache, sink)
+        }
+    }
+
+    #[inline]
+    fn refill_impl<const IO: bool>(&mut self, cache: &mut MbufCache, sink: &impl ErrorSink) {
         if self.broken {
             return;
         }
         let mut bufs: arrayvec::ArrayVec<(u64, u32), 65> = arrayvec::ArrayVec::new();
         while self.rx_chain == 1 && self.num_free > 0 {
             // Fast path: one mbuf per buffer, the header in front of its data room.
-            let Some(id) = self.free_ids.pop() else { break };
+            let Some(id) = self.next_id::<IO>() else {
+                break;
+            };
             let Some(m) = cache.alloc() else {
-                self.free_ids.push(id);
+                if !IO {
+                    self.free_ids.push(id);
+                }
                 sink.ring_error(RingError::NoMbuf, 1);
                 break;
             };
@@ -473,7 +578,10 @@ impl DriverPacked {
                 posted: len,
             };
         }
-        while self.rx_chain > 1 && self.num_free >= self.rx_chain && !self.free_ids.is_empty() {
+        while self.rx_chain > 1
+            && self.num_free >= self.rx_chain
+            && (IO || !self.free_ids.is_empty())
+        {
             let Some(mut head) = cache.alloc() else {
                 sink.ring_error(RingError::NoMbuf, 1);
                 break;
@@ -508,7 +616,7 @@ impl DriverPacked {
                 total += l;
                 bufs.push((a, l));
             }
-            let id = self.free_ids.pop().expect("checked non-empty");
+            let id = self.next_id::<IO>().expect("checked non-empty");
             let count = bufs.len() as u16;
             self.post(id, &bufs, true);
             self.inflight[id as usize] = Inflight {
@@ -530,11 +638,37 @@ impl DriverPacked {
         port: u16,
         sink: &impl ErrorSink,
     ) -> (usize, usize) {
+        if self.io {
+            self.receive_impl::<true>(cache, out, max, port, sink)
+        } else {
+            self.receive_impl::<false>(cache, out, max, port, sink)
+        }
+    }
+
+    /// [`Self::peek_used`] for the layout in use.
+    #[inline(always)]
+    fn peek_rx<const IO: bool>(&self, pos: Pos) -> Result<Option<(u16, u32)>, ()> {
+        if IO {
+            self.peek_used_at_own_slot(pos)
+        } else {
+            self.peek_used(pos)
+        }
+    }
+
+    #[inline]
+    fn receive_impl<const IO: bool>(
+        &mut self,
+        cache: &mut MbufCache,
+        out: &mut Burst,
+        max: usize,
+        port: u16,
+        sink: &impl ErrorSink,
+    ) -> (usize, usize) {
         let max = max.min(out.remaining_capacity());
         let mut got = 0;
         let mut bytes = 0;
         while got < max && !self.broken {
-            let (id, len) = match self.peek_used(self.used) {
+            let (id, len) = match self.peek_rx::<IO>(self.used) {
                 Ok(Some(u)) => u,
                 Ok(None) => break,
                 Err(()) => {
@@ -555,7 +689,7 @@ impl DriverPacked {
             if nb == 1 {
                 // Fast path: the whole packet in one buffer.
                 let posted = self.inflight[id as usize].posted;
-                let mut m = self.finish(id);
+                let mut m = self.finish::<IO>(id);
                 if len > posted || (len as usize) < self.hdr_len {
                     sink.ring_error(RingError::UsedLen, 1);
                     cache.free(m);
@@ -585,7 +719,7 @@ impl DriverPacked {
             }
             if nb == 0 || nb > self.size {
                 sink.ring_error(RingError::UsedLen, 1);
-                let m = self.finish(id);
+                let m = self.finish::<IO>(id);
                 cache.free(m);
                 continue;
             }
@@ -593,7 +727,7 @@ impl DriverPacked {
             let mut pos = self.used;
             let mut ok = true;
             for k in 0..nb {
-                match self.peek_used(pos) {
+                match self.peek_rx::<IO>(pos) {
                     Ok(Some((i, _))) => pos.advance(self.inflight[i as usize].count, self.size),
                     Ok(None) => {
                         ok = false;
@@ -614,12 +748,12 @@ impl DriverPacked {
             let mut pkt: Option<Mbuf> = None;
             let mut bad = false;
             for k in 0..nb {
-                let Ok(Some((i, l))) = self.peek_used(self.used) else {
+                let Ok(Some((i, l))) = self.peek_rx::<IO>(self.used) else {
                     bad = true;
                     break;
                 };
                 let posted = self.inflight[i as usize].posted;
-                let mut m = self.finish(i);
+                let mut m = self.finish::<IO>(i);
                 if l > posted || (k == 0 && (l as usize) < self.hdr_len) {
                     sink.ring_error(RingError::UsedLen, 1);
                     cache.free(m);
@@ -656,7 +790,7 @@ impl DriverPacked {
             out.push(m);
             got += 1;
         }
-        self.refill(cache, sink);
+        self.refill_impl::<IO>(cache, sink);
         (got, bytes)
     }
 
@@ -673,6 +807,7 @@ impl DriverPacked {
         self.num_free = self.size;
         self.free_ids = (0..self.size).rev().collect();
         self.order.clear();
+        self.io = self.in_order;
         self.broken = false;
         self.pending_head = None;
     }

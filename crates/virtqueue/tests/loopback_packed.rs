@@ -237,3 +237,89 @@ fn packed_partial_groups_and_wraps() {
     run(V1 | MRG | IN_ORDER, 30, &sizes, 150);
     run(V1 | MRG, 31, &sizes, 150);
 }
+
+fn lone_queue(features: u64, size: u16) -> (Mempool, SharedRegion, DriverPacked) {
+    let pool = Mempool::new(MempoolConfig {
+        name: "pk-lone".into(),
+        count: 256,
+        cache_size: 16,
+        ..Default::default()
+    })
+    .unwrap();
+    let l = PackedLayout::new(size);
+    let area = SharedRegion::new("pk-lone-rings", l.total, RegionBacking::Memfd).unwrap();
+    let opts = DriverOptions {
+        features: V1 | bit(feature::F_RING_PACKED) | features,
+        max_rx_pkt: 1518,
+    };
+    // SAFETY: the area holds one layout and is returned with the queue, which the callers
+    // drop first (tuple order is irrelevant: the area is only unmapped when it is dropped,
+    // after the test stops using the queue).
+    let q = unsafe { DriverPacked::new(area.base(), size, opts) }.unwrap();
+    (pool, area, q)
+}
+
+/// In-order layout (ids are slots) with buffers in flight, then the options lose IN_ORDER: the
+/// driver goes back to free ids without reusing one in flight, and every buffer completes.
+#[test]
+fn in_order_layout_to_free_ids_with_buffers_in_flight() {
+    let (pool, _area, mut tx) = lone_queue(IN_ORDER, 16);
+    let sink = CountingSink::default();
+    let mut cache = pool.cache();
+    let mut b = Burst::new();
+    for i in 0..6 {
+        b.push(make(&pool, &payload(i, 64)));
+    }
+    assert_eq!(tx.transmit(&mut cache, &mut b, &sink).0, 6);
+    let first_ids: Vec<u16> = (0..6).map(|i| tx.ring().desc(i).id).collect();
+    assert_eq!(
+        first_ids,
+        vec![0, 1, 2, 3, 4, 5],
+        "in-order layout: id = slot"
+    );
+    tx.on_reconnect(
+        DriverOptions {
+            features: V1 | bit(feature::F_RING_PACKED),
+            max_rx_pkt: 1518,
+        },
+        None,
+    );
+    for i in 0..6 {
+        b.push(make(&pool, &payload(i, 64)));
+    }
+    assert_eq!(tx.transmit(&mut cache, &mut b, &sink).0, 6);
+    let new_ids: Vec<u16> = (6..12).map(|i| tx.ring().desc(i).id).collect();
+    for id in &new_ids {
+        assert!(!first_ids.contains(id), "id {id} reused while in flight");
+    }
+    // The device completes all twelve, one used descriptor each, out of order within none.
+    for (slot, &id) in first_ids.iter().chain(new_ids.iter()).enumerate() {
+        tx.ring().write_used(slot as u16, id, 0, true);
+    }
+    tx.reclaim(&mut cache, &sink);
+    assert_eq!(tx.in_flight(), 0);
+    assert_eq!(sink.total(), 0);
+    drop(cache);
+    assert_eq!(pool.available(), pool.count());
+}
+
+/// In-order layout on receive: a used descriptor whose id is not the slot it was posted at is
+/// counted and stops the queue; nothing panics or leaks.
+#[test]
+fn in_order_layout_receive_wrong_id_counted() {
+    let (pool, _area, mut rx) = lone_queue(IN_ORDER | MRG, 16);
+    let sink = CountingSink::default();
+    let mut cache = pool.cache();
+    rx.set_rx_chain_for(0, 2048);
+    rx.refill(&mut cache, &sink);
+    assert_eq!(rx.in_flight(), 16);
+    rx.ring().write_used(0, 3, 100, true);
+    let mut out = Burst::new();
+    assert_eq!(rx.receive(&mut cache, &mut out, 32, 0, &sink).0, 0);
+    assert_eq!(sink.total(), 1);
+    assert_eq!(rx.receive(&mut cache, &mut out, 32, 0, &sink).0, 0);
+    assert_eq!(sink.total(), 1, "counted once; the queue stays stopped");
+    rx.drain(&mut cache);
+    drop(cache);
+    assert_eq!(pool.available(), pool.count());
+}
