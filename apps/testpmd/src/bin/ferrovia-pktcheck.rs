@@ -157,6 +157,77 @@ fn fnv(data: &[u8]) -> u32 {
     h
 }
 
+/// Magic number of the readiness probes (not counted as test frames).
+const PROBE_MAGIC: u32 = 0xFE55_0B0E;
+
+/// A 64-byte readiness probe for queue `q`.
+fn probe(cache: &mut MbufCache, q: u16) -> Option<Mbuf> {
+    let mut m = cache.alloc()?;
+    let f = m.append(64)?;
+    f.fill(0);
+    f[..6].copy_from_slice(&DST);
+    f[6..12].copy_from_slice(&SRC);
+    f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    f[14..18].copy_from_slice(&PROBE_MAGIC.to_be_bytes());
+    f[26..28].copy_from_slice(&q.to_be_bytes());
+    Some(m)
+}
+
+/// Sends a probe on each queue every 50 ms until one comes back on every queue (or `limit`
+/// passes: then the run goes on and the losses, if any, show in the summary). Returned probes
+/// and anything else received meanwhile are dropped.
+fn wait_until_reflecting(
+    cache: &mut MbufCache,
+    rxs: &mut [Box<dyn ferrovia_ethdev::RxQueue>],
+    txs: &mut [Box<dyn ferrovia_ethdev::TxQueue>],
+    limit: Duration,
+) {
+    let t0 = Instant::now();
+    let mut back = vec![false; rxs.len()];
+    let mut last_sent: Option<Instant> = None;
+    let mut rxb = Burst::new();
+    while back.iter().any(|b| !b) {
+        if t0.elapsed() > limit {
+            eprintln!("pktcheck: no probe came back within {limit:?}; starting anyway");
+            return;
+        }
+        if last_sent.is_none_or(|t| t.elapsed() > Duration::from_millis(50)) {
+            for (q, tx) in txs.iter_mut().enumerate() {
+                let mut b = Burst::new();
+                if let Some(m) = probe(cache, q as u16) {
+                    b.push(m);
+                }
+                tx.tx_burst(&mut b);
+                cache.free_all(b.drain(..));
+            }
+            last_sent = Some(Instant::now());
+        }
+        for rx in rxs.iter_mut() {
+            rx.rx_burst(&mut rxb, 32);
+            for m in rxb.drain(..) {
+                let f = m.to_vec();
+                if f.len() >= 28 && f[14..18] == PROBE_MAGIC.to_be_bytes() {
+                    // Marked by the queue it was sent on, whichever queue reflected it.
+                    let q = u16::from_be_bytes([f[26], f[27]]) as usize;
+                    if let Some(b) = back.get_mut(q) {
+                        *b = true;
+                    }
+                }
+                cache.free(m);
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // Probes still in flight come back within a few ms; let them go by.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_millis(100) {
+        for rx in rxs.iter_mut() {
+            rx.rx_burst(&mut rxb, 32);
+            cache.free_all(rxb.drain(..));
+        }
+    }
+}
+
 /// Builds frame `seq` of `len` bytes for queue `q` as an mbuf chain.
 fn build(cache: &mut MbufCache, seq: u64, q: u16, len: usize) -> Option<Mbuf> {
     let mut f = vec![0u8; len];
@@ -287,8 +358,6 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    // A moment for the peer to finish its own set-up (DPDK enables rings after the link).
-    std::thread::sleep(Duration::from_millis(300));
     let mut rxs: Vec<_> = (0..a.queues)
         .map(|q| port.rx_queue(q).expect("rx queue"))
         .collect();
@@ -296,6 +365,10 @@ fn main() {
         .map(|q| port.tx_queue(q).expect("tx queue"))
         .collect();
     let mut cache = pool.cache();
+    // The link comes up before the peer forwards: DPDK's testpmd drains (and drops) whatever
+    // sits in its Rx queues when forwarding starts. Probe until a frame comes back on every
+    // queue, so the numbered frames are only sent to a peer that reflects them.
+    wait_until_reflecting(&mut cache, &mut rxs, &mut txs, a.link_timeout);
     let mut t = Tally::default();
     let mut seen = vec![0u8; a.count as usize];
     let mut pending: Vec<Burst> = (0..a.queues).map(|_| Burst::new()).collect();
