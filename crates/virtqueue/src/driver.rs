@@ -264,7 +264,18 @@ impl DriverQueue {
             return;
         }
         // In-order -> free list: the free descriptors are the `num_free` positions from
-        // `next_pos` on; chains in flight keep their `next` links and lengths.
+        // `next_pos` on; chains in flight keep their `next` links and lengths. The free-list
+        // layout takes a non-zero `chain_len` as "head of a chain in flight" when it checks a
+        // used id, and the in-order layout leaves old lengths behind, so clear every position
+        // that is not such a head.
+        let mut p = self.done_pos;
+        while p != self.next_pos {
+            let n = self.chain_len[(p & self.mask) as usize].max(1);
+            for k in 1..n {
+                self.chain_len[(p.wrapping_add(k) & self.mask) as usize] = 0;
+            }
+            p = p.wrapping_add(n);
+        }
         let mut link = NONE;
         for k in (0..self.num_free).rev() {
             let p = self.next_pos.wrapping_add(k) & self.mask;
@@ -985,5 +996,85 @@ impl DriverQueue {
                 cache.free(m);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrovia_memory::{Mempool, MempoolConfig, RegionBacking, SharedRegion};
+
+    /// After in-order traffic has moved chain heads around the table, leaving the in-order
+    /// layout keeps `chain_len` non-zero exactly at the heads of the chains in flight (what
+    /// the free-list layout's used-id check relies on).
+    #[test]
+    fn leaving_in_order_keeps_only_in_flight_heads() {
+        let pool = Mempool::new(MempoolConfig {
+            name: "drv-io".into(),
+            count: 1024,
+            cache_size: 32,
+            ..Default::default()
+        })
+        .unwrap();
+        let size = 64u16;
+        let l = QueueLayout::new(size);
+        let area = SharedRegion::new("drv-io", l.total, RegionBacking::Memfd).unwrap();
+        let v1 = bit(feature::F_VERSION_1);
+        let opts = |f| DriverOptions {
+            features: f,
+            max_rx_pkt: 9018,
+        };
+        // SAFETY: the area holds one layout and outlives the queue.
+        let mut q =
+            unsafe { DriverQueue::new(area.base(), size, opts(v1 | bit(feature::F_IN_ORDER))) }
+                .unwrap();
+        assert!(q.in_order);
+        let mut cache = pool.cache();
+        let sink = crate::NoSink;
+        // Chains of 5: heads land on different positions lap after lap. The "device" completes
+        // the oldest 3 chains each round.
+        q.set_rx_chain_for(9018, 2048);
+        assert_eq!(q.rx_chain, 5);
+        for _ in 0..40 {
+            q.refill(&mut cache, &sink);
+            let ring = q.ring();
+            for k in 0..3u16 {
+                let slot = q.last_used.wrapping_add(k);
+                let head = q.done_pos.wrapping_add(5 * k) & q.mask;
+                ring.set_used_elem(
+                    slot,
+                    crate::layout::UsedElem {
+                        id: head as u32,
+                        len: 100,
+                    },
+                );
+            }
+            ring.set_used_idx(q.last_used.wrapping_add(3));
+            let mut out = Burst::new();
+            assert_eq!(q.receive(&mut cache, &mut out, 32, 0, &sink).0, 3);
+            cache.free_all(out.drain(..));
+        }
+        q.refill(&mut cache, &sink);
+        let mut heads = vec![false; size as usize];
+        let mut p = q.done_pos;
+        while p != q.next_pos {
+            heads[(p & q.mask) as usize] = true;
+            p = p.wrapping_add(5);
+        }
+        q.on_reconnect(opts(v1), None);
+        assert!(!q.in_order);
+        for i in 0..size as usize {
+            assert_eq!(q.chain_len[i] != 0, heads[i], "position {i}");
+        }
+        // The free list holds exactly the free descriptors.
+        let mut n = 0;
+        let mut f = q.free_head;
+        while f != NONE {
+            assert!(!heads[f as usize]);
+            f = q.next[f as usize];
+            n += 1;
+        }
+        assert_eq!(n, q.num_free);
+        q.drain(&mut cache);
     }
 }
