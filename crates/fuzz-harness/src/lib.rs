@@ -12,7 +12,8 @@ use ferrovia_memory::{Burst, Mempool, MempoolConfig, RegionBacking, SharedRegion
 use ferrovia_transport::backend::{BackendHandler, DeviceShared};
 use ferrovia_virtqueue::NoSink;
 use ferrovia_virtqueue::device::{ActiveVring, DeviceQueue, RingView};
-use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue, QueueLayout};
+use ferrovia_virtqueue::driver::{DriverOptions, QueueLayout};
+use ferrovia_virtqueue::driver_any::AnyDriverQueue;
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{bit, feature};
 use ferrovia_virtqueue::packed::PackedRing;
@@ -247,32 +248,40 @@ pub fn device_walk(data: &[u8]) {
     cache.free_all(pk.drain(..));
 }
 
-/// The driver side reads a used ring a hostile device wrote: post Tx packets and Rx buffers,
-/// then let the fuzz bytes overwrite the used ring and run reclaim/receive.
-pub fn driver_used(data: &[u8]) {
-    if data.len() < 4 {
-        return;
-    }
+/// A hostile device against our driver queues: an Rx queue refilled and a Tx queue with 6
+/// packets posted, in `area` (two queue areas), `data[0]` choosing mergeable buffers (bit 0)
+/// and IN_ORDER (bit 1); `device_writes` then overwrites what a device writes in both rings
+/// (given the Rx and Tx queues and the start address of each one's area), and
+/// receive/reclaim run.
+fn driver_against_hostile_device(
+    data0: u8,
+    packed: bool,
+    device_writes: impl FnOnce([(&AnyDriverQueue, usize); 2]),
+) {
     let size = 16u16;
-    let mrg = data[0] & 1 != 0;
+    let mrg = data0 & 1 != 0;
     let mut features = bit(feature::F_VERSION_1);
+    if packed {
+        features |= bit(feature::F_RING_PACKED);
+    }
     if mrg {
         features |= bit(feature::NET_F_MRG_RXBUF);
     }
-    if data[0] & 2 != 0 {
-        // The in-order layout trusts the order, not the ids: fuzz it too.
+    if data0 & 2 != 0 {
+        // The in-order layouts trust the order more than the ids: fuzz them too.
         features |= bit(feature::F_IN_ORDER);
     }
-    let l = QueueLayout::new(size);
-    let area = SharedRegion::new("fuzz-drv", l.total * 2, RegionBacking::Memfd).expect("memfd");
+    let qbytes = AnyDriverQueue::area_size(size, packed);
+    let area = SharedRegion::new("fuzz-drv", qbytes * 2, RegionBacking::Memfd).expect("memfd");
     let opts = DriverOptions {
         features,
         max_rx_pkt: 9018,
     };
-    // SAFETY: the area holds two layouts and outlives both queues (dropped at the end).
-    let mut rx = unsafe { DriverQueue::new(area.base(), size, opts) }.expect("rx");
+    // SAFETY: the area holds two queue areas and outlives both queues (dropped at the end).
+    let mut rx = unsafe { AnyDriverQueue::new(area.base(), size, packed, opts) }.expect("rx");
     // SAFETY: as above.
-    let mut tx = unsafe { DriverQueue::new(area.base().add(l.total), size, opts) }.expect("tx");
+    let mut tx =
+        unsafe { AnyDriverQueue::new(area.base().add(qbytes), size, packed, opts) }.expect("tx");
     let mut cache = pool().cache();
     rx.set_rx_chain_for(if mrg { 0 } else { 9018 }, 2048);
     rx.refill(&mut cache, &NoSink);
@@ -285,14 +294,8 @@ pub fn driver_used(data: &[u8]) {
     }
     tx.transmit(&mut cache, &mut b, &NoSink);
     cache.free_all(b.drain(..));
-    // The device's writes: used idx and elements of both rings, from the fuzz bytes.
-    for (q, off) in [(&rx, 0usize), (&tx, l.total)] {
-        let used = (area.base() as usize + off + l.used) as *mut u8;
-        let n = (6 + 8 * size as usize).min(data.len() - 1);
-        // SAFETY: the used ring of `size` entries is 6 + 8*size bytes inside the area.
-        unsafe { std::ptr::copy_nonoverlapping(data[1..].as_ptr(), used, n) };
-        let _ = q;
-    }
+    let base = area.base() as usize;
+    device_writes([(&rx, base), (&tx, base + qbytes)]);
     let mut out = Burst::new();
     for _ in 0..3 {
         rx.receive(&mut cache, &mut out, 32, 0, &NoSink);
@@ -308,70 +311,44 @@ pub fn driver_used(data: &[u8]) {
     tx.drain(&mut cache);
 }
 
-/// The packed driver reads descriptors a hostile device wrote: post Tx packets and Rx
-/// buffers, let the fuzz bytes overwrite both descriptor rings (ids, lengths, flags, wrap
-/// bits), then run reclaim/receive. `data[0]`: bit 0 mergeable buffers, bit 1 IN_ORDER (the
-/// layout where ids are slots).
+/// The split driver reads a used ring a hostile device wrote: the fuzz bytes after the first
+/// overwrite both used rings (flags, idx, elements).
+pub fn driver_used(data: &[u8]) {
+    if data.len() < 4 {
+        return;
+    }
+    let l = QueueLayout::new(16);
+    driver_against_hostile_device(data[0], false, |queues| {
+        for (_, start) in queues {
+            let used = (start + l.used) as *mut u8;
+            let n = (6 + 8 * 16).min(data.len() - 1);
+            // SAFETY: the used ring of 16 entries is 6 + 8*16 bytes inside the queue's area.
+            unsafe { std::ptr::copy_nonoverlapping(data[1..].as_ptr(), used, n) };
+        }
+    });
+}
+
+/// The packed driver reads descriptors a hostile device wrote: the fuzz bytes after the
+/// first become the id, length and wrap bit of every descriptor slot of both rings.
 pub fn driver_packed_used(data: &[u8]) {
-    use ferrovia_virtqueue::driver_packed::{DriverPacked, PackedLayout};
     if data.len() < 2 {
         return;
     }
-    let size = 16u16;
-    let mrg = data[0] & 1 != 0;
-    let mut features = bit(feature::F_VERSION_1) | bit(feature::F_RING_PACKED);
-    if mrg {
-        features |= bit(feature::NET_F_MRG_RXBUF);
-    }
-    if data[0] & 2 != 0 {
-        features |= bit(feature::F_IN_ORDER);
-    }
-    let l = PackedLayout::new(size);
-    let area = SharedRegion::new("fuzz-drvp", l.total * 2, RegionBacking::Memfd).expect("memfd");
-    let opts = DriverOptions {
-        features,
-        max_rx_pkt: 9018,
-    };
-    // SAFETY: the area holds two layouts and outlives both queues (dropped at the end).
-    let mut rx = unsafe { DriverPacked::new(area.base(), size, opts) }.expect("rx");
-    // SAFETY: as above.
-    let mut tx = unsafe { DriverPacked::new(area.base().add(l.total), size, opts) }.expect("tx");
-    let mut cache = pool().cache();
-    rx.set_rx_chain_for(if mrg { 0 } else { 9018 }, 2048);
-    rx.refill(&mut cache, &NoSink);
-    let mut b = Burst::new();
-    for _ in 0..6 {
-        if let Some(mut m) = cache.alloc() {
-            m.append(100);
-            b.push(m);
-        }
-    }
-    tx.transmit(&mut cache, &mut b, &NoSink);
-    cache.free_all(b.drain(..));
-    // The device's writes: id, len and flags of the descriptor slots (addresses stay as
-    // posted; the driver never reads them back).
-    let mut bytes = data[1..].iter().copied().cycle();
-    for q in [&rx, &tx] {
-        for i in 0..size {
-            let mut v = [0u8; 8];
-            for b in v.iter_mut() {
-                *b = bytes.next().unwrap_or(0);
+    driver_against_hostile_device(data[0], true, |queues| {
+        let mut bytes = data[1..].iter().copied().cycle();
+        for (q, _) in queues {
+            let AnyDriverQueue::Packed(q) = q else {
+                unreachable!("packed queues")
+            };
+            for i in 0..16u16 {
+                let mut v = [0u8; 8];
+                for b in v.iter_mut() {
+                    *b = bytes.next().unwrap_or(0);
+                }
+                let id = u16::from_le_bytes([v[0], v[1]]) % 20;
+                let len = u32::from_le_bytes([v[2], v[3], v[4], v[5]]) % 20000;
+                q.ring().write_used(i, id, len, v[6] & 1 != 0);
             }
-            let id = u16::from_le_bytes([v[0], v[1]]) % (size + 4);
-            let len = u32::from_le_bytes([v[2], v[3], v[4], v[5]]) % 20000;
-            q.ring().write_used(i, id, len, v[6] & 1 != 0);
         }
-    }
-    let mut out = Burst::new();
-    for _ in 0..3 {
-        rx.receive(&mut cache, &mut out, 32, 0, &NoSink);
-        for m in out.iter() {
-            assert!(m.pkt_len() <= 9018 + 12);
-            let _ = m.to_vec();
-        }
-        cache.free_all(out.drain(..));
-        tx.reclaim(&mut cache, &NoSink);
-    }
-    rx.drain(&mut cache);
-    tx.drain(&mut cache);
+    });
 }

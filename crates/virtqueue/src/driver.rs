@@ -1063,8 +1063,8 @@ mod tests {
         }
         q.on_reconnect(opts(v1), None);
         assert!(!q.in_order);
-        for i in 0..size as usize {
-            assert_eq!(q.chain_len[i] != 0, heads[i], "position {i}");
+        for (i, &head) in heads.iter().enumerate() {
+            assert_eq!(q.chain_len[i] != 0, head, "position {i}");
         }
         // The free list holds exactly the free descriptors.
         let mut n = 0;
