@@ -36,7 +36,7 @@ def sh(cmd):
 
 
 def ensure_built():
-    r = subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferrovia-testpmd"], cwd=ROOT)
+    r = subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferrovia-testpmd", "--bins"], cwd=ROOT)
     if r.returncode != 0:
         sys.exit("cargo build failed")
 
@@ -63,6 +63,21 @@ def side_cmd(impl, role, sock, ring, mrg, size, prefix, cpu):
 
 
 PPS = re.compile(r"Rx-pps:\s+(\d+)")
+
+
+PROBE = os.path.join(ROOT, "target", "release", "ferrovia-placement")
+# Round trip of one cache line between CPU 0 and CPU 1 below this: the two vCPUs share a
+# last-level cache (measured here: 40-90 ns when they do, 300-350 ns when they do not).
+SAME_LLC_NS = 150.0
+
+
+def placement_probe():
+    """Nanoseconds per cache-line round trip between CPUs 0 and 1 (None if the probe failed)."""
+    r = subprocess.run([PROBE, "0", "1", "100000"], capture_output=True, text=True)
+    try:
+        return float(r.stdout.strip())
+    except ValueError:
+        return None
 
 
 def run_cell(cell, window, tmp):
@@ -155,6 +170,8 @@ def main():
              for fe in impls for be in impls]
     tmp = tempfile.mkdtemp(prefix="ferrovia-bench-")
     samples = {c: [] for c in cells}
+    fast_samples = {c: [] for c in cells}
+    probes = {c: [] for c in cells}
     per_round = {c: [] for c in cells}
     mems = {c: None for c in cells}
     for r in range(a.rounds):
@@ -164,28 +181,47 @@ def main():
         rng.shuffle(order)
         print(f"round {r + 1}/{a.rounds} (order seed {seed})", flush=True)
         for c in order:
+            before = placement_probe()
             s, secs, mem = run_cell(c, a.window, tmp)
+            after = placement_probe()
+            probes[c].append([before, after])
+            same_llc = before is not None and after is not None and max(before, after) < SAME_LLC_NS
+            if same_llc:
+                fast_samples[c] += s
             mems[c] = mem
             samples[c] += s
             per_round[c].append(statistics.median(s) if s else 0)
             print(f"  {c[0]:>4} virtio-user -> {c[1]:>4} vhost  {c[2]:<6} mrg={'on ' if c[3] else 'off'} {c[4]:>5} B: "
-                  f"{(statistics.median(s) / 1e6 if s else 0):6.2f} Mpps ({len(s)} windows, {secs:.1f} s)", flush=True)
+                  f"{(statistics.median(s) / 1e6 if s else 0):6.2f} Mpps ({len(s)} windows, {secs:.1f} s; "
+                  f"probe {before} / {after} ns{', shared LLC' if same_llc else ''})", flush=True)
     rows = []
     for c in cells:
         fe, be, ring, mrg, size = c
         ref = (("dpdk", "dpdk", ring, mrg, size))
         ratios = [x / y for x, y in zip(per_round[c], per_round.get(ref, [])) if y > 0]
+        fast, fast_ref = fast_samples[c], fast_samples.get(ref, [])
+        fast_ratio = (statistics.median(fast) / statistics.median(fast_ref)
+                      if len(fast) >= 3 and len(fast_ref) >= 3 else None)
         rows.append({
             "frontend": fe, "backend": be, "ring": ring, "mrg_rxbuf": mrg, "size": size,
             "mpps_median": round(statistics.median(samples[c]) / 1e6, 3) if samples[c] else None,
             "windows": len(samples[c]),
             "ratio_vs_dpdk_dpdk": round(statistics.median(ratios), 3) if ratios else None,
+            "mpps_median_shared_llc": round(statistics.median(fast) / 1e6, 3) if fast else None,
+            "windows_shared_llc": len(fast),
+            "ratio_vs_dpdk_dpdk_shared_llc": round(fast_ratio, 3) if fast_ratio else None,
+            "placement_probe_ns": probes[c],
             "per_round_mpps": [round(x / 1e6, 3) for x in per_round[c]],
             "memory_mib": mems[c],
         })
     print()
+    print("Mpps and x DPDK<->DPDK: all windows (per-round ratios, median); LLC columns: only windows whose")
+    print(f"placement probe read under {SAME_LLC_NS:.0f} ns before and after (the two vCPUs sharing a last-level cache).")
     print(f"{'virtio-user':>11} {'vhost':>6} {'ring':<6} {'mrg':<4} {'size':>5} {'Mpps':>7} {'x DPDK<->DPDK':>14}"
-          f" {'RSS MiB (hugetlb) virtio-user / vhost':>40}")
+          f" {'LLC Mpps':>9} {'LLC x DPDK':>11} {'RSS MiB (hugetlb) virtio-user / vhost':>40}")
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.2f}"
 
     def rss(m):
         if not m:
@@ -198,6 +234,7 @@ def main():
         mem = row["memory_mib"] or {}
         print(f"{row['frontend']:>11} {row['backend']:>6} {row['ring']:<6} {'on' if row['mrg_rxbuf'] else 'off':<4} "
               f"{row['size']:>5} {('%.2f' % m) if m is not None else 'n/a':>7} {('%.2f' % ratio) if ratio else 'n/a':>14}"
+              f" {fmt(row['mpps_median_shared_llc']):>9} {fmt(row['ratio_vs_dpdk_dpdk_shared_llc']):>11}"
               f" {rss(mem.get('virtio')) + ' / ' + rss(mem.get('vhost')):>40}")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
@@ -205,7 +242,8 @@ def main():
                    "rounds": a.rounds, "window_s": a.window, "order_seed": seed,
                    "method": "vhost side CPU0, virtio-user side CPU1, io forwarding, tx_first, Rx-pps on the vhost side; "
                              "cells interleaved per round in a random order (order_seed); memory_mib from /proc/PID/status at the end of the "
-                             "cell's last window (VmRSS excludes HugetlbPages)",
+                             "cell's last window (VmRSS excludes HugetlbPages); *_shared_llc: only windows whose ferrovia-placement probe (cache-line "
+                             f"round trip CPU0<->CPU1) read under {SAME_LLC_NS:.0f} ns before and after the cell",
                    "cells": rows}, f, indent=1)
     print(f"\nJSON written to {a.out}")
     shutil.rmtree(tmp, ignore_errors=True)
