@@ -67,7 +67,7 @@ PPS = re.compile(r"Rx-pps:\s+(\d+)")
 
 PROBE = os.path.join(ROOT, "target", "release", "ferrovia-placement")
 # Round trip of one cache line between CPU 0 and CPU 1 below this: the two vCPUs share a
-# last-level cache (measured here: 40-90 ns when they do, 300-350 ns when they do not).
+# last-level cache (measured here: 40-130 ns when they do, 320-430 ns when they do not).
 SAME_LLC_NS = 150.0
 
 
@@ -102,7 +102,6 @@ def run_cell(cell, window, tmp):
     # which made every cell with a DPDK virtio-user look ~25% slower than it is.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and vu.poll() is None and vh.poll() is None:
-        vlog.flush()
         with open(vlog.name) as f:
             if any(int(x) > 0 for x in PPS.findall(f.read())):
                 break

@@ -24,32 +24,31 @@ pub unsafe fn write_rx_hdr(dst: *mut u8, hdr_len: usize, num_buffers: u16) {
     // Fixed-size loads and stores rather than a variable-length copy and compare: the
     // header line is often a cache miss, and the libc calls wrapped around that miss showed
     // as half of the device's samples (perf, enqueue into DPDK's virtio-user).
-    let lo_ptr = dst.cast::<[u8; 8]>();
-    if hdr_len >= 12 {
-        let want_hi = (u32::from(num_buffers) << 16).to_le_bytes();
-        // SAFETY: the caller guarantees 12 readable and writable bytes at dst (unaligned
-        // accesses); the peer may change them concurrently, which at worst makes us store
-        // when we need not.
-        unsafe {
-            let hi_ptr = dst.add(8).cast::<[u8; 4]>();
-            let lo = std::ptr::read_unaligned(lo_ptr);
-            let hi = std::ptr::read_unaligned(hi_ptr);
-            if u64::from_ne_bytes(lo) != 0 || hi != want_hi {
-                std::ptr::write_unaligned(lo_ptr, [0; 8]);
-                std::ptr::write_unaligned(hi_ptr, want_hi);
-            }
+    // SAFETY: the caller guarantees hdr_len (10 or 12) readable and writable bytes at dst;
+    // the peer may change them concurrently, which at worst makes us store when we need not.
+    unsafe {
+        store_if_differs(dst, [0u8; 8]);
+        if hdr_len >= 12 {
+            // csum_offset (0) and num_buffers, little-endian.
+            store_if_differs(dst.add(8), (u32::from(num_buffers) << 16).to_le_bytes());
+        } else {
+            // The 10-byte header ends with csum_offset and has no num_buffers.
+            store_if_differs(dst.add(8), [0u8; 2]);
         }
-    } else {
-        // The 10-byte header has no num_buffers field.
-        // SAFETY: the caller guarantees 10 readable and writable bytes at dst.
-        unsafe {
-            let hi_ptr = dst.add(8).cast::<[u8; 2]>();
-            let lo = std::ptr::read_unaligned(lo_ptr);
-            let hi = std::ptr::read_unaligned(hi_ptr);
-            if u64::from_ne_bytes(lo) != 0 || hi != [0; 2] {
-                std::ptr::write_unaligned(lo_ptr, [0; 8]);
-                std::ptr::write_unaligned(hi_ptr, [0; 2]);
-            }
+    }
+}
+
+/// Stores `want` at `p` (unaligned) unless the bytes there already equal it.
+///
+/// # Safety
+/// `p` must be valid for reads and writes of `N` bytes.
+#[inline(always)]
+unsafe fn store_if_differs<const N: usize>(p: *mut u8, want: [u8; N]) {
+    let p = p.cast::<[u8; N]>();
+    // SAFETY: the caller guarantees N readable and writable bytes at p.
+    unsafe {
+        if p.read_unaligned() != want {
+            p.write_unaligned(want);
         }
     }
 }
