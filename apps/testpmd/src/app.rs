@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use ferrovia_ethdev::{MacAddr, Port, PortConf, PortStats};
+use ferrovia_fwd::burst_stats::format_spread;
 use ferrovia_fwd::{Stream, StreamCounters, StreamParams};
 use ferrovia_memory::{Mempool, MempoolConfig};
 
@@ -316,6 +317,7 @@ impl App {
                     txpkts: self.opts.txpkts.clone(),
                     tx_mac,
                     peer_mac,
+                    record_burst_stats: self.opts.record_burst_stats,
                 },
                 cache: self.pool.cache(),
                 burst: Default::default(),
@@ -411,7 +413,12 @@ impl App {
             let now = self.ports[*p as usize].port.stats();
             let before = &r.start_stats[*p as usize];
             s.rx_dropped = now.rx_nombuf().saturating_sub(before.rx_nombuf());
-            print_fwd_port(*p, &s);
+            let spreads = if self.opts.record_burst_stats {
+                burst_spreads(*p, &r.counters)
+            } else {
+                Vec::new()
+            };
+            print_fwd_port(*p, &s, &spreads);
             total.rx += s.rx;
             total.tx += s.tx;
             total.rx_dropped += s.rx_dropped;
@@ -546,4 +553,25 @@ pub fn chunks<T: Copy>(v: &[T], n: usize) -> Vec<Vec<T>> {
         i += k;
     }
     out
+}
+
+/// The Rx burst spread of the streams reading port `p` and the Tx spread of those writing it
+/// (`--record-burst-stats`), summed over queues, as lines to print.
+fn burst_spreads(p: u16, counters: &[(StreamSpec, Arc<StreamCounters>)]) -> Vec<String> {
+    let sum = |pick: &dyn Fn(&StreamSpec, &StreamCounters) -> Option<Vec<u64>>| {
+        let mut total: Vec<u64> = Vec::new();
+        for (spec, c) in counters {
+            if let Some(v) = pick(spec, c) {
+                total.resize(v.len().max(total.len()), 0);
+                total.iter_mut().zip(&v).for_each(|(t, x)| *t += x);
+            }
+        }
+        total
+    };
+    let rx = sum(&|s, c| (s.rx_port == p).then(|| c.rx_bursts.snapshot()));
+    let tx = sum(&|s, c| (s.tx_port == p).then(|| c.tx_bursts.snapshot()));
+    [format_spread("RX", &rx), format_spread("TX", &tx)]
+        .into_iter()
+        .flatten()
+        .collect()
 }

@@ -54,6 +54,8 @@ pub struct AppOpts {
     pub max_pkt_len: Option<u32>,
     /// `--mbuf-size` (buffer size including 128 bytes of headroom)
     pub mbuf_size: Option<u32>,
+    /// `--record-burst-stats`: count burst sizes and show them at `stop`.
+    pub record_burst_stats: bool,
     /// Options accepted with no effect here.
     pub ignored: Vec<String>,
 }
@@ -79,6 +81,7 @@ impl Default for AppOpts {
             eth_peers: Vec::new(),
             max_pkt_len: None,
             mbuf_size: None,
+            record_burst_stats: false,
             ignored: Vec::new(),
         }
     }
@@ -90,7 +93,6 @@ const IGNORED_FLAGS: &[&str] = &[
     "--enable-rx-cksum",
     "--enable-scatter",
     "--record-core-cycles",
-    "--record-burst-stats",
     "--no-flush-rx",
     "--no-lsc-interrupt",
     "--no-rmv-interrupt",
@@ -195,6 +197,7 @@ pub fn parse(args: &[String]) -> Result<AppOpts, String> {
             "--rxd" => o.rxd = num(key, &value(key)?, 1, 32768)?,
             "--txd" => o.txd = num(key, &value(key)?, 1, 32768)?,
             "--burst" => o.burst = num(key, &value(key)?, 1, 512)?,
+            "--record-burst-stats" if inline.is_none() => o.record_burst_stats = true,
             "--txpkts" => {
                 let v = value(key)?;
                 let segs: Result<Vec<u16>, String> = v
@@ -236,7 +239,7 @@ pub fn parse(args: &[String]) -> Result<AppOpts, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown option '{other}'; supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size (and, with no effect: {} {})",
+                    "unknown option '{other}'; supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size, --record-burst-stats (and, with no effect: {} {})",
                     IGNORED_FLAGS.join(" "),
                     IGNORED_WITH_VALUE.join(" ")
                 ));
@@ -285,6 +288,10 @@ mod tests {
         .unwrap();
         assert_eq!(o.txpkts, vec![64, 64]);
         assert_eq!(o.eth_peers.len(), 1);
+        assert!(!o.record_burst_stats);
+        let o = parse(&v("--record-burst-stats -a")).unwrap();
+        assert!(o.record_burst_stats && o.ignored.is_empty());
+        assert!(parse(&v("--record-burst-stats=1")).is_err());
     }
 
     #[test]

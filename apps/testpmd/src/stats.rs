@@ -17,11 +17,14 @@ pub struct FwdStats {
     pub tx_dropped: u64,
 }
 
-/// Prints one port's forward statistics block.
-pub fn print_fwd_port(port: u16, s: &FwdStats) {
+/// Prints one port's forward statistics block, with `extra` lines (burst spreads) inside it.
+pub fn print_fwd_port(port: u16, s: &FwdStats, extra: &[String]) {
     println!();
     println!("  ---------------------- Forward statistics for port {port}  ----------------------");
     print_fwd_lines(s);
+    for line in extra {
+        println!("{line}");
+    }
     println!("  ----------------------------------------------------------------------------");
 }
 

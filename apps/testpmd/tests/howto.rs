@@ -225,3 +225,69 @@ fn sigint_stops_cleanly_with_final_statistics() {
     );
     assert!(out.contains("Bye..."), "{out}");
 }
+
+/// `--record-burst-stats` shows DPDK's burst-size lines inside each port's forward statistics
+/// block, and their totals agree with what was forwarded.
+#[test]
+fn record_burst_stats_shows_spread_per_port() {
+    let _g = serial();
+    let dir = workdir("burst-stats");
+    let mut c = Command::new(TESTPMD);
+    c.args([
+        "-l",
+        "0-1",
+        "--vdev",
+        "net_ring0",
+        "--vdev",
+        "net_ring1",
+        "--",
+    ])
+    .args([
+        "--forward-mode=io",
+        "--tx-first",
+        "--stats-period",
+        "1",
+        "--record-burst-stats",
+    ]);
+    let mut p = Proc::spawn("testpmd", c, &dir.join("tp.log"), None);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        p.interrupt(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        p.output()
+    );
+    let out = p.output();
+    assert!(!out.contains("--record-burst-stats has no effect"), "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("-bursts : ")).collect();
+    // Two ports, an RX and a TX line each.
+    assert_eq!(lines.len(), 4, "{out}");
+    for l in &lines {
+        let (_, rest) = l.split_once(" : ").unwrap();
+        let (total, spread) = rest.split_once(" [").unwrap();
+        let total: u64 = total.trim().parse().unwrap();
+        assert!(total > 0, "{l}");
+        assert!(spread.starts_with(|c: char| c.is_ascii_digit()), "{l}");
+        assert!(spread.ends_with("% of other]"), "{l}");
+        let pct: u64 = spread
+            .split(" + ")
+            .map(|part| {
+                part.split('%')
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .sum();
+        // Each share is rounded down, so the four add up to at most 100 and lose under 4.
+        assert!((97..=100).contains(&pct), "{l}");
+    }
+    // The first TX line belongs to port 0's block, before its closing rule.
+    let block = out.split("Forward statistics for port 0").nth(1).unwrap();
+    let block = block
+        .split("-------------------------------------")
+        .next()
+        .unwrap();
+    assert!(block.contains("TX-bursts : "), "{out}");
+}

@@ -6,6 +6,7 @@
 //! sent (counted as dropped). No engine allocates, locks, logs or makes a system call per
 //! packet.
 
+pub mod burst_stats;
 pub mod csum;
 pub mod flowgen;
 pub mod io;
@@ -31,6 +32,10 @@ pub struct StreamCounters {
     pub fwd_dropped: AtomicU64,
     /// Packets with a bad checksum (csum engine).
     pub bad_csum: AtomicU64,
+    /// Sizes of Rx bursts, counted when [`StreamParams::record_burst_stats`] is set.
+    pub rx_bursts: burst_stats::BurstSpread,
+    /// Sizes of Tx bursts (packets accepted), counted likewise.
+    pub tx_bursts: burst_stats::BurstSpread,
 }
 
 impl StreamCounters {
@@ -57,6 +62,8 @@ pub struct StreamParams {
     pub tx_mac: MacAddr,
     /// Destination MAC for the Tx port (`--eth-peer`).
     pub peer_mac: MacAddr,
+    /// Count burst sizes (`--record-burst-stats`).
+    pub record_burst_stats: bool,
 }
 
 /// One forwarding stream: an Rx queue feeding a Tx queue.
@@ -89,6 +96,9 @@ impl Stream {
     pub fn receive(&mut self) -> usize {
         let n = self.rx.rx_burst(&mut self.burst, self.params.burst);
         StreamCounters::bump(&self.counters.rx_packets, n as u64);
+        if self.params.record_burst_stats {
+            self.counters.rx_bursts.record(n);
+        }
         n
     }
 
@@ -100,6 +110,9 @@ impl Stream {
         }
         let n = self.tx.tx_burst(&mut self.burst);
         StreamCounters::bump(&self.counters.tx_packets, n as u64);
+        if self.params.record_burst_stats {
+            self.counters.tx_bursts.record(n);
+        }
         let left = self.burst.len();
         if left > 0 {
             StreamCounters::bump(&self.counters.fwd_dropped, left as u64);
