@@ -3,6 +3,7 @@
 //! `testpmd [EAL options] -- [app options]`. See docs/testpmd.md.
 
 mod app;
+mod cycles;
 mod eal;
 mod lcore;
 mod opts;

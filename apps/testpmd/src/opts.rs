@@ -56,6 +56,8 @@ pub struct AppOpts {
     pub mbuf_size: Option<u32>,
     /// `--record-burst-stats`: count burst sizes and show them at `stop`.
     pub record_burst_stats: bool,
+    /// `--record-core-cycles`: count the cycles of bursts that moved packets.
+    pub record_core_cycles: bool,
     /// Options accepted with no effect here.
     pub ignored: Vec<String>,
 }
@@ -82,6 +84,7 @@ impl Default for AppOpts {
             max_pkt_len: None,
             mbuf_size: None,
             record_burst_stats: false,
+            record_core_cycles: false,
             ignored: Vec::new(),
         }
     }
@@ -92,7 +95,6 @@ const IGNORED_FLAGS: &[&str] = &[
     "--enable-lro",
     "--enable-rx-cksum",
     "--enable-scatter",
-    "--record-core-cycles",
     "--no-flush-rx",
     "--no-lsc-interrupt",
     "--no-rmv-interrupt",
@@ -198,6 +200,7 @@ pub fn parse(args: &[String]) -> Result<AppOpts, String> {
             "--txd" => o.txd = num(key, &value(key)?, 1, 32768)?,
             "--burst" => o.burst = num(key, &value(key)?, 1, 512)?,
             "--record-burst-stats" if inline.is_none() => o.record_burst_stats = true,
+            "--record-core-cycles" if inline.is_none() => o.record_core_cycles = true,
             "--txpkts" => {
                 let v = value(key)?;
                 let segs: Result<Vec<u16>, String> = v
@@ -239,7 +242,7 @@ pub fn parse(args: &[String]) -> Result<AppOpts, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown option '{other}'; supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size, --record-burst-stats (and, with no effect: {} {})",
+                    "unknown option '{other}'; supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size, --record-burst-stats, --record-core-cycles (and, with no effect: {} {})",
                     IGNORED_FLAGS.join(" "),
                     IGNORED_WITH_VALUE.join(" ")
                 ));
@@ -292,6 +295,8 @@ mod tests {
         let o = parse(&v("--record-burst-stats -a")).unwrap();
         assert!(o.record_burst_stats && o.ignored.is_empty());
         assert!(parse(&v("--record-burst-stats=1")).is_err());
+        let o = parse(&v("--record-core-cycles")).unwrap();
+        assert!(o.record_core_cycles && o.ignored.is_empty());
     }
 
     #[test]

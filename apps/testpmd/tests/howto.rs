@@ -227,9 +227,9 @@ fn sigint_stops_cleanly_with_final_statistics() {
 }
 
 /// `--record-burst-stats` shows DPDK's burst-size lines inside each port's forward statistics
-/// block, and their totals agree with what was forwarded.
+/// block; `--record-core-cycles` adds DPDK's cycles-per-packet line after the totals.
 #[test]
-fn record_burst_stats_shows_spread_per_port() {
+fn record_burst_stats_and_core_cycles() {
     let _g = serial();
     let dir = workdir("burst-stats");
     let mut c = Command::new(TESTPMD);
@@ -248,6 +248,7 @@ fn record_burst_stats_shows_spread_per_port() {
         "--stats-period",
         "1",
         "--record-burst-stats",
+        "--record-core-cycles",
     ]);
     let mut p = Proc::spawn("testpmd", c, &dir.join("tp.log"), None);
     std::thread::sleep(Duration::from_millis(1200));
@@ -258,7 +259,7 @@ fn record_burst_stats_shows_spread_per_port() {
         p.output()
     );
     let out = p.output();
-    assert!(!out.contains("--record-burst-stats has no effect"), "{out}");
+    assert!(!out.contains("has no effect"), "{out}");
     let lines: Vec<&str> = out.lines().filter(|l| l.contains("-bursts : ")).collect();
     // Two ports, an RX and a TX line each.
     assert_eq!(lines.len(), 4, "{out}");
@@ -290,4 +291,26 @@ fn record_burst_stats_shows_spread_per_port() {
         .next()
         .unwrap();
     assert!(block.contains("TX-bursts : "), "{out}");
+    // CPU cycles/packet=X (total cycles=C / total io packets=P) at F MHz Clock, after the totals.
+    let (rx, _) = fwd_totals(&out).unwrap();
+    let line = out
+        .lines()
+        .find(|l| l.contains("CPU cycles/packet="))
+        .unwrap_or_else(|| panic!("no cycles line:\n{out}"));
+    let num = |key: &str, end: char| -> f64 {
+        let rest = line.split(key).nth(1).unwrap();
+        rest[..rest.find(end).unwrap()].trim().parse().unwrap()
+    };
+    let (per, cycles, pkts) = (
+        num("cycles/packet=", ' '),
+        num("total cycles=", ' '),
+        num("total io packets=", ')'),
+    );
+    assert_eq!(pkts as u64, rx, "{line}");
+    assert!(cycles > 0.0 && (per - cycles / pkts).abs() < 0.01, "{line}");
+    assert!(line.ends_with("MHz Clock"), "{line}");
+    assert!(
+        out.find("Accumulated forward statistics").unwrap() < out.find(line).unwrap(),
+        "{out}"
+    );
 }

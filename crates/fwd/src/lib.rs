@@ -32,6 +32,9 @@ pub struct StreamCounters {
     pub fwd_dropped: AtomicU64,
     /// Packets with a bad checksum (csum engine).
     pub bad_csum: AtomicU64,
+    /// CPU cycles (time-stamp counter ticks) spent in bursts that moved packets, counted by
+    /// the forwarding loop when asked to (`--record-core-cycles`).
+    pub busy_cycles: AtomicU64,
     /// Sizes of Rx bursts, counted when [`StreamParams::record_burst_stats`] is set.
     pub rx_bursts: burst_stats::BurstSpread,
     /// Sizes of Tx bursts (packets accepted), counted likewise.
@@ -39,8 +42,9 @@ pub struct StreamCounters {
 }
 
 impl StreamCounters {
+    /// Adds `n` to a counter this thread alone writes.
     #[inline]
-    fn bump(c: &AtomicU64, n: u64) {
+    pub fn bump(c: &AtomicU64, n: u64) {
         if n != 0 {
             c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
         }
