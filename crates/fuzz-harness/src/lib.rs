@@ -228,9 +228,9 @@ pub fn device_walk(data: &[u8]) {
     // And the other direction on the same ring: deliver frames into the guest's buffers.
     let mut q = DeviceQueue::new(active, base, base);
     let mut pk = Burst::new();
-    for i in 0..4 {
+    // Four one-segment frames first (the device's batched line path), then a mix.
+    for len in [60usize, 1514, 64, 128, 9000, 2000, 60, 60] {
         let Some(mut m) = cache.alloc() else { break };
-        let len = [60usize, 1514, 9000, 2000][i];
         let mut left = len;
         let k = left.min(m.tailroom());
         m.append(k);

@@ -23,7 +23,7 @@ use crate::layout::{
     feature, net_hdr_len,
 };
 use crate::net_hdr::write_rx_hdr;
-use crate::packed::{EVENT_FLAGS_DISABLE, PackedRing, Pos, is_avail};
+use crate::packed::{EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos, is_avail};
 
 /// One poller's state for one packed vring.
 #[derive(Debug)]
@@ -57,6 +57,9 @@ const SHADOW_MAX: usize = 64;
 /// line of the ring) rather than once per burst, so the driver can start on the first packets
 /// of a burst while the device copies the rest.
 const RX_PUBLISH_EVERY: usize = 4;
+
+/// Descriptors in one 64-byte line of the ring: the unit of the batched fast paths.
+const BATCH: u16 = 4;
 
 /// A delimited chain.
 struct Chain {
@@ -253,6 +256,142 @@ impl DevicePacked {
         }
     }
 
+    /// The four descriptors of the ring line at `self.avail`, if the line starts there, all
+    /// four are available, and each satisfies `ok(flags, desc)`; None otherwise (nothing is
+    /// consumed). Reading the line's flags together takes the line from the driver once.
+    #[inline]
+    fn whole_line(&self, ok: impl Fn(u16, &PackedDesc) -> bool) -> Option<[PackedDesc; 4]> {
+        let idx = self.avail.idx;
+        if !idx.is_multiple_of(BATCH) || idx + BATCH > self.ring.size() {
+            return None;
+        }
+        let mut descs = [PackedDesc::default(); BATCH as usize];
+        for (k, d) in descs.iter_mut().enumerate() {
+            let flags = self.ring.flags(idx + k as u16);
+            if !is_avail(flags, self.avail.wrap) {
+                return None;
+            }
+            *d = self.ring.desc(idx + k as u16);
+            if !ok(flags, d) {
+                return None;
+            }
+        }
+        Some(descs)
+    }
+
+    /// Batched driver → device path: four one-descriptor packets of one ring line, each
+    /// fitting one mbuf, checked together, their sources prefetched together, then copied.
+    /// Returns false with nothing consumed when the line does not qualify; the per-packet
+    /// path then handles it (and reports whatever is wrong).
+    #[inline]
+    fn dequeue_line(
+        &mut self,
+        cache: &mut MbufCache,
+        out: &mut Burst,
+        max_pkt: usize,
+        port: u16,
+        res: &mut BurstResult,
+    ) -> bool {
+        if out.remaining_capacity() < BATCH as usize {
+            return false;
+        }
+        let hdr = self.hdr_len as u32;
+        let Some(descs) = self.whole_line(|flags, d| {
+            flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) == 0
+                && d.len > hdr
+                && ((d.len - hdr) as usize) <= max_pkt
+        }) else {
+            return false;
+        };
+        let mut srcs = [std::ptr::null_mut::<u8>(); BATCH as usize];
+        for (src, d) in srcs.iter_mut().zip(&descs) {
+            match self.active.mem.translate(d.addr, d.len as u64) {
+                // SAFETY: the translation covers d.len > hdr bytes.
+                Some(p) => *src = unsafe { p.add(hdr as usize) },
+                None => return false,
+            }
+        }
+        for &src in &srcs {
+            prefetch(src);
+        }
+        let mut mbufs: ArrayVec<ferrovia_memory::Mbuf, { BATCH as usize }> = ArrayVec::new();
+        for d in &descs {
+            let plen = (d.len - hdr) as usize;
+            match cache.alloc() {
+                Some(m) if m.tailroom() >= plen => mbufs.push(m),
+                other => {
+                    if let Some(m) = other {
+                        cache.free(m);
+                    }
+                    cache.free_all(mbufs.drain(..));
+                    return false;
+                }
+            }
+        }
+        for ((mut m, d), src) in mbufs.into_iter().zip(&descs).zip(srcs) {
+            let plen = (d.len - hdr) as usize;
+            let dst = m.append(plen).expect("tailroom checked");
+            // SAFETY: src spans plen bytes of translated guest memory; dst is plen bytes.
+            unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), plen) };
+            m.set_port(port);
+            res.packets += 1;
+            res.bytes += plen;
+            out.push(m);
+            self.put_used_tx(d.id, 1);
+        }
+        self.avail.advance(BATCH, self.ring.size());
+        true
+    }
+
+    /// Batched device → driver path: four one-segment packets into the four one-descriptor
+    /// writable buffers of one ring line, checked together, destinations prefetched for
+    /// writing together, copied, and completed as one line. Returns false with nothing
+    /// consumed when the line or the packets do not qualify.
+    #[inline]
+    fn enqueue_line(&mut self, pkts: &[ferrovia_memory::Mbuf], res: &mut BurstResult) -> bool {
+        if pkts.iter().any(|m| m.nb_segs() != 1) {
+            return false;
+        }
+        let hdr_len = self.hdr_len;
+        let Some(descs) = self.whole_line(|flags, _| {
+            flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)
+                == VRING_DESC_F_WRITE
+        }) else {
+            return false;
+        };
+        let mut dsts = [std::ptr::null_mut::<u8>(); BATCH as usize];
+        for ((dst, d), m) in dsts.iter_mut().zip(&descs).zip(pkts) {
+            let need = (hdr_len + m.pkt_len()) as u64;
+            if (d.len as u64) < need {
+                return false;
+            }
+            match self.active.mem.translate(d.addr, need) {
+                Some(p) => *dst = p,
+                None => return false,
+            }
+        }
+        for &dst in &dsts {
+            // The data line only: the header line is usually left as it is (write_rx_hdr
+            // stores only what changed), and taking it for writing would cost the driver a miss.
+            // SAFETY: each translation covers hdr_len + pkt_len bytes; hdr_len is in range.
+            prefetch_for_write(unsafe { dst.add(hdr_len) });
+        }
+        for ((&dst, d), m) in dsts.iter().zip(&descs).zip(pkts) {
+            let data = m.data();
+            // SAFETY: dst spans hdr_len + data.len() bytes of guest memory, translated as one.
+            unsafe {
+                write_rx_hdr(dst, hdr_len, 1);
+                std::ptr::copy_nonoverlapping(data.as_ptr(), dst.add(hdr_len), data.len());
+            }
+            self.put_used(d.id, (hdr_len + data.len()) as u32, 1);
+            res.packets += 1;
+            res.bytes += data.len();
+        }
+        self.avail.advance(BATCH, self.ring.size());
+        self.flush_used();
+        true
+    }
+
     /// Driver → device, as [`DeviceVring::dequeue_burst`](crate::device::DeviceVring::dequeue_burst).
     pub fn dequeue_burst(
         &mut self,
@@ -270,7 +409,15 @@ impl DevicePacked {
         let n = max.min(out.remaining_capacity());
         let mut any = false;
         let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
-        for _ in 0..n {
+        let mut taken = 0;
+        while taken < n {
+            if n - taken >= BATCH as usize && self.dequeue_line(cache, out, max_pkt, port, &mut res)
+            {
+                taken += BATCH as usize;
+                any = true;
+                continue;
+            }
+            taken += 1;
             let flags = self.ring.flags(self.avail.idx);
             if !is_avail(flags, self.avail.wrap) {
                 break;
@@ -359,7 +506,16 @@ impl DevicePacked {
         let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
         // (id, count, capacity) of each buffer reserved for the packet.
         let mut bufs: ArrayVec<(u16, u16, u64), MAX_SEGS> = ArrayVec::new();
-        'pkts: for m in pkts.iter() {
+        let total = pkts.len();
+        'pkts: while processed < total {
+            if total - processed >= BATCH as usize
+                && self.enqueue_line(&pkts[processed..processed + BATCH as usize], &mut res)
+            {
+                processed += BATCH as usize;
+                any = true;
+                continue;
+            }
+            let m = &pkts[processed];
             let need = self.hdr_len as u64 + m.pkt_len() as u64;
             // Fast path: a single-segment packet into one plain writable descriptor.
             if m.nb_segs() == 1 {
@@ -466,4 +622,31 @@ impl DevicePacked {
         self.notify(any);
         res
     }
+}
+
+/// Starts loading the cache line at `p` (a hint: never faults, reads nothing).
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 has no architectural effect and never faults, whatever `p` is.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Starts taking the cache line at `p` for writing (a hint, as [`prefetch`]).
+#[inline(always)]
+fn prefetch_for_write(p: *const u8) {
+    // Written as asm: the intrinsic falls back to PREFETCHT0 unless the whole build targets
+    // PRFCHW, yet every x86-64 CPU accepts the instruction (those without it run a NOP).
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHW has no architectural effect and never faults, whatever `p` is; it
+    // touches no register but its address operand, no stack and no flags.
+    unsafe {
+        std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly))
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
