@@ -23,7 +23,10 @@ use crate::layout::{
     feature, net_hdr_len,
 };
 use crate::net_hdr::write_rx_hdr;
-use crate::packed::{EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos, is_avail};
+use crate::packed::{
+    DESC_F_AVAIL, DESC_F_USED, EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos, avail_flags,
+    is_avail,
+};
 
 /// One poller's state for one packed vring.
 #[derive(Debug)]
@@ -256,27 +259,27 @@ impl DevicePacked {
         }
     }
 
-    /// The four descriptors of the ring line at `self.avail`, if the line starts there, all
-    /// four are available, and each satisfies `ok(flags, desc)`; None otherwise (nothing is
-    /// consumed). Reading the line's flags together takes the line from the driver once.
-    #[inline]
-    fn whole_line(&self, ok: impl Fn(u16, &PackedDesc) -> bool) -> Option<[PackedDesc; 4]> {
+    /// The four descriptors of the ring line at `self.avail` when the line starts there and
+    /// all four are available with exactly the flags `want` among AVAIL, USED, NEXT, WRITE and
+    /// INDIRECT (so: plain buffers, one per packet); None otherwise, with nothing consumed.
+    /// Reading the line's four flags together takes the line from the driver once.
+    #[inline(always)]
+    fn whole_line(&self, want: u16) -> Option<[PackedDesc; BATCH as usize]> {
         let idx = self.avail.idx;
         if !idx.is_multiple_of(BATCH) || idx + BATCH > self.ring.size() {
             return None;
         }
-        let mut descs = [PackedDesc::default(); BATCH as usize];
-        for (k, d) in descs.iter_mut().enumerate() {
-            let flags = self.ring.flags(idx + k as u16);
-            if !is_avail(flags, self.avail.wrap) {
-                return None;
-            }
-            *d = self.ring.desc(idx + k as u16);
-            if !ok(flags, d) {
-                return None;
-            }
+        const MASK: u16 = DESC_F_AVAIL
+            | DESC_F_USED
+            | VRING_DESC_F_NEXT
+            | VRING_DESC_F_WRITE
+            | VRING_DESC_F_INDIRECT;
+        let want = want | avail_flags(self.avail.wrap);
+        let f = [0, 1, 2, 3].map(|k| self.ring.flags(idx + k) & MASK);
+        if f != [want; BATCH as usize] {
+            return None;
         }
-        Some(descs)
+        Some([0, 1, 2, 3].map(|k| self.ring.desc(idx + k)))
     }
 
     /// Batched driver → device path: four one-descriptor packets of one ring line, each
@@ -292,51 +295,52 @@ impl DevicePacked {
         port: u16,
         res: &mut BurstResult,
     ) -> bool {
-        if out.remaining_capacity() < BATCH as usize {
+        const N: usize = BATCH as usize;
+        if out.remaining_capacity() < N {
             return false;
         }
-        let hdr = self.hdr_len as u32;
-        let Some(descs) = self.whole_line(|flags, d| {
-            flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) == 0
-                && d.len > hdr
-                && ((d.len - hdr) as usize) <= max_pkt
-        }) else {
+        let Some(descs) = self.whole_line(0) else {
             return false;
         };
-        let mut srcs = [std::ptr::null_mut::<u8>(); BATCH as usize];
+        let hdr = self.hdr_len;
+        let mut srcs = [std::ptr::null_mut::<u8>(); N];
         for (src, d) in srcs.iter_mut().zip(&descs) {
+            let len = d.len as usize;
+            if len <= hdr || len - hdr > max_pkt {
+                return false;
+            }
             match self.active.mem.translate(d.addr, d.len as u64) {
-                // SAFETY: the translation covers d.len > hdr bytes.
-                Some(p) => *src = unsafe { p.add(hdr as usize) },
+                // SAFETY: the translation covers len > hdr bytes.
+                Some(p) => *src = unsafe { p.add(hdr) },
                 None => return false,
             }
         }
         for &src in &srcs {
             prefetch(src);
         }
-        let mut mbufs: ArrayVec<ferrovia_memory::Mbuf, { BATCH as usize }> = ArrayVec::new();
-        for d in &descs {
-            let plen = (d.len - hdr) as usize;
-            match cache.alloc() {
-                Some(m) if m.tailroom() >= plen => mbufs.push(m),
-                other => {
-                    if let Some(m) = other {
-                        cache.free(m);
-                    }
-                    cache.free_all(mbufs.drain(..));
-                    return false;
-                }
-            }
+        let start = out.len();
+        if !cache.alloc_bulk(N, out) {
+            return false;
         }
-        for ((mut m, d), src) in mbufs.into_iter().zip(&descs).zip(srcs) {
-            let plen = (d.len - hdr) as usize;
-            let dst = m.append(plen).expect("tailroom checked");
-            // SAFETY: src spans plen bytes of translated guest memory; dst is plen bytes.
-            unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), plen) };
+        // Every mbuf of a pool has the same room.
+        if descs
+            .iter()
+            .any(|d| d.len as usize - hdr > out[start].tailroom())
+        {
+            cache.free_all(out.drain(start..));
+            return false;
+        }
+        for ((m, d), src) in out[start..].iter_mut().zip(&descs).zip(srcs) {
+            let plen = d.len as usize - hdr;
+            if let Some(dst) = m.append(plen) {
+                // SAFETY: src spans plen bytes of translated guest memory; dst is plen bytes.
+                unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), plen) };
+            }
             m.set_port(port);
-            res.packets += 1;
             res.bytes += plen;
-            out.push(m);
+        }
+        res.packets += N;
+        for d in &descs {
             self.put_used_tx(d.id, 1);
         }
         self.avail.advance(BATCH, self.ring.size());
@@ -344,22 +348,20 @@ impl DevicePacked {
     }
 
     /// Batched device → driver path: four one-segment packets into the four one-descriptor
-    /// writable buffers of one ring line, checked together, destinations prefetched for
-    /// writing together, copied, and completed as one line. Returns false with nothing
+    /// writable buffers of one ring line, checked together, destination data lines prefetched
+    /// for writing together, copied, and completed as one line. Returns false with nothing
     /// consumed when the line or the packets do not qualify.
     #[inline]
     fn enqueue_line(&mut self, pkts: &[ferrovia_memory::Mbuf], res: &mut BurstResult) -> bool {
+        const N: usize = BATCH as usize;
         if pkts.iter().any(|m| m.nb_segs() != 1) {
             return false;
         }
-        let hdr_len = self.hdr_len;
-        let Some(descs) = self.whole_line(|flags, _| {
-            flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)
-                == VRING_DESC_F_WRITE
-        }) else {
+        let Some(descs) = self.whole_line(VRING_DESC_F_WRITE) else {
             return false;
         };
-        let mut dsts = [std::ptr::null_mut::<u8>(); BATCH as usize];
+        let hdr_len = self.hdr_len;
+        let mut dsts = [std::ptr::null_mut::<u8>(); N];
         for ((dst, d), m) in dsts.iter_mut().zip(&descs).zip(pkts) {
             let need = (hdr_len + m.pkt_len()) as u64;
             if (d.len as u64) < need {
@@ -384,9 +386,9 @@ impl DevicePacked {
                 std::ptr::copy_nonoverlapping(data.as_ptr(), dst.add(hdr_len), data.len());
             }
             self.put_used(d.id, (hdr_len + data.len()) as u32, 1);
-            res.packets += 1;
             res.bytes += data.len();
         }
+        res.packets += N;
         self.avail.advance(BATCH, self.ring.size());
         self.flush_used();
         true
