@@ -193,6 +193,17 @@ def main():
             print(f"  {c[0]:>4} virtio-user -> {c[1]:>4} vhost  {c[2]:<6} mrg={'on ' if c[3] else 'off'} {c[4]:>5} B: "
                   f"{(statistics.median(s) / 1e6 if s else 0):6.2f} Mpps ({len(s)} windows, {secs:.1f} s; "
                   f"probe {before} / {after} ns{', shared LLC' if same_llc else ''})", flush=True)
+    def fast_mode(vals):
+        """Per-round medians in the cell's fast mode: within 25 % of its best round. Every cell is
+        bimodal with vCPU placement (fast and slow levels 2-3x apart) and the probe does not
+        classify every round; the fast mode compares the two implementations at their best."""
+        vals = [v for v in vals if v > 0]
+        if not vals:
+            return None, 0
+        top = max(vals)
+        fast = [v for v in vals if v >= 0.75 * top]
+        return statistics.median(fast), len(fast)
+
     rows = []
     for c in cells:
         fe, be, ring, mrg, size = c
@@ -201,8 +212,13 @@ def main():
         fast, fast_ref = fast_samples[c], fast_samples.get(ref, [])
         fast_ratio = (statistics.median(fast) / statistics.median(fast_ref)
                       if len(fast) >= 3 and len(fast_ref) >= 3 else None)
+        fm, fm_n = fast_mode(per_round[c])
+        fm_ref, _ = fast_mode(per_round.get(ref, []))
         rows.append({
             "frontend": fe, "backend": be, "ring": ring, "mrg_rxbuf": mrg, "size": size,
+            "mpps_fast_mode": round(fm / 1e6, 3) if fm else None,
+            "rounds_fast_mode": fm_n,
+            "ratio_vs_dpdk_dpdk_fast_mode": round(fm / fm_ref, 3) if fm and fm_ref else None,
             "mpps_median": round(statistics.median(samples[c]) / 1e6, 3) if samples[c] else None,
             "windows": len(samples[c]),
             "ratio_vs_dpdk_dpdk": round(statistics.median(ratios), 3) if ratios else None,
@@ -215,9 +231,11 @@ def main():
         })
     print()
     print("Mpps and x DPDK<->DPDK: all windows (per-round ratios, median); LLC columns: only windows whose")
-    print(f"placement probe read under {SAME_LLC_NS:.0f} ns before and after (the two vCPUs sharing a last-level cache).")
+    print(f"placement probe read under {SAME_LLC_NS:.0f} ns before and after (the two vCPUs sharing a last-level cache);")
+    print("fast columns: per-round medians within 25 % of the cell's best round (rounds counted).")
     print(f"{'virtio-user':>11} {'vhost':>6} {'ring':<6} {'mrg':<4} {'size':>5} {'Mpps':>7} {'x DPDK<->DPDK':>14}"
-          f" {'LLC Mpps':>9} {'LLC x DPDK':>11} {'RSS MiB (hugetlb) virtio-user / vhost':>40}")
+          f" {'LLC Mpps':>9} {'LLC x DPDK':>11} {'fast Mpps':>14} {'fast x DPDK':>12}"
+          f" {'RSS MiB (hugetlb) virtio-user / vhost':>40}")
 
     def fmt(x):
         return "n/a" if x is None else f"{x:.2f}"
@@ -234,6 +252,8 @@ def main():
         print(f"{row['frontend']:>11} {row['backend']:>6} {row['ring']:<6} {'on' if row['mrg_rxbuf'] else 'off':<4} "
               f"{row['size']:>5} {('%.2f' % m) if m is not None else 'n/a':>7} {('%.2f' % ratio) if ratio else 'n/a':>14}"
               f" {fmt(row['mpps_median_shared_llc']):>9} {fmt(row['ratio_vs_dpdk_dpdk_shared_llc']):>11}"
+              f" {fmt(row['mpps_fast_mode']) + ' (' + str(row['rounds_fast_mode']) + '/' + str(len(row['per_round_mpps'])) + ')':>14}"
+              f" {fmt(row['ratio_vs_dpdk_dpdk_fast_mode']):>12}"
               f" {rss(mem.get('virtio')) + ' / ' + rss(mem.get('vhost')):>40}")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
@@ -242,7 +262,8 @@ def main():
                    "method": "vhost side CPU0, virtio-user side CPU1, io forwarding, tx_first, Rx-pps on the vhost side; "
                              "cells interleaved per round in a random order (order_seed); memory_mib from /proc/PID/status at the end of the "
                              "cell's last window (VmRSS excludes HugetlbPages); *_shared_llc: only windows whose ferrovia-placement probe (cache-line "
-                             f"round trip CPU0<->CPU1) read under {SAME_LLC_NS:.0f} ns before and after the cell",
+                             f"round trip CPU0<->CPU1) read under {SAME_LLC_NS:.0f} ns before and after the cell; *_fast_mode: per-round medians within 25 % of the "
+                             "cell's best round, the ratio taken against DPDK<->DPDK's fast mode",
                    "cells": rows}, f, indent=1)
     print(f"\nJSON written to {a.out}")
     shutil.rmtree(tmp, ignore_errors=True)
