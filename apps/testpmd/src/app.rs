@@ -370,18 +370,13 @@ impl App {
                             }
                         }
                     }
+                    // Two monomorphised loops: without the option, the loop has no extra work.
                     if record_cycles {
-                        while !stop.load(Ordering::Relaxed) {
-                            for s in mine.iter_mut() {
-                                forward_counting_cycles(engine.as_mut(), s);
-                            }
-                        }
+                        poll_until(&stop, &mut mine, |s| {
+                            forward_counting_cycles(engine.as_mut(), s)
+                        });
                     } else {
-                        while !stop.load(Ordering::Relaxed) {
-                            for s in mine.iter_mut() {
-                                engine.forward(s);
-                            }
-                        }
+                        poll_until(&stop, &mut mine, |s| engine.forward(s));
                     }
                     for s in mine.iter_mut() {
                         s.cache.free_all(s.burst.drain(..));
@@ -570,6 +565,16 @@ impl App {
     }
 }
 
+/// Runs `forward` on every stream of this core, round and round, until `stop` is set.
+#[inline]
+fn poll_until(stop: &AtomicBool, streams: &mut [Stream], mut forward: impl FnMut(&mut Stream)) {
+    while !stop.load(Ordering::Relaxed) {
+        for s in streams.iter_mut() {
+            forward(s);
+        }
+    }
+}
+
 /// Forwards one burst and, if it moved packets, adds the cycles it took to the stream's
 /// `busy_cycles` (`--record-core-cycles`); empty polls are not counted, as in DPDK.
 #[inline]
@@ -604,18 +609,26 @@ pub fn chunks<T: Copy>(v: &[T], n: usize) -> Vec<Vec<T>> {
 /// The Rx burst spread of the streams reading port `p` and the Tx spread of those writing it
 /// (`--record-burst-stats`), summed over queues, as lines to print.
 fn burst_spreads(p: u16, counters: &[(StreamSpec, Arc<StreamCounters>)]) -> Vec<String> {
-    let sum = |pick: &dyn Fn(&StreamSpec, &StreamCounters) -> Option<Vec<u64>>| {
-        let mut total: Vec<u64> = Vec::new();
-        for (spec, c) in counters {
-            if let Some(v) = pick(spec, c) {
-                total.resize(v.len().max(total.len()), 0);
-                total.iter_mut().zip(&v).for_each(|(t, x)| *t += x);
-            }
-        }
-        total
+    // Every spread has the same length (MAX_BURST + 1), so they add element by element.
+    let sum = |spreads: Vec<Vec<u64>>| {
+        spreads
+            .into_iter()
+            .reduce(|mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            })
+            .unwrap_or_default()
     };
-    let rx = sum(&|s, c| (s.rx_port == p).then(|| c.rx_bursts.snapshot()));
-    let tx = sum(&|s, c| (s.tx_port == p).then(|| c.tx_bursts.snapshot()));
+    let rx = sum(counters
+        .iter()
+        .filter(|(s, _)| s.rx_port == p)
+        .map(|(_, c)| c.rx_bursts.snapshot())
+        .collect());
+    let tx = sum(counters
+        .iter()
+        .filter(|(s, _)| s.tx_port == p)
+        .map(|(_, c)| c.tx_bursts.snapshot())
+        .collect());
     [format_spread("RX", &rx), format_spread("TX", &tx)]
         .into_iter()
         .flatten()

@@ -190,12 +190,11 @@ fn container_howto_lines_unprivileged_without_hugepages() {
     }
 }
 
-/// Non-interactive testpmd with `--stats-period`: SIGINT stops forwarding, prints the forward
-/// statistics and exits 0.
-#[test]
-fn sigint_stops_cleanly_with_final_statistics() {
-    let _g = serial();
-    let dir = workdir("sigint");
+/// Runs our testpmd non-interactively on two ring ports (io forwarding, `--tx-first`,
+/// `--stats-period 1`, plus `extra`) for `run`, interrupts it, checks it exited 0 after SIGINT
+/// and returns its output.
+fn ring_ports_until_sigint(name: &str, extra: &[&str], run: Duration) -> String {
+    let dir = workdir(name);
     let mut c = Command::new(TESTPMD);
     c.args([
         "-l",
@@ -206,16 +205,25 @@ fn sigint_stops_cleanly_with_final_statistics() {
         "net_ring1",
         "--",
     ])
-    .args(["--forward-mode=io", "--tx-first", "--stats-period", "1"]);
+    .args(["--forward-mode=io", "--tx-first", "--stats-period", "1"])
+    .args(extra);
     let mut p = Proc::spawn("testpmd", c, &dir.join("tp.log"), None);
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(run);
     assert_eq!(
         p.interrupt(Duration::from_secs(10)),
         Some(0),
         "exit status after SIGINT:\n{}",
         p.output()
     );
-    let out = p.output();
+    p.output()
+}
+
+/// Non-interactive testpmd with `--stats-period`: SIGINT stops forwarding, prints the forward
+/// statistics and exits 0.
+#[test]
+fn sigint_stops_cleanly_with_final_statistics() {
+    let _g = serial();
+    let out = ring_ports_until_sigint("sigint", &[], Duration::from_millis(1500));
     assert!(out.contains("Signal received, preparing to exit"), "{out}");
     let (rx, tx) = fwd_totals(&out).unwrap_or_else(|| panic!("no final statistics:\n{out}"));
     assert!(rx > 0 && tx > 0, "ring ports forwarded nothing:\n{out}");
@@ -231,34 +239,11 @@ fn sigint_stops_cleanly_with_final_statistics() {
 #[test]
 fn record_burst_stats_and_core_cycles() {
     let _g = serial();
-    let dir = workdir("burst-stats");
-    let mut c = Command::new(TESTPMD);
-    c.args([
-        "-l",
-        "0-1",
-        "--vdev",
-        "net_ring0",
-        "--vdev",
-        "net_ring1",
-        "--",
-    ])
-    .args([
-        "--forward-mode=io",
-        "--tx-first",
-        "--stats-period",
-        "1",
-        "--record-burst-stats",
-        "--record-core-cycles",
-    ]);
-    let mut p = Proc::spawn("testpmd", c, &dir.join("tp.log"), None);
-    std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(
-        p.interrupt(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        p.output()
+    let out = ring_ports_until_sigint(
+        "burst-stats",
+        &["--record-burst-stats", "--record-core-cycles"],
+        Duration::from_millis(1200),
     );
-    let out = p.output();
     assert!(!out.contains("has no effect"), "{out}");
     let lines: Vec<&str> = out.lines().filter(|l| l.contains("-bursts : ")).collect();
     // Two ports, an RX and a TX line each.

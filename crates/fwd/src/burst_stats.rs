@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferrovia_ethdev::MAX_BURST;
 
-/// Count of bursts per size, `0..=MAX_BURST`, written by one forwarding thread only.
+/// Count of bursts per size, `0..=MAX_BURST`, written by one forwarding thread only (so a
+/// plain load and store per count, as for the other stream counters).
 #[derive(Debug)]
 pub struct BurstSpread {
     counts: Box<[AtomicU64]>,
@@ -23,9 +24,7 @@ impl BurstSpread {
     /// Counts one burst of `n` packets (sizes above [`MAX_BURST`] count as `MAX_BURST`).
     #[inline]
     pub fn record(&self, n: usize) {
-        let c = &self.counts[n.min(MAX_BURST)];
-        // One writer per spread: a plain load and store is enough and keeps it lock-free.
-        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        crate::StreamCounters::bump(&self.counts[n.min(MAX_BURST)], 1);
     }
 
     /// Bursts of each size, index = packets in the burst.

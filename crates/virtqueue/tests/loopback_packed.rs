@@ -39,6 +39,17 @@ fn make(pool: &Mempool, data: &[u8]) -> Mbuf {
     head
 }
 
+/// A 256-mbuf pool for the tests that drive one or two queues by hand.
+fn small_pool(name: &str) -> Mempool {
+    Mempool::new(MempoolConfig {
+        name: name.into(),
+        count: 256,
+        cache_size: 16,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 fn run(features: u64, size: u16, sizes: &[usize], rounds: usize) {
     let features = features | bit(feature::F_RING_PACKED);
     let pool = Mempool::new(MempoolConfig {
@@ -177,13 +188,7 @@ fn packed_odd_ring_size() {
 /// buffer's id (DPDK's vhost does); every earlier buffer is complete too.
 #[test]
 fn in_order_batch_completion_frees_the_whole_batch() {
-    let pool = Mempool::new(MempoolConfig {
-        name: "pk-io".into(),
-        count: 256,
-        cache_size: 16,
-        ..Default::default()
-    })
-    .unwrap();
+    let pool = small_pool("pk-io");
     let size = 16u16;
     let l = PackedLayout::new(size);
     let area = SharedRegion::new("pk-io-rings", l.total, RegionBacking::Memfd).unwrap();
@@ -239,13 +244,7 @@ fn packed_partial_groups_and_wraps() {
 }
 
 fn lone_queue(features: u64, size: u16) -> (Mempool, SharedRegion, DriverPacked) {
-    let pool = Mempool::new(MempoolConfig {
-        name: "pk-lone".into(),
-        count: 256,
-        cache_size: 16,
-        ..Default::default()
-    })
-    .unwrap();
+    let pool = small_pool("pk-lone");
     let l = PackedLayout::new(size);
     let area = SharedRegion::new("pk-lone-rings", l.total, RegionBacking::Memfd).unwrap();
     let opts = DriverOptions {
@@ -346,13 +345,7 @@ fn packed_small_packets_take_line_batches_across_wraps() {
 fn bad_descriptor_inside_a_line_is_counted_and_the_rest_delivered() {
     use ferrovia_virtqueue::packed::{PackedDesc, avail_flags, is_used};
     const GPA: u64 = 0x10_0000;
-    let pool = Mempool::new(MempoolConfig {
-        name: "pk-hostile".into(),
-        count: 256,
-        cache_size: 16,
-        ..Default::default()
-    })
-    .unwrap();
+    let pool = small_pool("pk-hostile");
     let size = 16u16;
     let area = SharedRegion::new("pk-hostile-guest", 0x10000, RegionBacking::Memfd).unwrap();
     let mem = Arc::new(
