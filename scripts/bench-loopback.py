@@ -4,11 +4,16 @@ io forwarding started with tx_first, Rx-pps measured on the vhost side.
 
 Every cell of the matrix  frontend (virtio-user) in {ours, dpdk} x backend (vhost) in
 {ours, dpdk} x ring in {split, packed} x mergeable in {on, off} x frame size  runs in short
-windows, every cell once per round in a fresh random order (C A D B, B D A C, ...), because the
-host moves the two vCPUs and cross-core throughput can change 2x between placements, and a fixed
-order let a cell's position in the cycle bias it. Reported per cell: the median Rx-pps
-over all windows, and the median over rounds of the ratio to DPDK<->DPDK measured in the same
-round. Prints a table and writes JSON. This is a benchmark, not a test.
+windows, once per round. The host moves the two vCPUs and every cell's throughput drops 2-3x
+when it does, for minutes at a time, so the order matters. By default (--order grouped) each
+round runs the configurations (ring, mrg, size) in a fresh random order and, inside each, its
+four frontend x backend pairs back to back in a fresh random order: a pair and DPDK<->DPDK of
+the same configuration then run within half a minute of each other, under the same placement
+in most rounds, and their per-round ratio compares like with like. --order shuffled mixes all
+cells of a round instead (the earlier method). Reported per cell: the median Rx-pps over all
+windows; the median, over rounds, of the ratio to DPDK<->DPDK of the same round (the paired
+ratio, with its quartiles and how many rounds met the target); and two placement-filtered
+readings. Prints a table and writes JSON. This is a benchmark, not a test.
 
     sudo scripts/bench-loopback.py                      # split+packed, mrg on, 64 and 1518 B
     sudo scripts/bench-loopback.py --full               # also mrg off
@@ -131,6 +136,34 @@ def run_cell(cell, window, tmp):
     return samples, time.monotonic() - t_start, mem
 
 
+def round_order(cells, how, rng):
+    """One round's cell order: all cells shuffled, or the configurations shuffled with each
+    one's frontend x backend pairs shuffled and kept together."""
+    if how == "shuffled":
+        order = cells[:]
+        rng.shuffle(order)
+        return order
+    groups = {}
+    for c in cells:
+        groups.setdefault(c[2:], []).append(c)
+    keys = list(groups)
+    rng.shuffle(keys)
+    order = []
+    for k in keys:
+        pairs = groups[k][:]
+        rng.shuffle(pairs)
+        order += pairs
+    return order
+
+
+def quartiles(vals):
+    """(first quartile, third quartile) of a list with at least two values, else None."""
+    if len(vals) < 2:
+        return None
+    q = statistics.quantiles(vals, n=4, method="inclusive")
+    return round(q[0], 3), round(q[2], 3)
+
+
 def proc_mem(pid):
     """Resident memory of a running process in MiB: VmRSS (anonymous + file + shmem pages
     mapped) and HugetlbPages (hugepage mappings, which VmRSS does not count)."""
@@ -156,6 +189,8 @@ def main():
     ap.add_argument("--impls", default="ours,dpdk")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-out", "loopback.json"))
     ap.add_argument("--seed", type=int, default=None, help="seed of the per-round cell order (default: random)")
+    ap.add_argument("--order", choices=["grouped", "shuffled"], default="grouped",
+                    help="grouped: each configuration's pairs back to back (default); shuffled: all cells mixed")
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else random.randrange(1 << 32)
     rng = random.Random(seed)
@@ -176,8 +211,7 @@ def main():
     for r in range(a.rounds):
         # A fresh random order each round: a fixed order let a cell's position in the cycle
         # (what ran just before it, where the host had put the vCPUs) bias it by up to 2x.
-        order = cells[:]
-        rng.shuffle(order)
+        order = round_order(cells, a.order, rng)
         print(f"round {r + 1}/{a.rounds} (order seed {seed})", flush=True)
         for c in order:
             before = placement_probe()
@@ -214,8 +248,12 @@ def main():
                       if len(fast) >= 3 and len(fast_ref) >= 3 else None)
         fm, fm_n = fast_mode(per_round[c])
         fm_ref, _ = fast_mode(per_round.get(ref, []))
+        target = 1.2 if (fe, be) == ("ours", "ours") else 1.0
         rows.append({
             "frontend": fe, "backend": be, "ring": ring, "mrg_rxbuf": mrg, "size": size,
+            "ratio_paired_quartiles": quartiles(ratios),
+            "rounds_paired_meeting_target": sum(1 for x in ratios if x >= target),
+            "target": target,
             "mpps_fast_mode": round(fm / 1e6, 3) if fm else None,
             "rounds_fast_mode": fm_n,
             "ratio_vs_dpdk_dpdk_fast_mode": round(fm / fm_ref, 3) if fm and fm_ref else None,
@@ -230,15 +268,23 @@ def main():
             "memory_mib": mems[c],
         })
     print()
-    print("Mpps and x DPDK<->DPDK: all windows (per-round ratios, median); LLC columns: only windows whose")
+    print("Mpps: all windows; paired: median over rounds of the ratio to DPDK<->DPDK of the same round, [quartiles],")
+    print("rounds meeting the target (1.2x ours<->ours, 1.0x mixed) of all rounds; LLC columns: only windows whose")
     print(f"placement probe read under {SAME_LLC_NS:.0f} ns before and after (the two vCPUs sharing a last-level cache);")
     print("fast columns: per-round medians within 25 % of the cell's best round (rounds counted).")
-    print(f"{'virtio-user':>11} {'vhost':>6} {'ring':<6} {'mrg':<4} {'size':>5} {'Mpps':>7} {'x DPDK<->DPDK':>14}"
+    print(f"{'virtio-user':>11} {'vhost':>6} {'ring':<6} {'mrg':<4} {'size':>5} {'Mpps':>7} {'paired x DPDK [q1-q3] met':>28}"
           f" {'LLC Mpps':>9} {'LLC x DPDK':>11} {'fast Mpps':>14} {'fast x DPDK':>12}"
           f" {'RSS MiB (hugetlb) virtio-user / vhost':>40}")
 
     def fmt(x):
         return "n/a" if x is None else f"{x:.2f}"
+
+    def paired(row):
+        r, q = row["ratio_vs_dpdk_dpdk"], row["ratio_paired_quartiles"]
+        if not r:
+            return "n/a"
+        spread = f" [{q[0]:.2f}-{q[1]:.2f}]" if q else ""
+        return f"{r:.2f}{spread} {row['rounds_paired_meeting_target']}/{len(row['per_round_mpps'])}"
 
     def rss(m):
         if not m:
@@ -247,10 +293,9 @@ def main():
 
     for row in rows:
         m = row["mpps_median"]
-        ratio = row["ratio_vs_dpdk_dpdk"]
         mem = row["memory_mib"] or {}
         print(f"{row['frontend']:>11} {row['backend']:>6} {row['ring']:<6} {'on' if row['mrg_rxbuf'] else 'off':<4} "
-              f"{row['size']:>5} {('%.2f' % m) if m is not None else 'n/a':>7} {('%.2f' % ratio) if ratio else 'n/a':>14}"
+              f"{row['size']:>5} {('%.2f' % m) if m is not None else 'n/a':>7} {paired(row):>28}"
               f" {fmt(row['mpps_median_shared_llc']):>9} {fmt(row['ratio_vs_dpdk_dpdk_shared_llc']):>11}"
               f" {fmt(row['mpps_fast_mode']) + ' (' + str(row['rounds_fast_mode']) + '/' + str(len(row['per_round_mpps'])) + ')':>14}"
               f" {fmt(row['ratio_vs_dpdk_dpdk_fast_mode']):>12}"
@@ -258,9 +303,10 @@ def main():
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump({"cpu": sh("grep -m1 'model name' /proc/cpuinfo").stdout.strip(),
-                   "rounds": a.rounds, "window_s": a.window, "order_seed": seed,
+                   "rounds": a.rounds, "window_s": a.window, "order_seed": seed, "order": a.order,
                    "method": "vhost side CPU0, virtio-user side CPU1, io forwarding, tx_first, Rx-pps on the vhost side; "
-                             "cells interleaved per round in a random order (order_seed); memory_mib from /proc/PID/status at the end of the "
+                             "cells interleaved per round in a random order (order_seed; order grouped: each configuration's four pairs back to back, "
+                             "so ratio_vs_dpdk_dpdk is the median of per-round paired ratios); memory_mib from /proc/PID/status at the end of the "
                              "cell's last window (VmRSS excludes HugetlbPages); *_shared_llc: only windows whose ferrovia-placement probe (cache-line "
                              f"round trip CPU0<->CPU1) read under {SAME_LLC_NS:.0f} ns before and after the cell; *_fast_mode: per-round medians within 25 % of the "
                              "cell's best round, the ratio taken against DPDK<->DPDK's fast mode",

@@ -100,10 +100,12 @@ pub struct DriverPacked {
     pending_head: Option<(u16, u16)>,
 }
 
-/// Transmitted descriptors are handed to the device every this many (one cache line of the
-/// ring), so the device can start copying the first packets of a burst while the rest are
-/// posted; receive buffers are handed over once per refill.
-const TX_PUBLISH_EVERY: u16 = 4;
+/// Transmitted descriptors are handed to the device whenever the ring position reaches a
+/// multiple of this many (two 64-byte lines, one aligned 128-byte pair), so the device can
+/// start copying the first packets of a burst while the rest are posted, without reading a
+/// pair of lines whose second half the driver is still writing (the adjacent-line prefetcher
+/// moves them together); receive buffers are handed over once per refill.
+const TX_PUBLISH_SLOTS: u16 = 8;
 
 /// Tx: completed transmissions are freed once this many descriptors are in flight, not only
 /// when the ring runs short: sent mbufs go back to the cache a burst or two after the device
@@ -490,7 +492,6 @@ impl DriverPacked {
         }
         let mut bytes = 0;
         let mut bufs: arrayvec::ArrayVec<(u64, u32), 65> = arrayvec::ArrayVec::new();
-        let mut sent_since_publish = 0u16;
         for mut m in pkts.drain(..sent) {
             bytes += m.pkt_len();
             let id = self.next_id::<IO>().expect("ids counted");
@@ -509,11 +510,8 @@ impl DriverPacked {
                     count: 1,
                     posted: 0,
                 };
-                if sent_since_publish + 1 >= TX_PUBLISH_EVERY {
+                if self.avail.idx.is_multiple_of(TX_PUBLISH_SLOTS) {
                     self.publish();
-                    sent_since_publish = 0;
-                } else {
-                    sent_since_publish += 1;
                 }
                 continue;
             }
