@@ -108,15 +108,28 @@ def one_run(side, impl, ring, size, secs, inflight, tmp, burst_stats=False):
         wait_for(lambda: os.path.exists(sock), 10)
         m = start_measured()
 
+    peers = [peer]
+
     def send(cmd):
-        peer.stdin.write(cmd + "\n")
-        peer.stdin.flush()
+        # A peer that exited (a virtio-user that found the socket before the slowed vhost
+        # accepted on it) must not end the whole benchmark with a broken pipe.
+        try:
+            peers[-1].stdin.write(cmd + "\n")
+            peers[-1].stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
         time.sleep(0.2)
         with open(plog_path) as f:
             return f.read()
 
     def link_up():
-        return m.poll() is not None or "Link status: up" in send("show port info 0")
+        if m.poll() is not None:
+            return True
+        if side == "vhost" and peers[-1].poll() is not None and len(peers) < 4:
+            time.sleep(0.5)
+            peers.append(start_peer())
+            return False
+        return "Link status: up" in send("show port info 0")
 
     def circulating():
         # The peer's Rx counter moves once the measured side forwards what was injected.
@@ -135,13 +148,15 @@ def one_run(side, impl, ring, size, secs, inflight, tmp, burst_stats=False):
                 break
             send("stop")
     m.wait()
-    try:
-        peer.stdin.write("quit\n")
-        peer.stdin.flush()
-        peer.wait(timeout=15)
-    except (subprocess.TimeoutExpired, BrokenPipeError):
-        peer.kill()
-        peer.wait()
+    for peer in peers:
+        try:
+            if peer.poll() is None:
+                peer.stdin.write("quit\n")
+                peer.stdin.flush()
+            peer.wait(timeout=15)
+        except (subprocess.TimeoutExpired, BrokenPipeError, OSError):
+            peer.kill()
+            peer.wait()
     plog.close()
     log.seek(0)
     text = log.read()
@@ -152,6 +167,11 @@ def one_run(side, impl, ring, size, secs, inflight, tmp, burst_stats=False):
             ptail = f.read()[-800:]
         print(f"  {side} {impl} {ring} {size} B {secs} s: no result (link up: {injected}); log tail:\n"
               f"{text[-1500:]}\n--- peer ---\n{ptail}", file=sys.stderr)
+        return None
+    if int(rx[-1]) == 0:
+        # Nothing came round (the injected bursts were dropped before the slowed side had
+        # posted its buffers): start-up would not cancel out, so this run gives no figure.
+        print(f"  {side} {impl} {ring} {size} B {secs} s: no packets forwarded; no result", file=sys.stderr)
         return None
     if burst_stats:
         for line in RXBURSTS.findall(text)[-1:]:
@@ -190,8 +210,12 @@ def main():
         for ring in a.rings.split(","):
             for size in [int(s) for s in a.sizes.split(",")]:
                 for impl in a.impls.split(","):
-                    r1 = one_run(side, impl, ring, size, a.short, a.inflight, tmp, a.burst_stats)
-                    r2 = one_run(side, impl, ring, size, a.long, a.inflight, tmp, a.burst_stats)
+                    r1 = r2 = None
+                    for _ in range(3):
+                        r1 = r1 or one_run(side, impl, ring, size, a.short, a.inflight, tmp, a.burst_stats)
+                        r2 = r2 or one_run(side, impl, ring, size, a.long, a.inflight, tmp, a.burst_stats)
+                        if r1 and r2:
+                            break
                     ipp = None
                     if r1 and r2 and r2[1] > r1[1]:
                         ipp = (r2[0] - r1[0]) / (r2[1] - r1[1])
