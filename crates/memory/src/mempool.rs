@@ -288,6 +288,7 @@ impl MbufCache {
     }
 
     /// Most mbufs this thread's stash for the pool holds.
+    #[cfg(not(loom))]
     fn stash_cap(&self) -> usize {
         self.size * 2
     }
