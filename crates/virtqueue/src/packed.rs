@@ -158,9 +158,9 @@ impl PackedRing {
     }
 
     /// Stores len, id and flags of slot `i` as one 8-byte release store. An aligned 8-byte
-    /// store is seen whole by the other side, so the flags never arrive before the fields;
-    /// one store instead of three also keeps the store buffer, which drains only as fast as
-    /// the ring line's ownership comes back from the peer's core, three times shorter.
+    /// store is seen whole by the other side, so the flags never arrive before the fields.
+    /// One store instead of three matters because the store buffer drains only as fast as
+    /// ring lines come back from the peer's core: three stores per descriptor filled it.
     #[inline]
     fn store_tail(&self, i: u16, len: u32, id: u16, flags: u16) {
         // Little-endian in memory: len at bytes 8..12, id at 12..14, flags at 14..16.
