@@ -12,8 +12,10 @@ the same configuration then run within half a minute of each other, under the sa
 in most rounds, and their per-round ratio compares like with like. --order shuffled mixes all
 cells of a round instead (the earlier method). Reported per cell: the median Rx-pps over all
 windows; the median, over rounds, of the ratio to DPDK<->DPDK of the same round (the paired
-ratio, with its quartiles and how many rounds met the target); and two placement-filtered
-readings. Prints a table and writes JSON. This is a benchmark, not a test.
+ratio, with its quartiles and how many rounds met the target); the same ratio split by where
+the host had put the two vCPUs during the measurement (sharing a last-level cache or not,
+from a cache-line probe run at real-time priority inside the window, see ferrovia-placement);
+and a fast-mode reading. Prints a table and writes JSON. This is a benchmark, not a test.
 
     sudo scripts/bench-loopback.py                      # split+packed, mrg on, 64 and 1518 B
     sudo scripts/bench-loopback.py --full               # also mrg off
@@ -72,17 +74,44 @@ PPS = re.compile(r"Rx-pps:\s+(\d+)")
 
 PROBE = os.path.join(ROOT, "target", "release", "ferrovia-placement")
 # Round trip of one cache line between CPU 0 and CPU 1 below this: the two vCPUs share a
-# last-level cache (measured here: 40-130 ns when they do, 320-430 ns when they do not).
+# last-level cache (measured inside the windows: 50-90 ns when they do, 290-410 ns when not).
 SAME_LLC_NS = 150.0
+# Round trips per in-window probe: well under a millisecond taken from the two loops.
+PROBE_ROUND_TRIPS = "3000"
+# Whether the probe may run at real-time priority (root); found out on first use.
+PROBE_RT = [True]
 
 
 def placement_probe():
-    """Nanoseconds per cache-line round trip between CPUs 0 and 1 (None if the probe failed)."""
-    r = subprocess.run([PROBE, "0", "1", "100000"], capture_output=True, text=True)
-    try:
-        return float(r.stdout.strip())
-    except ValueError:
-        return None
+    """Nanoseconds per cache-line round trip between CPUs 0 and 1, measured now (None if the
+    probe failed). Inside a window both CPUs run a busy forwarding loop; at real-time priority
+    the probe preempts them both at once for the fraction of a millisecond it takes."""
+    for rt in ([True, False] if PROBE_RT[0] else [False]):
+        cmd = [PROBE] + (["--rt"] if rt else []) + ["0", "1", PROBE_ROUND_TRIPS]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=5)
+        except subprocess.TimeoutExpired:
+            continue
+        try:
+            return float(r.stdout.strip())
+        except ValueError:
+            if rt:
+                PROBE_RT[0] = False
+                print(f"  placement probe at real-time priority failed ({r.stderr.strip()}); "
+                      "probing at normal priority, which reads high under load", file=sys.stderr)
+    return None
+
+
+def placement_of(probes):
+    """'same' when every probe of a window read under SAME_LLC_NS, 'cross' when every one read
+    above, 'moved' otherwise (the host moved a vCPU during the window, or a probe failed)."""
+    if not probes or any(p is None for p in probes):
+        return "moved"
+    if all(p < SAME_LLC_NS for p in probes):
+        return "same"
+    if all(p >= SAME_LLC_NS for p in probes):
+        return "cross"
+    return "moved"
 
 
 def run_cell(cell, window, tmp):
@@ -111,7 +140,15 @@ def run_cell(cell, window, tmp):
             if any(int(x) > 0 for x in PPS.findall(f.read())):
                 break
         time.sleep(0.05)
-    time.sleep(window + 1.2)
+    # The window plus the partial first period, with a placement probe about once a second
+    # inside it (the last one just before the end).
+    probes = []
+    t_end = time.monotonic() + window + 1.2
+    n_probes = max(2, int(window))
+    for k in range(n_probes):
+        time.sleep(max(0.0, t_end - time.monotonic() - (n_probes - k - 0.5) * (window / n_probes)))
+        probes.append(placement_probe())
+    time.sleep(max(0.0, t_end - time.monotonic()))
     mem = {"vhost": proc_mem(vh.pid), "virtio": proc_mem(vu.pid)}
     for p in (vu, vh):
         p.send_signal(signal.SIGINT)
@@ -133,7 +170,7 @@ def run_cell(cell, window, tmp):
         ulog.seek(0)
         tail = (text[-800:] + "\n--- virtio side ---\n" + ulog.read()[-800:])
         print(f"  cell {cell} produced no traffic; logs:\n{tail}", file=sys.stderr)
-    return samples, time.monotonic() - t_start, mem
+    return samples, time.monotonic() - t_start, mem, probes
 
 
 def round_order(cells, how, rng):
@@ -204,7 +241,7 @@ def main():
              for fe in impls for be in impls]
     tmp = tempfile.mkdtemp(prefix="ferrovia-bench-")
     samples = {c: [] for c in cells}
-    fast_samples = {c: [] for c in cells}
+    places = {c: [] for c in cells}
     probes = {c: [] for c in cells}
     per_round = {c: [] for c in cells}
     mems = {c: None for c in cells}
@@ -214,19 +251,16 @@ def main():
         order = round_order(cells, a.order, rng)
         print(f"round {r + 1}/{a.rounds} (order seed {seed})", flush=True)
         for c in order:
-            before = placement_probe()
-            s, secs, mem = run_cell(c, a.window, tmp)
-            after = placement_probe()
-            probes[c].append([before, after])
-            same_llc = before is not None and after is not None and max(before, after) < SAME_LLC_NS
-            if same_llc:
-                fast_samples[c] += s
+            s, secs, mem, inside = run_cell(c, a.window, tmp)
+            probes[c].append(inside)
+            where = placement_of(inside)
+            places[c].append(where)
             mems[c] = mem
             samples[c] += s
             per_round[c].append(statistics.median(s) if s else 0)
             print(f"  {c[0]:>4} virtio-user -> {c[1]:>4} vhost  {c[2]:<6} mrg={'on ' if c[3] else 'off'} {c[4]:>5} B: "
                   f"{(statistics.median(s) / 1e6 if s else 0):6.2f} Mpps ({len(s)} windows, {secs:.1f} s; "
-                  f"probe {before} / {after} ns{', shared LLC' if same_llc else ''})", flush=True)
+                  f"placement {where}: probe {', '.join('n/a' if p is None else f'{p:.0f}' for p in inside)} ns)", flush=True)
     def fast_mode(vals):
         """Per-round medians in the cell's fast mode: within 25 % of its best round. Every cell is
         bimodal with vCPU placement (fast and slow levels 2-3x apart) and the probe does not
@@ -243,9 +277,21 @@ def main():
         fe, be, ring, mrg, size = c
         ref = (("dpdk", "dpdk", ring, mrg, size))
         ratios = [x / y for x, y in zip(per_round[c], per_round.get(ref, [])) if y > 0]
-        fast, fast_ref = fast_samples[c], fast_samples.get(ref, [])
-        fast_ratio = (statistics.median(fast) / statistics.median(fast_ref)
-                      if len(fast) >= 3 and len(fast_ref) >= 3 else None)
+        by_place = {}
+        for where in ("same", "cross"):
+            mine = [x for x, w in zip(per_round[c], places[c]) if w == where and x > 0]
+            # Paired within the placement: rounds in which both this cell and DPDK<->DPDK ran
+            # there.
+            rs = [x / y for x, y, w, wr in zip(per_round[c], per_round.get(ref, []), places[c],
+                                                places.get(ref, []))
+                  if w == where and wr == where and x > 0 and y > 0]
+            by_place[where] = {
+                "mpps": round(statistics.median(mine) / 1e6, 3) if mine else None,
+                "rounds": len(mine),
+                "ratio": round(statistics.median(rs), 3) if rs else None,
+                "rounds_paired": len(rs),
+                "rounds_paired_meeting_target": sum(1 for x in rs if x >= (1.2 if (fe, be) == ("ours", "ours") else 1.0)),
+            }
         fm, fm_n = fast_mode(per_round[c])
         fm_ref, _ = fast_mode(per_round.get(ref, []))
         target = 1.2 if (fe, be) == ("ours", "ours") else 1.0
@@ -260,21 +306,23 @@ def main():
             "mpps_median": round(statistics.median(samples[c]) / 1e6, 3) if samples[c] else None,
             "windows": len(samples[c]),
             "ratio_vs_dpdk_dpdk": round(statistics.median(ratios), 3) if ratios else None,
-            "mpps_median_shared_llc": round(statistics.median(fast) / 1e6, 3) if fast else None,
-            "windows_shared_llc": len(fast),
-            "ratio_vs_dpdk_dpdk_shared_llc": round(fast_ratio, 3) if fast_ratio else None,
+            "same_llc": by_place["same"],
+            "cross_llc": by_place["cross"],
+            "placement_per_round": places[c],
             "placement_probe_ns": probes[c],
             "per_round_mpps": [round(x / 1e6, 3) for x in per_round[c]],
             "memory_mib": mems[c],
         })
     print()
     print("Mpps: all windows; paired: median over rounds of the ratio to DPDK<->DPDK of the same round, [quartiles],")
-    print("rounds meeting the target (1.2x ours<->ours, 1.0x mixed) of all rounds; LLC columns: only windows whose")
-    print(f"placement probe read under {SAME_LLC_NS:.0f} ns before and after (the two vCPUs sharing a last-level cache);")
-    print("fast columns: per-round medians within 25 % of the cell's best round (rounds counted).")
+    print("rounds meeting the target (1.2x ours<->ours, 1.0x mixed) of all rounds; same LLC / cross LLC: the rounds")
+    print(f"in which the in-window placement probe read under / over {SAME_LLC_NS:.0f} ns every time (the two vCPUs")
+    print("sharing a last-level cache or not): median Mpps, and the paired ratio over the rounds in which this cell")
+    print("and DPDK<->DPDK both ran there (rounds meeting the target / rounds paired); fast: per-round medians")
+    print("within 25 % of the cell's best round (rounds counted).")
     print(f"{'virtio-user':>11} {'vhost':>6} {'ring':<6} {'mrg':<4} {'size':>5} {'Mpps':>7} {'paired x DPDK [q1-q3] met':>28}"
-          f" {'LLC Mpps':>9} {'LLC x DPDK':>11} {'fast Mpps':>14} {'fast x DPDK':>12}"
-          f" {'RSS MiB (hugetlb) virtio-user / vhost':>40}")
+          f" {'same-LLC Mpps':>13} {'x DPDK met':>12} {'cross-LLC Mpps':>14} {'x DPDK met':>12}"
+          f" {'fast Mpps':>14} {'fast x DPDK':>12} {'RSS MiB (hugetlb) virtio-user / vhost':>40}")
 
     def fmt(x):
         return "n/a" if x is None else f"{x:.2f}"
@@ -286,6 +334,11 @@ def main():
         spread = f" [{q[0]:.2f}-{q[1]:.2f}]" if q else ""
         return f"{r:.2f}{spread} {row['rounds_paired_meeting_target']}/{len(row['per_round_mpps'])}"
 
+    def placed(p):
+        if p["ratio"] is None:
+            return "n/a"
+        return f"{p['ratio']:.2f} {p['rounds_paired_meeting_target']}/{p['rounds_paired']}"
+
     def rss(m):
         if not m:
             return "n/a"
@@ -296,7 +349,8 @@ def main():
         mem = row["memory_mib"] or {}
         print(f"{row['frontend']:>11} {row['backend']:>6} {row['ring']:<6} {'on' if row['mrg_rxbuf'] else 'off':<4} "
               f"{row['size']:>5} {('%.2f' % m) if m is not None else 'n/a':>7} {paired(row):>28}"
-              f" {fmt(row['mpps_median_shared_llc']):>9} {fmt(row['ratio_vs_dpdk_dpdk_shared_llc']):>11}"
+              f" {fmt(row['same_llc']['mpps']) + ' (' + str(row['same_llc']['rounds']) + ')':>13} {placed(row['same_llc']):>12}"
+              f" {fmt(row['cross_llc']['mpps']) + ' (' + str(row['cross_llc']['rounds']) + ')':>14} {placed(row['cross_llc']):>12}"
               f" {fmt(row['mpps_fast_mode']) + ' (' + str(row['rounds_fast_mode']) + '/' + str(len(row['per_round_mpps'])) + ')':>14}"
               f" {fmt(row['ratio_vs_dpdk_dpdk_fast_mode']):>12}"
               f" {rss(mem.get('virtio')) + ' / ' + rss(mem.get('vhost')):>40}")
@@ -307,8 +361,10 @@ def main():
                    "method": "vhost side CPU0, virtio-user side CPU1, io forwarding, tx_first, Rx-pps on the vhost side; "
                              "cells interleaved per round in a random order (order_seed; order grouped: each configuration's four pairs back to back, "
                              "so ratio_vs_dpdk_dpdk is the median of per-round paired ratios); memory_mib from /proc/PID/status at the end of the "
-                             "cell's last window (VmRSS excludes HugetlbPages); *_shared_llc: only windows whose ferrovia-placement probe (cache-line "
-                             f"round trip CPU0<->CPU1) read under {SAME_LLC_NS:.0f} ns before and after the cell; *_fast_mode: per-round medians within 25 % of the "
+                             "cell's last window (VmRSS excludes HugetlbPages); placement_per_round: 'same' when every ferrovia-placement --rt probe (cache-line "
+                             f"round trip CPU0<->CPU1, run at real-time priority about once a second inside the window) read under {SAME_LLC_NS:.0f} ns, 'cross' when every one read "
+                             "over, 'moved' otherwise; same_llc / cross_llc: median Mpps over the rounds placed there, and the paired ratio over the rounds in which "
+                             "the cell and DPDK<->DPDK were both placed there; *_fast_mode: per-round medians within 25 % of the "
                              "cell's best round, the ratio taken against DPDK<->DPDK's fast mode",
                    "cells": rows}, f, indent=1)
     print(f"\nJSON written to {a.out}")
