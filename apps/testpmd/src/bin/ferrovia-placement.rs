@@ -63,9 +63,14 @@ fn yield_cpu() {
 #[repr(align(128))]
 struct Line(AtomicU32);
 
-fn fail(msg: String) -> ! {
+/// Exit status for bad arguments (or a refused real-time priority).
+const EXIT_USAGE: i32 = 2;
+/// Exit status when a CPU named cannot be used.
+const EXIT_CPU: i32 = 1;
+
+fn fail(code: i32, msg: String) -> ! {
     eprintln!("ferrovia-placement: {msg}");
-    std::process::exit(2)
+    std::process::exit(code)
 }
 
 fn main() {
@@ -81,19 +86,17 @@ fn main() {
             None => default,
             Some(s) => s
                 .parse()
-                .unwrap_or_else(|_| fail(format!("'{s}' is not a number ({USAGE})"))),
+                .unwrap_or_else(|_| fail(EXIT_USAGE, format!("'{s}' is not a number ({USAGE})"))),
         }
     };
     let (a, b, n) = (arg(0, 0), arg(1, 1), arg(2, 200_000) as u32);
-    if a == b {
-        fail(format!(
-            "CPU_A and CPU_B are both {a}: give two different CPUs ({USAGE})"
-        ));
-    }
     if rt && let Err(e) = go_real_time() {
-        fail(format!(
-            "cannot run at real-time priority: {e} (run as root, or drop --rt to probe without it)"
-        ));
+        fail(
+            EXIT_USAGE,
+            format!(
+                "cannot run at real-time priority: {e} (run as root, or drop --rt to probe without it)"
+            ),
+        );
     }
     let line = Arc::new(Line(AtomicU32::new(0)));
     let ready = Arc::new(AtomicBool::new(false));
@@ -104,7 +107,10 @@ fn main() {
         let (line, ready) = (line.clone(), ready.clone());
         std::thread::spawn(move || {
             if !pin(b) {
-                fail(format!("cannot run on CPU {b} (see nproc / taskset -p $$)"));
+                fail(
+                    EXIT_CPU,
+                    format!("cannot run on CPU {b} (see nproc / taskset -p $$)"),
+                );
             }
             ready.store(true, Ordering::Release);
             while line.0.load(Ordering::Acquire) != 1 {
@@ -123,7 +129,10 @@ fn main() {
         yield_cpu();
     }
     if !pin(a) {
-        fail(format!("cannot run on CPU {a} (see nproc / taskset -p $$)"));
+        fail(
+            EXIT_CPU,
+            format!("cannot run on CPU {a} (see nproc / taskset -p $$)"),
+        );
     }
     let mut start = Instant::now();
     for i in 0..total {
