@@ -77,7 +77,10 @@ fn real_time_probe_measures_as_root_and_says_why_not_otherwise() {
     } else if !out.status.success() {
         // Without root (or CAP_SYS_NICE) the probe must say why and how to go on.
         assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains("cannot run at real-time priority"), "{stderr}");
+        assert!(
+            stderr.contains("cannot run at real-time priority"),
+            "{stderr}"
+        );
         assert!(stderr.contains("drop --rt"), "{stderr}");
     }
 }
