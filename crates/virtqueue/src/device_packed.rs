@@ -57,13 +57,15 @@ struct UsedShadow {
 const SHADOW_MAX: usize = 64;
 
 /// Device → driver completions are written out whenever the ring position reaches a multiple
-/// of this many descriptors (two 64-byte lines, one aligned 128-byte pair) rather than once per
-/// burst, so the driver can start on the first packets of a burst while the device copies the
-/// rest. Pairs, not single lines: the CPU's adjacent-line prefetcher moves lines in pairs, and
-/// handing the driver one line while the device still writes its neighbour made the two cores
-/// trade the pair back and forth (one line: DPDK's virtio-user → our vhost 18.8–19 Mpps and
-/// ours↔ours ~22; pairs: 20.5–21.4 and ~24, docs/performance.md).
-const PUBLISH_SLOTS: u16 = 8;
+/// of this many descriptors (four 64-byte lines, two aligned 128-byte pairs) rather than once
+/// per burst, so the driver can start on the first packets of a burst while the device copies
+/// the rest. Whole pairs, never a single line: the CPU's adjacent-line prefetcher moves lines
+/// in pairs, and handing the driver one line while the device still writes its neighbour made
+/// the two cores trade the pair back and forth (one line: DPDK's virtio-user → our vhost
+/// 18.8–19 Mpps and ours↔ours ~22; one pair: 20.5–21.4 and ~24). Two pairs against one, in the
+/// same rounds and the same vCPU placement: DPDK's virtio-user → our vhost 1.04–1.07× in both
+/// placements, ours↔ours 0.99× (docs/performance.md).
+const PUBLISH_SLOTS: u16 = 16;
 
 /// Descriptors in one 64-byte line of the ring: the unit of the batched fast paths.
 const BATCH: u16 = 4;
@@ -361,8 +363,8 @@ impl DevicePacked {
 
     /// Batched device → driver path: four one-segment packets into the four one-descriptor
     /// writable buffers of one ring line, checked together, destination data lines prefetched
-    /// for writing together, copied, and completed with the line (written out at the end of
-    /// each aligned pair of lines, [`PUBLISH_SLOTS`]). Returns false with nothing
+    /// for writing together, copied, and completed with the line (written out at each
+    /// [`PUBLISH_SLOTS`] boundary). Returns false with nothing
     /// consumed when the line or the packets do not qualify.
     #[inline]
     fn enqueue_line(&mut self, pkts: &[ferrovia_memory::Mbuf], res: &mut BurstResult) -> bool {
