@@ -27,6 +27,7 @@ use crate::packed::{
     DESC_F_AVAIL, DESC_F_USED, EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos, avail_flags,
     is_avail,
 };
+use crate::prefetch::{prefetch, prefetch_for_write};
 
 /// One poller's state for one packed vring.
 #[derive(Debug)]
@@ -425,6 +426,14 @@ impl DevicePacked {
         if self.broken {
             return res;
         }
+        if self.head_avail() {
+            // The driver has handed over at least the head's line. Ours hands transmit
+            // descriptors over two lines at a time (an aligned 128-byte pair), so start the
+            // next line's transfer now rather than after this line's packets are copied:
+            // across caches the two transfers then overlap (docs/performance.md, "Ring
+            // look-ahead"). A line not yet written is only read early, never consumed.
+            prefetch(self.ring.slot_addr((self.avail.idx & !(BATCH - 1)) + BATCH));
+        }
         let n = max.min(out.remaining_capacity());
         let mut any = false;
         let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
@@ -641,31 +650,4 @@ impl DevicePacked {
         self.notify(any);
         res
     }
-}
-
-/// Starts loading the cache line at `p` (a hint: never faults, reads nothing).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 has no architectural effect and never faults, whatever `p` is.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// Starts taking the cache line at `p` for writing (a hint, as [`prefetch`]).
-#[inline(always)]
-fn prefetch_for_write(p: *const u8) {
-    // Written as asm: the intrinsic falls back to PREFETCHT0 unless the whole build targets
-    // PRFCHW, yet every x86-64 CPU accepts the instruction (those without it run a NOP).
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHW has no architectural effect and never faults, whatever `p` is; it
-    // touches no register but its address operand, no stack and no flags.
-    unsafe {
-        std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly))
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }

@@ -22,6 +22,7 @@ use crate::packed::{
     EVENT_AREA_SIZE, EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos, avail_flags, is_used,
     packed_ring_size,
 };
+use crate::prefetch::prefetch;
 
 const HDR_CELL: usize = 16;
 
@@ -111,6 +112,9 @@ const TX_PUBLISH_SLOTS: u16 = 8;
 /// when the ring runs short: sent mbufs go back to the cache a burst or two after the device
 /// has copied them, still warm, and the mbufs in circulation stay few.
 const TX_RECLAIM_AT: u16 = 64;
+
+/// Packed descriptors per 64-byte ring line.
+const RING_LINE_SLOTS: u16 = 4;
 
 // SAFETY: the pointers refer to the queue's own shared area, kept mapped by the owner; the
 // queue is used by one thread at a time.
@@ -627,6 +631,20 @@ impl DriverPacked {
         self.kick_if_needed(posted);
     }
 
+    /// Starts the transfer of the three ring lines after the one holding the next used
+    /// descriptor. A device hands receive completions back in runs (ours in aligned runs of
+    /// 16 slots, four lines), and the run's later lines are written before its first one is
+    /// seen; reading them one after another costs one line transfer each across caches, so
+    /// they are requested together as soon as the run's first descriptor is found
+    /// (docs/performance.md, "Ring look-ahead"). A line not yet written is only read early.
+    #[inline(always)]
+    fn prefetch_used_ahead(&self) {
+        let line = self.used.idx & !(RING_LINE_SLOTS - 1);
+        for k in 1..4 {
+            prefetch(self.ring.slot_addr(line + k * RING_LINE_SLOTS));
+        }
+    }
+
     /// Rx: collects up to `max` packets, then refills.
     pub fn receive(
         &mut self,
@@ -667,7 +685,12 @@ impl DriverPacked {
         let mut bytes = 0;
         while got < max && !self.broken {
             let (id, len) = match self.peek_rx::<IO>(self.used) {
-                Ok(Some(u)) => u,
+                Ok(Some(u)) => {
+                    if got == 0 {
+                        self.prefetch_used_ahead();
+                    }
+                    u
+                }
                 Ok(None) => break,
                 Err(()) => {
                     self.break_queue(sink);

@@ -25,6 +25,7 @@ pub mod guest_mem;
 pub mod layout;
 pub mod net_hdr;
 pub mod packed;
+mod prefetch;
 pub mod quiesce;
 pub mod split;
 

@@ -122,6 +122,13 @@ impl PackedRing {
         unsafe { self.desc.add(i as usize * 16) }
     }
 
+    /// The address of slot `i` (any index; it wraps like every other accessor), for
+    /// prefetch hints only: nothing is read or written through it.
+    #[inline]
+    pub fn slot_addr(&self, i: u16) -> *const u8 {
+        self.slot(i)
+    }
+
     #[inline]
     fn flags_atomic(&self, i: u16) -> &AtomicU16 {
         // SAFETY: bytes 14..16 of a descriptor inside the ring, 2-byte aligned.
