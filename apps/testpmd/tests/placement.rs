@@ -84,3 +84,15 @@ fn real_time_probe_measures_as_root_and_says_why_not_otherwise() {
         assert!(stderr.contains("drop --rt"), "{stderr}");
     }
 }
+
+#[test]
+fn real_time_probe_refuses_one_cpu_twice() {
+    let out = Command::new(PROBE)
+        .args(["--rt", "0", "0", "10"])
+        .output()
+        .expect("run probe");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--rt needs two different CPUs"), "{stderr}");
+    assert!(stderr.contains("drop --rt"), "{stderr}");
+}

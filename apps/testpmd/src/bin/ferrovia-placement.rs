@@ -90,6 +90,13 @@ fn main() {
         }
     };
     let (a, b, n) = (arg(0, 0), arg(1, 1), arg(2, 200_000) as u32);
+    if rt && a == b {
+        // Two real-time spinners on one CPU: the one waiting would never let the other run.
+        fail(
+            EXIT_USAGE,
+            format!("--rt needs two different CPUs, got {a} twice (drop --rt to probe on one CPU)"),
+        );
+    }
     if rt && let Err(e) = go_real_time() {
         fail(
             EXIT_USAGE,
