@@ -68,8 +68,25 @@ const SHADOW_MAX: usize = 64;
 /// placements, ours↔ours 0.99× (docs/performance.md).
 const PUBLISH_SLOTS: u16 = 16;
 
+/// Plain packets checked in one first pass of [`DevicePacked::dequeue_plain`]: a whole burst.
+const PLAIN_MAX: usize = 32;
+
 /// Descriptors in one 64-byte line of the ring: the unit of the batched fast paths.
 const BATCH: u16 = 4;
+
+/// Why [`DevicePacked::dequeue_plain`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PlainStop {
+    /// It took as many packets as it was asked for.
+    Limit,
+    /// The next descriptor is not available yet.
+    Empty,
+    /// The next descriptor is available but needs the per-chain path (chained, indirect,
+    /// writable, badly sized, not translatable, or larger than one mbuf).
+    NotPlain,
+    /// The mbuf pool ran dry.
+    NoMbuf,
+}
 
 /// A delimited chain.
 struct Chain {
@@ -297,69 +314,91 @@ impl DevicePacked {
         Some([0, 1, 2, 3].map(|k| self.ring.desc(idx + k)))
     }
 
-    /// Batched driver → device path: four one-descriptor packets of one ring line, each
-    /// fitting one mbuf, checked together, their sources prefetched together, then copied.
-    /// Returns false with nothing consumed when the line does not qualify; the per-packet
-    /// path then handles it (and reports whatever is wrong).
+    /// Driver → device, plain packets (one descriptor holding header and frame, fitting one
+    /// mbuf) from the head of the ring, in two passes. The first reads every available
+    /// descriptor up to `limit` (and at most [`PLAIN_MAX`]), checks it and starts loading its
+    /// frame; the second copies the frames. Across caches each frame line is a transfer from
+    /// the driver's core whenever the driver's side has read the frame (DPDK's virtio-user
+    /// does, for its statistics), and this way the transfers of a whole burst overlap instead
+    /// of following each other four at a time (docs/performance.md, "Two-pass dequeue").
+    ///
+    /// Stops at the first descriptor that is not available or not plain (chained, indirect,
+    /// writable, badly sized or not translatable), leaving the latter to the per-chain path,
+    /// which reports whatever is wrong with it. Returns the packets taken and why it stopped.
     #[inline]
-    fn dequeue_line(
+    fn dequeue_plain(
         &mut self,
         cache: &mut MbufCache,
         out: &mut Burst,
+        limit: usize,
         max_pkt: usize,
         port: u16,
         res: &mut BurstResult,
-    ) -> bool {
-        const N: usize = BATCH as usize;
-        if out.remaining_capacity() < N {
-            return false;
-        }
-        let Some(descs) = self.whole_line(0) else {
-            return false;
-        };
+    ) -> (usize, PlainStop) {
+        let size = self.ring.size();
         let hdr = self.hdr_len;
-        let mut srcs = [std::ptr::null_mut::<u8>(); N];
-        for (src, d) in srcs.iter_mut().zip(&descs) {
+        // (frame, frame length, buffer id) of each descriptor checked in the first pass.
+        let mut frames: ArrayVec<(*const u8, u32, u16), PLAIN_MAX> = ArrayVec::new();
+        let mut pos = self.avail;
+        let mut stop = PlainStop::Limit;
+        while frames.len() < limit.min(PLAIN_MAX) {
+            let flags = self.ring.flags(pos.idx);
+            if !is_avail(flags, pos.wrap) {
+                stop = PlainStop::Empty;
+                break;
+            }
+            stop = PlainStop::NotPlain;
+            if flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE) != 0 {
+                break;
+            }
+            let d = self.ring.desc(pos.idx);
             let len = d.len as usize;
             if len <= hdr || len - hdr > max_pkt {
-                return false;
+                break;
             }
-            match self.active.mem.translate(d.addr, d.len as u64) {
-                // SAFETY: the translation covers len > hdr bytes.
-                Some(p) => *src = unsafe { p.add(hdr) },
-                None => return false,
-            }
+            let Some(p) = self.active.mem.translate(d.addr, d.len as u64) else {
+                break;
+            };
+            stop = PlainStop::Limit;
+            // SAFETY: the translation covers len > hdr bytes.
+            let frame = unsafe { p.add(hdr) };
+            prefetch(frame);
+            frames.push((frame, (len - hdr) as u32, d.id));
+            pos.advance(1, size);
         }
-        for &src in &srcs {
-            prefetch(src);
+        if frames.is_empty() {
+            return (0, stop);
         }
         let start = out.len();
-        if !cache.alloc_bulk(N, out) {
-            return false;
-        }
-        // Every mbuf of a pool has the same room.
-        if descs
-            .iter()
-            .any(|d| d.len as usize - hdr > out[start].tailroom())
-        {
-            cache.free_all(out.drain(start..));
-            return false;
-        }
-        for ((m, d), src) in out[start..].iter_mut().zip(&descs).zip(srcs) {
-            let plen = d.len as usize - hdr;
-            if let Some(dst) = m.append(plen) {
-                // SAFETY: src spans plen bytes of translated guest memory; dst is plen bytes.
-                unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), plen) };
+        if !cache.alloc_bulk(frames.len(), out) {
+            while out.len() - start < frames.len() {
+                let Some(m) = cache.alloc() else {
+                    stop = PlainStop::NoMbuf;
+                    break;
+                };
+                out.push(m);
             }
+        }
+        let mut done = 0;
+        for (m, &(frame, plen, id)) in out[start..].iter_mut().zip(&frames) {
+            // None when the frame exceeds the mbuf's room: the per-chain path spreads it
+            // over a chain of mbufs.
+            let Some(dst) = m.append(plen as usize) else {
+                // Larger than an mbuf: the per-chain path spreads it over a chain.
+                stop = PlainStop::NotPlain;
+                break;
+            };
+            // SAFETY: frame spans plen bytes of translated guest memory; dst is plen bytes.
+            unsafe { std::ptr::copy_nonoverlapping(frame, dst.as_mut_ptr(), plen as usize) };
             m.set_port(port);
-            res.bytes += plen;
+            res.bytes += plen as usize;
+            self.put_used_tx(id, 1);
+            done += 1;
         }
-        res.packets += N;
-        for d in &descs {
-            self.put_used_tx(d.id, 1);
-        }
-        self.avail.advance(BATCH, self.ring.size());
-        true
+        cache.free_all(out.drain(start + done..));
+        res.packets += done;
+        self.avail.advance(done as u16, size);
+        (done, stop)
     }
 
     /// Batched device → driver path: four one-segment packets into the four one-descriptor
@@ -429,8 +468,8 @@ impl DevicePacked {
         if self.head_avail() {
             // The driver has handed over at least the head's line. Ours hands transmit
             // descriptors over two lines at a time (an aligned 128-byte pair), so start the
-            // next line's transfer now rather than after this line's packets are copied:
-            // across caches the two transfers then overlap (docs/performance.md, "Ring
+            // next line's transfer now, before the first pass reads the head's line: across
+            // caches the two transfers then overlap (docs/performance.md, "Ring
             // look-ahead"). A line not yet written is only read early, never consumed.
             prefetch(self.ring.slot_addr((self.avail.idx & !(BATCH - 1)) + BATCH));
         }
@@ -439,51 +478,23 @@ impl DevicePacked {
         let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
         let mut taken = 0;
         while taken < n {
-            if n - taken >= BATCH as usize && self.dequeue_line(cache, out, max_pkt, port, &mut res)
-            {
-                taken += BATCH as usize;
-                any = true;
-                continue;
-            }
-            taken += 1;
-            let flags = self.ring.flags(self.avail.idx);
-            if !is_avail(flags, self.avail.wrap) {
-                break;
-            }
-            // Fast path: header and frame in one plain descriptor that fits one mbuf.
-            if flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) == 0 {
-                let d = self.ring.desc(self.avail.idx);
-                let hdr = self.hdr_len as u32;
-                if d.len > hdr
-                    && ((d.len - hdr) as usize) <= max_pkt
-                    && let Some(src) = self.active.mem.translate(d.addr, d.len as u64)
-                {
-                    let plen = (d.len - hdr) as usize;
-                    let Some(mut m) = cache.alloc() else {
-                        sink.ring_error(RingError::NoMbuf, 1);
-                        break;
-                    };
-                    if let Some(dst) = m.append(plen) {
-                        // SAFETY: src spans d.len bytes of guest memory; dst is plen bytes.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                src.add(hdr as usize),
-                                dst.as_mut_ptr(),
-                                plen,
-                            )
-                        };
-                        m.set_port(port);
-                        res.packets += 1;
-                        res.bytes += plen;
-                        out.push(m);
-                        self.avail.advance(1, self.ring.size());
-                        self.put_used_tx(d.id, 1);
-                        any = true;
-                        continue;
-                    }
-                    cache.free(m);
+            let limit = (n - taken).min(PLAIN_MAX);
+            let (k, stop) = self.dequeue_plain(cache, out, limit, max_pkt, port, &mut res);
+            taken += k;
+            any |= k > 0;
+            match stop {
+                PlainStop::Limit => continue,
+                // Not read again before the next burst: a driver that is writing that line
+                // now would have to take it back once more.
+                PlainStop::Empty => break,
+                PlainStop::NoMbuf => {
+                    sink.ring_error(RingError::NoMbuf, 1);
+                    break;
                 }
+                PlainStop::NotPlain => {}
             }
+            // The head is available but not plain: one chain by the general path.
+            taken += 1;
             segs.clear();
             let Some(c) = self.collect(false, &mut segs) else {
                 self.mark_broken(sink);

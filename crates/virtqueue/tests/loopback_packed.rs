@@ -333,7 +333,8 @@ fn packed_small_packets_take_line_batches_across_wraps() {
     run(V1 | MRG, 30, &[64; 24], 60);
     run(V1 | MRG | IN_ORDER, 22, &[61; 13], 60);
     // Without mergeable buffers our driver posts 5-descriptor receive chains (9018-byte
-    // frames in 2 KiB buffers): transmit takes the batched path, receive the per-packet one.
+    // frames in 2 KiB buffers): transmit takes the two-pass plain path, receive the
+    // per-packet one.
     run(V1, 64, &[64; 12], 60);
 }
 
@@ -460,6 +461,40 @@ fn bad_descriptor_inside_a_line_is_counted_and_the_rest_delivered() {
         got.is_empty(),
         "every frame was consumed (delivered or dropped)"
     );
+
+    // Driver -> device: one plain descriptor between two others whose frame (3000 bytes) is
+    // larger than one mbuf. The two-pass plain path leaves it to the per-chain path, which
+    // spreads it over a chain of mbufs; the packets keep their order.
+    let (drv, mut dev) = rings(0x2000);
+    let big = payload(7, 3000);
+    for (i, frame) in [payload(5, 64), big.clone(), payload(6, 64)]
+        .iter()
+        .enumerate()
+    {
+        let off = 0x8000 + i as u64 * 0x1000;
+        // SAFETY: inside the area (0x8000 + 2 * 0x1000 + 12 + 3000 < 0x10000).
+        let dst = unsafe {
+            std::slice::from_raw_parts_mut(area.base().add(off as usize + 12), frame.len())
+        };
+        dst.copy_from_slice(frame);
+        let d = PackedDesc {
+            addr: GPA + off,
+            len: 12 + frame.len() as u32,
+            id: i as u16,
+        };
+        drv.write(i as u16, d, avail_flags(true));
+    }
+    let before = sink.total();
+    let r = dev.dequeue_burst(&mut cache, &mut got, 32, 9728, 0, &sink);
+    assert_eq!(r.packets, 3);
+    assert_eq!(sink.total(), before, "nothing wrong with any of them");
+    let frames: Vec<Vec<u8>> = got.iter().map(|m| m.to_vec()).collect();
+    assert_eq!(frames, vec![payload(5, 64), big, payload(6, 64)]);
+    assert!(got[1].nb_segs() > 1, "the large frame spans a chain");
+    for i in 0..3 {
+        assert!(is_used(drv.flags(i), true), "descriptor {i} completed");
+    }
+    cache.free_all(got.drain(..));
     drop(cache);
     assert_eq!(pool.available(), pool.count(), "no mbuf leaked");
 }
