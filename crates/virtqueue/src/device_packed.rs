@@ -381,10 +381,8 @@ impl DevicePacked {
         }
         let mut done = 0;
         for (m, &(frame, plen, id)) in out[start..].iter_mut().zip(&frames) {
-            // None when the frame exceeds the mbuf's room: the per-chain path spreads it
-            // over a chain of mbufs.
             let Some(dst) = m.append(plen as usize) else {
-                // Larger than an mbuf: the per-chain path spreads it over a chain.
+                // Larger than an mbuf: the per-chain path spreads it over a chain of mbufs.
                 stop = PlainStop::NotPlain;
                 break;
             };
