@@ -71,7 +71,8 @@ const PUBLISH_SLOTS: u16 = 16;
 /// Plain packets checked in one first pass of [`DevicePacked::dequeue_plain`]: a whole burst.
 const PLAIN_MAX: usize = 32;
 
-/// Descriptors in one 64-byte line of the ring: the unit of the batched fast paths.
+/// Descriptors in one 64-byte line of the ring: the unit of the batched receive path and
+/// of the hand-over look-ahead.
 const BATCH: u16 = 4;
 
 /// Why [`DevicePacked::dequeue_plain`] stopped.
@@ -292,11 +293,12 @@ impl DevicePacked {
     }
 
     /// The four descriptors of the ring line at `self.avail` when the line starts there and
-    /// all four are available with exactly the flags `want` among AVAIL, USED, NEXT, WRITE and
-    /// INDIRECT (so: plain buffers, one per packet); None otherwise, with nothing consumed.
-    /// Reading the line's four flags together takes the line from the driver once.
+    /// all four are available plain writable buffers (exactly AVAIL/USED for this lap and
+    /// WRITE among AVAIL, USED, NEXT, WRITE and INDIRECT: one receive buffer per packet);
+    /// None otherwise, with nothing consumed. Reading the line's four flags together takes
+    /// the line from the driver once.
     #[inline(always)]
-    fn whole_line(&self, want: u16) -> Option<[PackedDesc; BATCH as usize]> {
+    fn writable_line(&self) -> Option<[PackedDesc; BATCH as usize]> {
         let idx = self.avail.idx;
         if !idx.is_multiple_of(BATCH) || idx + BATCH > self.ring.size() {
             return None;
@@ -306,7 +308,7 @@ impl DevicePacked {
             | VRING_DESC_F_NEXT
             | VRING_DESC_F_WRITE
             | VRING_DESC_F_INDIRECT;
-        let want = want | avail_flags(self.avail.wrap);
+        let want = VRING_DESC_F_WRITE | avail_flags(self.avail.wrap);
         let f = [0, 1, 2, 3].map(|k| self.ring.flags(idx + k) & MASK);
         if f != [want; BATCH as usize] {
             return None;
@@ -410,7 +412,7 @@ impl DevicePacked {
         if pkts.iter().any(|m| m.nb_segs() != 1) {
             return false;
         }
-        let Some(descs) = self.whole_line(VRING_DESC_F_WRITE) else {
+        let Some(descs) = self.writable_line() else {
             return false;
         };
         let hdr_len = self.hdr_len;
