@@ -71,6 +71,15 @@ const PUBLISH_SLOTS: u16 = 16;
 /// Plain packets checked in one first pass of [`DevicePacked::dequeue_plain`]: a whole burst.
 const PLAIN_MAX: usize = 32;
 
+/// How many ring lines ahead of its reads the first pass of [`DevicePacked::dequeue_plain`]
+/// requests the next one. Across caches each line of transmit descriptors is a transfer from
+/// the driver's core; requesting the line two further on whenever the pass enters a new line
+/// keeps about two transfers in flight. Measured against one look-ahead line at the start of
+/// the burst only (8–12-round A/B, packed 64 B): DPDK's virtio-user → our vhost 1.05–1.07×
+/// cross-cache and 1.04–1.06× shared, ours↔ours 1.055× cross-cache; three lines read 0.99×
+/// and four 0.94× against two. A line not yet written is only read early, never consumed.
+const DEQUEUE_LOOKAHEAD_LINES: u16 = 2;
+
 /// Descriptors in one 64-byte line of the ring: the unit of the batched receive path and
 /// of the hand-over look-ahead.
 const BATCH: u16 = 4;
@@ -344,6 +353,14 @@ impl DevicePacked {
         let mut pos = self.avail;
         let mut stop = PlainStop::Limit;
         while frames.len() < limit.min(PLAIN_MAX) {
+            if pos.idx.is_multiple_of(BATCH) {
+                // Keep the ring's transfers ahead of the reads: each new line requests the
+                // line two further on (docs/performance.md, "Moving look-ahead").
+                prefetch(
+                    self.ring
+                        .slot_addr(pos.idx + DEQUEUE_LOOKAHEAD_LINES * BATCH),
+                );
+            }
             let flags = self.ring.flags(pos.idx);
             if !is_avail(flags, pos.wrap) {
                 stop = PlainStop::Empty;
