@@ -74,10 +74,11 @@ const PLAIN_MAX: usize = 32;
 /// How many ring lines ahead of its reads the first pass of [`DevicePacked::dequeue_plain`]
 /// requests the next one. Across caches each line of transmit descriptors is a transfer from
 /// the driver's core; requesting the line two further on whenever the pass enters a new line
-/// keeps about two transfers in flight. Measured against one look-ahead line at the start of
-/// the burst only (8–12-round A/B, packed 64 B): DPDK's virtio-user → our vhost 1.05–1.07×
-/// cross-cache and 1.04–1.06× shared, ours↔ours 1.055× cross-cache; three lines read 0.99×
-/// and four 0.94× against two. A line not yet written is only read early, never consumed.
+/// keeps about two transfers in flight. Measured against the start-of-burst look-ahead alone
+/// (the partner line, in [`DevicePacked::dequeue_burst`]; 8–12-round A/B, packed 64 B):
+/// DPDK's virtio-user → our vhost 1.05–1.07× cross-cache and 1.04–1.06× shared, ours↔ours
+/// 1.055× cross-cache; three lines read 0.99× and four 0.94× against two. A line not yet
+/// written is only read early, never consumed.
 const DEQUEUE_LOOKAHEAD_LINES: u16 = 2;
 
 /// Descriptors in one 64-byte line of the ring: the unit of the batched receive path and
