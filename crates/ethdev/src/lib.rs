@@ -8,11 +8,13 @@
 pub mod burst;
 pub mod devargs;
 pub mod error;
+pub mod events;
 pub mod port;
 pub mod stats;
 
 pub use burst::{Burst, MAX_BURST};
 pub use devargs::{Devargs, DriverKind};
 pub use error::{Error, Result};
+pub use events::{EventSink, PortEvent, PortEventKind};
 pub use port::{Link, MacAddr, Port, PortConf, PortInfo, RxQueue, TxQueue};
 pub use stats::{ErrorCause, PortStats, QueueStats, QueueStatsSnapshot};

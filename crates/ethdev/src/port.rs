@@ -4,6 +4,7 @@ use ferrovia_memory::Mempool;
 
 use crate::burst::Burst;
 use crate::error::Result;
+use crate::events::EventSink;
 use crate::stats::PortStats;
 
 /// An Ethernet MAC address.
@@ -92,6 +93,8 @@ pub struct PortConf {
     pub pool: Mempool,
     /// Largest frame to receive; larger frames are dropped and counted.
     pub max_rx_pktlen: u32,
+    /// Where link and queue state events go (none: only [`Port::link`] tells).
+    pub events: Option<EventSink>,
 }
 
 impl PortConf {
@@ -105,6 +108,7 @@ impl PortConf {
             nb_txd: 0,
             pool,
             max_rx_pktlen: 9728,
+            events: None,
         }
     }
 }

@@ -8,7 +8,9 @@
 //!   operations, used as the mempool's shared free list.
 //! * [`mempool`]: fixed-size packet buffer pools with per-thread caches and bulk get/put.
 //! * [`mbuf`]: packet buffers with headroom, chaining and offload metadata.
+//! * [`arena`]: ring areas for many ports carved from a few registered regions.
 
+pub mod arena;
 pub mod burst;
 #[cfg(not(loom))]
 mod lcore_stash;

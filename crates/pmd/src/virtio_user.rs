@@ -8,25 +8,23 @@
 //! `vectorized` (accepted, ignored), `iface` (vhost-kernel only).
 //!
 //! The rings and every mempool live in memfd-backed shared memory whose fds go to the backend,
-//! so neither root nor hugepages are needed. A control thread owns the socket; on a
-//! disconnection it pauses the queues, and on the next connection it renegotiates and resumes
-//! every ring where the old backend stopped.
+//! so neither root nor hugepages are needed. The process's control loop owns the socket
+//! (`virtio_user_ctl.rs`); on a disconnection it pauses the queues, and on the next connection
+//! it renegotiates and resumes every ring where the old backend stopped. Link and queue
+//! changes go to `PortConf::events`.
 
 use std::cell::UnsafeCell;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, mpsc};
 
 use ferrovia_ethdev::{
     Burst, Devargs, Error, Link, MacAddr, Port, PortConf, PortInfo, PortStats, QueueStats, Result,
     RxQueue, TxQueue,
 };
-use ferrovia_memory::{MbufCache, RegionBacking, SharedRegion, registry};
-use ferrovia_transport::frontend::{self, VringSpec};
+use ferrovia_memory::MbufCache;
+use ferrovia_memory::arena::{self, ArenaSlice};
+use ferrovia_transport::reactor::{Reactor, SourceId};
 use ferrovia_transport::socket;
 use ferrovia_virtqueue::driver::DriverOptions;
 use ferrovia_virtqueue::driver_any::AnyDriverQueue;
@@ -36,6 +34,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::shared::{RunState, Taken, TakenGuard};
 use crate::sink::StatsSink;
+use crate::virtio_user_ctl::VirtioUserSource;
 
 const KEYS: &[&str] = &[
     "path",
@@ -54,9 +53,9 @@ const KEYS: &[&str] = &[
 
 /// What a queue needs from the current connection.
 #[derive(Debug)]
-struct LinkCfg {
-    features: u64,
-    kick: Option<File>,
+pub(crate) struct LinkCfg {
+    pub(crate) features: u64,
+    pub(crate) kick: Option<File>,
 }
 
 /// Per-vring state shared by the control thread and the queue's owner.
@@ -65,8 +64,8 @@ struct LinkCfg {
 /// accesses exclusive: the queue handle touches it only inside a burst entered with a live
 /// configuration, and the control thread only after `cfg.publish(None)` returned (no burst in
 /// progress, and none can start until the next `publish(Some)`), or before any handle exists.
-struct VringShared {
-    cfg: Quiesce<LinkCfg>,
+pub(crate) struct VringShared {
+    pub(crate) cfg: Quiesce<LinkCfg>,
     queue: UnsafeCell<AnyDriverQueue>,
 }
 
@@ -78,7 +77,7 @@ impl VringShared {
     /// # Safety
     /// The caller must hold exclusive access per the quiesce protocol (see the type's docs).
     #[allow(clippy::mut_from_ref)]
-    unsafe fn queue(&self) -> &mut AnyDriverQueue {
+    pub(crate) unsafe fn queue(&self) -> &mut AnyDriverQueue {
         // SAFETY: exclusivity is the caller's obligation.
         unsafe { &mut *self.queue.get() }
     }
@@ -86,13 +85,13 @@ impl VringShared {
 
 /// Options fixed at open.
 #[derive(Debug, Clone)]
-struct Opts {
-    path: String,
-    server: bool,
-    queues: u16,
-    want: u64,
-    max_rx_pkt: usize,
-    packed: bool,
+pub(crate) struct Opts {
+    pub(crate) path: String,
+    pub(crate) server: bool,
+    pub(crate) queues: u16,
+    pub(crate) want: u64,
+    pub(crate) max_rx_pkt: usize,
+    pub(crate) packed: bool,
 }
 
 /// The virtio-user port.
@@ -110,11 +109,8 @@ pub struct VirtioUserPort {
     tx_stats: Vec<Arc<QueueStats>>,
     rx_taken: Taken,
     tx_taken: Taken,
-    stop_ctl: Arc<AtomicBool>,
-    ctl: Option<JoinHandle<()>>,
-    // Declared (and so dropped) before the area it describes.
-    _registration: registry::Registration,
-    _area: Arc<SharedRegion>,
+    source: Option<SourceId>,
+    _area: Arc<ArenaSlice>,
 }
 
 impl std::fmt::Debug for VirtioUserPort {
@@ -198,19 +194,14 @@ impl VirtioUserPort {
             packed,
         };
 
-        // Rings: one shared area for all vrings, registered so the backend can map it.
+        // Rings: one slice of the process's ring arena (shared memory every backend can map)
+        // for all vrings of the port.
         let qbytes = AnyDriverQueue::area_size(queue_size, packed);
         let nvr = queues as usize * 2;
         let area = Arc::new(
-            SharedRegion::new(
-                &format!("{}-rings", d.name),
-                qbytes * nvr,
-                RegionBacking::Memfd,
-            )
-            .map_err(|e| Error::io(format!("{}: ring memory", d.name), e))?,
+            arena::alloc(qbytes * nvr)
+                .map_err(|e| Error::io(format!("{}: ring memory", d.name), e))?,
         );
-        let registration =
-            registry::Registration::new(area.base() as u64, area.len() as u64, area.fd());
         let mut cache = conf.pool.cache();
         let mut vrings = Vec::with_capacity(nvr);
         for i in 0..nvr {
@@ -240,38 +231,32 @@ impl VirtioUserPort {
         let calls: Vec<EventFd> = (0..nvr).map(|_| eventfd("call")).collect::<Result<_>>()?;
         let link_up = Arc::new(AtomicBool::new(false));
         let negotiated = Arc::new(Mutex::new(None));
-        let stop_ctl = Arc::new(AtomicBool::new(false));
-        let handshake_err: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-
-        let first = if server {
-            Endpoint::Listen(socket::listen(&path).map_err(|e| Error::io(d.name.clone(), e))?)
+        let (listener, first, first_rx) = if server {
+            let l = socket::listen(&path).map_err(|e| Error::io(d.name.clone(), e))?;
+            (Some(l), None, None)
         } else {
-            Endpoint::Connected(
-                socket::connect(&path, "vhost-user backend", "server=1")
-                    .map_err(|e| Error::io(d.name.clone(), e))?,
-            )
+            let s = socket::connect_nonblocking(&path, "vhost-user backend", "server=1")
+                .map_err(|e| Error::io(d.name.clone(), e))?;
+            let (tx, rx) = mpsc::channel();
+            (None, Some((s, tx)), Some(rx))
         };
-        let ctl = {
-            let c = Control {
-                name: d.name.clone(),
-                opts: opts.clone(),
-                pool: conf.pool.clone(),
-                qbytes,
-                area_base: area.base() as u64,
-                queue_size,
-                vrings: vrings.clone(),
-                kicks,
-                calls,
-                link_up: link_up.clone(),
-                negotiated: negotiated.clone(),
-                stop: stop_ctl.clone(),
-                first_error: handshake_err.clone(),
-            };
-            std::thread::Builder::new()
-                .name(format!("{}-ctl", d.name))
-                .spawn(move || c.run(first))
-                .map_err(|e| Error::io("cannot start the virtio-user control thread", e))?
-        };
+        let source = VirtioUserSource::new(
+            d.name.clone(),
+            opts.clone(),
+            conf.pool.clone(),
+            qbytes,
+            area.base() as u64,
+            queue_size,
+            vrings.clone(),
+            kicks,
+            calls,
+            link_up.clone(),
+            negotiated.clone(),
+            listener,
+            first,
+            conf.events.clone().map(|s| (s, conf.port_id)),
+        );
+        let source = Reactor::global().add(Box::new(source));
         let mut port = VirtioUserPort {
             name: d.name.clone(),
             opts,
@@ -286,36 +271,35 @@ impl VirtioUserPort {
             tx_stats: (0..queues).map(|_| Arc::default()).collect(),
             rx_taken: Taken::new(queues),
             tx_taken: Taken::new(queues),
-            stop_ctl,
-            ctl: Some(ctl),
-            _registration: registration,
+            source: Some(source),
             _area: area,
         };
-        if !server {
+        if let Some(rx) = first_rx {
             // Like DPDK, a client port is usable as soon as it is created: wait for the first
-            // handshake and report its failure here.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !port.link_up.load(Ordering::Acquire) && Instant::now() < deadline {
-                if let Some(e) = handshake_err
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                {
+            // handshake (each reply has its own deadline) and report its failure here.
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
                     port.shutdown();
                     return Err(Error::Protocol(e));
                 }
-                std::thread::sleep(Duration::from_millis(2));
+                Err(_) => {
+                    port.shutdown();
+                    return Err(Error::Protocol(format!(
+                        "{}: the control loop dropped the first connection",
+                        d.name
+                    )));
+                }
             }
         }
         Ok(port)
     }
 
     fn shutdown(&mut self) {
-        self.stop_ctl.store(true, Ordering::Release);
-        if let Some(h) = self.ctl.take() {
-            let _ = h.join();
+        if let Some(id) = self.source.take() {
+            // Returns once the control loop has stopped the source, which pauses every vring.
+            Reactor::global().remove(id);
         }
-        // The control thread paused every vring before exiting.
     }
 }
 
@@ -332,186 +316,6 @@ impl Drop for VirtioUserPort {
         if self.opts.server {
             let _ = std::fs::remove_file(&self.opts.path);
         }
-    }
-}
-
-enum Endpoint {
-    Listen(UnixListener),
-    Connected(UnixStream),
-}
-
-/// The control thread's state.
-struct Control {
-    name: String,
-    opts: Opts,
-    pool: ferrovia_memory::Mempool,
-    qbytes: usize,
-    area_base: u64,
-    queue_size: u16,
-    vrings: Arc<Vec<Arc<VringShared>>>,
-    kicks: Vec<EventFd>,
-    calls: Vec<EventFd>,
-    link_up: Arc<AtomicBool>,
-    negotiated: Arc<Mutex<Option<u64>>>,
-    stop: Arc<AtomicBool>,
-    first_error: Arc<Mutex<Option<String>>>,
-}
-
-impl Control {
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
-    }
-
-    fn run(self, first: Endpoint) {
-        let listener = match first {
-            Endpoint::Listen(l) => {
-                let _ = l.set_nonblocking(true);
-                Some(l)
-            }
-            Endpoint::Connected(s) => {
-                self.session(s, true);
-                None
-            }
-        };
-        let mut warned = false;
-        while !self.stopped() {
-            let stream = match &listener {
-                Some(l) => match l.accept() {
-                    Ok((s, _)) => s,
-                    Err(_) => {
-                        socket::poll_fd(l, Duration::from_millis(100));
-                        continue;
-                    }
-                },
-                None => match socket::connect(&self.opts.path, "vhost-user backend", "server=1") {
-                    Ok(s) => {
-                        warned = false;
-                        s
-                    }
-                    Err(e) => {
-                        if !warned {
-                            log::warn!("{}: {e}; retrying every 500 ms", self.name);
-                            warned = true;
-                        }
-                        self.sleep(Duration::from_millis(500));
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nonblocking(false);
-            self.session(stream, false);
-        }
-        self.pause_all();
-    }
-
-    fn sleep(&self, d: Duration) {
-        let end = Instant::now() + d;
-        while Instant::now() < end && !self.stopped() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pause_all(&self) {
-        self.link_up.store(false, Ordering::Release);
-        for v in self.vrings.iter() {
-            v.cfg.publish(None);
-        }
-    }
-
-    /// Runs one connection from handshake to hang-up.
-    fn session(&self, stream: UnixStream, first: bool) {
-        match self.handshake(stream) {
-            Ok(sess) => {
-                log::info!(
-                    "{}: connected to vhost-user backend at {} (features {:#x})",
-                    self.name,
-                    self.opts.path,
-                    sess.features
-                );
-                self.link_up.store(true, Ordering::Release);
-                let fd = sess.raw_fd();
-                // SAFETY: fd belongs to `sess`, alive for this borrow; we only poll it.
-                let watch = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                while !self.stopped() {
-                    let (_r, hup) = socket::poll_fd(&watch, Duration::from_millis(100));
-                    if hup {
-                        break;
-                    }
-                    let _ = _r;
-                }
-                self.pause_all();
-                drop(sess);
-                if !self.stopped() {
-                    log::warn!(
-                        "{}: vhost-user backend at {} went away; link down, waiting for it to come back",
-                        self.name,
-                        self.opts.path
-                    );
-                }
-            }
-            Err(e) => {
-                log::error!("{}: {e}", self.name);
-                if first {
-                    *self.first_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    self.stop.store(true, Ordering::Release);
-                } else {
-                    self.sleep(Duration::from_millis(500));
-                }
-            }
-        }
-    }
-
-    fn handshake(&self, stream: UnixStream) -> std::result::Result<frontend::Session, String> {
-        let mut sess =
-            frontend::negotiate(stream, &self.opts.path, self.opts.want, self.opts.queues)?;
-        {
-            let mut n = self.negotiated.lock().unwrap_or_else(|p| p.into_inner());
-            match *n {
-                Some(prev) if prev != sess.features => {
-                    return Err(format!(
-                        "{}: the backend now negotiates features {:#x}, but buffers in flight were set up for {prev:#x}; restart this port",
-                        self.opts.path, sess.features
-                    ));
-                }
-                _ => *n = Some(sess.features),
-            }
-        }
-        self.pause_all();
-        let mut specs = Vec::with_capacity(self.vrings.len());
-        let mut cache = self.pool.cache();
-        for (i, v) in self.vrings.iter().enumerate() {
-            // SAFETY: every vring was paused by pause_all just above.
-            let q = unsafe { v.queue() };
-            let base = q.prepare_connect(&mut cache, i % 2 == 0, &ferrovia_virtqueue::NoSink);
-            let start = self.area_base + (i * self.qbytes) as u64;
-            let a = AnyDriverQueue::addrs(start, self.queue_size, self.opts.packed);
-            specs.push(VringSpec {
-                size: self.queue_size,
-                desc: a.desc,
-                avail: a.avail,
-                used: a.used,
-                base,
-            });
-        }
-        drop(cache);
-        let regions = registry::snapshot_owned()
-            .map_err(|e| format!("cannot duplicate memory region fds: {e}"))?;
-        let infos: Vec<_> = regions.iter().map(|(r, _)| *r).collect();
-        sess.setup(&infos, &specs, &self.kicks, &self.calls)?;
-        drop(regions);
-        for (i, v) in self.vrings.iter().enumerate() {
-            // SAFETY: dup of our own eventfd; the File owns the duplicate.
-            let kick = unsafe { libc::dup(self.kicks[i].as_raw_fd()) };
-            let kick = (kick >= 0).then(|| {
-                // SAFETY: kick is a fresh fd from dup.
-                unsafe { File::from_raw_fd(kick) }
-            });
-            v.cfg.publish(Some(Arc::new(LinkCfg {
-                features: sess.features,
-                kick,
-            })));
-        }
-        Ok(sess)
     }
 }
 
@@ -614,7 +418,7 @@ struct VuQueue {
     state: Arc<RunState>,
     port_id: u16,
     max_rx_pkt: usize,
-    _area: Arc<SharedRegion>,
+    _area: Arc<ArenaSlice>,
 }
 
 impl VuQueue {

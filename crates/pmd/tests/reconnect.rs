@@ -95,6 +95,10 @@ fn is_in_flight_marker(f: &[u8]) -> bool {
 fn survivors_recover_twenty_times_without_leaks() {
     let dir = std::env::temp_dir().join(format!("ferrovia-rc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Process-wide resources that live as long as the process (the control loop's epoll fd and
+    // eventfd, the ring arena's first chunk) are made before counting.
+    ferrovia_transport::reactor::Reactor::global();
+    drop(ferrovia_memory::arena::alloc(4096).unwrap());
     let fds0 = fds();
     {
         let survivor_pool = pool("survivor");

@@ -39,6 +39,38 @@ pub struct VringCtl {
     pub used_idx: AtomicU16,
 }
 
+/// A change of the device's state, reported to the port's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceEvent {
+    /// Queue pair 0 became usable in both directions (`true`) or stopped being usable.
+    Link(bool),
+    /// Vring `index` became usable (`true`: the frontend set it up and enabled it) or not.
+    Vring {
+        /// Vring index: even = guest Rx (our Tx queue index/2), odd = guest Tx (our Rx).
+        index: u16,
+        /// Usable now.
+        ready: bool,
+    },
+}
+
+/// The callback that receives [`DeviceEvent`]s (on the control thread).
+pub type Notify = Arc<dyn Fn(DeviceEvent) + Send + Sync>;
+
+/// Where events go, and what was last reported (so each change is reported once).
+#[derive(Default)]
+pub struct EventState {
+    notify: Option<Notify>,
+    reported: std::sync::Mutex<(bool, Vec<bool>)>,
+}
+
+impl std::fmt::Debug for EventState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventState")
+            .field("notify", &self.notify.is_some())
+            .finish()
+    }
+}
+
 /// State shared by the control thread, the polling threads and the port.
 #[derive(Debug)]
 pub struct DeviceShared {
@@ -52,11 +84,18 @@ pub struct DeviceShared {
     pub sessions_failed: AtomicU64,
     /// Messages refused (each also ends its session).
     pub bad_messages: AtomicU64,
+    /// Event delivery.
+    pub events: EventState,
 }
 
 impl DeviceShared {
     /// State for a device with `queue_pairs` queue pairs.
     pub fn new(queue_pairs: u16) -> Arc<DeviceShared> {
+        Self::with_notify(queue_pairs, None)
+    }
+
+    /// State for a device with `queue_pairs` queue pairs whose changes go to `notify`.
+    pub fn with_notify(queue_pairs: u16, notify: Option<Notify>) -> Arc<DeviceShared> {
         Arc::new(DeviceShared {
             vrings: (0..queue_pairs as usize * 2)
                 .map(|_| Arc::default())
@@ -65,6 +104,10 @@ impl DeviceShared {
             sessions: AtomicU64::new(0),
             sessions_failed: AtomicU64::new(0),
             bad_messages: AtomicU64::new(0),
+            events: EventState {
+                notify,
+                reported: std::sync::Mutex::new((false, vec![false; queue_pairs as usize * 2])),
+            },
         })
     }
 }
@@ -253,6 +296,35 @@ impl BackendHandler {
     fn update_link(&self) {
         let up = self.vrings.len() >= 2 && self.vrings[0].published && self.vrings[1].published;
         self.shared.link_up.store(up, Ordering::Release);
+    }
+
+    /// Reports every vring and link change since the last report to the device's
+    /// [`Notify`] callback. The session calls it after each message, so the transient pauses
+    /// inside one message (a memory table swap) are not reported.
+    pub fn report_events(&self) {
+        let ev = &self.shared.events;
+        let Some(notify) = &ev.notify else { return };
+        let mut changes = Vec::new();
+        {
+            let mut r = ev.reported.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, v) in self.vrings.iter().enumerate() {
+                if r.1[i] != v.published {
+                    r.1[i] = v.published;
+                    changes.push(DeviceEvent::Vring {
+                        index: i as u16,
+                        ready: v.published,
+                    });
+                }
+            }
+            let up = self.shared.link_up.load(Ordering::Acquire);
+            if r.0 != up {
+                r.0 = up;
+                changes.push(DeviceEvent::Link(up));
+            }
+        }
+        for c in changes {
+            notify(c);
+        }
     }
 
     /// True while `SET_VRING_ENABLE` would be refused by rust-vmm's request handler (it wants

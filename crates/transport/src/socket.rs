@@ -81,3 +81,65 @@ pub fn poll_fd(fd: &impl AsRawFd, timeout: Duration) -> (bool, bool) {
     let hup = p.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR | libc::POLLNVAL) != 0;
     (p.revents & libc::POLLIN != 0, hup)
 }
+
+/// Connects to `path` without ever blocking (a unix socket's `connect` waits while the
+/// listener's backlog is full; this one fails with `WouldBlock` instead). The stream is
+/// returned in blocking mode. Errors explain like [`connect`].
+pub fn connect_nonblocking(path: &str, role: &str, server_hint: &str) -> io::Result<UnixStream> {
+    use std::os::fd::FromRawFd;
+    let bytes = path.as_bytes();
+    // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "cannot connect to {path}: the path is longer than {} bytes; use a shorter socket path",
+                addr.sun_path.len() - 1
+            ),
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain syscall; the fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket we own.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    // SAFETY: `addr` is a valid sockaddr_un that outlives the call.
+    let r = unsafe {
+        libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        let why = match e.kind() {
+            io::ErrorKind::NotFound => "no such file".to_string(),
+            io::ErrorKind::ConnectionRefused => "connection refused (stale socket file?)".into(),
+            io::ErrorKind::PermissionDenied => "permission denied".into(),
+            io::ErrorKind::WouldBlock => "the listener's backlog is full".into(),
+            _ => e.to_string(),
+        };
+        return Err(io::Error::new(
+            e.kind(),
+            format!(
+                "cannot connect to {path}: {why} (is the {role} running? use {server_hint} to listen instead)"
+            ),
+        ));
+    }
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}

@@ -1,0 +1,387 @@
+//! The virtio-user port's control side, served by the process's reactor: listening or
+//! connecting (and reconnecting), the non-blocking vhost-user handshake with a deadline per
+//! reply, and pausing and resuming the rings when the backend comes and goes.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use ferrovia_ethdev::{EventSink, PortEventKind};
+use ferrovia_memory::registry;
+use ferrovia_transport::frontend::{FrontendError, Handshake, Progress, VringSpec};
+use ferrovia_transport::reactor::{Ctx, Source};
+use ferrovia_transport::socket;
+use ferrovia_virtqueue::driver_any::AnyDriverQueue;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::virtio_user::{LinkCfg, Opts, VringShared};
+
+/// How long the backend may take to answer one handshake request.
+pub(crate) const REPLY_LIMIT: Duration = Duration::from_secs(3);
+/// How often a client-mode port retries its connection.
+const RECONNECT_EVERY: Duration = Duration::from_millis(500);
+
+const EV_READ: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+
+enum State {
+    /// Server mode, waiting for a backend; or a client that gave up after its first attempt.
+    Idle,
+    /// Client mode, waiting to retry.
+    Reconnect,
+    Handshake(Box<Handshake>),
+    Up(UnixStream),
+}
+
+/// One virtio-user port's socket and rings, as the control loop sees them.
+pub(crate) struct VirtioUserSource {
+    pub(crate) name: String,
+    pub(crate) opts: Opts,
+    pub(crate) pool: ferrovia_memory::Mempool,
+    pub(crate) qbytes: usize,
+    pub(crate) area_base: u64,
+    pub(crate) queue_size: u16,
+    pub(crate) vrings: Arc<Vec<Arc<VringShared>>>,
+    pub(crate) kicks: Vec<EventFd>,
+    pub(crate) calls: Vec<EventFd>,
+    pub(crate) link_up: Arc<AtomicBool>,
+    pub(crate) negotiated: Arc<Mutex<Option<u64>>>,
+    pub(crate) listener: Option<UnixListener>,
+    /// The first connection (client mode): the opener waits for its outcome.
+    pub(crate) first: Option<(UnixStream, mpsc::Sender<Result<(), String>>)>,
+    pub(crate) first_reply: Option<mpsc::Sender<Result<(), String>>>,
+    pub(crate) events: Option<(EventSink, u16)>,
+    state: State,
+    warned: bool,
+}
+
+impl VirtioUserSource {
+    /// A source for a port whose rings and fds are ready.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: String,
+        opts: Opts,
+        pool: ferrovia_memory::Mempool,
+        qbytes: usize,
+        area_base: u64,
+        queue_size: u16,
+        vrings: Arc<Vec<Arc<VringShared>>>,
+        kicks: Vec<EventFd>,
+        calls: Vec<EventFd>,
+        link_up: Arc<AtomicBool>,
+        negotiated: Arc<Mutex<Option<u64>>>,
+        listener: Option<UnixListener>,
+        first: Option<(UnixStream, mpsc::Sender<Result<(), String>>)>,
+        events: Option<(EventSink, u16)>,
+    ) -> VirtioUserSource {
+        if let Some(l) = &listener {
+            let _ = l.set_nonblocking(true);
+        }
+        VirtioUserSource {
+            name,
+            opts,
+            pool,
+            qbytes,
+            area_base,
+            queue_size,
+            vrings,
+            kicks,
+            calls,
+            link_up,
+            negotiated,
+            listener,
+            first,
+            first_reply: None,
+            events,
+            state: State::Idle,
+            warned: false,
+        }
+    }
+
+    fn emit_all(&self, up: bool) {
+        let Some((sink, port)) = &self.events else {
+            return;
+        };
+        sink.emit(
+            *port,
+            if up {
+                PortEventKind::LinkUp
+            } else {
+                PortEventKind::LinkDown
+            },
+        );
+        for q in 0..self.opts.queues {
+            for rx in [true, false] {
+                sink.emit(
+                    *port,
+                    PortEventKind::QueueState {
+                        queue: q,
+                        rx,
+                        enabled: up,
+                    },
+                );
+            }
+        }
+    }
+
+    fn pause_all(&self) {
+        self.link_up.store(false, Ordering::Release);
+        for v in self.vrings.iter() {
+            v.cfg.publish(None);
+        }
+    }
+
+    fn stream_fd(&self) -> Option<RawFd> {
+        match &self.state {
+            State::Handshake(h) => Some(h.raw_fd()),
+            State::Up(s) => Some(s.as_raw_fd()),
+            _ => None,
+        }
+    }
+
+    fn begin(&mut self, cx: &mut Ctx<'_>, stream: UnixStream) {
+        match Handshake::start(stream, &self.opts.path, self.opts.want, self.opts.queues) {
+            Ok(h) => {
+                if let Err(e) = cx.watch(h.raw_fd(), EV_READ) {
+                    self.failed(cx, format!("{}: cannot watch the socket: {e}", self.name));
+                    return;
+                }
+                if let Some(l) = &self.listener {
+                    cx.unwatch(l.as_raw_fd());
+                }
+                cx.set_deadline(Some(Instant::now() + REPLY_LIMIT));
+                self.state = State::Handshake(Box::new(h));
+            }
+            Err(e) => self.failed(cx, e.to_string()),
+        }
+    }
+
+    /// Ends the current connection and goes back to waiting.
+    fn drop_connection(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(fd) = self.stream_fd() {
+            cx.unwatch(fd);
+        }
+        let was_up = matches!(self.state, State::Up(_));
+        self.state = State::Idle;
+        self.pause_all();
+        if was_up {
+            self.emit_all(false);
+        }
+        cx.set_deadline(None);
+        if let Some(l) = &self.listener {
+            if let Err(e) = cx.watch(l.as_raw_fd(), libc::EPOLLIN as u32) {
+                log::error!("{}: cannot watch the listening socket: {e}", self.name);
+            }
+        } else {
+            self.state = State::Reconnect;
+            cx.set_deadline(Some(Instant::now() + RECONNECT_EVERY));
+        }
+    }
+
+    fn failed(&mut self, cx: &mut Ctx<'_>, why: String) {
+        log::error!("{}: {why}", self.name);
+        if let Some(tx) = self.first_reply.take() {
+            // The opener reports this and drops the port; stay idle until then.
+            let _ = tx.send(Err(why));
+            if let Some(fd) = self.stream_fd() {
+                cx.unwatch(fd);
+            }
+            self.state = State::Idle;
+            self.pause_all();
+            cx.set_deadline(None);
+            return;
+        }
+        self.drop_connection(cx);
+    }
+
+    fn on_handshake(&mut self, cx: &mut Ctx<'_>) {
+        let State::Handshake(h) = &mut self.state else {
+            return;
+        };
+        let r = h.on_readable();
+        let r = match r {
+            Ok(Progress::Negotiated { features }) => self.set_up_rings(features),
+            other => other,
+        };
+        match r {
+            Ok(Progress::Ready) => self.go_up(cx),
+            Ok(_) => cx.set_deadline(Some(Instant::now() + REPLY_LIMIT)),
+            Err(e) => self.failed(cx, e.to_string()),
+        }
+    }
+
+    /// Features are agreed: prepares every ring and sends the memory table and vrings.
+    fn set_up_rings(&mut self, features: u64) -> Result<Progress, FrontendError> {
+        let proto = |what: String| FrontendError::Protocol {
+            path: self.opts.path.clone(),
+            what,
+        };
+        {
+            let mut n = self.negotiated.lock().unwrap_or_else(|p| p.into_inner());
+            match *n {
+                Some(prev) if prev != features => {
+                    return Err(proto(format!(
+                        "the backend now negotiates features {features:#x}, but buffers in flight were set up for {prev:#x}; restart this port"
+                    )));
+                }
+                _ => *n = Some(features),
+            }
+        }
+        self.pause_all();
+        let mut specs = Vec::with_capacity(self.vrings.len());
+        let mut cache = self.pool.cache();
+        for (i, v) in self.vrings.iter().enumerate() {
+            // SAFETY: every vring was paused by pause_all just above.
+            let q = unsafe { v.queue() };
+            let base = q.prepare_connect(&mut cache, i % 2 == 0, &ferrovia_virtqueue::NoSink);
+            let start = self.area_base + (i * self.qbytes) as u64;
+            let a = AnyDriverQueue::addrs(start, self.queue_size, self.opts.packed);
+            specs.push(VringSpec {
+                size: self.queue_size,
+                desc: a.desc,
+                avail: a.avail,
+                used: a.used,
+                base,
+            });
+        }
+        drop(cache);
+        let regions = registry::snapshot_owned()
+            .map_err(|e| proto(format!("cannot duplicate memory region fds: {e}")))?;
+        let (infos, fds): (Vec<_>, Vec<OwnedFd>) = regions.into_iter().unzip();
+        let kicks: Vec<RawFd> = self.kicks.iter().map(|k| k.as_raw_fd()).collect();
+        let calls: Vec<RawFd> = self.calls.iter().map(|c| c.as_raw_fd()).collect();
+        let State::Handshake(h) = &mut self.state else {
+            unreachable!("set-up runs during a handshake");
+        };
+        h.setup(&infos, fds, &specs, &kicks, &calls)
+    }
+
+    fn go_up(&mut self, cx: &mut Ctx<'_>) {
+        let State::Handshake(h) = std::mem::replace(&mut self.state, State::Idle) else {
+            return;
+        };
+        let features = h.features;
+        cx.set_deadline(None);
+        for (i, v) in self.vrings.iter().enumerate() {
+            // SAFETY: dup of our own eventfd; the File owns the duplicate.
+            let kick = unsafe { libc::dup(self.kicks[i].as_raw_fd()) };
+            let kick = (kick >= 0).then(|| {
+                // SAFETY: kick is a fresh fd from dup.
+                unsafe { File::from_raw_fd(kick) }
+            });
+            v.cfg.publish(Some(Arc::new(LinkCfg { features, kick })));
+        }
+        self.link_up.store(true, Ordering::Release);
+        log::info!(
+            "{}: connected to vhost-user backend at {} (features {features:#x})",
+            self.name,
+            self.opts.path
+        );
+        let stream = h.into_stream();
+        self.state = State::Up(stream);
+        self.emit_all(true);
+        if let Some(tx) = self.first_reply.take() {
+            let _ = tx.send(Ok(()));
+        }
+    }
+
+    fn connect(&mut self, cx: &mut Ctx<'_>) {
+        match socket::connect_nonblocking(&self.opts.path, "vhost-user backend", "server=1") {
+            Ok(s) => {
+                self.warned = false;
+                self.begin(cx, s);
+            }
+            Err(e) => {
+                if !self.warned {
+                    log::warn!("{}: {e}; retrying every 500 ms", self.name);
+                    self.warned = true;
+                }
+                self.state = State::Reconnect;
+                cx.set_deadline(Some(Instant::now() + RECONNECT_EVERY));
+            }
+        }
+    }
+}
+
+impl Source for VirtioUserSource {
+    fn start(&mut self, cx: &mut Ctx<'_>) {
+        if let Some((stream, tx)) = self.first.take() {
+            self.first_reply = Some(tx);
+            self.begin(cx, stream);
+        } else if let Some(l) = &self.listener {
+            if let Err(e) = cx.watch(l.as_raw_fd(), libc::EPOLLIN as u32) {
+                log::error!("{}: cannot watch the listening socket: {e}", self.name);
+            }
+        } else {
+            self.connect(cx);
+        }
+    }
+
+    fn ready(&mut self, cx: &mut Ctx<'_>, fd: RawFd, _events: u32) {
+        if self.listener.as_ref().is_some_and(|l| l.as_raw_fd() == fd) {
+            if !matches!(self.state, State::Idle) {
+                return;
+            }
+            let accepted = self.listener.as_ref().map(|l| l.accept());
+            if let Some(Ok((s, _))) = accepted {
+                self.begin(cx, s);
+            }
+            return;
+        }
+        if self.stream_fd() != Some(fd) {
+            return;
+        }
+        match &mut self.state {
+            State::Handshake(_) => self.on_handshake(cx),
+            State::Up(s) => {
+                // The backend sends nothing on this channel once set up; anything readable is a
+                // hang-up (or bytes we discard).
+                let mut b = [0u8; 256];
+                let gone = loop {
+                    match std::io::Read::read(s, &mut b) {
+                        Ok(0) => break true,
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => break true,
+                    }
+                };
+                if gone {
+                    log::warn!(
+                        "{}: vhost-user backend at {} went away; link down, waiting for it to come back",
+                        self.name,
+                        self.opts.path
+                    );
+                    self.drop_connection(cx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn timeout(&mut self, cx: &mut Ctx<'_>) {
+        match &self.state {
+            State::Reconnect => self.connect(cx),
+            State::Handshake(h) => {
+                let why = format!(
+                    "{}: the vhost-user backend did not answer {} within {} s; is it a vhost-user net backend, and is it alive?",
+                    self.opts.path,
+                    h.waiting_for(),
+                    REPLY_LIMIT.as_secs()
+                );
+                self.failed(cx, why);
+            }
+            _ => {}
+        }
+    }
+
+    fn stop(&mut self) {
+        self.state = State::Idle;
+        self.pause_all();
+        if let Some(tx) = self.first_reply.take() {
+            let _ = tx.send(Err(format!("{}: the port was closed", self.name)));
+        }
+    }
+}
