@@ -28,8 +28,7 @@ use ferrovia_ethdev::{
 use ferrovia_memory::{MbufCache, RegionBacking, SharedRegion, registry};
 use ferrovia_transport::frontend::{self, VringSpec};
 use ferrovia_transport::socket;
-use ferrovia_virtqueue::driver::DriverOptions;
-use ferrovia_virtqueue::driver_any::AnyDriverQueue;
+use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue};
 use ferrovia_virtqueue::layout::{bit, feature, valid_queue_size};
 use ferrovia_virtqueue::quiesce::{Entered, Quiesce, QuiesceReader};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
@@ -67,7 +66,7 @@ struct LinkCfg {
 /// progress, and none can start until the next `publish(Some)`), or before any handle exists.
 struct VringShared {
     cfg: Quiesce<LinkCfg>,
-    queue: UnsafeCell<AnyDriverQueue>,
+    queue: UnsafeCell<DriverQueue>,
 }
 
 // SAFETY: see the type's documentation: access to `queue` is serialised by the quiesce
@@ -78,7 +77,7 @@ impl VringShared {
     /// # Safety
     /// The caller must hold exclusive access per the quiesce protocol (see the type's docs).
     #[allow(clippy::mut_from_ref)]
-    unsafe fn queue(&self) -> &mut AnyDriverQueue {
+    unsafe fn queue(&self) -> &mut DriverQueue {
         // SAFETY: exclusivity is the caller's obligation.
         unsafe { &mut *self.queue.get() }
     }
@@ -199,7 +198,7 @@ impl VirtioUserPort {
         };
 
         // Rings: one shared area for all vrings, registered so the backend can map it.
-        let qbytes = AnyDriverQueue::area_size(queue_size, packed);
+        let qbytes = DriverQueue::area_size(queue_size, packed);
         let nvr = queues as usize * 2;
         let area = Arc::new(
             SharedRegion::new(
@@ -220,10 +219,9 @@ impl VirtioUserPort {
             };
             // SAFETY: each vring gets its own `qbytes` of the area, which is kept alive by the
             // port (and by every queue handle through `_area`).
-            let mut q = unsafe {
-                AnyDriverQueue::new(area.base().add(i * qbytes), queue_size, packed, dopts)
-            }
-            .map_err(|e| Error::Config(format!("{}: {e}", d.name)))?;
+            let mut q =
+                unsafe { DriverQueue::new(area.base().add(i * qbytes), queue_size, packed, dopts) }
+                    .map_err(|e| Error::Config(format!("{}: {e}", d.name)))?;
             if i % 2 == 0 {
                 let room = conf.pool.config().data_room as usize;
                 q.set_rx_chain_for(if mrg { 0 } else { opts.max_rx_pkt }, room);
@@ -484,7 +482,7 @@ impl Control {
             let q = unsafe { v.queue() };
             let base = q.prepare_connect(&mut cache, i % 2 == 0, &ferrovia_virtqueue::NoSink);
             let start = self.area_base + (i * self.qbytes) as u64;
-            let a = AnyDriverQueue::addrs(start, self.queue_size, self.opts.packed);
+            let a = DriverQueue::addrs(start, self.queue_size, self.opts.packed);
             specs.push(VringSpec {
                 size: self.queue_size,
                 desc: a.desc,
