@@ -2,7 +2,7 @@
 //! packets copied between those buffers and mbufs.
 //!
 //! Every buffer is translated through [`GuestMemory`] as a whole before it is touched; a
-//! [`Seg`] is only ever built by [`push_seg`], so the copies below stay inside guest memory.
+//! `Seg` is only ever built by `push_seg`, so the copies below stay inside guest memory.
 
 use arrayvec::ArrayVec;
 use ferrovia_memory::{Mbuf, MbufCache};

@@ -1,11 +1,11 @@
 //! The device side of a virtio-net packed queue (what a vhost backend runs when
 //! `VIRTIO_F_RING_PACKED` is negotiated).
 //!
-//! Same contract as the split side (`split::SplitDevice`): every descriptor
-//! comes from a hostile driver and is checked (ownership bits, chain length bounded by the ring
-//! size, translation of every buffer as a whole, indirect tables negotiated and well formed). A
-//! chain that cannot even be delimited (longer than the ring, or ending in a descriptor the
-//! driver has not made available) marks the queue broken until it is reconfigured.
+//! Same contract as the split side (`split::SplitDevice`): every descriptor comes from a
+//! hostile driver and is checked (ownership bits, chain length bounded by the ring size,
+//! translation of every buffer as a whole, indirect tables negotiated and well formed). A chain
+//! that cannot even be delimited (longer than the ring, or ending in a descriptor the driver has
+//! not made available) marks the queue broken until it is reconfigured.
 
 use std::io::Write;
 use std::sync::Arc;
