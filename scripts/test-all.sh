@@ -19,6 +19,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "no import cycles between sibling modules"
+python3 scripts/check-module-cycles.py
+
 step "cargo test (release; unit, property, loopback, interop, how-to)"
 cargo test --workspace --release
 

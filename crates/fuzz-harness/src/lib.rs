@@ -12,12 +12,11 @@ use ferrovia_memory::{Burst, Mempool, MempoolConfig, RegionBacking, SharedRegion
 use ferrovia_transport::backend::{BackendHandler, DeviceShared};
 use ferrovia_virtqueue::NoSink;
 use ferrovia_virtqueue::device::{ActiveVring, DeviceQueue, RingView};
-use ferrovia_virtqueue::driver::{DriverOptions, QueueLayout};
-use ferrovia_virtqueue::driver_any::AnyDriverQueue;
+use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue};
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{bit, feature};
 use ferrovia_virtqueue::packed::PackedRing;
-use ferrovia_virtqueue::split::SplitRing;
+use ferrovia_virtqueue::split::{SplitLayout, SplitRing};
 use vhost::vhost_user::BackendReqHandler;
 
 fn pool() -> &'static Mempool {
@@ -256,7 +255,7 @@ pub fn device_walk(data: &[u8]) {
 fn driver_against_hostile_device(
     data0: u8,
     packed: bool,
-    device_writes: impl FnOnce([(&AnyDriverQueue, usize); 2]),
+    device_writes: impl FnOnce([(&DriverQueue, usize); 2]),
 ) {
     let size = 16u16;
     let mrg = data0 & 1 != 0;
@@ -271,17 +270,17 @@ fn driver_against_hostile_device(
         // The in-order layouts trust the order more than the ids: fuzz them too.
         features |= bit(feature::F_IN_ORDER);
     }
-    let qbytes = AnyDriverQueue::area_size(size, packed);
+    let qbytes = DriverQueue::area_size(size, packed);
     let area = SharedRegion::new("fuzz-drv", qbytes * 2, RegionBacking::Memfd).expect("memfd");
     let opts = DriverOptions {
         features,
         max_rx_pkt: 9018,
     };
     // SAFETY: the area holds two queue areas and outlives both queues (dropped at the end).
-    let mut rx = unsafe { AnyDriverQueue::new(area.base(), size, packed, opts) }.expect("rx");
+    let mut rx = unsafe { DriverQueue::new(area.base(), size, packed, opts) }.expect("rx");
     // SAFETY: as above.
     let mut tx =
-        unsafe { AnyDriverQueue::new(area.base().add(qbytes), size, packed, opts) }.expect("tx");
+        unsafe { DriverQueue::new(area.base().add(qbytes), size, packed, opts) }.expect("tx");
     let mut cache = pool().cache();
     rx.set_rx_chain_for(if mrg { 0 } else { 9018 }, 2048);
     rx.refill(&mut cache, &NoSink);
@@ -317,7 +316,7 @@ pub fn driver_used(data: &[u8]) {
     if data.len() < 4 {
         return;
     }
-    let l = QueueLayout::new(16);
+    let l = SplitLayout::new(16);
     driver_against_hostile_device(data[0], false, |queues| {
         for (_, start) in queues {
             let used = (start + l.used) as *mut u8;
@@ -337,7 +336,7 @@ pub fn driver_packed_used(data: &[u8]) {
     driver_against_hostile_device(data[0], true, |queues| {
         let mut bytes = data[1..].iter().copied().cycle();
         for (q, _) in queues {
-            let AnyDriverQueue::Packed(q) = q else {
+            let DriverQueue::Packed(q) = q else {
                 unreachable!("packed queues")
             };
             for i in 0..16u16 {

@@ -19,7 +19,7 @@
 
 use std::cell::RefCell;
 
-use crate::mempool::PoolInner;
+use crate::pool_core::PoolInner;
 use crate::sync::Ordering;
 
 /// Free mbufs of one pool on this thread.

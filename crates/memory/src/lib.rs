@@ -9,6 +9,10 @@
 //! * [`mempool`]: fixed-size packet buffer pools with per-thread caches and bulk get/put.
 //! * [`mbuf`]: packet buffers with headroom, chaining and offload metadata.
 //! * [`arena`]: ring areas for many ports carved from a few registered regions.
+//!
+//! Below both `mempool` and `mbuf` sits `pool_core`: the mbuf header, the pool state it points
+//! back to and the primitive that returns a header to its pool, so neither of the two modules
+//! depends on the other's internals in a cycle (scripts/check-module-cycles.py checks it).
 
 pub mod arena;
 pub mod burst;
@@ -16,6 +20,7 @@ pub mod burst;
 mod lcore_stash;
 pub mod mbuf;
 pub mod mempool;
+mod pool_core;
 pub mod region;
 pub mod registry;
 pub mod ring;

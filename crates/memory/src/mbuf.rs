@@ -7,50 +7,14 @@
 
 use std::ptr::NonNull;
 
-use crate::mempool::PoolInner;
+pub use crate::pool_core::MbufHdr;
+use crate::pool_core::PoolInner;
 
 /// Offload flag: the packet's L4 checksum must be completed by the receiver/device
 /// (`VIRTIO_NET_HDR_F_NEEDS_CSUM`).
 pub const OL_NEEDS_CSUM: u64 = 1 << 0;
 /// Offload flag: the checksum was validated by the sender/device (`VIRTIO_NET_HDR_F_DATA_VALID`).
 pub const OL_CSUM_VALID: u64 = 1 << 1;
-
-/// The header of one mbuf segment.
-#[repr(C, align(64))]
-#[derive(Debug)]
-pub struct MbufHdr {
-    pub(crate) buf: *mut u8,
-    pub(crate) next: *mut MbufHdr,
-    pub(crate) pool: *const PoolInner,
-    pub(crate) ol_flags: u64,
-    pub(crate) buf_len: u32,
-    pub(crate) data_len: u32,
-    pub(crate) pkt_len: u32,
-    pub(crate) index: u32,
-    pub(crate) data_off: u16,
-    pub(crate) nb_segs: u16,
-    pub(crate) port: u16,
-    pub(crate) headroom: u16,
-}
-
-impl MbufHdr {
-    pub(crate) fn new(buf: *mut u8, buf_len: u32, headroom: u16, index: u32) -> MbufHdr {
-        MbufHdr {
-            buf,
-            next: std::ptr::null_mut(),
-            pool: std::ptr::null(),
-            ol_flags: 0,
-            buf_len,
-            data_len: 0,
-            pkt_len: 0,
-            index,
-            data_off: headroom,
-            nb_segs: 1,
-            port: u16::MAX,
-            headroom,
-        }
-    }
-}
 
 /// An owned packet buffer (one segment plus its chain).
 pub struct Mbuf(NonNull<MbufHdr>);

@@ -12,9 +12,7 @@ pub mod ring;
 mod shared;
 mod sink;
 pub mod vhost;
-mod vhost_ctl;
 pub mod virtio_user;
-mod virtio_user_ctl;
 
 use ferrovia_ethdev::{Devargs, DriverKind, Error, Port, PortConf, Result};
 

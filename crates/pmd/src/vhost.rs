@@ -6,7 +6,7 @@
 //! (accepted when 0; see the user guide).
 //!
 //! The process's control thread (the reactor) owns the socket and serves vhost-user messages
-//! (`vhost_ctl.rs`); polling threads own the queue handles and see ring changes through the
+//! (`vhost/ctl.rs`); polling threads own the queue handles and see ring changes through the
 //! quiesce handshake, never a lock per burst. Link and vring changes go to
 //! `PortConf::events`.
 
@@ -26,7 +26,9 @@ use ferrovia_virtqueue::quiesce::{Entered, QuiesceReader};
 
 use crate::shared::{RunState, Taken, TakenGuard};
 use crate::sink::StatsSink;
-use crate::vhost_ctl::VhostSource;
+use ctl::VhostSource;
+
+mod ctl;
 
 /// Largest frame accepted from a guest (bigger chains are refused and counted).
 const MAX_FRAME: usize = 65535;

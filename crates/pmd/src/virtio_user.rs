@@ -9,7 +9,7 @@
 //!
 //! The rings and every mempool live in memfd-backed shared memory whose fds go to the backend,
 //! so neither root nor hugepages are needed. The process's control loop owns the socket
-//! (`virtio_user_ctl.rs`); on a disconnection it pauses the queues, and on the next connection
+//! (`virtio_user/ctl.rs`); on a disconnection it pauses the queues, and on the next connection
 //! it renegotiates and resumes every ring where the old backend stopped. Link and queue
 //! changes go to `PortConf::events`.
 
@@ -26,15 +26,16 @@ use ferrovia_memory::MbufCache;
 use ferrovia_memory::arena::{self, ArenaSlice};
 use ferrovia_transport::reactor::{Reactor, SourceId};
 use ferrovia_transport::socket;
-use ferrovia_virtqueue::driver::DriverOptions;
-use ferrovia_virtqueue::driver_any::AnyDriverQueue;
+use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue};
 use ferrovia_virtqueue::layout::{bit, feature, valid_queue_size};
 use ferrovia_virtqueue::quiesce::{Entered, Quiesce, QuiesceReader};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::shared::{RunState, Taken, TakenGuard};
 use crate::sink::StatsSink;
-use crate::virtio_user_ctl::VirtioUserSource;
+use ctl::VirtioUserSource;
+
+mod ctl;
 
 const KEYS: &[&str] = &[
     "path",
@@ -66,7 +67,7 @@ pub(crate) struct LinkCfg {
 /// progress, and none can start until the next `publish(Some)`), or before any handle exists.
 pub(crate) struct VringShared {
     pub(crate) cfg: Quiesce<LinkCfg>,
-    queue: UnsafeCell<AnyDriverQueue>,
+    queue: UnsafeCell<DriverQueue>,
 }
 
 // SAFETY: see the type's documentation: access to `queue` is serialised by the quiesce
@@ -77,7 +78,7 @@ impl VringShared {
     /// # Safety
     /// The caller must hold exclusive access per the quiesce protocol (see the type's docs).
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn queue(&self) -> &mut AnyDriverQueue {
+    pub(crate) unsafe fn queue(&self) -> &mut DriverQueue {
         // SAFETY: exclusivity is the caller's obligation.
         unsafe { &mut *self.queue.get() }
     }
@@ -196,7 +197,7 @@ impl VirtioUserPort {
 
         // Rings: one slice of the process's ring arena (shared memory every backend can map)
         // for all vrings of the port.
-        let qbytes = AnyDriverQueue::area_size(queue_size, packed);
+        let qbytes = DriverQueue::area_size(queue_size, packed);
         let nvr = queues as usize * 2;
         let area = Arc::new(
             arena::alloc(qbytes * nvr)
@@ -211,10 +212,9 @@ impl VirtioUserPort {
             };
             // SAFETY: each vring gets its own `qbytes` of the area, which is kept alive by the
             // port (and by every queue handle through `_area`).
-            let mut q = unsafe {
-                AnyDriverQueue::new(area.base().add(i * qbytes), queue_size, packed, dopts)
-            }
-            .map_err(|e| Error::Config(format!("{}: {e}", d.name)))?;
+            let mut q =
+                unsafe { DriverQueue::new(area.base().add(i * qbytes), queue_size, packed, dopts) }
+                    .map_err(|e| Error::Config(format!("{}: {e}", d.name)))?;
             if i % 2 == 0 {
                 let room = conf.pool.config().data_room as usize;
                 q.set_rx_chain_for(if mrg { 0 } else { opts.max_rx_pkt }, room);

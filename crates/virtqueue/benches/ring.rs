@@ -10,8 +10,7 @@ use std::time::Instant;
 use ferrovia_memory::{Burst, Mempool, MempoolConfig, RegionBacking, SharedRegion};
 use ferrovia_virtqueue::NoSink;
 use ferrovia_virtqueue::device::{ActiveVring, DeviceQueue, RingView};
-use ferrovia_virtqueue::driver::DriverOptions;
-use ferrovia_virtqueue::driver_any::AnyDriverQueue;
+use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue};
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{bit, feature};
 use ferrovia_virtqueue::packed::PackedRing;
@@ -31,16 +30,16 @@ fn bench(name: &str, packed: bool, features: u64, size: usize, iters: usize) {
     })
     .unwrap();
     let qs = 1024u16;
-    let total = AnyDriverQueue::area_size(qs, packed);
+    let total = DriverQueue::area_size(qs, packed);
     let area = SharedRegion::new("bench-rings", total * 2, RegionBacking::Memfd).unwrap();
     let opts = DriverOptions {
         features,
         max_rx_pkt: 9728,
     };
     // SAFETY: the area holds two layouts and outlives both queues.
-    let mut rx = unsafe { AnyDriverQueue::new(area.base(), qs, packed, opts) }.unwrap();
+    let mut rx = unsafe { DriverQueue::new(area.base(), qs, packed, opts) }.unwrap();
     // SAFETY: as above.
-    let mut tx = unsafe { AnyDriverQueue::new(area.base().add(total), qs, packed, opts) }.unwrap();
+    let mut tx = unsafe { DriverQueue::new(area.base().add(total), qs, packed, opts) }.unwrap();
     let (pbase, plen) = pool.region();
     let pfd = ferrovia_memory::registry::snapshot()
         .into_iter()
@@ -67,7 +66,7 @@ fn bench(name: &str, packed: bool, features: u64, size: usize, iters: usize) {
         .unwrap(),
     );
     let dev = |off: usize| {
-        let a = AnyDriverQueue::addrs(area.base() as u64 + off as u64, qs, packed);
+        let a = DriverQueue::addrs(area.base() as u64 + off as u64, qs, packed);
         let ring = if packed {
             // SAFETY: translated parts lie in the mapped ring region.
             RingView::Packed(

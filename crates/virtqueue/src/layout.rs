@@ -1,4 +1,5 @@
-//! Shared layouts of the split virtqueue and virtio-net, and feature bits.
+//! Shared layouts of the split virtqueue and virtio-net, feature bits, and the layout helpers
+//! both driver sides use for their queue areas.
 
 /// Descriptor continues via `next`.
 pub const VRING_DESC_F_NEXT: u16 = 1;
@@ -109,6 +110,15 @@ pub const fn net_hdr_len(features: u64) -> usize {
 
 /// Offset of `num_buffers` in the 12-byte header.
 pub const NET_HDR_NUM_BUFFERS_OFF: usize = 10;
+
+/// Bytes of one header cell in a driver queue's area (split or packed): where a transmitted
+/// packet's virtio-net header goes when its mbuf has no headroom for it.
+pub(crate) const HDR_CELL: usize = 16;
+
+/// `v` rounded up to a multiple of `a` (laying out driver queue areas).
+pub(crate) fn align(v: usize, a: usize) -> usize {
+    v.div_ceil(a) * a
+}
 
 #[cfg(test)]
 mod tests {

@@ -6,12 +6,12 @@ use std::os::fd::FromRawFd;
 use std::sync::Arc;
 
 use ferrovia_memory::{Burst, Mempool, MempoolConfig, RegionBacking, SharedRegion};
-use ferrovia_virtqueue::device::{ActiveVring, DeviceVring, RingView};
-use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue, QueueLayout};
+use ferrovia_virtqueue::device::{ActiveVring, RingView};
+use ferrovia_virtqueue::driver::DriverOptions;
 use ferrovia_virtqueue::error::CountingSink;
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{bit, feature};
-use ferrovia_virtqueue::split::SplitRing;
+use ferrovia_virtqueue::split::{SplitDevice, SplitDriver, SplitLayout, SplitRing};
 
 fn dup(fd: i32) -> File {
     // SAFETY: duplicating a valid fd; the new fd is owned by the File.
@@ -21,10 +21,10 @@ fn dup(fd: i32) -> File {
 struct Rig {
     pool: Mempool,
     _area: SharedRegion,
-    tx: DriverQueue,
-    rx: DriverQueue,
-    dev_tx: DeviceVring,
-    dev_rx: DeviceVring,
+    tx: SplitDriver,
+    rx: SplitDriver,
+    dev_tx: SplitDevice,
+    dev_rx: SplitDevice,
 }
 
 fn rig(features: u64, size: u16) -> Rig {
@@ -35,16 +35,16 @@ fn rig(features: u64, size: u16) -> Rig {
         ..Default::default()
     })
     .unwrap();
-    let l = QueueLayout::new(size);
+    let l = SplitLayout::new(size);
     let area = SharedRegion::new("rings", l.total * 2, RegionBacking::Memfd).unwrap();
     let opts = DriverOptions {
         features,
         max_rx_pkt: 9728,
     };
     // SAFETY: area holds two layouts and outlives the queues (both live in the Rig).
-    let mut rx = unsafe { DriverQueue::new(area.base(), size, opts) }.unwrap();
+    let mut rx = unsafe { SplitDriver::new(area.base(), size, opts) }.unwrap();
     // SAFETY: as above, second half.
-    let tx = unsafe { DriverQueue::new(area.base().add(l.total), size, opts) }.unwrap();
+    let tx = unsafe { SplitDriver::new(area.base().add(l.total), size, opts) }.unwrap();
     let (pbase, plen) = pool.region();
     let mem = Arc::new(
         GuestMemory::map(vec![
@@ -87,7 +87,7 @@ fn rig(features: u64, size: u16) -> Rig {
             call: None,
         });
         act.init_notifications();
-        DeviceVring::new(act, 0, 0)
+        SplitDevice::new(act, 0, 0)
     };
     let dev_rx = dev(0);
     let dev_tx = dev(l.total);

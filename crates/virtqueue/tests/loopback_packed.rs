@@ -8,10 +8,10 @@ use std::sync::Arc;
 use ferrovia_memory::{Burst, Mbuf, Mempool, MempoolConfig, RegionBacking, SharedRegion};
 use ferrovia_virtqueue::device::{ActiveVring, DeviceQueue, RingView};
 use ferrovia_virtqueue::driver::DriverOptions;
-use ferrovia_virtqueue::driver_packed::{DriverPacked, PackedLayout};
 use ferrovia_virtqueue::error::CountingSink;
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{bit, feature};
+use ferrovia_virtqueue::packed::{PackedDriver, PackedLayout};
 use ferrovia_virtqueue::packed::{PackedRing, Pos};
 
 fn dup(fd: i32) -> File {
@@ -66,9 +66,9 @@ fn run(features: u64, size: u16, sizes: &[usize], rounds: usize) {
         max_rx_pkt: 9728,
     };
     // SAFETY: the area holds two layouts and outlives both queues.
-    let mut rx = unsafe { DriverPacked::new(area.base(), size, opts) }.unwrap();
+    let mut rx = unsafe { PackedDriver::new(area.base(), size, opts) }.unwrap();
     // SAFETY: as above.
-    let mut tx = unsafe { DriverPacked::new(area.base().add(l.total), size, opts) }.unwrap();
+    let mut tx = unsafe { PackedDriver::new(area.base().add(l.total), size, opts) }.unwrap();
     let (pbase, plen) = pool.region();
     let pfd = ferrovia_memory::registry::snapshot()
         .into_iter()
@@ -197,7 +197,7 @@ fn in_order_batch_completion_frees_the_whole_batch() {
         max_rx_pkt: 1518,
     };
     // SAFETY: the area holds one layout and outlives the queue.
-    let mut tx = unsafe { DriverPacked::new(area.base(), size, opts) }.unwrap();
+    let mut tx = unsafe { PackedDriver::new(area.base(), size, opts) }.unwrap();
     let sink = CountingSink::default();
     let mut cache = pool.cache();
     let mut wrap = true;
@@ -243,7 +243,7 @@ fn packed_partial_groups_and_wraps() {
     run(V1 | MRG, 31, &sizes, 150);
 }
 
-fn lone_queue(features: u64, size: u16) -> (Mempool, SharedRegion, DriverPacked) {
+fn lone_queue(features: u64, size: u16) -> (Mempool, SharedRegion, PackedDriver) {
     let pool = small_pool("pk-lone");
     let l = PackedLayout::new(size);
     let area = SharedRegion::new("pk-lone-rings", l.total, RegionBacking::Memfd).unwrap();
@@ -254,7 +254,7 @@ fn lone_queue(features: u64, size: u16) -> (Mempool, SharedRegion, DriverPacked)
     // SAFETY: the area holds one layout and is returned with the queue, which the callers
     // drop first (tuple order is irrelevant: the area is only unmapped when it is dropped,
     // after the test stops using the queue).
-    let q = unsafe { DriverPacked::new(area.base(), size, opts) }.unwrap();
+    let q = unsafe { PackedDriver::new(area.base(), size, opts) }.unwrap();
     (pool, area, q)
 }
 

@@ -14,10 +14,10 @@ use ferrovia_memory::registry;
 use ferrovia_transport::frontend::{FrontendError, Handshake, Progress, VringSpec};
 use ferrovia_transport::reactor::{Ctx, Source};
 use ferrovia_transport::socket;
-use ferrovia_virtqueue::driver_any::AnyDriverQueue;
+use ferrovia_virtqueue::driver::DriverQueue;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::virtio_user::{LinkCfg, Opts, VringShared};
+use super::{LinkCfg, Opts, VringShared};
 
 /// How long the backend may take to answer one handshake request.
 pub(crate) const REPLY_LIMIT: Duration = Duration::from_secs(3);
@@ -237,7 +237,7 @@ impl VirtioUserSource {
             let q = unsafe { v.queue() };
             let base = q.prepare_connect(&mut cache, i % 2 == 0, &ferrovia_virtqueue::NoSink);
             let start = self.area_base + (i * self.qbytes) as u64;
-            let a = AnyDriverQueue::addrs(start, self.queue_size, self.opts.packed);
+            let a = DriverQueue::addrs(start, self.queue_size, self.opts.packed);
             specs.push(VringSpec {
                 size: self.queue_size,
                 desc: a.desc,

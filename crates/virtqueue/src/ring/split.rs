@@ -1,13 +1,14 @@
 //! Raw access to a split ring laid out in memory (ours or the peer's).
 //!
-//! This is the only module that dereferences ring pointers. Every accessor masks its slot index
-//! with `size - 1`, so no value read from the peer can make it reach outside the ring. Index
-//! fields are accessed as atomics (acquire on the consumer side, release on the producer
-//! side); descriptors and ring entries with volatile reads and writes, since the peer may change
-//! them at any time.
+//! With [`packed`](super::packed), the only module that dereferences ring pointers. Every
+//! accessor masks its slot index with `size - 1`, so no value read from the peer can make it
+//! reach outside the ring. Index fields are accessed as atomics (acquire on the consumer side,
+//! release on the producer side); descriptors and ring entries with volatile reads and writes,
+//! since the peer may change them at any time.
 
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use super::RingAddrError;
 use crate::layout::{Desc, UsedElem, avail_ring_size, desc_table_size, used_ring_size};
 
 /// Pointers to the three parts of one split ring.
@@ -24,15 +25,6 @@ pub struct SplitRing {
 unsafe impl Send for SplitRing {}
 // SAFETY: as above.
 unsafe impl Sync for SplitRing {}
-
-/// Why ring addresses were refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RingAddrError {
-    /// Size is not a power of two in 1..=32768.
-    BadSize,
-    /// A part is not aligned as virtio requires (desc 16, avail 2, used 4).
-    Misaligned,
-}
 
 impl SplitRing {
     /// Builds a ring view.

@@ -8,6 +8,8 @@
 
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
+use super::RingAddrError;
+
 /// Descriptor available bit.
 pub const DESC_F_AVAIL: u16 = 1 << 7;
 /// Descriptor used bit.
@@ -18,6 +20,10 @@ pub const EVENT_FLAGS_ENABLE: u16 = 0;
 pub const EVENT_FLAGS_DISABLE: u16 = 1;
 /// Event suppression: notify at a specific descriptor (EVENT_IDX).
 pub const EVENT_FLAGS_DESC: u16 = 2;
+
+/// Packed descriptors in one 64-byte ring line: the unit of the device's batched receive path
+/// and of both sides' look-ahead.
+pub(crate) const RING_LINE_SLOTS: u16 = 4;
 
 /// Bytes of one event suppression area.
 pub const EVENT_AREA_SIZE: usize = 4;
@@ -89,8 +95,7 @@ impl PackedRing {
         driver_event: *mut u8,
         device_event: *mut u8,
         size: u16,
-    ) -> Result<PackedRing, crate::split::RingAddrError> {
-        use crate::split::RingAddrError;
+    ) -> Result<PackedRing, RingAddrError> {
         // Packed rings need not be a power of two, but must fit 15-bit indexes.
         if size == 0 || size > 32768 {
             return Err(RingAddrError::BadSize);

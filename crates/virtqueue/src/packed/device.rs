@@ -1,11 +1,11 @@
 //! The device side of a virtio-net packed queue (what a vhost backend runs when
 //! `VIRTIO_F_RING_PACKED` is negotiated).
 //!
-//! Same contract as the split [`DeviceVring`](crate::device::DeviceVring): every descriptor
-//! comes from a hostile driver and is checked (ownership bits, chain length bounded by the ring
-//! size, translation of every buffer as a whole, indirect tables negotiated and well formed). A
-//! chain that cannot even be delimited (longer than the ring, or ending in a descriptor the
-//! driver has not made available) marks the queue broken until it is reconfigured.
+//! Same contract as the split side (`split::SplitDevice`): every descriptor comes from a
+//! hostile driver and is checked (ownership bits, chain length bounded by the ring size,
+//! translation of every buffer as a whole, indirect tables negotiated and well formed). A chain
+//! that cannot even be delimited (longer than the ring, or ending in a descriptor the driver has
+//! not made available) marks the queue broken until it is reconfigured.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -14,24 +14,22 @@ use std::sync::atomic::{Ordering, fence};
 use arrayvec::ArrayVec;
 use ferrovia_memory::{Burst, MbufCache};
 
-use crate::device::{
-    ActiveVring, BurstResult, MAX_SEGS, RingView, Seg, SegWriter, copy_into_mbufs, push_seg,
-};
+use crate::chain::{BurstResult, MAX_SEGS, Seg, copy_into_mbufs, push_seg, write_merged};
 use crate::error::{ErrorSink, RingError};
 use crate::layout::{
-    NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, bit,
-    feature, net_hdr_len,
+    VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, bit, feature, net_hdr_len,
 };
 use crate::net_hdr::write_rx_hdr;
-use crate::packed::{
-    DESC_F_AVAIL, DESC_F_USED, EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos, avail_flags,
-    is_avail,
-};
 use crate::prefetch::{prefetch, prefetch_for_write};
+use crate::ring::packed::{
+    DESC_F_AVAIL, DESC_F_USED, EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos,
+    RING_LINE_SLOTS as BATCH, avail_flags, is_avail,
+};
+use crate::ring::{ActiveVring, RingView};
 
 /// One poller's state for one packed vring.
 #[derive(Debug)]
-pub struct DevicePacked {
+pub struct PackedDevice {
     active: Arc<ActiveVring>,
     ring: PackedRing,
     avail: Pos,
@@ -68,24 +66,20 @@ const SHADOW_MAX: usize = 64;
 /// placements, ours↔ours 0.99× (docs/performance.md).
 const PUBLISH_SLOTS: u16 = 16;
 
-/// Plain packets checked in one first pass of [`DevicePacked::dequeue_plain`]: a whole burst.
+/// Plain packets checked in one first pass of [`PackedDevice::dequeue_plain`]: a whole burst.
 const PLAIN_MAX: usize = 32;
 
-/// How many ring lines ahead of its reads the first pass of [`DevicePacked::dequeue_plain`]
+/// How many ring lines ahead of its reads the first pass of [`PackedDevice::dequeue_plain`]
 /// requests the next one. Across caches each line of transmit descriptors is a transfer from
 /// the driver's core; requesting the line two further on whenever the pass enters a new line
 /// keeps about two transfers in flight. Measured against the start-of-burst look-ahead alone
-/// (the partner line, in [`DevicePacked::dequeue_burst`]; 8–12-round A/B, packed 64 B):
+/// (the partner line, in [`PackedDevice::dequeue_burst`]; 8–12-round A/B, packed 64 B):
 /// DPDK's virtio-user → our vhost 1.05–1.07× cross-cache and 1.04–1.06× shared, ours↔ours
 /// 1.055× cross-cache; three lines read 0.99× and four 0.94× against two. A line not yet
 /// written is only read early, never consumed.
 const DEQUEUE_LOOKAHEAD_LINES: u16 = 2;
 
-/// Descriptors in one 64-byte line of the ring: the unit of the batched receive path and
-/// of the hand-over look-ahead.
-const BATCH: u16 = 4;
-
-/// Why [`DevicePacked::dequeue_plain`] stopped.
+/// Why [`PackedDevice::dequeue_plain`] stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PlainStop {
     /// It took as many packets as it was asked for.
@@ -107,16 +101,16 @@ struct Chain {
     err: Option<RingError>,
 }
 
-impl DevicePacked {
+impl PackedDevice {
     /// Starts polling at the given positions (vhost-user base encoding: bit 15 = wrap).
-    pub fn new(active: Arc<ActiveVring>, last_avail: u16, used_idx: u16) -> DevicePacked {
+    pub fn new(active: Arc<ActiveVring>, last_avail: u16, used_idx: u16) -> PackedDevice {
         let ring = match active.ring {
             RingView::Packed(r) => r,
             RingView::Split(_) => unreachable!("packed queue built on a split ring"),
         };
         let size = ring.size();
         let f = active.features;
-        DevicePacked {
+        PackedDevice {
             avail: Pos::decode(last_avail, size).unwrap_or(Pos::START),
             used: Pos::decode(used_idx, size).unwrap_or(Pos::START),
             hdr_len: net_hdr_len(f),
@@ -469,7 +463,7 @@ impl DevicePacked {
         true
     }
 
-    /// Driver → device, as [`DeviceVring::dequeue_burst`](crate::device::DeviceVring::dequeue_burst).
+    /// Driver → device, as `SplitDevice::dequeue_burst` on a split ring.
     pub fn dequeue_burst(
         &mut self,
         cache: &mut MbufCache,
@@ -546,7 +540,7 @@ impl DevicePacked {
         res
     }
 
-    /// Device → driver, as [`DeviceVring::enqueue_burst`](crate::device::DeviceVring::enqueue_burst).
+    /// Device → driver, as `SplitDevice::enqueue_burst` on a split ring.
     pub fn enqueue_burst(
         &mut self,
         cache: &mut MbufCache,
@@ -650,22 +644,15 @@ impl DevicePacked {
                     continue 'pkts;
                 }
             }
-            let mut w = SegWriter::new(&segs);
-            let mut hdr = [0u8; 12];
-            if self.hdr_len == 12 {
-                hdr[NET_HDR_NUM_BUFFERS_OFF..12]
-                    .copy_from_slice(&(bufs.len() as u16).to_le_bytes());
-            }
-            w.write(&hdr[..self.hdr_len]);
-            for s in m.segments() {
-                w.write(s);
-            }
-            let mut left = need;
-            for &(id, count, c) in &bufs {
-                let wrote = left.min(c);
-                left -= wrote;
-                self.put_used(id, wrote as u32, count);
-            }
+            write_merged(
+                &segs,
+                self.hdr_len,
+                m,
+                need,
+                &bufs,
+                |(_, _, c)| c,
+                |(id, count, _), wrote| self.put_used(id, wrote, count),
+            );
             if self.publish_due() {
                 self.flush_used();
             }

@@ -12,23 +12,18 @@ use std::sync::atomic::{Ordering, fence};
 
 use ferrovia_memory::{Burst, Mbuf, MbufCache};
 
-use crate::driver::DriverOptions;
 use crate::error::{ErrorSink, RingError};
 use crate::layout::{
-    NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, bit, feature, net_hdr_len,
+    HDR_CELL, NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, align, bit, feature,
+    net_hdr_len,
 };
 use crate::net_hdr::clear_tx_hdr;
-use crate::packed::{
-    EVENT_AREA_SIZE, EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos, avail_flags, is_used,
-    packed_ring_size,
-};
+use crate::options::{DriverOptions, TX_RECLAIM_AT};
 use crate::prefetch::prefetch;
-
-const HDR_CELL: usize = 16;
-
-fn align(v: usize, a: usize) -> usize {
-    v.div_ceil(a) * a
-}
+use crate::ring::packed::{
+    EVENT_AREA_SIZE, EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos, RING_LINE_SLOTS,
+    avail_flags, is_used, packed_ring_size,
+};
 
 /// Where each part of one packed queue sits inside its memory area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +67,7 @@ struct Inflight {
 }
 
 /// Driver-side state of one packed queue, owned by one polling thread.
-pub struct DriverPacked {
+pub struct PackedDriver {
     ring: PackedRing,
     hdr_cells: *mut u8,
     size: u16,
@@ -108,21 +103,13 @@ pub struct DriverPacked {
 /// moves them together); receive buffers are handed over once per refill.
 const TX_PUBLISH_SLOTS: u16 = 8;
 
-/// Tx: completed transmissions are freed once this many descriptors are in flight, not only
-/// when the ring runs short: sent mbufs go back to the cache a burst or two after the device
-/// has copied them, still warm, and the mbufs in circulation stay few.
-const TX_RECLAIM_AT: u16 = 64;
-
-/// Packed descriptors per 64-byte ring line.
-const RING_LINE_SLOTS: u16 = 4;
-
 // SAFETY: the pointers refer to the queue's own shared area, kept mapped by the owner; the
 // queue is used by one thread at a time.
-unsafe impl Send for DriverPacked {}
+unsafe impl Send for PackedDriver {}
 
-impl std::fmt::Debug for DriverPacked {
+impl std::fmt::Debug for PackedDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DriverPacked")
+        f.debug_struct("PackedDriver")
             .field("size", &self.size)
             .field("num_free", &self.num_free)
             .field("avail", &self.avail)
@@ -131,7 +118,7 @@ impl std::fmt::Debug for DriverPacked {
     }
 }
 
-impl DriverPacked {
+impl PackedDriver {
     /// Initialises a queue in `area` (laid out by [`PackedLayout::new`]`(size)`).
     ///
     /// # Safety
@@ -141,7 +128,7 @@ impl DriverPacked {
         area: *mut u8,
         size: u16,
         opts: DriverOptions,
-    ) -> Result<DriverPacked, String> {
+    ) -> Result<PackedDriver, String> {
         let l = PackedLayout::new(size);
         // SAFETY: the caller guarantees the area holds the whole layout.
         let ring = unsafe {
@@ -154,7 +141,7 @@ impl DriverPacked {
             )
         }
         .map_err(|e| format!("bad packed ring size {size}: {e:?}"))?;
-        let mut q = DriverPacked {
+        let mut q = PackedDriver {
             ring,
             // SAFETY: inside the area per the layout.
             hdr_cells: unsafe { area.add(l.hdrs) },
@@ -227,7 +214,8 @@ impl DriverPacked {
         self.size - self.num_free
     }
 
-    /// See [`crate::driver::DriverQueue::set_rx_chain_for`].
+    /// Sets how many descriptors each Rx buffer chain has, so that a frame of `max_frame` bytes
+    /// fits without mergeable buffers (as the split driver does). Call before the first refill.
     pub fn set_rx_chain_for(&mut self, max_frame: usize, seg_room: usize) {
         self.rx_chain = if self.mrg {
             1

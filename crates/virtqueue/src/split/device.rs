@@ -1,0 +1,501 @@
+//! The device side of a virtio-net split queue (what a vhost backend runs).
+//!
+//! [`SplitDevice`] is owned by one polling thread. It walks the descriptor chains the driver
+//! (the peer) published, translating every address through
+//! [`GuestMemory`](crate::guest_mem::GuestMemory), and:
+//! * [`SplitDevice::dequeue_burst`] copies packets the driver transmitted into mbufs;
+//! * [`SplitDevice::enqueue_burst`] copies mbufs into the driver's receive buffers, merging
+//!   several buffers for one packet when `VIRTIO_NET_F_MRG_RXBUF` was negotiated.
+//!
+//! Used entries are written as they are produced and `used.idx` is published once per burst;
+//! the call eventfd is written at most once per burst, and only when the driver asked for it.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+
+use arrayvec::ArrayVec;
+use ferrovia_memory::{Burst, MbufCache};
+
+use crate::chain::{BurstResult, MAX_SEGS, Seg, copy_into_mbufs, push_seg, write_merged};
+use crate::error::{ErrorSink, RingError};
+use crate::layout::{
+    Desc, UsedElem, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
+    VRING_DESC_F_WRITE, bit, feature, need_event, net_hdr_len,
+};
+use crate::net_hdr::write_rx_hdr;
+use crate::ring::ActiveVring;
+use crate::ring::split::SplitRing;
+
+/// Device → driver completions on a split ring are made visible every this many used entries
+/// (one cache line of the used ring) rather than once per burst, so the driver can start on the
+/// first packets while the device copies the rest.
+const RX_PUBLISH_EVERY: u16 = 8;
+
+/// One poller's state for one split vring.
+#[derive(Debug)]
+pub struct SplitDevice {
+    active: Arc<ActiveVring>,
+    ring: SplitRing,
+    last_avail: u16,
+    used_idx: u16,
+    hdr_len: usize,
+    /// `used.idx` before the first mid-burst exposure of the current burst, if any.
+    exposed_from: Option<u16>,
+    mrg: bool,
+    event_idx: bool,
+    indirect: bool,
+    broken: bool,
+}
+
+impl SplitDevice {
+    /// Starts polling a configured vring at the given avail and used indexes (the vring's
+    /// `base` for a fresh configuration, or where the previous poller stopped).
+    pub fn new(active: Arc<ActiveVring>, last_avail: u16, used_idx: u16) -> SplitDevice {
+        let f = active.features;
+        SplitDevice {
+            ring: active.split(),
+            last_avail,
+            used_idx,
+            hdr_len: net_hdr_len(f),
+            exposed_from: None,
+            mrg: f & bit(feature::NET_F_MRG_RXBUF) != 0,
+            event_idx: f & bit(feature::RING_F_EVENT_IDX) != 0,
+            indirect: f & bit(feature::RING_F_INDIRECT_DESC) != 0,
+            broken: false,
+            active,
+        }
+    }
+
+    /// The next avail index to process (what GET_VRING_BASE reports).
+    pub fn last_avail(&self) -> u16 {
+        self.last_avail
+    }
+
+    /// The next used index this poller will write.
+    pub fn used_idx(&self) -> u16 {
+        self.used_idx
+    }
+
+    /// The configuration this state was built from.
+    pub fn active(&self) -> &Arc<ActiveVring> {
+        &self.active
+    }
+
+    /// How many avail entries are pending, or None (counted) if the driver's index is corrupt.
+    #[inline]
+    fn pending(&mut self, sink: &impl ErrorSink) -> Option<u16> {
+        let r = &self.ring;
+        let avail = r.avail_idx();
+        let pending = avail.wrapping_sub(self.last_avail);
+        if pending > r.size() {
+            if !self.broken {
+                sink.ring_error(RingError::AvailIdx, 1);
+                self.broken = true;
+            }
+            return None;
+        }
+        self.broken = false;
+        Some(pending)
+    }
+
+    /// Walks the chain starting at `head`, appending validated buffers to `segs`. Returns the
+    /// total length. `writable` selects which direction the buffers must have.
+    fn collect_chain(
+        &self,
+        head: u16,
+        writable: bool,
+        segs: &mut ArrayVec<Seg, MAX_SEGS>,
+    ) -> Result<u64, RingError> {
+        let r = &self.ring;
+        let size = r.size();
+        if head >= size {
+            return Err(RingError::DescIndex);
+        }
+        let mut d = r.desc(head);
+        if d.flags & VRING_DESC_F_INDIRECT != 0 {
+            if !self.indirect || d.flags & VRING_DESC_F_NEXT != 0 {
+                return Err(RingError::Indirect);
+            }
+            return self.collect_indirect(d, writable, segs);
+        }
+        let mut total = 0u64;
+        let mut steps = 0u32;
+        // Set once the chain has more buffers than one packet may span: the walk goes on
+        // (bounded by the ring size) only to tell a loop from a chain that is merely too long.
+        let mut too_many = false;
+        loop {
+            steps += 1;
+            if steps > size as u32 {
+                return Err(RingError::DescLoop);
+            }
+            if d.flags & VRING_DESC_F_INDIRECT != 0 {
+                return Err(RingError::Indirect);
+            }
+            if segs.is_full() && d.len != 0 {
+                too_many = true;
+            } else if !too_many {
+                self.push_seg(d, writable, segs)?;
+                total += d.len as u64;
+            }
+            if d.flags & VRING_DESC_F_NEXT == 0 {
+                return if too_many {
+                    Err(RingError::DescLen)
+                } else {
+                    Ok(total)
+                };
+            }
+            if d.next >= size {
+                return Err(RingError::DescIndex);
+            }
+            d = r.desc(d.next);
+        }
+    }
+
+    fn collect_indirect(
+        &self,
+        d: Desc,
+        writable: bool,
+        segs: &mut ArrayVec<Seg, MAX_SEGS>,
+    ) -> Result<u64, RingError> {
+        let len = d.len as u64;
+        if len == 0 || !len.is_multiple_of(16) || len / 16 > 65536 {
+            return Err(RingError::Indirect);
+        }
+        let n = (len / 16) as u32;
+        let table = self
+            .active
+            .mem
+            .translate(d.addr, len)
+            .ok_or(RingError::DescAddr)?;
+        if !(table as usize).is_multiple_of(8) {
+            return Err(RingError::Indirect);
+        }
+        let table = table as *const Desc;
+        let mut i = 0u32;
+        let mut total = 0u64;
+        let mut steps = 0u32;
+        // As in `collect_chain`: too many buffers is told apart from a loop.
+        let mut too_many = false;
+        loop {
+            steps += 1;
+            if steps > n {
+                return Err(RingError::DescLoop);
+            }
+            // SAFETY: i < n and the table of n descriptors was translated as one range.
+            let e = unsafe { table.add(i as usize).read_volatile() };
+            if e.flags & VRING_DESC_F_INDIRECT != 0 {
+                return Err(RingError::Indirect);
+            }
+            if segs.is_full() && e.len != 0 {
+                too_many = true;
+            } else if !too_many {
+                self.push_seg(e, writable, segs)?;
+                total += e.len as u64;
+            }
+            if e.flags & VRING_DESC_F_NEXT == 0 {
+                return if too_many {
+                    Err(RingError::DescLen)
+                } else {
+                    Ok(total)
+                };
+            }
+            if e.next as u32 >= n {
+                return Err(RingError::DescIndex);
+            }
+            i = e.next as u32;
+        }
+    }
+
+    #[inline]
+    fn push_seg(
+        &self,
+        d: Desc,
+        writable: bool,
+        segs: &mut ArrayVec<Seg, MAX_SEGS>,
+    ) -> Result<(), RingError> {
+        push_seg(&self.active.mem, d.addr, d.len, d.flags, writable, segs)
+    }
+
+    #[inline]
+    fn put_used(&mut self, k: u16, id: u16, len: u32) {
+        self.ring.set_used_elem(
+            self.used_idx.wrapping_add(k),
+            UsedElem { id: id as u32, len },
+        );
+    }
+
+    /// Makes `n` more used entries visible mid-burst, without signalling.
+    #[inline]
+    fn expose_used(&mut self, n: u16) {
+        if self.exposed_from.is_none() {
+            self.exposed_from = Some(self.used_idx);
+        }
+        self.used_idx = self.used_idx.wrapping_add(n);
+        self.ring.set_used_idx(self.used_idx);
+    }
+
+    /// Publishes `n` new used entries and signals the driver if it asked to be told (`exposed`:
+    /// entries were already made visible earlier in this burst by [`Self::expose_used`]).
+    #[inline]
+    fn publish_used(&mut self, n: u16, exposed: bool) {
+        if n == 0 && !exposed {
+            return;
+        }
+        let old = self.exposed_from.take().unwrap_or(self.used_idx);
+        self.used_idx = self.used_idx.wrapping_add(n);
+        let r = &self.ring;
+        r.set_used_idx(self.used_idx);
+        if self.event_idx {
+            r.set_avail_event(self.last_avail.wrapping_add(0x8000));
+        }
+        let Some(call) = &self.active.call else {
+            return;
+        };
+        fence(Ordering::SeqCst);
+        let signal = if self.event_idx {
+            need_event(r.used_event(), self.used_idx, old)
+        } else {
+            r.avail_flags() & VRING_AVAIL_F_NO_INTERRUPT == 0
+        };
+        if signal {
+            let _ = (&**call).write(&1u64.to_ne_bytes());
+        }
+    }
+
+    /// Driver → device: takes up to `max` packets the driver transmitted, copying each into an
+    /// mbuf (chained when larger than one mbuf). Frames longer than `max_pkt` are dropped.
+    pub fn dequeue_burst(
+        &mut self,
+        cache: &mut MbufCache,
+        out: &mut Burst,
+        max: usize,
+        max_pkt: usize,
+        port: u16,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
+        let Some(pending) = self.pending(sink) else {
+            return BurstResult::default();
+        };
+        let n = (pending as usize).min(max).min(out.remaining_capacity());
+        let mut res = BurstResult::default();
+        let mut used = 0u16;
+        let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
+        for _ in 0..n {
+            let head = self.ring.avail_ring(self.last_avail);
+            // Fast path: header and frame in one plain descriptor that fits one mbuf.
+            if head < self.ring.size() {
+                let d = self.ring.desc(head);
+                let hdr = self.hdr_len as u32;
+                if d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) == 0
+                    && d.len > hdr
+                    && ((d.len - hdr) as usize) <= max_pkt
+                    && let Some(src) = self.active.mem.translate(d.addr, d.len as u64)
+                {
+                    let plen = (d.len - hdr) as usize;
+                    let Some(mut m) = cache.alloc() else {
+                        sink.ring_error(RingError::NoMbuf, 1);
+                        break;
+                    };
+                    if let Some(dst) = m.append(plen) {
+                        // SAFETY: src spans d.len bytes inside guest memory; dst is plen
+                        // bytes of our mbuf.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                src.add(hdr as usize),
+                                dst.as_mut_ptr(),
+                                plen,
+                            )
+                        };
+                        m.set_port(port);
+                        res.packets += 1;
+                        res.bytes += plen;
+                        out.push(m);
+                        self.put_used(used, head, 0);
+                        used += 1;
+                        self.last_avail = self.last_avail.wrapping_add(1);
+                        continue;
+                    }
+                    cache.free(m); // larger than one mbuf: take the general path
+                }
+            }
+            segs.clear();
+            let chain = self.collect_chain(head, false, &mut segs);
+            let total = match chain {
+                Err(RingError::DescIndex) if head >= self.ring.size() => {
+                    // No valid id to return: skip the entry.
+                    sink.ring_error(RingError::DescIndex, 1);
+                    self.last_avail = self.last_avail.wrapping_add(1);
+                    continue;
+                }
+                Err(e) => {
+                    sink.ring_error(e, 1);
+                    self.put_used(used, head, 0);
+                    used += 1;
+                    self.last_avail = self.last_avail.wrapping_add(1);
+                    continue;
+                }
+                Ok(t) => t,
+            };
+            let hdr = self.hdr_len as u64;
+            if total <= hdr || total - hdr > max_pkt as u64 {
+                sink.ring_error(
+                    if total <= hdr {
+                        RingError::ChainShort
+                    } else {
+                        RingError::TooLong
+                    },
+                    1,
+                );
+                self.put_used(used, head, 0);
+                used += 1;
+                self.last_avail = self.last_avail.wrapping_add(1);
+                continue;
+            }
+            let Some(m) = copy_into_mbufs(cache, &segs, self.hdr_len, port) else {
+                sink.ring_error(RingError::NoMbuf, 1);
+                break; // retry this entry on the next burst
+            };
+            res.packets += 1;
+            res.bytes += (total - hdr) as usize;
+            out.push(m);
+            self.put_used(used, head, 0);
+            used += 1;
+            self.last_avail = self.last_avail.wrapping_add(1);
+        }
+        self.publish_used(used, false);
+        res
+    }
+
+    /// Device → driver: copies packets from the front of `pkts` into the driver's receive
+    /// buffers and removes (and frees) the ones delivered. Packets left in `pkts` found no room.
+    pub fn enqueue_burst(
+        &mut self,
+        cache: &mut MbufCache,
+        pkts: &mut Burst,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
+        let Some(mut pending) = self.pending(sink) else {
+            return BurstResult::default();
+        };
+        let mut res = BurstResult::default();
+        let mut used = 0u16;
+        // Whether some of this burst's used entries were already made visible.
+        let mut exposed = false;
+        // Packets handled from the front of `pkts`: delivered, or dropped for a bad buffer.
+        let mut processed = 0usize;
+        let mut segs: ArrayVec<Seg, MAX_SEGS> = ArrayVec::new();
+        // (head, writable capacity, first seg index) of each buffer used by the packet.
+        let mut bufs: ArrayVec<(u16, u64, usize), MAX_SEGS> = ArrayVec::new();
+        'pkts: for m in pkts.iter() {
+            let need = self.hdr_len as u64 + m.pkt_len() as u64;
+            // Fast path: one single-segment packet into one plain writable descriptor.
+            if pending > 0 && m.nb_segs() == 1 {
+                let head = self.ring.avail_ring(self.last_avail);
+                if head < self.ring.size() {
+                    let d = self.ring.desc(head);
+                    if d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)
+                        == VRING_DESC_F_WRITE
+                        && d.len as u64 >= need
+                        && let Some(dst) = self.active.mem.translate(d.addr, need)
+                    {
+                        let data = m.data();
+                        // SAFETY: dst spans `need` = hdr_len + data.len() bytes of guest
+                        // memory, translated as one range.
+                        unsafe {
+                            write_rx_hdr(dst, self.hdr_len, 1);
+                            std::ptr::copy_nonoverlapping(
+                                data.as_ptr(),
+                                dst.add(self.hdr_len),
+                                data.len(),
+                            );
+                        }
+                        self.put_used(used, head, need as u32);
+                        used += 1;
+                        if used >= RX_PUBLISH_EVERY {
+                            self.expose_used(used);
+                            exposed = true;
+                            used = 0;
+                        }
+                        self.last_avail = self.last_avail.wrapping_add(1);
+                        pending -= 1;
+                        res.packets += 1;
+                        res.bytes += data.len();
+                        processed += 1;
+                        continue;
+                    }
+                }
+            }
+            let start_avail = self.last_avail;
+            let start_used = used;
+            segs.clear();
+            bufs.clear();
+            let mut cap = 0u64;
+            while cap < need {
+                if pending == 0 || bufs.is_full() {
+                    // Not enough buffers: undo this packet's reservations and stop.
+                    self.last_avail = start_avail;
+                    used = start_used;
+                    sink.ring_error(RingError::RingFull, 1);
+                    break 'pkts;
+                }
+                let head = self.ring.avail_ring(self.last_avail);
+                self.last_avail = self.last_avail.wrapping_add(1);
+                pending -= 1;
+                let first = segs.len();
+                match self.collect_chain(head, true, &mut segs) {
+                    Ok(c) => {
+                        bufs.push((head, c, first));
+                        cap += c;
+                    }
+                    Err(e) => {
+                        segs.truncate(first);
+                        sink.ring_error(e, 1);
+                        if head < self.ring.size() {
+                            self.put_used(used, head, 0);
+                            used += 1;
+                        }
+                        if !self.mrg {
+                            processed += 1; // the packet is dropped with its buffer
+                            continue 'pkts;
+                        }
+                        continue;
+                    }
+                }
+                if !self.mrg && cap < need {
+                    // One chain per packet and it is too small: drop the packet.
+                    sink.ring_error(RingError::ChainShort, 1);
+                    let (h, _, _) = bufs[0];
+                    self.put_used(used, h, 0);
+                    used += 1;
+                    processed += 1;
+                    continue 'pkts;
+                }
+            }
+            // Copy header + data across the reserved segments.
+            write_merged(
+                &segs,
+                self.hdr_len,
+                m,
+                need,
+                &bufs,
+                |(_, c, _)| c,
+                |(head, _, _), wrote| {
+                    self.put_used(used, head, wrote);
+                    used += 1;
+                },
+            );
+            res.packets += 1;
+            res.bytes += m.pkt_len();
+            processed += 1;
+            if used >= RX_PUBLISH_EVERY {
+                self.expose_used(used);
+                exposed = true;
+                used = 0;
+            }
+        }
+        cache.free_all(pkts.drain(..processed));
+        self.publish_used(used, exposed);
+        res
+    }
+}
