@@ -41,7 +41,7 @@ fn frame(pair: usize, dir: u8, seq: u32) -> [u8; FRAME] {
     f[2] = dir;
     f[3..7].copy_from_slice(&seq.to_le_bytes());
     for (i, b) in f.iter_mut().enumerate().skip(7) {
-        *b = (i as u32 ^ seq ^ (pair as u32 * 131) ^ dir as u32 * 7) as u8;
+        *b = (i as u32 ^ seq ^ (pair as u32 * 131) ^ (dir as u32 * 7)) as u8;
     }
     f
 }
