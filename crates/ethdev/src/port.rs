@@ -3,41 +3,11 @@
 use ferrovia_memory::Mempool;
 
 use crate::burst::Burst;
+use crate::caps::{Offloads, VirtioFeatures};
 use crate::error::Result;
 use crate::stats::PortStats;
 
-/// An Ethernet MAC address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl std::fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-impl std::str::FromStr for MacAddr {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let parts: Vec<&str> = s.split(':').collect();
-        if parts.len() != 6 {
-            return Err(format!(
-                "bad MAC address '{s}': expected six hex bytes like 02:00:00:00:00:01"
-            ));
-        }
-        let mut m = [0u8; 6];
-        for (i, p) in parts.iter().enumerate() {
-            m[i] = u8::from_str_radix(p, 16)
-                .map_err(|_| format!("bad MAC address '{s}': '{p}' is not a hex byte"))?;
-        }
-        Ok(MacAddr(m))
-    }
-}
+pub use crate::mac::MacAddr;
 
 /// Link state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +20,10 @@ pub struct Link {
     pub full_duplex: bool,
 }
 
-/// Static facts about a port.
-#[derive(Clone, Debug)]
+/// Static facts about a port: identity, sizes and typed capabilities.
+///
+/// `Display` writes one `label: value` line per fact (what testpmd's `show port info` shows).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortInfo {
     /// Driver name, as DPDK names it (`net_vhost`, `net_virtio_user`, ...).
     pub driver: &'static str,
@@ -59,20 +31,75 @@ pub struct PortInfo {
     pub name: String,
     /// MAC address.
     pub mac: MacAddr,
-    /// Queues configured.
+    /// Rx queues configured.
     pub nb_rx_queues: u16,
-    /// Queues configured.
+    /// Tx queues configured.
     pub nb_tx_queues: u16,
-    /// Maximum queues the driver supports.
+    /// Most queues (of each direction) the port can have.
     pub max_queues: u16,
-    /// Ring size configured.
+    /// Rx ring size configured (0: the driver's default).
     pub nb_rxd: u16,
-    /// Ring size configured.
+    /// Tx ring size configured (0: the driver's default).
     pub nb_txd: u16,
-    /// Largest frame the port accepts.
-    pub max_rx_pktlen: u32,
-    /// Negotiated or configured features, as text for `show port info`.
-    pub features: String,
+    /// Largest frame the port accepts (DPDK's `max_rx_pktlen`); larger ones are dropped and
+    /// counted.
+    pub max_frame_size: u32,
+    /// Offload capabilities (DPDK's `rx_offload_capa` and `tx_offload_capa`).
+    pub offloads: Offloads,
+    /// Virtio features negotiated with the peer; `None` for a port that is not virtio, or
+    /// before the first negotiation.
+    pub virtio_features: Option<VirtioFeatures>,
+    /// Virtio features the port offers (a device) or asks for (a driver); `None` for a port
+    /// that is not virtio.
+    pub virtio_offered: Option<VirtioFeatures>,
+    /// The switch domain the port belongs to (ports of one domain, such as a PF and its VF
+    /// representors, can switch packets between them); `None` for a standalone port.
+    pub switch_domain: Option<u16>,
+}
+
+impl std::fmt::Display for PortInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "Device name: {}", self.name)?;
+        writeln!(f, "Driver name: {}", self.driver)?;
+        writeln!(f, "MAC address: {}", self.mac)?;
+        writeln!(
+            f,
+            "Queues: {} rx, {} tx (max {})",
+            self.nb_rx_queues, self.nb_tx_queues, self.max_queues
+        )?;
+        writeln!(f, "Descriptors: {} rx, {} tx", self.nb_rxd, self.nb_txd)?;
+        writeln!(f, "Maximum frame size: {}", self.max_frame_size)?;
+        self.write_capabilities(f)
+    }
+}
+
+impl PortInfo {
+    /// Writes the capability lines of `Display` (offloads, virtio features, switch domain),
+    /// for callers that print the other facts their own way.
+    pub fn write_capabilities(&self, f: &mut impl std::fmt::Write) -> std::fmt::Result {
+        writeln!(f, "Rx offload capabilities: {}", self.offloads.rx)?;
+        writeln!(f, "Tx offload capabilities: {}", self.offloads.tx)?;
+        if let Some(v) = self.virtio_offered {
+            writeln!(f, "Virtio features offered: {v}")?;
+        }
+        if self.virtio_offered.is_some() || self.virtio_features.is_some() {
+            match self.virtio_features {
+                Some(v) => writeln!(f, "Virtio features negotiated: {v}")?,
+                None => writeln!(f, "Virtio features negotiated: not yet")?,
+            }
+        }
+        match self.switch_domain {
+            Some(d) => writeln!(f, "Switch domain: {d}"),
+            None => writeln!(f, "Switch domain: none"),
+        }
+    }
+
+    /// The capability lines of [`PortInfo::write_capabilities`] as a string.
+    pub fn describe_capabilities(&self) -> String {
+        let mut s = String::new();
+        let _ = self.write_capabilities(&mut s);
+        s
+    }
 }
 
 /// How to set a port up.

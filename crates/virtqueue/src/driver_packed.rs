@@ -153,7 +153,7 @@ impl DriverPacked {
                 size,
             )
         }
-        .map_err(|e| format!("bad packed ring size {size}: {e:?}"))?;
+        .map_err(|e| format!("bad packed ring size {size}: {e}"))?;
         let mut q = DriverPacked {
             ring,
             // SAFETY: inside the area per the layout.

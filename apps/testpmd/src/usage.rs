@@ -1,0 +1,113 @@
+//! `testpmd -h`/`--help` and `--vdev help`: what a newcomer reads first.
+
+use crate::eal;
+use crate::opts;
+
+/// The usage text: EAL options, application options, and the registered drivers with their
+/// devargs keys (from the driver registry, so it lists exactly what this build can open).
+pub fn usage(prog: &str) -> String {
+    let mut s = format!(
+        "\
+Usage: {prog} [EAL options] -- [testpmd options]
+
+EAL options:
+  -l, --lcores LIST         lcores to use: 0-3, 0,2,3, 1@0 (lcore 1 on CPU 0), (2,3)@1;
+                            the first is the main (control) lcore, the others forward
+  -c MASK                   lcores as a hex mask (0x3)
+  --main-lcore N            the main lcore (default: the first one)
+  --vdev DEVARGS            add a port: NAME[,key=value...], e.g. net_vhost0,iface=/tmp/sock0
+                            (repeatable; port ids follow the order); --vdev help lists the
+                            drivers and their keys
+  -a, -b, -w PCI            accepted, ignored (there are no PCI devices)
+  -h, --help                this text
+  accepted with no effect:  {} (with a value)
+                            {}
+
+testpmd options (after --):
+  -i, --interactive         interactive prompt (type help there)
+  -a, --auto-start          start forwarding at once in interactive mode
+  --forward-mode=MODE       {}
+  --nb-cores=N              forwarding cores to use
+  --portmask=MASK           ports to forward on (hex)
+  --port-topology=T         paired, chained or loop
+  --rxq=N, --txq=N          queues per port (1..128)
+  --rxd=N, --txd=N          descriptors per queue (1..32768)
+  --burst=N                 packets per burst (1..512)
+  --txpkts=LEN[,LEN...]     segment lengths of generated frames
+  --tx-first                send one txonly burst per stream before forwarding
+  --stats-period=N          print port statistics every N seconds
+  --total-num-mbufs=N       mbufs in the pool
+  --eth-peer=PORT,MAC       destination MAC for frames sent on PORT
+  --max-pkt-len=N           largest frame to receive (64..65535)
+  --mbuf-size=N             mbuf size including 128 bytes of headroom
+  --record-burst-stats      show burst-size spreads at stop
+  --record-core-cycles      show CPU cycles per packet at stop
+  -h, --help                this text
+  accepted with no effect:  {}
+                            {} (with a value)
+
+",
+        eal::IGNORED_WITH_VALUE.join(" "),
+        eal::IGNORED_FLAGS.join(" "),
+        ferrovia_fwd::MODES.join(", "),
+        opts::IGNORED_FLAGS.join(" "),
+        opts::IGNORED_WITH_VALUE.join(" "),
+    );
+    s.push_str(&drivers());
+    s
+}
+
+/// The registered drivers and their devargs keys (`--vdev help`).
+pub fn drivers() -> String {
+    let mut s = String::from(
+        "Virtual devices (--vdev NAME<instance>[,key=value...], e.g. --vdev net_vhost0,iface=/tmp/sock0):\n",
+    );
+    for d in ferrovia_pmd::registry::drivers() {
+        for line in d.usage().lines() {
+            s.push_str("  ");
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_names_every_option_the_parsers_take() {
+        let u = usage("testpmd");
+        for o in [
+            "--lcores",
+            "--vdev",
+            "--main-lcore",
+            "--forward-mode",
+            "--nb-cores",
+            "--portmask",
+            "--port-topology",
+            "--rxq",
+            "--txd",
+            "--burst",
+            "--txpkts",
+            "--tx-first",
+            "--stats-period",
+            "--total-num-mbufs",
+            "--eth-peer",
+            "--max-pkt-len",
+            "--mbuf-size",
+            "--record-burst-stats",
+            "--record-core-cycles",
+            "--socket-mem",
+            "--no-pci",
+            "--disable-rss",
+            "--tx-offloads",
+        ] {
+            assert!(u.contains(o), "{o} missing from the usage");
+        }
+        assert!(u.contains("net_vhost | eth_vhost:"), "{u}");
+        assert!(u.contains("iface=<path>"), "{u}");
+        assert!(!u.contains("net_tap"), "{u}");
+    }
+}
