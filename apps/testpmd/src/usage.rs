@@ -20,8 +20,10 @@ EAL options:
                             drivers and their keys
   -a, -b, -w PCI            accepted, ignored (there are no PCI devices)
   -h, --help                this text
-  accepted with no effect:  {} (with a value)
-                            {}
+  accepted with no effect (with a value):
+{}
+  accepted with no effect:
+{}
 
 testpmd options (after --):
   -i, --interactive         interactive prompt (type help there)
@@ -43,18 +45,42 @@ testpmd options (after --):
   --record-burst-stats      show burst-size spreads at stop
   --record-core-cycles      show CPU cycles per packet at stop
   -h, --help                this text
-  accepted with no effect:  {}
-                            {} (with a value)
+  accepted with no effect:
+{}
+  accepted with no effect (with a value):
+{}
 
 ",
-        eal::IGNORED_WITH_VALUE.join(" "),
-        eal::IGNORED_FLAGS.join(" "),
+        wrap(eal::IGNORED_WITH_VALUE),
+        wrap(eal::IGNORED_FLAGS),
         ferrovia_fwd::MODES.join(", "),
-        opts::IGNORED_FLAGS.join(" "),
-        opts::IGNORED_WITH_VALUE.join(" "),
+        wrap(opts::IGNORED_FLAGS),
+        wrap(opts::IGNORED_WITH_VALUE),
     );
     s.push_str(&drivers());
     s
+}
+
+/// `words` separated by spaces, in lines of at most 100 columns indented by 28.
+fn wrap(words: &[&str]) -> String {
+    const INDENT: usize = 28;
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for w in words {
+        if !line.is_empty() && INDENT + line.len() + 1 + w.len() > 100 {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(w);
+    }
+    lines.push(line);
+    lines
+        .iter()
+        .map(|l| format!("{:INDENT$}{l}", ""))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The registered drivers and their devargs keys (`--vdev help`).

@@ -57,4 +57,25 @@ impl DriverSpec {
         }
         s
     }
+
+    /// The devargs keys as a Markdown table (`| key | value | default | meaning |`), as the
+    /// user guide shows them (`|` inside a cell is escaped).
+    pub fn markdown_keys(&self) -> String {
+        let mut s = String::from("| key | value | default | meaning |\n|---|---|---|---|\n");
+        for k in self.keys {
+            let default = if k.required {
+                "required"
+            } else {
+                k.default.unwrap_or("—")
+            };
+            s.push_str(&format!(
+                "| `{}` | `{}` | {} | {} |\n",
+                k.name,
+                k.kind.placeholder().replace('|', "\\|"),
+                default,
+                k.doc.replace('|', "\\|")
+            ));
+        }
+        s
+    }
 }

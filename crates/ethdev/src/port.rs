@@ -46,8 +46,8 @@ pub struct PortInfo {
     pub max_frame_size: u32,
     /// Offload capabilities (DPDK's `rx_offload_capa` and `tx_offload_capa`).
     pub offloads: Offloads,
-    /// Virtio features negotiated with the peer; `None` for a port that is not virtio, or
-    /// before the first negotiation.
+    /// Virtio features negotiated with the peer; `None` for a port that is not virtio, before
+    /// the first negotiation, or where the driver does not know them (vhost, for now).
     pub virtio_features: Option<VirtioFeatures>,
     /// Virtio features the port offers (a device) or asks for (a driver); `None` for a port
     /// that is not virtio.
@@ -82,11 +82,8 @@ impl PortInfo {
         if let Some(v) = self.virtio_offered {
             writeln!(f, "Virtio features offered: {v}")?;
         }
-        if self.virtio_offered.is_some() || self.virtio_features.is_some() {
-            match self.virtio_features {
-                Some(v) => writeln!(f, "Virtio features negotiated: {v}")?,
-                None => writeln!(f, "Virtio features negotiated: not yet")?,
-            }
+        if let Some(v) = self.virtio_features {
+            writeln!(f, "Virtio features negotiated: {v}")?;
         }
         match self.switch_domain {
             Some(d) => writeln!(f, "Switch domain: {d}"),
@@ -178,4 +175,46 @@ pub trait TxQueue: Send {
     /// Transmits packets from the front of `pkts` and removes the ones sent; those that could
     /// not be sent stay in `pkts` for the caller to retry or free. Returns how many were sent.
     fn tx_burst(&mut self, pkts: &mut Burst) -> usize;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caps::{RxOffloads, TxOffloads};
+
+    #[test]
+    fn display_shows_every_fact() {
+        let i = PortInfo {
+            driver: "net_virtio_user",
+            name: "net_virtio_user0".into(),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            nb_rx_queues: 2,
+            nb_tx_queues: 2,
+            max_queues: 2,
+            nb_rxd: 256,
+            nb_txd: 256,
+            max_frame_size: 1518,
+            offloads: Offloads {
+                rx: RxOffloads::SCATTER,
+                tx: TxOffloads::MULTI_SEGS,
+            },
+            virtio_features: Some(VirtioFeatures::VERSION_1),
+            virtio_offered: Some(VirtioFeatures::VERSION_1 | VirtioFeatures::IN_ORDER),
+            switch_domain: None,
+        };
+        assert_eq!(
+            i.to_string(),
+            "Device name: net_virtio_user0\n\
+             Driver name: net_virtio_user\n\
+             MAC address: 02:00:00:00:00:01\n\
+             Queues: 2 rx, 2 tx (max 2)\n\
+             Descriptors: 256 rx, 256 tx\n\
+             Maximum frame size: 1518\n\
+             Rx offload capabilities: SCATTER\n\
+             Tx offload capabilities: MULTI_SEGS\n\
+             Virtio features offered: VERSION_1 IN_ORDER (0x900000000)\n\
+             Virtio features negotiated: VERSION_1 (0x100000000)\n\
+             Switch domain: none\n"
+        );
+    }
 }

@@ -65,7 +65,7 @@ const KEYS: &[KeySpec] = &[
     KeySpec::number("queues", 1, 128, "queue pairs").default_value("1"),
     KeySpec::flag(
         "client",
-        "1: connect to iface, and reconnect whenever the peer goes away; 0: listen on it",
+        "1: connect to iface, reconnecting whenever the peer goes away; 0: listen on it",
     )
     .default_value("0"),
     KeySpec::flag("iommu-support", "DPDK's IOMMU support; only 0 is accepted").default_value("0"),

@@ -41,11 +41,17 @@ use crate::sink::StatsSink;
 /// The devargs keys of `net_virtio_user`.
 const KEYS: &[KeySpec] = &[
     KeySpec::path("path", "the vhost-user socket path").required(),
-    KeySpec::number("queues", 1, 128, "queue pairs").default_value("1"),
+    KeySpec::number(
+        "queues",
+        1,
+        128,
+        "queue pairs; more than 1 needs a backend offering VIRTIO_NET_F_MQ",
+    )
+    .default_value("1"),
     KeySpec::number("queue_size", 2, 32768, "ring size, a power of two").default_value("256"),
     KeySpec::flag(
         "server",
-        "1: listen on path and accept the backend, again after each disconnection; 0: connect, and reconnect if the backend restarts",
+        "1: listen on path (the backend may come and go); 0: connect, reconnecting if it restarts",
     )
     .default_value("0"),
     KeySpec::flag("mrg_rxbuf", "offer mergeable Rx buffers").default_value("1"),
@@ -53,7 +59,12 @@ const KEYS: &[KeySpec] = &[
     KeySpec::flag("packed_vq", "1: use the packed virtqueue layout").default_value("0"),
     KeySpec::MAC,
     KeySpec::flag("cq", "the control queue; only 0 is accepted").default_value("0"),
-    KeySpec::number("speed", 0, u32::MAX as u64, "link speed in Mbps; accepted, no effect"),
+    KeySpec::number(
+        "speed",
+        0,
+        u32::MAX as u64,
+        "link speed in Mbps; accepted, no effect",
+    ),
     KeySpec::flag("vectorized", "accepted, no effect"),
     KeySpec::path("iface", "vhost-kernel only; not implemented yet (refused)"),
 ];
