@@ -116,7 +116,7 @@ pub fn open(devargs: &str, conf: &PortConf) -> Result<Box<dyn Port>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrovia_ethdev::{KeySpec, MacAddr};
+    use ferrovia_ethdev::{KeyKind, KeySpec, MacAddr};
     use ferrovia_memory::{Mempool, MempoolConfig};
 
     fn conf(port_id: u16) -> PortConf {
@@ -147,8 +147,14 @@ mod tests {
             assert!(!names.contains(n), "{names}");
             assert!(find(n).is_none(), "{n}");
         }
-        // Every built-in driver takes `mac`, and declares each key once with a doc.
+        // Every built-in driver takes `mac`, declares each key once with a doc, and declares
+        // defaults that its own type accepts.
         for d in BUILTIN {
+            for k in d.keys {
+                if let (Some(def), KeyKind::Flag | KeyKind::Number { .. }) = (k.default, k.kind) {
+                    k.check(d.name, def).unwrap();
+                }
+            }
             assert!(d.keys.iter().any(|k| k.name == "mac"), "{}", d.name);
             for (i, k) in d.keys.iter().enumerate() {
                 assert!(!k.doc.is_empty(), "{}: {}", d.name, k.name);
