@@ -12,7 +12,7 @@ use ferrovia_fwd::{Stream, StreamCounters, StreamParams};
 use ferrovia_memory::{Mempool, MempoolConfig};
 
 use crate::eal::EalOpts;
-use crate::lcore::{Lcore, online_cpus, pin};
+use crate::lcore::{Lcore, allowed_cpus, pin, placement};
 use crate::opts::{AppOpts, Topology};
 use crate::stats::{FwdStats, LastShow, print_fwd_port, print_fwd_total, print_nic};
 
@@ -62,8 +62,9 @@ pub struct App {
     /// Forwarding ports, in the order streams are built (`set portlist`).
     pub portlist: Vec<u16>,
     fwd_lcores: Vec<Lcore>,
+    /// The CPU each forwarding lcore's thread is pinned to (None: unpinned).
+    fwd_cpus: Vec<Option<u32>>,
     running: Option<Running>,
-    warned_pin: bool,
 }
 
 impl App {
@@ -84,6 +85,10 @@ impl App {
         if fwd_lcores.is_empty() {
             println!("Warning: only the main lcore was given; forwarding runs on it too");
             fwd_lcores = eal.lcores.clone();
+        }
+        let (fwd_cpus, warnings) = placement(&fwd_lcores, &allowed_cpus());
+        for w in warnings {
+            println!("{w}");
         }
         let nports = eal.vdevs.len();
         let rxd = if opts.rxd == 0 {
@@ -130,8 +135,18 @@ impl App {
             conf.nb_txd = opts.txd;
             conf.max_rx_pktlen = opts.max_pkt_len.unwrap_or(1518);
             println!("Configuring Port {i} (socket 0)");
-            let port = ferrovia_pmd::open(d, &conf)
-                .map_err(|e| format!("cannot open port {i} ({d}): {e}"))?;
+            let port = ferrovia_pmd::open(d, &conf).map_err(|e| {
+                let hint = match e {
+                    ferrovia_ethdev::Error::UnknownDriver { .. }
+                    | ferrovia_ethdev::Error::UnknownKey { .. }
+                    | ferrovia_ethdev::Error::BadValue { .. }
+                    | ferrovia_ethdev::Error::Devargs(_) => {
+                        " (--vdev help lists the drivers and their keys)"
+                    }
+                    _ => "",
+                };
+                format!("cannot open port {i} ({d}): {e}{hint}")
+            })?;
             ports.push(PortSlot {
                 port,
                 devargs: d.clone(),
@@ -150,8 +165,8 @@ impl App {
             ports,
             portlist,
             fwd_lcores,
+            fwd_cpus,
             running: None,
-            warned_pin: false,
         };
         for p in 0..app.ports.len() as u16 {
             app.start_port(p)?;
@@ -252,7 +267,7 @@ impl App {
             .rev()
             .find(|(p, _)| *p == port)
             .map(|(_, m)| *m)
-            .unwrap_or(MacAddr([0x02, 0, 0, 0, 0, port as u8]))
+            .unwrap_or_else(|| default_peer_mac(port))
     }
 
     /// Prints the forwarding configuration (`show config fwd`).
@@ -335,7 +350,6 @@ impl App {
         let start_stats = self.ports.iter().map(|p| p.port.stats()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        let ncpu = online_cpus();
         let mut per_core: Vec<Vec<Stream>> = (0..cores).map(|_| Vec::new()).collect();
         let sizes: Vec<usize> = chunks(&specs, cores).iter().map(|c| c.len()).collect();
         let mut it = streams.into_iter();
@@ -344,22 +358,20 @@ impl App {
         }
         for (c, mut mine) in per_core.into_iter().enumerate() {
             let lc = self.fwd_lcores[c];
-            let cpu = lc.cpu.filter(|&cpu| cpu < ncpu);
-            if cpu.is_none() && !self.warned_pin {
-                println!(
-                    "Warning: lcore {} maps to CPU {:?}, which this machine does not have ({ncpu} CPUs); forwarding threads run unpinned",
-                    lc.id, lc.cpu
-                );
-                self.warned_pin = true;
-            }
+            let cpu = self.fwd_cpus[c];
             let mode = self.opts.mode.clone();
             let record_cycles = self.opts.record_core_cycles;
             let stop = stop.clone();
             let h = std::thread::Builder::new()
                 .name(format!("lcore-{}", lc.id))
                 .spawn(move || {
-                    if let Some(cpu) = cpu {
-                        pin(cpu);
+                    if let Some(cpu) = cpu
+                        && !pin(cpu)
+                    {
+                        log::warn!(
+                            "lcore {}: cannot pin its forwarding thread to CPU {cpu}; it runs unpinned",
+                            lc.id
+                        );
                     }
                     let mut engine = ferrovia_fwd::engine(&mode).expect("mode checked");
                     if tx_first > 0 {
@@ -516,13 +528,13 @@ impl App {
         println!("MTU: 1500");
         println!(
             "Maximum configurable length of RX packet: {}",
-            i.max_rx_pktlen
+            i.max_frame_size
         );
         println!("Current number of RX queues: {}", i.nb_rx_queues);
         println!("Max possible RX queues: {}", i.max_queues);
         println!("Current number of TX queues: {}", i.nb_tx_queues);
         println!("Max possible TX queues: {}", i.max_queues);
-        println!("Features: {}", i.features);
+        print!("{}", i.describe_capabilities());
         Ok(())
     }
 
@@ -563,6 +575,14 @@ impl App {
     pub fn nb_ports(&self) -> usize {
         self.ports.len()
     }
+}
+
+/// DPDK's default peer address of port `port` (`--eth-peer` overrides it):
+/// 02:00:00:00:00:<port>, with the port id's high byte in the fifth byte so that every one of
+/// the 65536 port ids has its own.
+pub fn default_peer_mac(port: u16) -> MacAddr {
+    let [hi, lo] = port.to_be_bytes();
+    MacAddr([0x02, 0, 0, 0, hi, lo])
 }
 
 /// Runs `forward` on every stream of this core, round and round, until `stop` is set.

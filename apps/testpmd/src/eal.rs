@@ -14,10 +14,21 @@ pub struct EalOpts {
     pub vdevs: Vec<String>,
     /// Options accepted but without meaning here, named once at start-up.
     pub ignored: Vec<String>,
+    /// Help was asked for (`-h`/`--help`, or `--vdev help`): print it and exit.
+    pub help: Option<Help>,
 }
 
-/// EAL options that take a value and have no meaning here.
-const IGNORED_WITH_VALUE: &[&str] = &[
+/// Which help was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Help {
+    /// `-h`/`--help`: the whole usage text.
+    Usage,
+    /// `--vdev help`: the drivers and their devargs keys.
+    Drivers,
+}
+
+/// EAL options that take a value and have no meaning here (accepted, named once).
+pub const IGNORED_WITH_VALUE: &[&str] = &[
     "-n",
     "-r",
     "--socket-mem",
@@ -37,8 +48,8 @@ const IGNORED_WITH_VALUE: &[&str] = &[
     "--huge-worker-stack",
 ];
 
-/// EAL flags that have no meaning here.
-const IGNORED_FLAGS: &[&str] = &[
+/// EAL flags that have no meaning here (accepted, named once).
+pub const IGNORED_FLAGS: &[&str] = &[
     "--no-pci",
     "--in-memory",
     "--single-file-segments",
@@ -116,8 +127,16 @@ pub fn parse(args: &[String]) -> Result<EalOpts, String> {
                 let v = value(key)?;
                 o.main_lcore = Some(v.parse().map_err(|_| format!("invalid {key} '{v}'"))?);
             }
+            "-h" | "--help" if inline.is_none() => {
+                o.help = Some(Help::Usage);
+                return Ok(o);
+            }
             "--vdev" => {
                 let v = value(key)?;
+                if v == "help" {
+                    o.help = Some(Help::Drivers);
+                    return Ok(o);
+                }
                 o.vdevs
                     .push(v.trim_matches('\'').trim_matches('"').to_string());
             }
@@ -134,7 +153,7 @@ pub fn parse(args: &[String]) -> Result<EalOpts, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown EAL option '{other}' (app options go after '--'; supported EAL options: -l/--lcores, -c, --main-lcore, --vdev, -a/-b, and the ignored {} {})",
+                    "unknown EAL option '{other}' (app options go after '--'; supported EAL options: -l/--lcores, -c, --main-lcore, --vdev, -a/-b, -h/--help, and the ignored {} {}; see --help)",
                     IGNORED_WITH_VALUE.join(" "),
                     IGNORED_FLAGS.join(" ")
                 ));
@@ -204,6 +223,15 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn help_is_asked_for() {
+        assert_eq!(parse(&v("--help")).unwrap().help, Some(Help::Usage));
+        assert_eq!(parse(&v("-l 0-1 -h")).unwrap().help, Some(Help::Usage));
+        assert_eq!(parse(&v("--vdev help")).unwrap().help, Some(Help::Drivers));
+        assert_eq!(parse(&v("--vdev=help")).unwrap().help, Some(Help::Drivers));
+        assert_eq!(parse(&v("-l 0-1")).unwrap().help, None);
     }
 
     #[test]

@@ -120,11 +120,72 @@ pub fn pin(cpu: u32) -> bool {
     }
 }
 
-/// Number of CPUs this process may run on.
-pub fn online_cpus() -> u32 {
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1)
+/// The CPUs this process may run on (its `sched_getaffinity` mask), in increasing order.
+/// Falls back to `0..available_parallelism` if the mask cannot be read.
+pub fn allowed_cpus() -> Vec<u32> {
+    // SAFETY: cpu_set_t is plain data, and sched_getaffinity writes at most its size.
+    let mask = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        (libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0)
+            .then_some(set)
+    };
+    match mask {
+        Some(set) => (0..libc::CPU_SETSIZE as u32)
+            // SAFETY: the index is below CPU_SETSIZE.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c as usize, &set) })
+            .collect(),
+        None => {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+            (0..n).collect()
+        }
+    }
+}
+
+/// Writes a CPU list the way `-l` takes it and `taskset -c` prints it: `0-3,6,8-9`.
+pub fn format_cpu_list(cpus: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        out.push(if j == i {
+            cpus[i].to_string()
+        } else {
+            format!("{}-{}", cpus[i], cpus[j])
+        });
+        i = j + 1;
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join(",")
+    }
+}
+
+/// Where each lcore's thread will be pinned: its CPU when that CPU is in `allowed`, else
+/// `None` (unpinned), with one warning line for each lcore whose CPU is outside `allowed`.
+pub fn placement(lcores: &[Lcore], allowed: &[u32]) -> (Vec<Option<u32>>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let cpus = lcores
+        .iter()
+        .map(|l| match l.cpu {
+            Some(c) if allowed.contains(&c) => Some(c),
+            Some(c) => {
+                warnings.push(format!(
+                    "Warning: lcore {} maps to CPU {c}, which is not in this process's CPU affinity mask (allowed CPUs: {}); its forwarding thread runs unpinned. Map it to an allowed CPU, e.g. --lcores {}@{}",
+                    l.id,
+                    format_cpu_list(allowed),
+                    l.id,
+                    allowed.first().copied().unwrap_or(0)
+                ));
+                None
+            }
+            None => None,
+        })
+        .collect();
+    (cpus, warnings)
 }
 
 #[cfg(test)]
@@ -162,6 +223,29 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![0, 2]
         );
+    }
+
+    #[test]
+    fn cpu_lists_and_placement() {
+        assert_eq!(format_cpu_list(&[0, 1, 2, 3, 6, 8, 9]), "0-3,6,8-9");
+        assert_eq!(format_cpu_list(&[1]), "1");
+        assert_eq!(format_cpu_list(&[]), "none");
+        // Under `taskset -c 1`: CPU 1 is allowed, whatever the number of CPUs.
+        let (cpus, w) = placement(&parse_lcores("0@1,1@1").unwrap(), &[1]);
+        assert_eq!(cpus, vec![Some(1), Some(1)]);
+        assert!(w.is_empty(), "{w:?}");
+        let (cpus, w) = placement(&parse_lcores("6-7").unwrap(), &[0, 1]);
+        assert_eq!(cpus, vec![None, None]);
+        assert_eq!(w.len(), 2);
+        assert!(
+            w[1].starts_with("Warning: lcore 7 maps to CPU 7, which is not in this process's CPU affinity mask (allowed CPUs: 0-1)"),
+            "{}",
+            w[1]
+        );
+        assert!(!w[1].contains("Some("), "{}", w[1]);
+        let me = allowed_cpus();
+        assert!(!me.is_empty());
+        assert!(me.windows(2).all(|p| p[0] < p[1]));
     }
 
     proptest! {

@@ -10,6 +10,7 @@ mod opts;
 mod prompt;
 mod signal;
 mod stats;
+mod usage;
 
 use std::io::{BufRead, Write};
 use std::sync::mpsc;
@@ -24,14 +25,30 @@ fn main() {
         Some(i) => (&args[..i], &args[i + 1..]),
         None => (&args[..], &[][..]),
     };
+    let prog = std::env::args()
+        .next()
+        .and_then(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "testpmd".into());
     let eal = match eal::parse(eal_args) {
         Ok(e) => e,
         Err(e) => fail(&format!("EAL: {e}")),
     };
+    match eal.help {
+        Some(eal::Help::Usage) => help(&usage::usage(&prog)),
+        Some(eal::Help::Drivers) => help(&usage::drivers()),
+        None => {}
+    }
     let opts = match opts::parse(app_args) {
         Ok(o) => o,
         Err(e) => fail(&e),
     };
+    if opts.help {
+        help(&usage::usage(&prog));
+    }
     for i in eal.ignored.iter().chain(&opts.ignored) {
         println!("Note: option {i} has no effect here (ignored)");
     }
@@ -79,6 +96,13 @@ fn init_logger(level: &str) {
     let f = level.parse().unwrap_or(log::LevelFilter::Info);
     let _ = log::set_boxed_logger(Box::new(L(f)));
     log::set_max_level(f);
+}
+
+/// Prints `text` on stdout and exits 0.
+fn help(text: &str) -> ! {
+    print!("{text}");
+    let _ = std::io::stdout().flush();
+    std::process::exit(0);
 }
 
 fn fail(msg: &str) -> ! {

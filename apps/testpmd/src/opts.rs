@@ -60,6 +60,8 @@ pub struct AppOpts {
     pub record_core_cycles: bool,
     /// Options accepted with no effect here.
     pub ignored: Vec<String>,
+    /// `-h` / `--help`: print the usage and exit.
+    pub help: bool,
 }
 
 impl Default for AppOpts {
@@ -86,11 +88,13 @@ impl Default for AppOpts {
             record_burst_stats: false,
             record_core_cycles: false,
             ignored: Vec::new(),
+            help: false,
         }
     }
 }
 
-const IGNORED_FLAGS: &[&str] = &[
+/// Application flags accepted with no effect here.
+pub const IGNORED_FLAGS: &[&str] = &[
     "--disable-rss",
     "--enable-lro",
     "--enable-rx-cksum",
@@ -106,7 +110,8 @@ const IGNORED_FLAGS: &[&str] = &[
     "--numa",
 ];
 
-const IGNORED_WITH_VALUE: &[&str] = &[
+/// Application options that take a value, accepted with no effect here.
+pub const IGNORED_WITH_VALUE: &[&str] = &[
     "--tx-offloads",
     "--rx-offloads",
     "--mp-alloc",
@@ -157,6 +162,10 @@ pub fn parse(args: &[String]) -> Result<AppOpts, String> {
                 .ok_or_else(|| format!("option {name} needs a value"))
         };
         match key {
+            "-h" | "--help" if inline.is_none() => {
+                o.help = true;
+                return Ok(o);
+            }
             "-i" | "--interactive" => o.interactive = true,
             "-a" | "--auto-start" => o.auto_start = true,
             "--tx-first" => o.tx_first = true,
@@ -242,7 +251,7 @@ pub fn parse(args: &[String]) -> Result<AppOpts, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown option '{other}'; supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size, --record-burst-stats, --record-core-cycles (and, with no effect: {} {})",
+                    "unknown option '{other}'; see --help. Supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size, --record-burst-stats, --record-core-cycles (and, with no effect: {} {})",
                     IGNORED_FLAGS.join(" "),
                     IGNORED_WITH_VALUE.join(" ")
                 ));

@@ -6,6 +6,40 @@ pub enum Error {
     /// A devargs string could not be understood.
     #[error("{0}")]
     Devargs(String),
+    /// A devargs name selects no registered driver.
+    #[error(
+        "unknown virtual device '{name}': no driver named '{driver}' is registered; registered drivers: {registered}"
+    )]
+    UnknownDriver {
+        /// The device name (`net_tap0`).
+        name: String,
+        /// The driver part of it (`net_tap`).
+        driver: String,
+        /// The registered driver names, comma-separated.
+        registered: String,
+    },
+    /// A devargs key the driver does not declare.
+    #[error("{device}: unknown devargs key '{key}' (valid keys: {valid})")]
+    UnknownKey {
+        /// The device name (`net_vhost0`).
+        device: String,
+        /// The key given.
+        key: String,
+        /// The driver's keys with their types and docs.
+        valid: String,
+    },
+    /// A devargs value of the wrong type or out of range.
+    #[error("{device}: bad value '{value}' for '{key}': expected {expected}")]
+    BadValue {
+        /// The device name (`net_vhost0`).
+        device: String,
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What would be accepted.
+        expected: String,
+    },
     /// A configuration value is not acceptable.
     #[error("{0}")]
     Config(String),

@@ -3,18 +3,25 @@
 //! A port is opened from a devargs string (see [`devargs`]), started, and then split into queue
 //! handles ([`RxQueue`], [`TxQueue`]). Each handle is owned by one polling thread and moves
 //! bursts of [`Mbuf`](ferrovia_memory::Mbuf)s without locks. Statistics are kept per queue by
-//! the owning thread and summed when read ([`stats`]).
+//! the owning thread and summed when read ([`stats`]). Drivers describe themselves with a
+//! [`DriverSpec`] ([`driver`]); this crate knows none of them.
 
 pub mod burst;
+pub mod caps;
 pub mod devargs;
+pub mod driver;
 pub mod error;
 pub mod events;
+pub mod mac;
 pub mod port;
 pub mod stats;
 
 pub use burst::{Burst, MAX_BURST};
-pub use devargs::{Devargs, DriverKind};
+pub use caps::{Offloads, RxOffloads, TxOffloads, VirtioFeatures};
+pub use devargs::{Devargs, KeyKind, KeySpec};
+pub use driver::{DriverSpec, OpenFn};
 pub use error::{Error, Result};
 pub use events::{EventSink, PortEvent, PortEventKind};
-pub use port::{Link, MacAddr, Port, PortConf, PortInfo, RxQueue, TxQueue};
+pub use mac::MacAddr;
+pub use port::{Link, Port, PortConf, PortInfo, RxQueue, TxQueue};
 pub use stats::{ErrorCause, PortStats, QueueStats, QueueStatsSnapshot};

@@ -3,42 +3,12 @@
 use ferrovia_memory::Mempool;
 
 use crate::burst::Burst;
+use crate::caps::{Offloads, VirtioFeatures};
 use crate::error::Result;
 use crate::events::EventSink;
 use crate::stats::PortStats;
 
-/// An Ethernet MAC address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl std::fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-impl std::str::FromStr for MacAddr {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let parts: Vec<&str> = s.split(':').collect();
-        if parts.len() != 6 {
-            return Err(format!(
-                "bad MAC address '{s}': expected six hex bytes like 02:00:00:00:00:01"
-            ));
-        }
-        let mut m = [0u8; 6];
-        for (i, p) in parts.iter().enumerate() {
-            m[i] = u8::from_str_radix(p, 16)
-                .map_err(|_| format!("bad MAC address '{s}': '{p}' is not a hex byte"))?;
-        }
-        Ok(MacAddr(m))
-    }
-}
+pub use crate::mac::MacAddr;
 
 /// Link state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,8 +21,10 @@ pub struct Link {
     pub full_duplex: bool,
 }
 
-/// Static facts about a port.
-#[derive(Clone, Debug)]
+/// Static facts about a port: identity, sizes and typed capabilities.
+///
+/// `Display` writes one `label: value` line per fact (what testpmd's `show port info` shows).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortInfo {
     /// Driver name, as DPDK names it (`net_vhost`, `net_virtio_user`, ...).
     pub driver: &'static str,
@@ -60,20 +32,72 @@ pub struct PortInfo {
     pub name: String,
     /// MAC address.
     pub mac: MacAddr,
-    /// Queues configured.
+    /// Rx queues configured.
     pub nb_rx_queues: u16,
-    /// Queues configured.
+    /// Tx queues configured.
     pub nb_tx_queues: u16,
-    /// Maximum queues the driver supports.
+    /// Most queues (of each direction) the port can have.
     pub max_queues: u16,
-    /// Ring size configured.
+    /// Rx ring size configured (0: the driver's default).
     pub nb_rxd: u16,
-    /// Ring size configured.
+    /// Tx ring size configured (0: the driver's default).
     pub nb_txd: u16,
-    /// Largest frame the port accepts.
-    pub max_rx_pktlen: u32,
-    /// Negotiated or configured features, as text for `show port info`.
-    pub features: String,
+    /// Largest frame the port accepts (DPDK's `max_rx_pktlen`); larger ones are dropped and
+    /// counted.
+    pub max_frame_size: u32,
+    /// Offload capabilities (DPDK's `rx_offload_capa` and `tx_offload_capa`).
+    pub offloads: Offloads,
+    /// Virtio features negotiated with the peer; `None` for a port that is not virtio, before
+    /// the first negotiation, or where the driver does not know them (vhost, for now).
+    pub virtio_features: Option<VirtioFeatures>,
+    /// Virtio features the port offers (a device) or asks for (a driver); `None` for a port
+    /// that is not virtio.
+    pub virtio_offered: Option<VirtioFeatures>,
+    /// The switch domain the port belongs to (ports of one domain, such as a PF and its VF
+    /// representors, can switch packets between them); `None` for a standalone port.
+    pub switch_domain: Option<u16>,
+}
+
+impl std::fmt::Display for PortInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "Device name: {}", self.name)?;
+        writeln!(f, "Driver name: {}", self.driver)?;
+        writeln!(f, "MAC address: {}", self.mac)?;
+        writeln!(
+            f,
+            "Queues: {} rx, {} tx (max {})",
+            self.nb_rx_queues, self.nb_tx_queues, self.max_queues
+        )?;
+        writeln!(f, "Descriptors: {} rx, {} tx", self.nb_rxd, self.nb_txd)?;
+        writeln!(f, "Maximum frame size: {}", self.max_frame_size)?;
+        self.write_capabilities(f)
+    }
+}
+
+impl PortInfo {
+    /// Writes the capability lines of `Display` (offloads, virtio features, switch domain),
+    /// for callers that print the other facts their own way.
+    pub fn write_capabilities(&self, f: &mut impl std::fmt::Write) -> std::fmt::Result {
+        writeln!(f, "Rx offload capabilities: {}", self.offloads.rx)?;
+        writeln!(f, "Tx offload capabilities: {}", self.offloads.tx)?;
+        if let Some(v) = self.virtio_offered {
+            writeln!(f, "Virtio features offered: {v}")?;
+        }
+        if let Some(v) = self.virtio_features {
+            writeln!(f, "Virtio features negotiated: {v}")?;
+        }
+        match self.switch_domain {
+            Some(d) => writeln!(f, "Switch domain: {d}"),
+            None => writeln!(f, "Switch domain: none"),
+        }
+    }
+
+    /// The capability lines of [`PortInfo::write_capabilities`] as a string.
+    pub fn describe_capabilities(&self) -> String {
+        let mut s = String::new();
+        let _ = self.write_capabilities(&mut s);
+        s
+    }
 }
 
 /// How to set a port up.
@@ -155,4 +179,46 @@ pub trait TxQueue: Send {
     /// Transmits packets from the front of `pkts` and removes the ones sent; those that could
     /// not be sent stay in `pkts` for the caller to retry or free. Returns how many were sent.
     fn tx_burst(&mut self, pkts: &mut Burst) -> usize;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caps::{RxOffloads, TxOffloads};
+
+    #[test]
+    fn display_shows_every_fact() {
+        let i = PortInfo {
+            driver: "net_virtio_user",
+            name: "net_virtio_user0".into(),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            nb_rx_queues: 2,
+            nb_tx_queues: 2,
+            max_queues: 2,
+            nb_rxd: 256,
+            nb_txd: 256,
+            max_frame_size: 1518,
+            offloads: Offloads {
+                rx: RxOffloads::SCATTER,
+                tx: TxOffloads::MULTI_SEGS,
+            },
+            virtio_features: Some(VirtioFeatures::VERSION_1),
+            virtio_offered: Some(VirtioFeatures::VERSION_1 | VirtioFeatures::IN_ORDER),
+            switch_domain: None,
+        };
+        assert_eq!(
+            i.to_string(),
+            "Device name: net_virtio_user0\n\
+             Driver name: net_virtio_user\n\
+             MAC address: 02:00:00:00:00:01\n\
+             Queues: 2 rx, 2 tx (max 2)\n\
+             Descriptors: 256 rx, 256 tx\n\
+             Maximum frame size: 1518\n\
+             Rx offload capabilities: SCATTER\n\
+             Tx offload capabilities: MULTI_SEGS\n\
+             Virtio features offered: VERSION_1 IN_ORDER (0x900000000)\n\
+             Virtio features negotiated: VERSION_1 (0x100000000)\n\
+             Switch domain: none\n"
+        );
+    }
 }

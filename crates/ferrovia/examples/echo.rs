@@ -22,14 +22,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             last = std::time::Instant::now();
             let s = port.stats();
             log::info!(
-                "rx {} tx {} link {} errors {:?}",
+                "rx {} tx {} link {} errors [{}]",
                 s.ipackets(),
                 s.opackets(),
-                port.link().up,
+                if port.link().up { "up" } else { "down" },
                 port.xstats()
                     .into_iter()
                     .filter(|(_, v)| *v != 0)
+                    .map(|(k, v)| format!("{k}={v}"))
                     .collect::<Vec<_>>()
+                    .join(" ")
             );
         }
         if rx.rx_burst(&mut burst, 32) == 0 {

@@ -55,6 +55,10 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("ferrovia-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("soak.sock").display().to_string();
+    // Process-wide resources that live as long as the process (the control loop's epoll fd and
+    // eventfd, the ring arena's first chunk) are made before counting.
+    ferrovia::transport::reactor::Reactor::global();
+    drop(ferrovia::memory::arena::alloc(4096).expect("ring arena"));
     let fds0 = fds();
     let pool = Mempool::new(MempoolConfig {
         name: "soak".into(),

@@ -29,12 +29,13 @@ pub use ferrovia_transport as transport;
 pub use ferrovia_virtqueue as virtqueue;
 
 pub use ferrovia_ethdev::{
-    Burst, Error, Link, MAX_BURST, MacAddr, Port, PortConf, PortInfo, PortStats, Result, RxQueue,
-    TxQueue,
+    Burst, DriverSpec, Error, KeyKind, KeySpec, Link, MAX_BURST, MacAddr, Offloads, Port, PortConf,
+    PortInfo, PortStats, Result, RxOffloads, RxQueue, TxOffloads, TxQueue, VirtioFeatures,
 };
 pub use ferrovia_memory::{Mbuf, MbufCache, Mempool, MempoolConfig};
 
-/// Opens a port from a devargs string (see [`pmd`] for the drivers and their arguments).
+/// Opens a port from a devargs string (see [`pmd`] for the drivers and their arguments, and
+/// [`pmd::registry`] to add a driver of your own).
 pub fn open(devargs: &str, conf: &PortConf) -> Result<Box<dyn Port>> {
     ferrovia_pmd::open(devargs, conf)
 }

@@ -18,6 +18,15 @@ pub enum RegionBacking {
     HugetlbMemfd,
 }
 
+impl std::fmt::Display for RegionBacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RegionBacking::Memfd => "memfd",
+            RegionBacking::HugetlbMemfd => "hugetlb memfd",
+        })
+    }
+}
+
 /// Memfd regions at least this large (pools) are not populated when mapped (see
 /// [`SharedRegion::new`]).
 const LAZY_POPULATE_MIN: usize = 4 << 20;
@@ -66,7 +75,7 @@ impl SharedRegion {
             let e = io::Error::last_os_error();
             return Err(io::Error::new(
                 e.kind(),
-                format!("cannot create memfd for region {name} ({len} bytes, {backing:?}): {e}"),
+                format!("cannot create memfd for region {name} ({len} bytes, {backing}): {e}"),
             ));
         }
         // SAFETY: fd was just returned by memfd_create and is owned by nobody else.

@@ -1,20 +1,39 @@
 //! `net_null`: Rx produces packets of a fixed size (zero-filled), Tx frees what it gets.
-//! Devargs: `size` (default 64), `copy` (accepted, ignored), `no-rx` (1: Rx produces nothing).
+//! Devargs: `size` (default 64), `copy` (accepted, ignored), `no-rx` (1: Rx produces nothing),
+//! `mac` (see [`DRIVER`]).
 
 use std::sync::Arc;
 
 use ferrovia_ethdev::{
-    Burst, Devargs, ErrorCause, Link, MacAddr, Port, PortConf, PortInfo, PortStats, QueueStats,
-    Result, RxQueue, TxQueue,
+    Burst, Devargs, DriverSpec, ErrorCause, KeySpec, Link, MacAddr, Offloads, Port, PortConf,
+    PortInfo, PortStats, QueueStats, Result, RxQueue, TxOffloads, TxQueue,
 };
 use ferrovia_memory::MbufCache;
 
 use crate::shared::{RunState, Taken, TakenGuard};
 
+/// The devargs keys of `net_null`.
+const KEYS: &[KeySpec] = &[
+    KeySpec::number("size", 14, 9728, "length of the frames Rx produces").default_value("64"),
+    KeySpec::flag("copy", "accepted for DPDK compatibility, no effect").default_value("0"),
+    KeySpec::flag("no-rx", "1: Rx produces nothing (a pure sink)").default_value("0"),
+    KeySpec::MAC,
+];
+
+/// The `net_null` driver, for the registry.
+pub static DRIVER: DriverSpec = DriverSpec {
+    name: "net_null",
+    aliases: &["eth_null"],
+    summary: "packet source and sink: Rx produces zero-filled frames, Tx frees what it gets",
+    keys: KEYS,
+    open: |d, c| Ok(Box::new(NullPort::open(d, c)?)),
+};
+
 /// The null port.
 #[derive(Debug)]
 pub struct NullPort {
     name: String,
+    mac: MacAddr,
     conf: PortConf,
     size: usize,
     no_rx: bool,
@@ -29,12 +48,14 @@ pub struct NullPort {
 impl NullPort {
     /// Opens a null port.
     pub fn open(d: &Devargs, conf: &PortConf) -> Result<NullPort> {
-        d.check_keys(&["size", "copy", "no-rx"])?;
+        d.check_keys(KEYS)?;
         let size = d.number("size", 64, 14, 9728)? as usize;
         let no_rx = d.flag("no-rx", false)?;
+        let mac = d.mac_or_derived(conf.port_id)?;
         let nq = conf.nb_rxq.max(conf.nb_txq).max(1);
         Ok(NullPort {
             name: d.name.clone(),
+            mac,
             conf: conf.clone(),
             size,
             no_rx,
@@ -53,14 +74,20 @@ impl Port for NullPort {
         PortInfo {
             driver: "net_null",
             name: self.name.clone(),
-            mac: MacAddr([0x02, 0, 0, 0, 0xee, self.conf.port_id as u8]),
+            mac: self.mac,
             nb_rx_queues: self.nq,
             nb_tx_queues: self.nq,
             max_queues: 1024,
             nb_rxd: self.conf.nb_rxd,
             nb_txd: self.conf.nb_txd,
-            max_rx_pktlen: self.conf.max_rx_pktlen,
-            features: format!("size={}", self.size),
+            max_frame_size: self.conf.max_rx_pktlen,
+            offloads: Offloads {
+                tx: TxOffloads::MULTI_SEGS,
+                ..Offloads::default()
+            },
+            virtio_features: None,
+            virtio_offered: None,
+            switch_domain: None,
         }
     }
     fn start(&mut self) -> Result<()> {

@@ -1,12 +1,12 @@
 //! `net_ring`: an in-memory loopback port. What queue `q` transmits, queue `q` receives, through
 //! a lock-free ring (so Rx and Tx may run on different threads). Devargs: `size` (ring slots,
-//! default 1024).
+//! default 1024), `mac` (see [`DRIVER`]).
 
 use std::sync::Arc;
 
 use ferrovia_ethdev::{
-    Burst, Devargs, ErrorCause, Link, MacAddr, Port, PortConf, PortInfo, PortStats, QueueStats,
-    Result, RxQueue, TxQueue,
+    Burst, Devargs, DriverSpec, ErrorCause, KeySpec, Link, MacAddr, Offloads, Port, PortConf,
+    PortInfo, PortStats, QueueStats, Result, RxOffloads, RxQueue, TxOffloads, TxQueue,
 };
 use ferrovia_memory::{Mbuf, ObjRing};
 
@@ -30,9 +30,25 @@ impl Drop for MbufRing {
     }
 }
 
+/// The devargs keys of `net_ring`.
+const KEYS: &[KeySpec] = &[
+    KeySpec::number("size", 2, 1 << 20, "slots of each queue's ring").default_value("1024"),
+    KeySpec::MAC,
+];
+
+/// The `net_ring` driver, for the registry.
+pub static DRIVER: DriverSpec = DriverSpec {
+    name: "net_ring",
+    aliases: &["eth_ring"],
+    summary: "in-memory loopback: what queue q transmits, queue q receives",
+    keys: KEYS,
+    open: |d, c| Ok(Box::new(RingPort::open(d, c)?)),
+};
+
 /// The ring port.
 pub struct RingPort {
     name: String,
+    mac: MacAddr,
     conf: PortConf,
     nq: u16,
     rings: Vec<Arc<MbufRing>>,
@@ -46,11 +62,13 @@ pub struct RingPort {
 impl RingPort {
     /// Opens a ring port.
     pub fn open(d: &Devargs, conf: &PortConf) -> Result<RingPort> {
-        d.check_keys(&["size"])?;
+        d.check_keys(KEYS)?;
         let size = d.number("size", 1024, 2, 1 << 20)? as usize;
+        let mac = d.mac_or_derived(conf.port_id)?;
         let nq = conf.nb_rxq.max(conf.nb_txq).max(1);
         Ok(RingPort {
             name: d.name.clone(),
+            mac,
             conf: conf.clone(),
             nq,
             rings: (0..nq)
@@ -70,14 +88,21 @@ impl Port for RingPort {
         PortInfo {
             driver: "net_ring",
             name: self.name.clone(),
-            mac: MacAddr([0x02, 0, 0, 0, 0xdd, self.conf.port_id as u8]),
+            mac: self.mac,
             nb_rx_queues: self.nq,
             nb_tx_queues: self.nq,
             max_queues: 1024,
             nb_rxd: self.conf.nb_rxd,
             nb_txd: self.conf.nb_txd,
-            max_rx_pktlen: self.conf.max_rx_pktlen,
-            features: String::new(),
+            max_frame_size: self.conf.max_rx_pktlen,
+            // Chains pass through the ring as they were sent.
+            offloads: Offloads {
+                rx: RxOffloads::SCATTER,
+                tx: TxOffloads::MULTI_SEGS,
+            },
+            virtio_features: None,
+            virtio_offered: None,
+            switch_domain: None,
         }
     }
     fn start(&mut self) -> Result<()> {

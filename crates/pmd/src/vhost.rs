@@ -3,7 +3,7 @@
 //! Devargs: `iface` (socket path, required), `queues` (queue pairs, 1..=128, default 1),
 //! `client` (0: listen on `iface`; 1: connect to it and reconnect whenever the peer goes away),
 //! and DPDK's `iommu-support`, `postcopy-support`, `tso`, `linear-buffer`, `ext-buffer`
-//! (accepted when 0; see the user guide).
+//! (accepted when 0; see the user guide), `mac`. The keys, with types and docs, are in [`DRIVER`].
 //!
 //! The process's control thread (the reactor) owns the socket and serves vhost-user messages
 //! (`vhost/ctl.rs`); polling threads own the queue handles and see ring changes through the
@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ferrovia_ethdev::{
-    Burst, Devargs, Error, Link, MacAddr, Port, PortConf, PortEventKind, PortInfo, PortStats,
-    QueueStats, Result, RxQueue, TxQueue,
+    Burst, Devargs, DriverSpec, Error, KeySpec, Link, MacAddr, Offloads, Port, PortConf,
+    PortEventKind, PortInfo, PortStats, QueueStats, Result, RxOffloads, RxQueue, TxOffloads,
+    TxQueue, VirtioFeatures,
 };
 use ferrovia_memory::MbufCache;
 use ferrovia_transport::backend::{DeviceEvent, DeviceShared, Notify, VringCtl, offered_features};
@@ -36,6 +37,7 @@ const MAX_FRAME: usize = 65535;
 /// The vhost port.
 pub struct VhostPort {
     name: String,
+    mac: MacAddr,
     iface: String,
     client: bool,
     queues: u16,
@@ -58,17 +60,48 @@ impl std::fmt::Debug for VhostPort {
     }
 }
 
-const KEYS: &[&str] = &[
-    "iface",
-    "queues",
-    "client",
-    "iommu-support",
-    "postcopy-support",
-    "tso",
-    "linear-buffer",
-    "ext-buffer",
-    "dequeue-zero-copy",
+/// The devargs keys of `net_vhost`.
+const KEYS: &[KeySpec] = &[
+    KeySpec::path("iface", "the vhost-user socket path").required(),
+    KeySpec::number("queues", 1, 128, "queue pairs").default_value("1"),
+    KeySpec::flag(
+        "client",
+        "1: connect to iface, reconnecting whenever the peer goes away; 0: listen on it",
+    )
+    .default_value("0"),
+    KeySpec::flag("iommu-support", "DPDK's IOMMU support; only 0 is accepted").default_value("0"),
+    KeySpec::flag(
+        "postcopy-support",
+        "DPDK's postcopy migration; only 0 is accepted",
+    )
+    .default_value("0"),
+    KeySpec::flag("tso", "DPDK's TSO negotiation; only 0 is accepted").default_value("0"),
+    KeySpec::flag(
+        "linear-buffer",
+        "accepted; frames larger than one mbuf arrive as mbuf chains",
+    )
+    .default_value("0"),
+    KeySpec::flag(
+        "ext-buffer",
+        "accepted; frames larger than one mbuf arrive as mbuf chains",
+    )
+    .default_value("0"),
+    KeySpec::flag(
+        "dequeue-zero-copy",
+        "DPDK's zero-copy dequeue; only 0 is accepted",
+    )
+    .default_value("0"),
+    KeySpec::MAC,
 ];
+
+/// The `net_vhost` driver, for the registry.
+pub static DRIVER: DriverSpec = DriverSpec {
+    name: "net_vhost",
+    aliases: &["eth_vhost"],
+    summary: "vhost-user backend (the device side) on a unix socket",
+    keys: KEYS,
+    open: |d, c| Ok(Box::new(VhostPort::open(d, c)?)),
+};
 
 impl VhostPort {
     /// Opens the port: starts listening (or connecting) at once, so a frontend may attach
@@ -78,6 +111,7 @@ impl VhostPort {
         let iface = d.required("iface", "the vhost-user socket path")?;
         let queues = d.number("queues", 1, 1, 128)? as u16;
         let client = d.flag("client", false)?;
+        let mac = d.mac_or_derived(conf.port_id)?;
         for k in [
             "iommu-support",
             "postcopy-support",
@@ -142,6 +176,7 @@ impl VhostPort {
         )));
         Ok(VhostPort {
             name: d.name.clone(),
+            mac,
             iface,
             client,
             queues,
@@ -180,19 +215,23 @@ impl Port for VhostPort {
         PortInfo {
             driver: "net_vhost",
             name: self.name.clone(),
-            mac: MacAddr([0x56, 0x48, 0x4f, 0x53, 0x54, self.conf.port_id as u8]),
+            mac: self.mac,
             nb_rx_queues: self.queues,
             nb_tx_queues: self.queues,
             max_queues: self.queues,
             nb_rxd: self.conf.nb_rxd,
             nb_txd: self.conf.nb_txd,
-            max_rx_pktlen: MAX_FRAME as u32,
-            features: format!(
-                "iface={} mode={} offered={:#x}",
-                self.iface,
-                if self.client { "client" } else { "server" },
-                offered_features(self.queues)
-            ),
+            max_frame_size: MAX_FRAME as u32,
+            offloads: Offloads {
+                rx: RxOffloads::SCATTER,
+                tx: TxOffloads::MULTI_SEGS,
+            },
+            // The transport does not export the frontend's acked set yet.
+            virtio_features: None,
+            virtio_offered: Some(VirtioFeatures::from_bits_retain(offered_features(
+                self.queues,
+            ))),
+            switch_domain: None,
         }
     }
     fn start(&mut self) -> Result<()> {

@@ -5,7 +5,8 @@
 //! default 256), `server` (1: listen on `path` and accept the backend, again after each
 //! disconnection; 0: connect, and reconnect if the backend restarts), `mrg_rxbuf` (default 1),
 //! `in_order` (default 1), `mac`, `cq` (0 only), `packed_vq` (default 0; 1: packed ring), `speed`,
-//! `vectorized` (accepted, ignored), `iface` (vhost-kernel only).
+//! `vectorized` (accepted, ignored), `iface` (vhost-kernel only). The keys, with types and docs,
+//! are in [`DRIVER`].
 //!
 //! The rings and every mempool live in memfd-backed shared memory whose fds go to the backend,
 //! so neither root nor hugepages are needed. The process's control loop owns the socket
@@ -19,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use ferrovia_ethdev::{
-    Burst, Devargs, Error, Link, MacAddr, Port, PortConf, PortInfo, PortStats, QueueStats, Result,
-    RxQueue, TxQueue,
+    Burst, Devargs, DriverSpec, Error, KeySpec, Link, MacAddr, Offloads, Port, PortConf, PortInfo,
+    PortStats, QueueStats, Result, RxOffloads, RxQueue, TxOffloads, TxQueue, VirtioFeatures,
 };
 use ferrovia_memory::MbufCache;
 use ferrovia_memory::arena::{self, ArenaSlice};
@@ -37,20 +38,45 @@ use ctl::VirtioUserSource;
 
 mod ctl;
 
-const KEYS: &[&str] = &[
-    "path",
-    "queues",
-    "queue_size",
-    "server",
-    "mrg_rxbuf",
-    "in_order",
-    "mac",
-    "cq",
-    "packed_vq",
-    "speed",
-    "vectorized",
-    "iface",
+/// The devargs keys of `net_virtio_user`.
+const KEYS: &[KeySpec] = &[
+    KeySpec::path("path", "the vhost-user socket path").required(),
+    KeySpec::number(
+        "queues",
+        1,
+        128,
+        "queue pairs; more than 1 needs a backend offering VIRTIO_NET_F_MQ",
+    )
+    .default_value("1"),
+    KeySpec::number("queue_size", 2, 32768, "ring size, a power of two").default_value("256"),
+    KeySpec::flag(
+        "server",
+        "1: listen on path (the backend may come and go); 0: connect, reconnecting if it restarts",
+    )
+    .default_value("0"),
+    KeySpec::flag("mrg_rxbuf", "offer mergeable Rx buffers").default_value("1"),
+    KeySpec::flag("in_order", "offer VIRTIO_F_IN_ORDER").default_value("1"),
+    KeySpec::flag("packed_vq", "1: use the packed virtqueue layout").default_value("0"),
+    KeySpec::MAC,
+    KeySpec::flag("cq", "the control queue; only 0 is accepted").default_value("0"),
+    KeySpec::number(
+        "speed",
+        0,
+        u32::MAX as u64,
+        "link speed in Mbps; accepted, no effect",
+    ),
+    KeySpec::flag("vectorized", "accepted, no effect"),
+    KeySpec::path("iface", "vhost-kernel only; not implemented yet (refused)"),
 ];
+
+/// The `net_virtio_user` driver, for the registry.
+pub static DRIVER: DriverSpec = DriverSpec {
+    name: "net_virtio_user",
+    aliases: &["virtio_user"],
+    summary: "virtio-net driver in this process, talking vhost-user to a backend",
+    keys: KEYS,
+    open: |d, c| Ok(Box::new(VirtioUserPort::open(d, c)?)),
+};
 
 /// What a queue needs from the current connection.
 #[derive(Debug)]
@@ -158,12 +184,7 @@ impl VirtioUserPort {
                 d.name
             )));
         }
-        let mac = match d.get("mac") {
-            Some(m) => m
-                .parse::<MacAddr>()
-                .map_err(|e| Error::Devargs(format!("{}: mac: {e}", d.name)))?,
-            None => MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, conf.port_id as u8]),
-        };
+        let mac = d.mac_or_derived(conf.port_id)?;
         let nq = queues.max(conf.nb_rxq).max(conf.nb_txq);
         if nq > queues {
             return Err(Error::Config(format!(
@@ -321,11 +342,7 @@ impl Drop for VirtioUserPort {
 
 impl Port for VirtioUserPort {
     fn info(&self) -> PortInfo {
-        let f = self
-            .negotiated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or(0);
+        let f = *self.negotiated.lock().unwrap_or_else(|p| p.into_inner());
         PortInfo {
             driver: "net_virtio_user",
             name: self.name.clone(),
@@ -335,16 +352,14 @@ impl Port for VirtioUserPort {
             max_queues: self.opts.queues,
             nb_rxd: self.queue_size,
             nb_txd: self.queue_size,
-            max_rx_pktlen: self.opts.max_rx_pkt as u32,
-            features: format!(
-                "path={} mode={} ring={} negotiated={f:#x} mrg_rxbuf={} in_order={} event_idx={}",
-                self.opts.path,
-                if self.opts.server { "server" } else { "client" },
-                if self.opts.packed { "packed" } else { "split" },
-                f & bit(feature::NET_F_MRG_RXBUF) != 0,
-                f & bit(feature::F_IN_ORDER) != 0,
-                f & bit(feature::RING_F_EVENT_IDX) != 0,
-            ),
+            max_frame_size: self.opts.max_rx_pkt as u32,
+            offloads: Offloads {
+                rx: RxOffloads::SCATTER,
+                tx: TxOffloads::MULTI_SEGS,
+            },
+            virtio_features: f.map(VirtioFeatures::from_bits_retain),
+            virtio_offered: Some(VirtioFeatures::from_bits_retain(self.opts.want)),
+            switch_domain: None,
         }
     }
     fn start(&mut self) -> Result<()> {

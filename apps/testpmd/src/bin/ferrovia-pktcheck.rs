@@ -188,7 +188,10 @@ fn wait_until_reflecting(
     let mut rxb = Burst::new();
     while back.iter().any(|b| !b) {
         if t0.elapsed() > limit {
-            eprintln!("pktcheck: no probe came back within {limit:?}; starting anyway");
+            eprintln!(
+                "pktcheck: no probe came back within {:.1} s; starting anyway",
+                limit.as_secs_f64()
+            );
             return;
         }
         if last_sent.is_none_or(|t| t.elapsed() > Duration::from_millis(50)) {
@@ -351,8 +354,9 @@ fn main() {
     while !port.link().up {
         if t0.elapsed() > a.link_timeout {
             eprintln!(
-                "link of {} did not come up within {:?} (is the peer running?)",
-                a.vdev, a.link_timeout
+                "link of {} did not come up within {:.1} s (is the peer running?)",
+                a.vdev,
+                a.link_timeout.as_secs_f64()
             );
             std::process::exit(1);
         }

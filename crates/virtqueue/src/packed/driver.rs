@@ -140,7 +140,7 @@ impl PackedDriver {
                 size,
             )
         }
-        .map_err(|e| format!("bad packed ring size {size}: {e:?}"))?;
+        .map_err(|e| format!("bad packed ring size {size}: {e}"))?;
         let mut q = PackedDriver {
             ring,
             // SAFETY: inside the area per the layout.

@@ -28,6 +28,17 @@ pub enum RingAddrError {
     Misaligned,
 }
 
+impl std::fmt::Display for RingAddrError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RingAddrError::BadSize => "the size must be a power of two from 1 to 32768",
+            RingAddrError::Misaligned => {
+                "a ring part is misaligned (descriptors need 16 bytes, avail 2, used 4)"
+            }
+        })
+    }
+}
+
 /// Which ring layout a vring uses, with its pointers.
 #[derive(Debug, Clone, Copy)]
 pub enum RingView {

@@ -145,7 +145,7 @@ impl SplitDriver {
             std::ptr::write_bytes(area, 0, l.total);
             SplitRing::new(area.add(l.desc), area.add(l.avail), area.add(l.used), size)
         }
-        .map_err(|e| format!("bad ring size {size}: {e:?}"))?;
+        .map_err(|e| format!("bad ring size {size}: {e}"))?;
         let n = size as usize;
         let mut q = SplitDriver {
             ring,
