@@ -8,8 +8,10 @@
 //!   operations, used as the mempool's shared free list.
 //! * [`mempool`]: fixed-size packet buffer pools with per-thread caches and bulk get/put.
 //! * [`mbuf`]: packet buffers with headroom, chaining and offload metadata.
+//! * [`lcore_caches`]: the caches of one polling thread, one per pool, passed to every burst.
 
 pub mod burst;
+pub mod lcore_caches;
 #[cfg(not(loom))]
 mod lcore_stash;
 pub mod mbuf;
@@ -20,6 +22,7 @@ pub mod ring;
 mod sync;
 
 pub use burst::{Burst, MAX_BURST};
+pub use lcore_caches::LcoreCaches;
 pub use mbuf::{Mbuf, MbufHdr};
 pub use mempool::{MbufCache, Mempool, MempoolConfig};
 pub use region::{RegionBacking, SharedRegion};

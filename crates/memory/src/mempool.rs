@@ -231,6 +231,22 @@ impl Mempool {
         }
     }
 
+    /// A new handle to the pool at `inner` (the pool of an mbuf the caller owns), or None when
+    /// every handle is gone: a pool nobody holds is not brought back.
+    pub(crate) fn upgrade(inner: *const PoolInner) -> Option<Mempool> {
+        let ptr = NonNull::new(inner as *mut PoolInner)?;
+        // SAFETY: the caller owns an mbuf of the pool, which keeps it allocated (`maybe_free`).
+        let handles = unsafe { &ptr.as_ref().handles };
+        let mut n = handles.load(Ordering::Relaxed);
+        while n != 0 {
+            match handles.compare_exchange_weak(n, n + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(Mempool { inner: ptr }),
+                Err(now) => n = now,
+            }
+        }
+        None
+    }
+
     /// Makes a per-thread cache in front of this pool.
     pub fn cache(&self) -> MbufCache {
         let size = self.config().cache_size.max(1);
