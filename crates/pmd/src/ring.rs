@@ -8,7 +8,7 @@ use ferrovia_ethdev::{
     Burst, Devargs, ErrorCause, Link, MacAddr, Port, PortConf, PortInfo, PortStats, QueueStats,
     Result, RxQueue, TxQueue,
 };
-use ferrovia_memory::{Mbuf, ObjRing};
+use ferrovia_memory::{LcoreCaches, Mbuf, ObjRing};
 
 use crate::shared::{RunState, Taken, TakenGuard};
 
@@ -137,7 +137,7 @@ struct RingRx {
 }
 
 impl RxQueue for RingRx {
-    fn rx_burst(&mut self, pkts: &mut Burst, max: usize) -> usize {
+    fn rx_burst(&mut self, _caches: &mut LcoreCaches, pkts: &mut Burst, max: usize) -> usize {
         if !self.state.started() {
             return 0;
         }
@@ -165,7 +165,7 @@ struct RingTx {
 }
 
 impl TxQueue for RingTx {
-    fn tx_burst(&mut self, pkts: &mut Burst) -> usize {
+    fn tx_burst(&mut self, _caches: &mut LcoreCaches, pkts: &mut Burst) -> usize {
         if !self.state.started() || pkts.is_empty() {
             return 0;
         }
