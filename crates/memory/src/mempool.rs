@@ -3,7 +3,8 @@
 //! A pool owns `count` mbufs. Their data buffers live in one shared region (memfd by default) so
 //! a vhost-user peer can read and write them; their headers live in private memory, so a hostile
 //! peer can never corrupt the pointers this process follows. Free mbufs sit in a lock-free
-//! [`ObjRing`]; each queue keeps an [`MbufCache`] in front of it and moves mbufs in bulk, first to
+//! [`ObjRing`]; each polling thread keeps an [`MbufCache`] in front of it (in its
+//! [`LcoreCaches`](crate::LcoreCaches), passed to every burst) and moves mbufs in bulk, first to
 //! and from a stash shared by the caches of the pool on the same thread (`lcore_stash`), then the
 //! ring. Nothing is allocated per packet after the pool is created.
 
