@@ -151,6 +151,14 @@ mod tests {
         s + s / 2
     }
 
+    /// Mbufs of `p` held in `c`.
+    fn held(c: &LcoreCaches, p: &Mempool) -> usize {
+        c.iter()
+            .filter(|k| k.pool().as_ptr() == p.as_ptr())
+            .map(MbufCache::cached)
+            .sum()
+    }
+
     #[test]
     fn the_first_pool_s_cache_is_found_and_others_are_added_once() {
         let a = pool("a", 64, 8);
@@ -180,11 +188,7 @@ mod tests {
         caches.free_all(from_a);
         caches.free_all(from_b);
         assert_eq!(caches.len(), 2, "A got a cache of its own");
-        let held_a = caches
-            .iter()
-            .find(|c| c.pool().as_ptr() == a.as_ptr())
-            .unwrap()
-            .cached();
+        let held_a = held(&caches, &a);
         assert_eq!(a.available() + held_a, 100);
         assert!(held_a <= one_cache(&a));
         drop(caches);
@@ -316,12 +320,7 @@ mod tests {
                     }
                 }
                 for (i, pl) in pools.iter().enumerate() {
-                    let held: usize = caches
-                        .iter()
-                        .filter(|c| c.pool().as_ptr() == pl.as_ptr())
-                        .map(MbufCache::cached)
-                        .sum();
-                    prop_assert_eq!(pl.available() + held + out[i].len(), pl.count());
+                    prop_assert_eq!(pl.available() + held(&caches, pl) + out[i].len(), pl.count());
                 }
             }
             drop(out);
