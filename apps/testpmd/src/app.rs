@@ -9,7 +9,7 @@ use crate::cycles::format_cycles;
 use ferrovia_ethdev::{MacAddr, Port, PortConf, PortStats};
 use ferrovia_fwd::burst_stats::format_spread;
 use ferrovia_fwd::{Stream, StreamCounters, StreamParams};
-use ferrovia_memory::{Mempool, MempoolConfig};
+use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
 
 use crate::eal::EalOpts;
 use crate::lcore::{Lcore, allowed_cpus, pin, placement};
@@ -337,7 +337,7 @@ impl App {
                     peer_mac,
                     record_burst_stats: self.opts.record_burst_stats,
                 },
-                cache: self.pool.cache(),
+                pool: self.pool.clone(),
                 burst: Default::default(),
             });
         }
@@ -374,24 +374,27 @@ impl App {
                         );
                     }
                     let mut engine = ferrovia_fwd::engine(&mode).expect("mode checked");
+                    // The thread's mbuf caches, one per pool, shared by every stream it polls;
+                    // dropped (everything back to the pools) when the thread ends.
+                    let mut caches = LcoreCaches::new();
                     if tx_first > 0 {
                         let mut tx = ferrovia_fwd::engine("txonly").expect("txonly exists");
                         for _ in 0..tx_first {
                             for s in mine.iter_mut() {
-                                tx.forward(s);
+                                tx.forward(&mut caches, s);
                             }
                         }
                     }
                     // Two monomorphised loops: without the option, the loop has no extra work.
                     if record_cycles {
-                        poll_until(&stop, &mut mine, |s| {
-                            forward_counting_cycles(engine.as_mut(), s)
+                        poll_until(&stop, &mut caches, &mut mine, |c, s| {
+                            forward_counting_cycles(engine.as_mut(), c, s)
                         });
                     } else {
-                        poll_until(&stop, &mut mine, |s| engine.forward(s));
+                        poll_until(&stop, &mut caches, &mut mine, |c, s| engine.forward(c, s));
                     }
                     for s in mine.iter_mut() {
-                        s.cache.free_all(s.burst.drain(..));
+                        caches.free_all(s.burst.drain(..));
                     }
                 })
                 .map_err(|e| format!("cannot start a forwarding thread: {e}"))?;
@@ -585,12 +588,18 @@ pub fn default_peer_mac(port: u16) -> MacAddr {
     MacAddr([0x02, 0, 0, 0, hi, lo])
 }
 
-/// Runs `forward` on every stream of this core, round and round, until `stop` is set.
+/// Runs `forward` on every stream of this core, round and round, with the core's mbuf caches,
+/// until `stop` is set.
 #[inline]
-fn poll_until(stop: &AtomicBool, streams: &mut [Stream], mut forward: impl FnMut(&mut Stream)) {
+fn poll_until(
+    stop: &AtomicBool,
+    caches: &mut LcoreCaches,
+    streams: &mut [Stream],
+    mut forward: impl FnMut(&mut LcoreCaches, &mut Stream),
+) {
     while !stop.load(Ordering::Relaxed) {
         for s in streams.iter_mut() {
-            forward(s);
+            forward(caches, s);
         }
     }
 }
@@ -598,13 +607,17 @@ fn poll_until(stop: &AtomicBool, streams: &mut [Stream], mut forward: impl FnMut
 /// Forwards one burst and, if it moved packets, adds the cycles it took to the stream's
 /// `busy_cycles` (`--record-core-cycles`); empty polls are not counted, as in DPDK.
 #[inline]
-fn forward_counting_cycles(engine: &mut dyn ferrovia_fwd::Engine, s: &mut Stream) {
+fn forward_counting_cycles(
+    engine: &mut dyn ferrovia_fwd::Engine,
+    caches: &mut LcoreCaches,
+    s: &mut Stream,
+) {
     let moved = |s: &Stream| {
         StreamCounters::get(&s.counters.rx_packets) + StreamCounters::get(&s.counters.tx_packets)
     };
     let before = moved(s);
     let t0 = crate::cycles::now();
-    engine.forward(s);
+    engine.forward(caches, s);
     if moved(s) != before {
         let dt = crate::cycles::now().wrapping_sub(t0);
         StreamCounters::bump(&s.counters.busy_cycles, dt);

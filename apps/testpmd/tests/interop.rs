@@ -218,7 +218,7 @@ fn ours_with_ours() {
 #[test]
 fn our_virtio_user_reconnects_to_restarted_dpdk_vhost() {
     use ferrovia_ethdev::{Burst, PortConf};
-    use ferrovia_memory::{Mempool, MempoolConfig};
+    use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
     use std::time::Instant;
 
     let _g = serial();
@@ -264,6 +264,7 @@ fn our_virtio_user_reconnects_to_restarted_dpdk_vhost() {
         port.start().unwrap();
         let mut tx = port.tx_queue(0).unwrap();
         let mut rx = port.rx_queue(0).unwrap();
+        let mut caches = LcoreCaches::new();
         for cycle in 0..20 {
             let t = Instant::now();
             while !port.link().up {
@@ -292,9 +293,9 @@ fn our_virtio_user_reconnects_to_restarted_dpdk_vhost() {
                     got.len(),
                     dpdk.output()
                 );
-                tx.tx_burst(&mut out);
+                tx.tx_burst(&mut caches, &mut out);
                 let mut r = Burst::new();
-                rx.rx_burst(&mut r, 32);
+                rx.rx_burst(&mut caches, &mut r, 32);
                 got.extend(r.drain(..).map(|m| m.to_vec()));
             }
             for (i, f) in got.iter().enumerate() {
@@ -324,7 +325,7 @@ fn our_virtio_user_reconnects_to_restarted_dpdk_vhost() {
             }
             dpdk = start_dpdk(cycle + 1);
         }
-        drop((tx, rx, port));
+        drop((tx, rx, port, caches));
         drop(dpdk);
         assert_eq!(
             pool.available(),

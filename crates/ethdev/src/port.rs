@@ -1,6 +1,6 @@
 //! The port abstraction.
 
-use ferrovia_memory::Mempool;
+use ferrovia_memory::{LcoreCaches, Mempool};
 
 use crate::burst::Burst;
 use crate::caps::{Offloads, VirtioFeatures};
@@ -168,17 +168,23 @@ pub trait Port: Send {
 }
 
 /// The receive side of one queue, owned by one polling thread.
+///
+/// Queues keep no mbuf cache of their own: the thread passes its [`LcoreCaches`] to every
+/// burst, so a thread polling many queues holds one cache per pool, not one per queue.
 pub trait RxQueue: Send {
-    /// Receives up to `max` packets, appending them to `pkts` (never beyond its capacity).
+    /// Receives up to `max` packets, appending them to `pkts` (never beyond its capacity),
+    /// taking fresh mbufs from (and freeing dropped ones to) the caller's `caches`.
     /// Returns how many were added.
-    fn rx_burst(&mut self, pkts: &mut Burst, max: usize) -> usize;
+    fn rx_burst(&mut self, caches: &mut LcoreCaches, pkts: &mut Burst, max: usize) -> usize;
 }
 
 /// The transmit side of one queue, owned by one polling thread.
 pub trait TxQueue: Send {
     /// Transmits packets from the front of `pkts` and removes the ones sent; those that could
-    /// not be sent stay in `pkts` for the caller to retry or free. Returns how many were sent.
-    fn tx_burst(&mut self, pkts: &mut Burst) -> usize;
+    /// not be sent stay in `pkts` for the caller to retry or free. Mbufs the queue is done
+    /// with (sent, or copied out) are freed to the caller's `caches`. Returns how many were
+    /// sent.
+    fn tx_burst(&mut self, caches: &mut LcoreCaches, pkts: &mut Burst) -> usize;
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! cargo run --release --example echo -- 'net_vhost0,iface=/tmp/sock0'
 //! ```
 
-use ferrovia::{Burst, Mempool, MempoolConfig, PortConf};
+use ferrovia::{Burst, LcoreCaches, Mempool, MempoolConfig, PortConf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let devargs = std::env::args()
@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut port = ferrovia::open(&devargs, &PortConf::new(0, pool))?;
     port.start()?;
     let (mut rx, mut tx) = (port.rx_queue(0)?, port.tx_queue(0)?);
+    // This thread's mbuf caches (one per pool), passed to every burst.
+    let mut caches = LcoreCaches::new();
     let mut burst = Burst::new();
     let mut last = std::time::Instant::now();
     loop {
@@ -34,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .join(" ")
             );
         }
-        if rx.rx_burst(&mut burst, 32) == 0 {
+        if rx.rx_burst(&mut caches, &mut burst, 32) == 0 {
             continue;
         }
         for m in burst.iter_mut() {
@@ -44,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 dst.swap_with_slice(&mut src[..6]);
             }
         }
-        tx.tx_burst(&mut burst);
-        burst.clear(); // drops (frees) whatever the peer had no room for
+        tx.tx_burst(&mut caches, &mut burst);
+        caches.free_all(burst.drain(..)); // whatever the peer had no room for
     }
 }

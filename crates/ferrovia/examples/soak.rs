@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrovia::{Burst, Mempool, MempoolConfig, PortConf};
+use ferrovia::{Burst, LcoreCaches, Mempool, MempoolConfig, PortConf};
 
 fn arg(name: &str, default: u64) -> u64 {
     let a: Vec<String> = std::env::args().collect();
@@ -74,6 +74,8 @@ fn main() {
     let reconnects = Arc::new(AtomicU64::new(0));
     let vrec = reconnects.clone();
     let vhost_thread = std::thread::spawn(move || {
+        // One set of caches for the thread's life, whichever port it polls now.
+        let mut caches = LcoreCaches::new();
         while !vstop.load(Ordering::Relaxed) {
             let mut port = ferrovia::open(
                 &format!("net_vhost0,iface={vsock}"),
@@ -85,9 +87,9 @@ fn main() {
             let until = Instant::now() + Duration::from_secs(every);
             let mut b = Burst::new();
             while Instant::now() < until && !vstop.load(Ordering::Relaxed) {
-                if rx.rx_burst(&mut b, 32) > 0 {
-                    tx.tx_burst(&mut b);
-                    b.clear();
+                if rx.rx_burst(&mut caches, &mut b, 32) > 0 {
+                    tx.tx_burst(&mut caches, &mut b);
+                    caches.free_all(b.drain(..));
                 }
             }
             drop((rx, tx, port));
@@ -105,10 +107,11 @@ fn main() {
     let (mut vrx, mut vtx) = (vu.rx_queue(0).unwrap(), vu.tx_queue(0).unwrap());
     let (astop, adel, apool) = (stop.clone(), delivered.clone(), pool.clone());
     let app = std::thread::spawn(move || {
-        let mut cache = apool.cache();
+        let mut caches = LcoreCaches::new();
         let mut b = Burst::new();
         let mut r = Burst::new();
         while !astop.load(Ordering::Relaxed) {
+            let cache = caches.for_pool(&apool);
             while b.len() < 32 {
                 let Some(mut m) = cache.alloc() else { break };
                 if let Some(d) = m.append(64) {
@@ -116,14 +119,14 @@ fn main() {
                 }
                 b.push(m);
             }
-            vtx.tx_burst(&mut b);
-            let n = vrx.rx_burst(&mut r, 32);
+            vtx.tx_burst(&mut caches, &mut b);
+            let n = vrx.rx_burst(&mut caches, &mut r, 32);
             if n > 0 {
                 adel.fetch_add(n as u64, Ordering::Relaxed);
-                cache.free_all(r.drain(..));
+                caches.free_all(r.drain(..));
             }
         }
-        cache.free_all(b.drain(..));
+        caches.free_all(b.drain(..));
         drop((vrx, vtx));
     });
 

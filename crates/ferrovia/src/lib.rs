@@ -1,19 +1,22 @@
 //! Ferrovia: a userspace virtual-networking data plane.
 //!
-//! Open a port from a DPDK-style devargs string, start it, take its queues and move bursts:
+//! Open a port from a DPDK-style devargs string, start it, take its queues and move bursts.
+//! The polling thread owns one [`LcoreCaches`] (its mbuf caches, one per pool) and passes it to
+//! every burst on every queue it polls:
 //!
 //! ```no_run
-//! use ferrovia::{Burst, Mempool, MempoolConfig, PortConf};
+//! use ferrovia::{Burst, LcoreCaches, Mempool, MempoolConfig, PortConf};
 //!
 //! let pool = Mempool::new(MempoolConfig::default())?;
 //! let mut port = ferrovia::open("net_virtio_user0,path=/tmp/sock0", &PortConf::new(0, pool))?;
 //! port.start()?;
 //! let (mut rx, mut tx) = (port.rx_queue(0)?, port.tx_queue(0)?);
+//! let mut caches = LcoreCaches::new();
 //! let mut burst = Burst::new();
 //! loop {
-//!     rx.rx_burst(&mut burst, 32);
-//!     tx.tx_burst(&mut burst); // echo back; whatever did not fit is dropped below
-//!     burst.clear();
+//!     rx.rx_burst(&mut caches, &mut burst, 32);
+//!     tx.tx_burst(&mut caches, &mut burst); // echo back
+//!     caches.free_all(burst.drain(..)); // drop whatever did not fit
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -32,7 +35,7 @@ pub use ferrovia_ethdev::{
     Burst, DriverSpec, Error, KeyKind, KeySpec, Link, MAX_BURST, MacAddr, Offloads, Port, PortConf,
     PortInfo, PortStats, Result, RxOffloads, RxQueue, TxOffloads, TxQueue, VirtioFeatures,
 };
-pub use ferrovia_memory::{Mbuf, MbufCache, Mempool, MempoolConfig};
+pub use ferrovia_memory::{LcoreCaches, Mbuf, MbufCache, Mempool, MempoolConfig};
 
 /// Opens a port from a devargs string (see [`pmd`] for the drivers and their arguments, and
 /// [`pmd::registry`] to add a driver of your own).

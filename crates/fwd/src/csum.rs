@@ -3,6 +3,8 @@
 use std::sync::atomic::Ordering;
 
 use crate::pkt::check_l3_l4;
+use ferrovia_memory::LcoreCaches;
+
 use crate::{Engine, Stream};
 
 /// The csum engine.
@@ -14,8 +16,8 @@ impl Engine for Csum {
         "csum"
     }
     #[inline]
-    fn forward(&mut self, s: &mut Stream) {
-        if s.receive() == 0 {
+    fn forward(&mut self, caches: &mut LcoreCaches, s: &mut Stream) {
+        if s.receive(caches) == 0 {
             return;
         }
         let mut bad = 0;
@@ -28,6 +30,6 @@ impl Engine for Csum {
             let c = &s.counters.bad_csum;
             c.store(c.load(Ordering::Relaxed) + bad, Ordering::Relaxed);
         }
-        s.send();
+        s.send(caches);
     }
 }

@@ -2,6 +2,8 @@
 
 use crate::pkt::{FrameTemplate, fill_burst};
 use crate::txonly::frame_len;
+use ferrovia_memory::LcoreCaches;
+
 use crate::{Engine, Stream};
 
 /// Number of flows generated.
@@ -19,7 +21,7 @@ impl Engine for FlowGen {
         "flowgen"
     }
     #[inline]
-    fn forward(&mut self, s: &mut Stream) {
+    fn forward(&mut self, caches: &mut LcoreCaches, s: &mut Stream) {
         if self.tpls.is_empty() {
             let len = frame_len(s);
             self.tpls = (0..FLOWS)
@@ -28,7 +30,7 @@ impl Engine for FlowGen {
         }
         let tpl = &self.tpls[self.next];
         self.next = (self.next + 1) % self.tpls.len();
-        fill_burst(s, tpl);
-        s.send();
+        fill_burst(caches, s, tpl);
+        s.send(caches);
     }
 }

@@ -1,5 +1,7 @@
 //! `io`: forward packets unchanged.
 
+use ferrovia_memory::LcoreCaches;
+
 use crate::{Engine, Stream};
 
 /// The io engine.
@@ -11,9 +13,9 @@ impl Engine for Io {
         "io"
     }
     #[inline]
-    fn forward(&mut self, s: &mut Stream) {
-        if s.receive() > 0 {
-            s.send();
+    fn forward(&mut self, caches: &mut LcoreCaches, s: &mut Stream) {
+        if s.receive(caches) > 0 {
+            s.send(caches);
         }
     }
 }

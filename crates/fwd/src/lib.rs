@@ -4,7 +4,8 @@
 //! An engine forwards one burst on one [`Stream`] per call: receive up to `burst` packets from
 //! the stream's Rx queue, transform them, send them on its Tx queue and free what could not be
 //! sent (counted as dropped). No engine allocates, locks, logs or makes a system call per
-//! packet.
+//! packet. Mbufs come from and go back to the forwarding thread's [`LcoreCaches`], which the
+//! thread passes to every call, whatever stream it polls.
 
 pub mod burst_stats;
 pub mod csum;
@@ -19,7 +20,7 @@ pub mod txonly;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferrovia_ethdev::{Burst, MacAddr, RxQueue, TxQueue};
-use ferrovia_memory::MbufCache;
+use ferrovia_memory::{LcoreCaches, Mempool};
 
 /// Counters of one stream, written by its forwarding thread only.
 #[derive(Debug, Default)]
@@ -88,8 +89,9 @@ pub struct Stream {
     pub counters: std::sync::Arc<StreamCounters>,
     /// Settings.
     pub params: StreamParams,
-    /// Mbuf cache of the forwarding thread that owns the stream.
-    pub cache: MbufCache,
+    /// Pool that generated frames (txonly, flowgen) are allocated from, through the
+    /// forwarding thread's cache of it.
+    pub pool: Mempool,
     /// Scratch burst.
     pub burst: Burst,
 }
@@ -97,8 +99,8 @@ pub struct Stream {
 impl Stream {
     /// Receives up to `params.burst` packets into `self.burst`; returns how many.
     #[inline]
-    pub fn receive(&mut self) -> usize {
-        let n = self.rx.rx_burst(&mut self.burst, self.params.burst);
+    pub fn receive(&mut self, caches: &mut LcoreCaches) -> usize {
+        let n = self.rx.rx_burst(caches, &mut self.burst, self.params.burst);
         StreamCounters::bump(&self.counters.rx_packets, n as u64);
         if self.params.record_burst_stats {
             self.counters.rx_bursts.record(n);
@@ -106,13 +108,13 @@ impl Stream {
         n
     }
 
-    /// Sends `self.burst`, frees and counts what did not fit.
+    /// Sends `self.burst`, frees (to `caches`) and counts what did not fit.
     #[inline]
-    pub fn send(&mut self) {
+    pub fn send(&mut self, caches: &mut LcoreCaches) {
         if self.burst.is_empty() {
             return;
         }
-        let n = self.tx.tx_burst(&mut self.burst);
+        let n = self.tx.tx_burst(caches, &mut self.burst);
         StreamCounters::bump(&self.counters.tx_packets, n as u64);
         if self.params.record_burst_stats {
             self.counters.tx_bursts.record(n);
@@ -120,7 +122,7 @@ impl Stream {
         let left = self.burst.len();
         if left > 0 {
             StreamCounters::bump(&self.counters.fwd_dropped, left as u64);
-            self.cache.free_all(self.burst.drain(..));
+            caches.free_all(self.burst.drain(..));
         }
     }
 }
@@ -129,8 +131,8 @@ impl Stream {
 pub trait Engine: Send {
     /// The name used by `--forward-mode` and `set fwd`.
     fn name(&self) -> &'static str;
-    /// Forwards one burst on `s`.
-    fn forward(&mut self, s: &mut Stream);
+    /// Forwards one burst on `s`, with the mbuf caches of the calling thread.
+    fn forward(&mut self, caches: &mut LcoreCaches, s: &mut Stream);
 }
 
 /// Every mode's name.

@@ -1,5 +1,7 @@
 //! `macswap`: swap the source and destination MAC addresses.
 
+use ferrovia_memory::LcoreCaches;
+
 use crate::{Engine, Stream};
 
 /// The macswap engine.
@@ -11,13 +13,13 @@ impl Engine for MacSwap {
         "macswap"
     }
     #[inline]
-    fn forward(&mut self, s: &mut Stream) {
-        if s.receive() == 0 {
+    fn forward(&mut self, caches: &mut LcoreCaches, s: &mut Stream) {
+        if s.receive(caches) == 0 {
             return;
         }
         for m in s.burst.iter_mut() {
             crate::pkt::swap_macs(m.data_mut());
         }
-        s.send();
+        s.send(caches);
     }
 }

@@ -1,6 +1,6 @@
 //! Frame helpers: MAC rewrites, a UDP/IPv4 frame template and checksums.
 
-use ferrovia_memory::Mbuf;
+use ferrovia_memory::{LcoreCaches, Mbuf, MbufCache};
 
 use crate::Stream;
 
@@ -129,26 +129,30 @@ pub fn check_l3_l4(f: &[u8]) -> bool {
     csum_fold(s) == 0
 }
 
-/// Allocates up to `burst` frames from the stream's cache, copies the template (chained in
-/// `--txpkts` segments when several are given) and leaves them in `s.burst`.
+/// Allocates up to `burst` frames from the thread's cache of the stream's pool, copies the
+/// template (chained in `--txpkts` segments when several are given) and leaves them in
+/// `s.burst`.
 #[inline]
-pub fn fill_burst(s: &mut Stream, tpl: &FrameTemplate) {
+pub fn fill_burst(caches: &mut LcoreCaches, s: &mut Stream, tpl: &FrameTemplate) {
     let want = s.params.burst.min(s.burst.remaining_capacity());
     let segs = s.params.txpkts.len().max(1);
+    let cache = caches.for_pool(&s.pool);
     for _ in 0..want {
-        let Some(m) = build(s, tpl, segs) else { break };
+        let Some(m) = build(cache, &s.params.txpkts, tpl, segs) else {
+            break;
+        };
         s.burst.push(m);
     }
 }
 
-fn build(s: &mut Stream, tpl: &FrameTemplate, segs: usize) -> Option<Mbuf> {
+fn build(cache: &mut MbufCache, txpkts: &[u16], tpl: &FrameTemplate, segs: usize) -> Option<Mbuf> {
     let bytes = tpl.bytes();
     if segs == 1 {
-        let mut m = s.cache.alloc()?;
+        let mut m = cache.alloc()?;
         match m.append(bytes.len()) {
             Some(d) => d.copy_from_slice(bytes),
             None => {
-                s.cache.free(m);
+                cache.free(m);
                 return None;
             }
         }
@@ -156,24 +160,24 @@ fn build(s: &mut Stream, tpl: &FrameTemplate, segs: usize) -> Option<Mbuf> {
     }
     let mut head: Option<Mbuf> = None;
     let mut off = 0;
-    for (i, &l) in s.params.txpkts.iter().enumerate() {
+    for (i, &l) in txpkts.iter().enumerate() {
         let l = if i + 1 == segs {
             bytes.len() - off
         } else {
             (l as usize).min(bytes.len() - off)
         };
-        let Some(mut m) = s.cache.alloc() else {
+        let Some(mut m) = cache.alloc() else {
             if let Some(h) = head {
-                s.cache.free(h);
+                cache.free(h);
             }
             return None;
         };
         match m.append(l) {
             Some(d) => d.copy_from_slice(&bytes[off..off + l]),
             None => {
-                s.cache.free(m);
+                cache.free(m);
                 if let Some(h) = head {
-                    s.cache.free(h);
+                    cache.free(h);
                 }
                 return None;
             }

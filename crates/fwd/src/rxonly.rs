@@ -1,5 +1,7 @@
 //! `rxonly`: receive and free.
 
+use ferrovia_memory::LcoreCaches;
+
 use crate::{Engine, Stream};
 
 /// The rxonly engine.
@@ -11,9 +13,9 @@ impl Engine for RxOnly {
         "rxonly"
     }
     #[inline]
-    fn forward(&mut self, s: &mut Stream) {
-        if s.receive() > 0 {
-            s.cache.free_all(s.burst.drain(..));
+    fn forward(&mut self, caches: &mut LcoreCaches, s: &mut Stream) {
+        if s.receive(caches) > 0 {
+            caches.free_all(s.burst.drain(..));
         }
     }
 }

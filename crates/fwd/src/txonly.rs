@@ -2,6 +2,8 @@
 //! `--txpkts` length and send them; received packets are not read.
 
 use crate::pkt::{FrameTemplate, fill_burst};
+use ferrovia_memory::LcoreCaches;
+
 use crate::{Engine, Stream};
 
 /// The txonly engine.
@@ -15,12 +17,12 @@ impl Engine for TxOnly {
         "txonly"
     }
     #[inline]
-    fn forward(&mut self, s: &mut Stream) {
+    fn forward(&mut self, caches: &mut LcoreCaches, s: &mut Stream) {
         let tpl = self.tpl.get_or_insert_with(|| {
             FrameTemplate::udp4(&s.params.tx_mac.0, &s.params.peer_mac.0, frame_len(s), 0)
         });
-        fill_burst(s, tpl);
-        s.send();
+        fill_burst(caches, s, tpl);
+        s.send(caches);
     }
 }
 

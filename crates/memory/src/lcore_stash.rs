@@ -1,8 +1,9 @@
 //! The per-thread stash: free mbufs shared by every [`MbufCache`](crate::MbufCache) of one pool
 //! on one thread.
 //!
-//! Each Rx and Tx queue owns its own cache, but on a forwarding thread one queue only allocates
-//! (Rx: fresh buffers for the ring) and another only frees (Tx: sent mbufs). Without a level in
+//! Bursts use the polling thread's one cache per pool ([`LcoreCaches`](crate::LcoreCaches)),
+//! but a thread may still keep several caches of one pool, one that only allocates (Rx: fresh
+//! buffers for the ring) and another that only frees (Tx: sent mbufs). Without a level in
 //! between, the Rx cache refills from the head of the pool's FIFO ring and the Tx cache flushes
 //! to its tail, so every mbuf of the pool goes round: a 16384-mbuf pool of 2 KiB buffers is a
 //! 36 MiB working set, and each 1518 B copy misses the caches. DPDK avoids this with one mempool

@@ -8,6 +8,7 @@
 //!   operations, used as the mempool's shared free list.
 //! * [`mempool`]: fixed-size packet buffer pools with per-thread caches and bulk get/put.
 //! * [`mbuf`]: packet buffers with headroom, chaining and offload metadata.
+//! * [`lcore_caches`]: the caches of one polling thread, one per pool, passed to every burst.
 //! * [`arena`]: ring areas for many ports carved from a few registered regions.
 //!
 //! Below both `mempool` and `mbuf` sits `pool_core`: the mbuf header, the pool state it points
@@ -16,6 +17,7 @@
 
 pub mod arena;
 pub mod burst;
+pub mod lcore_caches;
 #[cfg(not(loom))]
 mod lcore_stash;
 pub mod mbuf;
@@ -27,6 +29,7 @@ pub mod ring;
 mod sync;
 
 pub use burst::{Burst, MAX_BURST};
+pub use lcore_caches::LcoreCaches;
 pub use mbuf::{Mbuf, MbufHdr};
 pub use mempool::{MbufCache, Mempool, MempoolConfig};
 pub use region::{RegionBacking, SharedRegion};

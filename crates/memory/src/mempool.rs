@@ -3,7 +3,8 @@
 //! A pool owns `count` mbufs. Their data buffers live in one shared region (memfd by default) so
 //! a vhost-user peer can read and write them; their headers live in private memory, so a hostile
 //! peer can never corrupt the pointers this process follows. Free mbufs sit in a lock-free
-//! [`ObjRing`]; each queue keeps an [`MbufCache`] in front of it and moves mbufs in bulk, first to
+//! [`ObjRing`]; each polling thread keeps an [`MbufCache`] in front of it (in its
+//! [`LcoreCaches`](crate::LcoreCaches), passed to every burst) and moves mbufs in bulk, first to
 //! and from a stash shared by the caches of the pool on the same thread (`lcore_stash`), then the
 //! ring. Nothing is allocated per packet after the pool is created.
 
@@ -148,6 +149,22 @@ impl Mempool {
         } else {
             None
         }
+    }
+
+    /// A new handle to the pool at `inner` (the pool of an mbuf the caller owns), or None when
+    /// every handle is gone: a pool nobody holds is not brought back.
+    pub(crate) fn upgrade(inner: *const PoolInner) -> Option<Mempool> {
+        let ptr = NonNull::new(inner as *mut PoolInner)?;
+        // SAFETY: the caller owns an mbuf of the pool, which keeps it allocated (`maybe_free`).
+        let handles = unsafe { &ptr.as_ref().handles };
+        let mut n = handles.load(Ordering::Relaxed);
+        while n != 0 {
+            match handles.compare_exchange_weak(n, n + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(Mempool { inner: ptr }),
+                Err(now) => n = now,
+            }
+        }
+        None
     }
 
     /// Makes a per-thread cache in front of this pool.

@@ -8,7 +8,7 @@ use ferrovia_ethdev::{
     Burst, Devargs, DriverSpec, ErrorCause, KeySpec, Link, MacAddr, Offloads, Port, PortConf,
     PortInfo, PortStats, QueueStats, Result, RxQueue, TxOffloads, TxQueue,
 };
-use ferrovia_memory::MbufCache;
+use ferrovia_memory::{LcoreCaches, Mempool};
 
 use crate::shared::{RunState, Taken, TakenGuard};
 
@@ -121,7 +121,7 @@ impl Port for NullPort {
         let guard = self.rx_taken.take(&self.name, "rx", q)?;
         Ok(Box::new(NullRx {
             _guard: guard,
-            cache: self.conf.pool.cache(),
+            pool: self.conf.pool.clone(),
             size: if self.no_rx { 0 } else { self.size },
             port_id: self.conf.port_id,
             state: self.state.clone(),
@@ -132,7 +132,6 @@ impl Port for NullPort {
         let guard = self.tx_taken.take(&self.name, "tx", q)?;
         Ok(Box::new(NullTx {
             _guard: guard,
-            cache: self.conf.pool.cache(),
             state: self.state.clone(),
             stats: self.tx_stats[q as usize].clone(),
         }))
@@ -141,7 +140,7 @@ impl Port for NullPort {
 
 struct NullRx {
     _guard: TakenGuard,
-    cache: MbufCache,
+    pool: Mempool,
     size: usize,
     port_id: u16,
     state: Arc<RunState>,
@@ -149,14 +148,15 @@ struct NullRx {
 }
 
 impl RxQueue for NullRx {
-    fn rx_burst(&mut self, pkts: &mut Burst, max: usize) -> usize {
+    fn rx_burst(&mut self, caches: &mut LcoreCaches, pkts: &mut Burst, max: usize) -> usize {
         if !self.state.started() || self.size == 0 {
             return 0;
         }
+        let cache = caches.for_pool(&self.pool);
         let n = max.min(pkts.remaining_capacity());
         let mut got = 0;
         for _ in 0..n {
-            let Some(mut m) = self.cache.alloc() else {
+            let Some(mut m) = cache.alloc() else {
                 self.stats.error(ErrorCause::NoMbuf, 1);
                 break;
             };
@@ -164,7 +164,7 @@ impl RxQueue for NullRx {
                 Some(d) => d.fill(0),
                 None => {
                     self.stats.error(ErrorCause::TooLong, 1);
-                    self.cache.free(m);
+                    cache.free(m);
                     break;
                 }
             }
@@ -179,19 +179,18 @@ impl RxQueue for NullRx {
 
 struct NullTx {
     _guard: TakenGuard,
-    cache: MbufCache,
     state: Arc<RunState>,
     stats: Arc<QueueStats>,
 }
 
 impl TxQueue for NullTx {
-    fn tx_burst(&mut self, pkts: &mut Burst) -> usize {
+    fn tx_burst(&mut self, caches: &mut LcoreCaches, pkts: &mut Burst) -> usize {
         if !self.state.started() {
             return 0;
         }
         let n = pkts.len();
         let bytes: usize = pkts.iter().map(|m| m.pkt_len()).sum();
-        self.cache.free_all(pkts.drain(..));
+        caches.free_all(pkts.drain(..));
         self.stats.add(n as u64, bytes as u64);
         n
     }

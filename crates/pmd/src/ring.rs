@@ -8,7 +8,7 @@ use ferrovia_ethdev::{
     Burst, Devargs, DriverSpec, ErrorCause, KeySpec, Link, MacAddr, Offloads, Port, PortConf,
     PortInfo, PortStats, QueueStats, Result, RxOffloads, RxQueue, TxOffloads, TxQueue,
 };
-use ferrovia_memory::{Mbuf, ObjRing};
+use ferrovia_memory::{LcoreCaches, Mbuf, ObjRing};
 
 use crate::shared::{RunState, Taken, TakenGuard};
 
@@ -162,7 +162,7 @@ struct RingRx {
 }
 
 impl RxQueue for RingRx {
-    fn rx_burst(&mut self, pkts: &mut Burst, max: usize) -> usize {
+    fn rx_burst(&mut self, _caches: &mut LcoreCaches, pkts: &mut Burst, max: usize) -> usize {
         if !self.state.started() {
             return 0;
         }
@@ -190,7 +190,7 @@ struct RingTx {
 }
 
 impl TxQueue for RingTx {
-    fn tx_burst(&mut self, pkts: &mut Burst) -> usize {
+    fn tx_burst(&mut self, _caches: &mut LcoreCaches, pkts: &mut Burst) -> usize {
         if !self.state.started() || pkts.is_empty() {
             return 0;
         }

@@ -18,7 +18,7 @@ use ferrovia_ethdev::{
     PortEventKind, PortInfo, PortStats, QueueStats, Result, RxOffloads, RxQueue, TxOffloads,
     TxQueue, VirtioFeatures,
 };
-use ferrovia_memory::MbufCache;
+use ferrovia_memory::{LcoreCaches, Mempool};
 use ferrovia_transport::backend::{DeviceEvent, DeviceShared, Notify, VringCtl, offered_features};
 use ferrovia_transport::reactor::{Reactor, SourceId};
 use ferrovia_transport::socket;
@@ -276,7 +276,7 @@ impl Port for VhostPort {
             ctl: self.shared.vrings[q as usize * 2 + 1].clone(),
             reader: QuiesceReader::default(),
             dev: None,
-            cache: self.conf.pool.cache(),
+            pool: self.conf.pool.clone(),
             stats: self.rx_stats[q as usize].clone(),
             state: self.state.clone(),
             port_id: self.conf.port_id,
@@ -289,7 +289,7 @@ impl Port for VhostPort {
             ctl: self.shared.vrings[q as usize * 2].clone(),
             reader: QuiesceReader::default(),
             dev: None,
-            cache: self.conf.pool.cache(),
+            pool: self.conf.pool.clone(),
             stats: self.tx_stats[q as usize].clone(),
             state: self.state.clone(),
             port_id: self.conf.port_id,
@@ -303,7 +303,8 @@ struct VhostQueue {
     ctl: Arc<VringCtl>,
     reader: QuiesceReader<ferrovia_virtqueue::device::ActiveVring>,
     dev: Option<DeviceQueue>,
-    cache: MbufCache,
+    /// The pool received packets are allocated from (its cache is the caller's).
+    pool: Mempool,
     stats: Arc<QueueStats>,
     state: Arc<RunState>,
     port_id: u16,
@@ -342,13 +343,13 @@ impl VhostQueue {
 }
 
 impl RxQueue for VhostQueue {
-    fn rx_burst(&mut self, pkts: &mut Burst, max: usize) -> usize {
+    fn rx_burst(&mut self, caches: &mut LcoreCaches, pkts: &mut Burst, max: usize) -> usize {
         if !self.state.started() || !self.enter() {
             return 0;
         }
         let dev = self.dev.as_mut().expect("entered");
         let res = dev.dequeue_burst(
-            &mut self.cache,
+            caches.for_pool(&self.pool),
             pkts,
             max,
             MAX_FRAME,
@@ -362,12 +363,12 @@ impl RxQueue for VhostQueue {
 }
 
 impl TxQueue for VhostQueue {
-    fn tx_burst(&mut self, pkts: &mut Burst) -> usize {
+    fn tx_burst(&mut self, caches: &mut LcoreCaches, pkts: &mut Burst) -> usize {
         if !self.state.started() || pkts.is_empty() || !self.enter() {
             return 0;
         }
         let dev = self.dev.as_mut().expect("entered");
-        let res = dev.enqueue_burst(&mut self.cache, pkts, &StatsSink(&self.stats));
+        let res = dev.enqueue_burst(caches.for_pool(&self.pool), pkts, &StatsSink(&self.stats));
         self.exit();
         self.stats.add(res.packets as u64, res.bytes as u64);
         res.packets

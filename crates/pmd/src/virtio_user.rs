@@ -23,8 +23,8 @@ use ferrovia_ethdev::{
     Burst, Devargs, DriverSpec, Error, KeySpec, Link, MacAddr, Offloads, Port, PortConf, PortInfo,
     PortStats, QueueStats, Result, RxOffloads, RxQueue, TxOffloads, TxQueue, VirtioFeatures,
 };
-use ferrovia_memory::MbufCache;
 use ferrovia_memory::arena::{self, ArenaSlice};
+use ferrovia_memory::{LcoreCaches, Mempool};
 use ferrovia_transport::reactor::{Reactor, SourceId};
 use ferrovia_transport::socket;
 use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue};
@@ -413,7 +413,7 @@ impl VirtioUserPort {
             _guard: guard,
             shared: self.vrings[vr].clone(),
             reader: QuiesceReader::default(),
-            cache: self.conf.pool.cache(),
+            pool: self.conf.pool.clone(),
             stats,
             state: self.state.clone(),
             port_id: self.conf.port_id,
@@ -428,7 +428,8 @@ struct VuQueue {
     _guard: TakenGuard,
     shared: Arc<VringShared>,
     reader: QuiesceReader<LinkCfg>,
-    cache: MbufCache,
+    /// The pool Rx buffers are allocated from (its cache is the caller's).
+    pool: Mempool,
     stats: Arc<QueueStats>,
     state: Arc<RunState>,
     port_id: u16,
@@ -466,14 +467,14 @@ impl VuQueue {
 }
 
 impl RxQueue for VuQueue {
-    fn rx_burst(&mut self, pkts: &mut Burst, max: usize) -> usize {
+    fn rx_burst(&mut self, caches: &mut LcoreCaches, pkts: &mut Burst, max: usize) -> usize {
         if !self.state.started() || !self.enter() {
             return 0;
         }
         // SAFETY: inside a burst entered with a live configuration.
         let q = unsafe { self.shared.queue() };
         let (n, bytes) = q.receive(
-            &mut self.cache,
+            caches.for_pool(&self.pool),
             pkts,
             max,
             self.port_id,
@@ -486,13 +487,13 @@ impl RxQueue for VuQueue {
 }
 
 impl TxQueue for VuQueue {
-    fn tx_burst(&mut self, pkts: &mut Burst) -> usize {
+    fn tx_burst(&mut self, caches: &mut LcoreCaches, pkts: &mut Burst) -> usize {
         if !self.state.started() || pkts.is_empty() || !self.enter() {
             return 0;
         }
         // SAFETY: inside a burst entered with a live configuration.
         let q = unsafe { self.shared.queue() };
-        let (n, bytes) = q.transmit(&mut self.cache, pkts, &StatsSink(&self.stats));
+        let (n, bytes) = q.transmit(caches.for_pool(&self.pool), pkts, &StatsSink(&self.stats));
         self.exit();
         self.stats.add(n as u64, bytes as u64);
         n

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrovia_ethdev::{Burst, Port, PortConf};
-use ferrovia_memory::{Mempool, MempoolConfig};
+use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
 use ferrovia_transport::backend::{BackendHandler, DeviceShared};
 use ferrovia_virtqueue::device::{ActiveVring, RingView};
 use ferrovia_virtqueue::layout::UsedElem;
@@ -83,6 +83,7 @@ fn bad_used_entries_are_counted_and_the_driver_recovers() {
     vu.start().unwrap();
     let mut tx = vu.tx_queue(0).unwrap();
     let mut rx = vu.rx_queue(0).unwrap();
+    let mut caches = LcoreCaches::new();
     let txv = active(&shared, 1);
     let rxv = active(&shared, 0);
     let (RingView::Split(txr), RingView::Split(rxr)) = (txv.ring, rxv.ring) else {
@@ -95,7 +96,7 @@ fn bad_used_entries_are_counted_and_the_driver_recovers() {
         m.append(100).unwrap().fill(7);
         b.push(m);
     }
-    assert_eq!(tx.tx_burst(&mut b), 4);
+    assert_eq!(tx.tx_burst(&mut caches, &mut b), 4);
     // 1. A used id out of range, then an id that is not in flight (the same head twice).
     txr.set_used_elem(0, UsedElem { id: 9999, len: 0 });
     txr.set_used_elem(
@@ -115,7 +116,7 @@ fn bad_used_entries_are_counted_and_the_driver_recovers() {
     txr.set_used_idx(3);
     let before = xstat(&*vu, "tx_q0_bad_used_id");
     // The driver reclaims lazily: fill the ring (the backend consumes nothing) to make it look.
-    let fill = |tx: &mut Box<dyn ferrovia_ethdev::TxQueue>| {
+    let fill = |tx: &mut Box<dyn ferrovia_ethdev::TxQueue>, caches: &mut LcoreCaches| {
         for _ in 0..20 {
             let mut more = Burst::new();
             for _ in 0..32 {
@@ -123,10 +124,10 @@ fn bad_used_entries_are_counted_and_the_driver_recovers() {
                 m.append(60).unwrap();
                 more.push(m);
             }
-            tx.tx_burst(&mut more);
+            tx.tx_burst(caches, &mut more);
         }
     };
-    fill(&mut tx);
+    fill(&mut tx, &mut caches);
     assert_eq!(
         xstat(&*vu, "tx_q0_bad_used_id"),
         before + 2,
@@ -134,8 +135,8 @@ fn bad_used_entries_are_counted_and_the_driver_recovers() {
     );
     // 2. A used index that jumps far beyond what was posted stops the queue, counted once.
     txr.set_used_idx(3000);
-    fill(&mut tx);
-    fill(&mut tx);
+    fill(&mut tx, &mut caches);
+    fill(&mut tx, &mut caches);
     assert_eq!(xstat(&*vu, "tx_q0_bad_used_id"), before + 3);
     // 3. Rx: a used length larger than the buffer posted, and one shorter than the header.
     let head0 = rxr.avail_ring(0) as u32;
@@ -150,7 +151,7 @@ fn bad_used_entries_are_counted_and_the_driver_recovers() {
     rxr.set_used_elem(1, UsedElem { id: head1, len: 3 });
     rxr.set_used_idx(2);
     let mut got = Burst::new();
-    rx.rx_burst(&mut got, 32);
+    rx.rx_burst(&mut caches, &mut got, 32);
     assert!(
         got.is_empty(),
         "no packet may come out of bogus used entries"
@@ -181,9 +182,9 @@ fn bad_used_entries_are_counted_and_the_driver_recovers() {
     }
     let mut seen = Vec::new();
     wait("virtio-user -> vhost after recovery", || {
-        tx.tx_burst(&mut out);
+        tx.tx_burst(&mut caches, &mut out);
         let mut r = Burst::new();
-        hrx.rx_burst(&mut r, 32);
+        hrx.rx_burst(&mut caches, &mut r, 32);
         seen.extend(
             r.drain(..)
                 .filter(|m| m.data_len() == 128)
@@ -200,9 +201,9 @@ fn bad_used_entries_are_counted_and_the_driver_recovers() {
     }
     let mut seen = Vec::new();
     wait("vhost -> virtio-user after recovery", || {
-        htx.tx_burst(&mut back);
+        htx.tx_burst(&mut caches, &mut back);
         let mut r = Burst::new();
-        rx.rx_burst(&mut r, 32);
+        rx.rx_burst(&mut caches, &mut r, 32);
         seen.extend(r.drain(..).map(|m| (m.data_len(), m.data()[0])));
         seen.len() >= 16
     });

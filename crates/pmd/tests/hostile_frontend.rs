@@ -583,7 +583,12 @@ fn bad_receive_buffers_are_counted_and_never_written() {
         let mut m = v.pool.alloc().unwrap();
         m.append(200).unwrap().fill(0x42);
         b.push(m);
-        assert_eq!(v.tx.tx_burst(&mut b), 0, "{}: not delivered", c.name);
+        assert_eq!(
+            v.tx.tx_burst(&mut v.caches, &mut b),
+            0,
+            "{}: not delivered",
+            c.name
+        );
         assert!(
             b.is_empty(),
             "{}: the packet is dropped, not retried",
@@ -612,7 +617,7 @@ fn bad_receive_buffers_are_counted_and_never_written() {
     let mut m = v.pool.alloc().unwrap();
     m.append(200).unwrap().fill(0x42);
     b.push(m);
-    assert_eq!(v.tx.tx_burst(&mut b), 1);
+    assert_eq!(v.tx.tx_burst(&mut v.caches, &mut b), 1);
     assert_eq!(g.rxr.used_elem(used0), (10, 212));
     assert!(g.mem.read(0, BUF + 12, 200).iter().all(|&x| x == 0x42));
     assert_moved(

@@ -137,7 +137,7 @@ fn guest_sends(v: &mut VhostUnderTest, mem: &GuestMem, txr: &mut SplitLayout, fi
     txr.push(head);
     let mut got = ferrovia_ethdev::Burst::new();
     wait("guest frame", || {
-        v.rx.rx_burst(&mut got, 32);
+        v.rx.rx_burst(&mut v.caches, &mut got, 32);
         !got.is_empty()
     });
     assert_eq!(got.len(), 1);

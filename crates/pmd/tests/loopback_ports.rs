@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use ferrovia_ethdev::{Burst, Port, PortConf, RxQueue, TxQueue};
-use ferrovia_memory::{Mbuf, Mempool, MempoolConfig};
+use ferrovia_memory::{LcoreCaches, Mbuf, Mempool, MempoolConfig};
 
 fn pool(name: &str) -> Mempool {
     Mempool::new(MempoolConfig {
@@ -44,7 +44,14 @@ fn wait_up(p: &dyn Port) {
 }
 
 /// Sends `sizes` through `tx`, receives them on `rx`, checks every byte.
-fn pass(pool: &Mempool, tx: &mut dyn TxQueue, rx: &mut dyn RxQueue, sizes: &[usize], seq0: usize) {
+fn pass(
+    caches: &mut LcoreCaches,
+    pool: &Mempool,
+    tx: &mut dyn TxQueue,
+    rx: &mut dyn RxQueue,
+    sizes: &[usize],
+    seq0: usize,
+) {
     let mut sent = 0;
     let mut got: Vec<Vec<u8>> = Vec::new();
     let t = Instant::now();
@@ -60,10 +67,10 @@ fn pass(pool: &Mempool, tx: &mut dyn TxQueue, rx: &mut dyn RxQueue, sizes: &[usi
             b.push(make(pool, &payload(seq0 + sent, sizes[sent])));
             sent += 1;
         }
-        tx.tx_burst(&mut b);
+        tx.tx_burst(caches, &mut b);
         // Unsent packets stay in `b` and are retried.
         let mut r = Burst::new();
-        rx.rx_burst(&mut r, 32);
+        rx.rx_burst(caches, &mut r, 32);
         for m in r.drain(..) {
             got.push(m.to_vec());
         }
@@ -103,6 +110,7 @@ fn run(tag: &str, vu_extra: &str, queues: u16) {
     vu.start().unwrap();
     wait_up(&*vu);
     wait_up(&*vhost);
+    let mut caches = LcoreCaches::new();
     let sizes = [64, 1518, 9000, 60, 128, 4096, 1514];
     for q in 0..queues {
         let mut vtx = vu.tx_queue(q).unwrap();
@@ -110,8 +118,22 @@ fn run(tag: &str, vu_extra: &str, queues: u16) {
         let mut htx = vhost.tx_queue(q).unwrap();
         let mut hrx = vhost.rx_queue(q).unwrap();
         for round in 0..20 {
-            pass(&pool, &mut *vtx, &mut *hrx, &sizes, round * 100);
-            pass(&pool, &mut *htx, &mut *vrx, &sizes, round * 100 + 50);
+            pass(
+                &mut caches,
+                &pool,
+                &mut *vtx,
+                &mut *hrx,
+                &sizes,
+                round * 100,
+            );
+            pass(
+                &mut caches,
+                &pool,
+                &mut *htx,
+                &mut *vrx,
+                &sizes,
+                round * 100 + 50,
+            );
         }
     }
     let vs = vu.stats();
@@ -205,10 +227,18 @@ fn more_than_eight_memory_regions() {
     vu.start().unwrap();
     wait_up(&*vu);
     wait_up(&*vhost);
+    let mut caches = LcoreCaches::new();
     let last = extra.last().unwrap();
     let mut vtx = vu.tx_queue(0).unwrap();
     let mut hrx = vhost.rx_queue(0).unwrap();
-    pass(last, &mut *vtx, &mut *hrx, &[64, 1518, 60, 1000], 0);
+    pass(
+        &mut caches,
+        last,
+        &mut *vtx,
+        &mut *hrx,
+        &[64, 1518, 60, 1000],
+        0,
+    );
     drop((vtx, hrx, vu, vhost));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -237,13 +267,14 @@ fn virtio_user_server_vhost_client() {
     vu.start().unwrap();
     wait_up(&*vu);
     wait_up(&*vhost);
+    let mut caches = LcoreCaches::new();
     for q in 0..2 {
         let mut vtx = vu.tx_queue(q).unwrap();
         let mut hrx = vhost.rx_queue(q).unwrap();
         let mut htx = vhost.tx_queue(q).unwrap();
         let mut vrx = vu.rx_queue(q).unwrap();
-        pass(&p, &mut *vtx, &mut *hrx, &[64, 1518, 9000], 0);
-        pass(&p, &mut *htx, &mut *vrx, &[64, 1518, 9000], 10);
+        pass(&mut caches, &p, &mut *vtx, &mut *hrx, &[64, 1518, 9000], 0);
+        pass(&mut caches, &p, &mut *htx, &mut *vrx, &[64, 1518, 9000], 10);
     }
     drop((vu, vhost));
     let _ = std::fs::remove_dir_all(&dir);

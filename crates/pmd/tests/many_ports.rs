@@ -9,7 +9,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use ferrovia_ethdev::{Burst, Port, PortConf, PortEventKind, RxQueue, TxQueue, events};
-use ferrovia_memory::{Mempool, MempoolConfig};
+use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
 
 const PAIRS: usize = 256;
 const CHURN: usize = 32;
@@ -111,6 +111,7 @@ fn wait_up(p: &Pair, i: usize) {
 fn step(
     pair: usize,
     d: usize,
+    caches: &mut LcoreCaches,
     pool: &Mempool,
     tx: &mut dyn TxQueue,
     rx: &mut dyn RxQueue,
@@ -120,17 +121,20 @@ fn step(
 ) {
     let mut b = Burst::new();
     while *sent - *expect < WINDOW && b.len() < 16 {
-        let Some(mut m) = pool.alloc() else { break };
+        let Some(mut m) = caches.for_pool(pool).alloc() else {
+            break;
+        };
         m.append(FRAME)
             .unwrap()
             .copy_from_slice(&frame(pair, d as u8, *sent + b.len() as u32));
         b.push(m);
     }
-    let n = tx.tx_burst(&mut b);
+    let n = tx.tx_burst(caches, &mut b);
     *sent += n as u32;
-    drop(b); // unsent ones go back to the pool; they are sent again with the same numbers
+    // Unsent ones go back to the pool; they are sent again with the same numbers.
+    caches.free_all(b.drain(..));
     let mut r = Burst::new();
-    rx.rx_burst(&mut r, 32);
+    rx.rx_burst(caches, &mut r, 32);
     for m in r.drain(..) {
         let got = m.to_vec();
         assert_eq!(
@@ -140,6 +144,7 @@ fn step(
             *expect
         );
         *expect += 1;
+        caches.free(m);
         delivered.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -152,6 +157,8 @@ fn poller(
     delivered: Arc<AtomicU64>,
 ) {
     let mut mine: HashMap<usize, Box<Handles>> = HashMap::new();
+    // One set of mbuf caches for every queue this thread polls.
+    let mut caches = LcoreCaches::new();
     while !stop.load(Ordering::Relaxed) {
         while let Ok(c) = rx_cmd.try_recv() {
             match c {
@@ -169,6 +176,7 @@ fn poller(
             step(
                 i,
                 0,
+                &mut caches,
                 &vu_pool,
                 &mut *h.vu_tx,
                 &mut *h.vh_rx,
@@ -179,6 +187,7 @@ fn poller(
             step(
                 i,
                 1,
+                &mut caches,
                 &vh_pool,
                 &mut *h.vh_tx,
                 &mut *h.vu_rx,

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ferrovia_ethdev::{Burst, Port, PortConf, RxQueue, TxQueue};
-use ferrovia_memory::{Mbuf, Mempool, MempoolConfig};
+use ferrovia_memory::{LcoreCaches, Mbuf, Mempool, MempoolConfig};
 
 const CYCLES: usize = 20;
 
@@ -45,7 +45,14 @@ fn wait_up(p: &dyn Port, what: &str) {
 }
 
 /// Sends 64 frames from `tx` and checks all arrive on `rx` intact.
-fn traffic(pool: &Mempool, tx: &mut dyn TxQueue, rx: &mut dyn RxQueue, seq0: usize, what: &str) {
+fn traffic(
+    caches: &mut LcoreCaches,
+    pool: &Mempool,
+    tx: &mut dyn TxQueue,
+    rx: &mut dyn RxQueue,
+    seq0: usize,
+    what: &str,
+) {
     let mut out = Burst::new();
     for i in 0..64 {
         out.push(frame(pool, seq0 + i, 60 + (i * 37) % 1400));
@@ -59,8 +66,8 @@ fn traffic(pool: &Mempool, tx: &mut dyn TxQueue, rx: &mut dyn RxQueue, seq0: usi
             "{what}: {} of 64 arrived",
             got.len()
         );
-        tx.tx_burst(&mut out);
-        rx.rx_burst(&mut r, 32);
+        tx.tx_burst(caches, &mut out);
+        rx.rx_burst(caches, &mut r, 32);
         // Frames left in flight when the previous peer died may legitimately arrive now
         // (a split ring resumes where the old device stopped): they are not lost, skip them.
         got.extend(
@@ -77,14 +84,14 @@ fn traffic(pool: &Mempool, tx: &mut dyn TxQueue, rx: &mut dyn RxQueue, seq0: usi
 }
 
 /// Pushes a burst into `tx` without waiting (traffic in flight when the peer dies).
-fn in_flight(pool: &Mempool, tx: &mut dyn TxQueue) {
+fn in_flight(caches: &mut LcoreCaches, pool: &Mempool, tx: &mut dyn TxQueue) {
     let mut out = Burst::new();
     for _ in 0..32 {
         let mut m = pool.alloc().expect("pool has room");
         m.append(200).unwrap().fill(0xee);
         out.push(m);
     }
-    tx.tx_burst(&mut out);
+    tx.tx_burst(caches, &mut out);
 }
 
 fn is_in_flight_marker(f: &[u8]) -> bool {
@@ -103,6 +110,8 @@ fn survivors_recover_twenty_times_without_leaks() {
     {
         let survivor_pool = pool("survivor");
         let peer_pool = pool("peer");
+        // The test thread's mbuf caches, used on every port and across every reconnection.
+        let mut caches = LcoreCaches::new();
 
         // (a) our vhost (client=1) survives restarts of our virtio-user (server=1).
         let sock = dir.join("a.sock").display().to_string();
@@ -126,6 +135,7 @@ fn survivors_recover_twenty_times_without_leaks() {
             let mut vtx = vu.tx_queue(0).unwrap();
             let mut vrx = vu.rx_queue(0).unwrap();
             traffic(
+                &mut caches,
                 &peer_pool,
                 &mut *vtx,
                 &mut *hrx,
@@ -133,13 +143,14 @@ fn survivors_recover_twenty_times_without_leaks() {
                 "a: virtio-user -> vhost",
             );
             traffic(
+                &mut caches,
                 &survivor_pool,
                 &mut *htx,
                 &mut *vrx,
                 c,
                 "a: vhost -> virtio-user",
             );
-            in_flight(&peer_pool, &mut *vtx);
+            in_flight(&mut caches, &peer_pool, &mut *vtx);
             drop((vtx, vrx, vu));
         }
         drop((hrx, htx, vhost));
@@ -166,6 +177,7 @@ fn survivors_recover_twenty_times_without_leaks() {
             let mut hrx = vhost.rx_queue(0).unwrap();
             let mut htx = vhost.tx_queue(0).unwrap();
             traffic(
+                &mut caches,
                 &survivor_pool,
                 &mut *vtx,
                 &mut *hrx,
@@ -173,13 +185,14 @@ fn survivors_recover_twenty_times_without_leaks() {
                 "b: virtio-user -> vhost",
             );
             traffic(
+                &mut caches,
                 &peer_pool,
                 &mut *htx,
                 &mut *vrx,
                 c,
                 "b: vhost -> virtio-user",
             );
-            in_flight(&survivor_pool, &mut *vtx);
+            in_flight(&mut caches, &survivor_pool, &mut *vtx);
             drop((hrx, htx, vhost));
             let t = Instant::now();
             while vu.link().up {
@@ -213,6 +226,7 @@ fn survivors_recover_twenty_times_without_leaks() {
             let mut hrx = vhost.rx_queue(0).unwrap();
             let mut htx = vhost.tx_queue(0).unwrap();
             traffic(
+                &mut caches,
                 &survivor_pool,
                 &mut *vtx,
                 &mut *hrx,
@@ -220,13 +234,14 @@ fn survivors_recover_twenty_times_without_leaks() {
                 "c: virtio-user -> vhost",
             );
             traffic(
+                &mut caches,
                 &peer_pool,
                 &mut *htx,
                 &mut *vrx,
                 c,
                 "c: vhost -> virtio-user",
             );
-            in_flight(&survivor_pool, &mut *vtx);
+            in_flight(&mut caches, &survivor_pool, &mut *vtx);
             drop((hrx, htx));
             drop(vhost);
             let t = Instant::now();
@@ -245,6 +260,7 @@ fn survivors_recover_twenty_times_without_leaks() {
             vhost.start().unwrap();
         }
         drop((vtx, vrx, vu, vhost));
+        drop(caches);
 
         // Every mbuf is back in its pool.
         assert_eq!(

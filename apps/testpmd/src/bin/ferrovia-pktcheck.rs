@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use ferrovia_ethdev::{Burst, PortConf};
-use ferrovia_memory::{Mbuf, MbufCache, Mempool, MempoolConfig};
+use ferrovia_memory::{LcoreCaches, Mbuf, MbufCache, Mempool, MempoolConfig};
 
 const MAGIC: u32 = 0xFE55_C0DE;
 const HDR: usize = 14 + 4 + 8 + 2 + 2; // eth + magic + seq + queue + len
@@ -177,7 +177,8 @@ fn probe(cache: &mut MbufCache, q: u16) -> Option<Mbuf> {
 /// passes: then the run goes on and the losses, if any, show in the summary). Returned probes
 /// and anything else received meanwhile are dropped.
 fn wait_until_reflecting(
-    cache: &mut MbufCache,
+    caches: &mut LcoreCaches,
+    pool: &Mempool,
     rxs: &mut [Box<dyn ferrovia_ethdev::RxQueue>],
     txs: &mut [Box<dyn ferrovia_ethdev::TxQueue>],
     limit: Duration,
@@ -197,16 +198,16 @@ fn wait_until_reflecting(
         if last_sent.is_none_or(|t| t.elapsed() > Duration::from_millis(50)) {
             for (q, tx) in txs.iter_mut().enumerate() {
                 let mut b = Burst::new();
-                if let Some(m) = probe(cache, q as u16) {
+                if let Some(m) = probe(caches.for_pool(pool), q as u16) {
                     b.push(m);
                 }
-                tx.tx_burst(&mut b);
-                cache.free_all(b.drain(..));
+                tx.tx_burst(caches, &mut b);
+                caches.free_all(b.drain(..));
             }
             last_sent = Some(Instant::now());
         }
         for rx in rxs.iter_mut() {
-            rx.rx_burst(&mut rxb, 32);
+            rx.rx_burst(caches, &mut rxb, 32);
             for m in rxb.drain(..) {
                 let f = m.to_vec();
                 if f.len() >= 28 && f[14..18] == PROBE_MAGIC.to_be_bytes() {
@@ -216,7 +217,7 @@ fn wait_until_reflecting(
                         *b = true;
                     }
                 }
-                cache.free(m);
+                caches.free(m);
             }
         }
         std::thread::sleep(Duration::from_micros(200));
@@ -225,8 +226,8 @@ fn wait_until_reflecting(
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_millis(100) {
         for rx in rxs.iter_mut() {
-            rx.rx_burst(&mut rxb, 32);
-            cache.free_all(rxb.drain(..));
+            rx.rx_burst(caches, &mut rxb, 32);
+            caches.free_all(rxb.drain(..));
         }
     }
 }
@@ -368,11 +369,11 @@ fn main() {
     let mut txs: Vec<_> = (0..a.queues)
         .map(|q| port.tx_queue(q).expect("tx queue"))
         .collect();
-    let mut cache = pool.cache();
+    let mut caches = LcoreCaches::new();
     // The link comes up before the peer forwards: DPDK's testpmd drains (and drops) whatever
     // sits in its Rx queues when forwarding starts. Probe until a frame comes back on every
     // queue, so the numbered frames are only sent to a peer that reflects them.
-    wait_until_reflecting(&mut cache, &mut rxs, &mut txs, a.link_timeout);
+    wait_until_reflecting(&mut caches, &pool, &mut rxs, &mut txs, a.link_timeout);
     let mut t = Tally::default();
     let mut seen = vec![0u8; a.count as usize];
     let mut pending: Vec<Burst> = (0..a.queues).map(|_| Burst::new()).collect();
@@ -388,7 +389,7 @@ fn main() {
                 && pending[q].len() < 32
             {
                 let len = a.sizes[(t.sent % a.sizes.len() as u64) as usize];
-                match build(&mut cache, t.sent, q as u16, len) {
+                match build(caches.for_pool(&pool), t.sent, q as u16, len) {
                     Some(m) => {
                         pending[q].push(m);
                         t.sent += 1;
@@ -396,16 +397,16 @@ fn main() {
                     None => break,
                 }
             }
-            if !pending[q].is_empty() && txs[q].tx_burst(&mut pending[q]) > 0 {
+            if !pending[q].is_empty() && txs[q].tx_burst(&mut caches, &mut pending[q]) > 0 {
                 progress = true;
             }
-            let n = rxs[q].rx_burst(&mut rxb, 32);
+            let n = rxs[q].rx_burst(&mut caches, &mut rxb, 32);
             if n > 0 {
                 progress = true;
                 for m in rxb.drain(..) {
                     let f = m.to_vec();
                     check(&f, &mut t, &mut seen, q as u16, a.count);
-                    cache.free(m);
+                    caches.free(m);
                 }
             }
         }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrovia::{Burst, Mempool, MempoolConfig, PortConf};
+use ferrovia::{Burst, LcoreCaches, Mempool, MempoolConfig, PortConf};
 
 struct Args {
     seconds: u64,
@@ -101,11 +101,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (mut hrx, mut htx) = (vhost.rx_queue(0)?, vhost.tx_queue(0)?);
     let stop1 = stop.clone();
     let echo = std::thread::spawn(move || {
+        let mut caches = LcoreCaches::new();
         let mut b = Burst::new();
         while !stop1.load(Ordering::Relaxed) {
-            if hrx.rx_burst(&mut b, 32) > 0 {
-                htx.tx_burst(&mut b);
-                b.clear();
+            if hrx.rx_burst(&mut caches, &mut b, 32) > 0 {
+                htx.tx_burst(&mut caches, &mut b);
+                caches.free_all(b.drain(..));
             }
         }
     });
@@ -120,11 +121,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         a.size,
     );
     let app = std::thread::spawn(move || {
-        let mut cache = pool.cache();
+        let mut caches = LcoreCaches::new();
         let mut b = Burst::new();
         let mut r = Burst::new();
         let mut seq = 0u32;
         while !stop2.load(Ordering::Relaxed) {
+            let cache = caches.for_pool(&pool);
             while b.len() < 32 {
                 let Some(mut m) = cache.alloc() else { break };
                 let Some(d) = m.append(size) else { break };
@@ -135,9 +137,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 seq = seq.wrapping_add(1);
                 b.push(m);
             }
-            let n = vtx.tx_burst(&mut b);
+            let n = vtx.tx_burst(&mut caches, &mut b);
             sent2.fetch_add(n as u64, Ordering::Relaxed);
-            let k = vrx.rx_burst(&mut r, 32);
+            let k = vrx.rx_burst(&mut caches, &mut r, 32);
             if k > 0 {
                 let ok = r
                     .iter()
@@ -145,10 +147,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     .count();
                 back2.fetch_add(ok as u64, Ordering::Relaxed);
                 bad2.fetch_add((k - ok) as u64, Ordering::Relaxed);
-                cache.free_all(r.drain(..));
+                caches.free_all(r.drain(..));
             }
         }
-        cache.free_all(b.drain(..));
+        caches.free_all(b.drain(..));
     });
 
     let t0 = Instant::now();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ferrovia_ethdev::{Burst, Port, PortConf, RxQueue, TxQueue};
-use ferrovia_memory::{Mempool, MempoolConfig};
+use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
 
 /// One xstat by name (panics if the port has no such counter).
 pub fn xstat(p: &dyn Port, name: &str) -> u64 {
@@ -90,6 +90,8 @@ pub struct VhostUnderTest {
     pub tx: Box<dyn TxQueue>,
     /// The pool.
     pub pool: Mempool,
+    /// The mbuf caches of the test thread, passed to every burst.
+    pub caches: LcoreCaches,
     /// The socket path.
     pub sock: String,
 }
@@ -112,6 +114,7 @@ impl VhostUnderTest {
             rx,
             tx,
             pool,
+            caches: LcoreCaches::new(),
             sock,
         }
     }
@@ -129,7 +132,7 @@ impl VhostUnderTest {
     pub fn poll(&mut self, n: usize) -> Burst {
         let mut b = Burst::new();
         for _ in 0..n {
-            self.rx.rx_burst(&mut b, 32);
+            self.rx.rx_burst(&mut self.caches, &mut b, 32);
         }
         b
     }
@@ -154,12 +157,12 @@ impl VhostUnderTest {
             b.push(m);
         }
         wait("good client: tx", || {
-            vtx.tx_burst(&mut b);
+            vtx.tx_burst(&mut self.caches, &mut b);
             b.is_empty()
         });
         let mut got = Burst::new();
         wait("good client: 8 packets to the vhost port", || {
-            self.rx.rx_burst(&mut got, 32);
+            self.rx.rx_burst(&mut self.caches, &mut got, 32);
             got.len() >= 8
         });
         assert_eq!(got.len(), 8);
@@ -175,8 +178,8 @@ impl VhostUnderTest {
         }
         let mut seen = Burst::new();
         wait("good client: 8 packets from the vhost port", || {
-            self.tx.tx_burst(&mut back);
-            vrx.rx_burst(&mut seen, 32);
+            self.tx.tx_burst(&mut self.caches, &mut back);
+            vrx.rx_burst(&mut self.caches, &mut seen, 32);
             seen.len() >= 8
         });
         for (i, m) in seen.iter().enumerate() {
