@@ -247,6 +247,7 @@ fn our_virtio_user_reconnects_to_restarted_dpdk_vhost() {
         );
         p
     };
+    ferrovia_pmd::start_control_plane().unwrap();
     let fds0 = fds();
     {
         let pool = Mempool::new(MempoolConfig {

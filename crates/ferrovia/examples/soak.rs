@@ -57,8 +57,7 @@ fn main() {
     let sock = dir.join("soak.sock").display().to_string();
     // Process-wide resources that live as long as the process (the control loop's epoll fd and
     // eventfd, the ring arena's first chunk) are made before counting.
-    ferrovia::transport::reactor::Reactor::global();
-    drop(ferrovia::memory::arena::alloc(4096).expect("ring arena"));
+    ferrovia::pmd::start_control_plane().expect("control plane");
     let fds0 = fds();
     let pool = Mempool::new(MempoolConfig {
         name: "soak".into(),

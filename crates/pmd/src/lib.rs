@@ -26,3 +26,13 @@ use ferrovia_ethdev::{Port, PortConf, Result};
 pub fn open(devargs: &str, conf: &PortConf) -> Result<Box<dyn Port>> {
     registry::open(devargs, conf)
 }
+
+/// Makes the process-wide resources that the first vhost or virtio-user port would otherwise
+/// make: the control loop (thread `ferrovia-ctl`, an epoll fd and an eventfd) and the first
+/// ring-arena chunk (one memfd). They live as long as the process; call this before taking a
+/// baseline of threads or file descriptors.
+pub fn start_control_plane() -> std::io::Result<()> {
+    ferrovia_transport::reactor::Reactor::global();
+    drop(ferrovia_memory::arena::alloc(4096)?);
+    Ok(())
+}

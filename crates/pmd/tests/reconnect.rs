@@ -104,8 +104,7 @@ fn survivors_recover_twenty_times_without_leaks() {
     std::fs::create_dir_all(&dir).unwrap();
     // Process-wide resources that live as long as the process (the control loop's epoll fd and
     // eventfd, the ring arena's first chunk) are made before counting.
-    ferrovia_transport::reactor::Reactor::global();
-    drop(ferrovia_memory::arena::alloc(4096).unwrap());
+    ferrovia_pmd::start_control_plane().unwrap();
     let fds0 = fds();
     {
         let survivor_pool = pool("survivor");
