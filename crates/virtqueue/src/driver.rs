@@ -5,7 +5,7 @@ use std::fs::File;
 
 use ferrovia_memory::{Burst, MbufCache};
 
-use crate::error::ErrorSink;
+use crate::error::{ErrorSink, QueueError};
 use crate::packed::{PackedDriver, PackedLayout, Pos};
 use crate::split::{SplitDriver, SplitLayout, resume_base};
 
@@ -79,7 +79,7 @@ impl DriverQueue {
         size: u16,
         packed: bool,
         opts: DriverOptions,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, QueueError> {
         // SAFETY: forwarded from the caller.
         unsafe {
             if packed {

@@ -1,4 +1,15 @@
-//! Errors found on a ring, reported to counters.
+//! The crate's errors, at the bottom of the module graph (it uses no other module):
+//!
+//! * [`RingError`]: a problem found in what the peer put on a ring, counted through an
+//!   [`ErrorSink`] on the data path (never returned).
+//! * Returned by the control path, each with one variant per failure and the values involved:
+//!   * [`RingAddrError`]: ring size or addresses refused (re-exported as
+//!     [`crate::ring::RingAddrError`]);
+//!   * [`QueueError`]: a driver queue could not be created;
+//!   * [`MemError`]: a memory table or region could not be mapped, extended or shrunk.
+//!
+//! The messages of the returned errors include their cause, because callers print them with
+//! `{e}` alone (refusal log lines, port configuration errors).
 
 /// A problem found in what the peer put on a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,4 +81,137 @@ impl ErrorSink for CountingSink {
     fn ring_error(&self, e: RingError, n: u64) {
         self.counts.lock().unwrap().push((e, n));
     }
+}
+
+/// Why ring addresses were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RingAddrError {
+    /// Size is not a power of two in 1..=32768.
+    #[error("the size must be a power of two from 1 to 32768")]
+    BadSize,
+    /// A part is not aligned as virtio requires (desc 16, avail 2, used 4).
+    #[error("a ring part is misaligned (descriptors need 16 bytes, avail 2, used 4)")]
+    Misaligned,
+}
+
+/// Why a driver queue ([`crate::split::SplitDriver`], [`crate::packed::PackedDriver`] or the
+/// [`crate::driver::DriverQueue`] over both) could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// The split ring refused the queue size or the addresses laid out for it.
+    #[error("bad ring size {size}: {source}")]
+    SplitRing {
+        /// The queue size asked for.
+        size: u16,
+        /// What the ring refused.
+        source: RingAddrError,
+    },
+    /// The packed ring refused the queue size or the addresses laid out for it.
+    #[error("bad packed ring size {size}: {source}")]
+    PackedRing {
+        /// The queue size asked for.
+        size: u16,
+        /// What the ring refused.
+        source: RingAddrError,
+    },
+}
+
+/// Why a peer's memory table (or one region of it) could not be mapped, extended or shrunk.
+/// Addresses are guest physical addresses (`gpa`) as the peer's table gives them.
+#[derive(Debug, thiserror::Error)]
+pub enum MemError {
+    /// A whole table (SET_MEM_TABLE) has more regions than we accept.
+    #[error("memory table has {count} regions; at most {limit} are supported")]
+    TooManyRegions {
+        /// Regions in the table.
+        count: usize,
+        /// Most regions accepted ([`crate::guest_mem::MAX_REGIONS`]).
+        limit: usize,
+    },
+    /// One more region (ADD_MEM_REG) would exceed the region limit.
+    #[error("too many memory regions (limit {limit})")]
+    RegionLimit {
+        /// Most regions accepted ([`crate::guest_mem::MAX_REGIONS`]).
+        limit: usize,
+    },
+    /// A region of size 0.
+    #[error("memory region at gpa {gpa:#x} has size 0")]
+    ZeroSize {
+        /// Where the region starts.
+        gpa: u64,
+    },
+    /// `gpa + size`, `user_addr + size` or `mmap_offset + size` overflows 64 bits.
+    #[error(
+        "memory region gpa {gpa:#x} size {size:#x} offset {offset:#x} overflows the address space"
+    )]
+    Overflow {
+        /// Where the region starts.
+        gpa: u64,
+        /// Its size in bytes.
+        size: u64,
+        /// Its offset in the backing file.
+        offset: u64,
+    },
+    /// The mapping (`mmap_offset + size` bytes of the file) is larger than `isize::MAX`.
+    #[error("memory region of {bytes:#x} bytes is too large to map")]
+    TooLarge {
+        /// Bytes that would have to be mapped.
+        bytes: u64,
+    },
+    /// The region's guest range overlaps a region already in the table.
+    #[error(
+        "memory region gpa {gpa:#x}+{size:#x} overlaps region gpa {other_gpa:#x}+{other_size:#x}"
+    )]
+    Overlap {
+        /// Where the new region starts.
+        gpa: u64,
+        /// Its size in bytes.
+        size: u64,
+        /// Where the region it overlaps starts.
+        other_gpa: u64,
+        /// That region's size in bytes.
+        other_size: u64,
+    },
+    /// The region's file descriptor could not be examined (fstat).
+    #[error("cannot stat memory region fd: {source}")]
+    Stat {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The backing file is shorter than `mmap_offset + size`.
+    #[error(
+        "memory region fd holds {file_len} bytes but the table needs {needed} (offset {offset:#x} + size {size:#x})"
+    )]
+    FileTooSmall {
+        /// Bytes in the file.
+        file_len: u64,
+        /// Bytes the region needs (`offset + size`).
+        needed: u64,
+        /// The region's offset in the file.
+        offset: u64,
+        /// The region's size.
+        size: u64,
+    },
+    /// mmap failed.
+    #[error("cannot map memory region ({len} bytes): {source}")]
+    Map {
+        /// Bytes we tried to map.
+        len: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A region's fd could not be duplicated while rebuilding the table.
+    #[error("cannot duplicate region fd: {source}")]
+    DupFd {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// REM_MEM_REG names a region that is not in the table.
+    #[error("no memory region at gpa {gpa:#x} with size {size:#x}")]
+    NoSuchRegion {
+        /// Start asked for.
+        gpa: u64,
+        /// Size asked for.
+        size: u64,
+    },
 }

@@ -8,6 +8,8 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
+use crate::error::MemError;
+
 /// One region as the peer describes it.
 #[derive(Debug)]
 pub struct RegionSpec {
@@ -52,12 +54,12 @@ pub const MAX_REGIONS: usize = 32;
 
 impl GuestMemory {
     /// Validates and maps `specs`. On error nothing stays mapped.
-    pub fn map(specs: Vec<RegionSpec>) -> Result<GuestMemory, String> {
+    pub fn map(specs: Vec<RegionSpec>) -> Result<GuestMemory, MemError> {
         if specs.len() > MAX_REGIONS {
-            return Err(format!(
-                "memory table has {} regions; at most {MAX_REGIONS} are supported",
-                specs.len()
-            ));
+            return Err(MemError::TooManyRegions {
+                count: specs.len(),
+                limit: MAX_REGIONS,
+            });
         }
         let mut mem = GuestMemory {
             regions: Vec::with_capacity(specs.len()),
@@ -69,49 +71,49 @@ impl GuestMemory {
     }
 
     /// Validates and maps one more region (ADD_MEM_REG).
-    pub fn add(&mut self, s: RegionSpec) -> Result<(), String> {
+    pub fn add(&mut self, s: RegionSpec) -> Result<(), MemError> {
         if self.regions.len() >= MAX_REGIONS {
-            return Err(format!("too many memory regions (limit {MAX_REGIONS})"));
+            return Err(MemError::RegionLimit { limit: MAX_REGIONS });
         }
         if s.size == 0 {
-            return Err(format!(
-                "memory region at gpa {:#x} has size 0",
-                s.guest_phys_addr
-            ));
+            return Err(MemError::ZeroSize {
+                gpa: s.guest_phys_addr,
+            });
         }
         let gpa_end = s.guest_phys_addr.checked_add(s.size);
         let uva_end = s.user_addr.checked_add(s.size);
         let file_end = s.mmap_offset.checked_add(s.size);
         let (Some(gpa_end), Some(_), Some(file_end)) = (gpa_end, uva_end, file_end) else {
-            return Err(format!(
-                "memory region gpa {:#x} size {:#x} offset {:#x} overflows the address space",
-                s.guest_phys_addr, s.size, s.mmap_offset
-            ));
+            return Err(MemError::Overflow {
+                gpa: s.guest_phys_addr,
+                size: s.size,
+                offset: s.mmap_offset,
+            });
         };
         if file_end > isize::MAX as u64 {
-            return Err(format!(
-                "memory region of {file_end:#x} bytes is too large to map"
-            ));
+            return Err(MemError::TooLarge { bytes: file_end });
         }
         for r in &self.regions {
             if s.guest_phys_addr < r.gpa + r.size && r.gpa < gpa_end {
-                return Err(format!(
-                    "memory region gpa {:#x}+{:#x} overlaps region gpa {:#x}+{:#x}",
-                    s.guest_phys_addr, s.size, r.gpa, r.size
-                ));
+                return Err(MemError::Overlap {
+                    gpa: s.guest_phys_addr,
+                    size: s.size,
+                    other_gpa: r.gpa,
+                    other_size: r.size,
+                });
             }
         }
         let meta = s
             .file
             .metadata()
-            .map_err(|e| format!("cannot stat memory region fd: {e}"))?;
+            .map_err(|source| MemError::Stat { source })?;
         if meta.len() < file_end {
-            return Err(format!(
-                "memory region fd holds {} bytes but the table needs {file_end} (offset {:#x} + size {:#x})",
-                meta.len(),
-                s.mmap_offset,
-                s.size
-            ));
+            return Err(MemError::FileTooSmall {
+                file_len: meta.len(),
+                needed: file_end,
+                offset: s.mmap_offset,
+                size: s.size,
+            });
         }
         let map_len = file_end as usize;
         // SAFETY: mapping a file we own, length checked against its size; the kernel picks the
@@ -127,10 +129,10 @@ impl GuestMemory {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(format!(
-                "cannot map memory region ({map_len} bytes): {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(MemError::Map {
+                len: map_len,
+                source: std::io::Error::last_os_error(),
+            });
         }
         self.regions.push(Mapped {
             gpa: s.guest_phys_addr,
@@ -183,7 +185,7 @@ impl GuestMemory {
 
     /// Rebuilds this table without the region (gpa, size), duplicating the other fds: the old
     /// value stays valid for holders until dropped.
-    pub fn without(&self, gpa: u64, size: u64) -> Result<GuestMemory, String> {
+    pub fn without(&self, gpa: u64, size: u64) -> Result<GuestMemory, MemError> {
         let mut specs = Vec::new();
         let mut found = false;
         for r in &self.regions {
@@ -199,25 +201,23 @@ impl GuestMemory {
                 file: r
                     ._file
                     .try_clone()
-                    .map_err(|e| format!("cannot duplicate region fd: {e}"))?,
+                    .map_err(|source| MemError::DupFd { source })?,
             });
         }
         if !found {
-            return Err(format!(
-                "no memory region at gpa {gpa:#x} with size {size:#x}"
-            ));
+            return Err(MemError::NoSuchRegion { gpa, size });
         }
         GuestMemory::map(specs)
     }
 
     /// A copy of this table plus one more region (fds duplicated).
-    pub fn with(&self, extra: RegionSpec) -> Result<GuestMemory, String> {
+    pub fn with(&self, extra: RegionSpec) -> Result<GuestMemory, MemError> {
         let mut m = self.without_none()?;
         m.add(extra)?;
         Ok(m)
     }
 
-    fn without_none(&self) -> Result<GuestMemory, String> {
+    fn without_none(&self) -> Result<GuestMemory, MemError> {
         let mut specs = Vec::new();
         for r in &self.regions {
             specs.push(RegionSpec {
@@ -228,7 +228,7 @@ impl GuestMemory {
                 file: r
                     ._file
                     .try_clone()
-                    .map_err(|e| format!("cannot duplicate region fd: {e}"))?,
+                    .map_err(|source| MemError::DupFd { source })?,
             });
         }
         GuestMemory::map(specs)
@@ -298,7 +298,18 @@ mod tests {
             file: f,
         }])
         .unwrap_err();
-        assert!(e.contains("holds 4096 bytes"), "{e}");
+        assert!(
+            matches!(
+                e,
+                MemError::FileTooSmall {
+                    file_len: 4096,
+                    needed: 8192,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("holds 4096 bytes"), "{e}");
         let (_r, f) = memfd(4096);
         let e = GuestMemory::map(vec![RegionSpec {
             guest_phys_addr: u64::MAX - 10,
@@ -308,7 +319,8 @@ mod tests {
             file: f,
         }])
         .unwrap_err();
-        assert!(e.contains("overflows"), "{e}");
+        assert!(matches!(e, MemError::Overflow { .. }), "{e:?}");
+        assert!(e.to_string().contains("overflows"), "{e}");
         let (_r, f) = memfd(4096);
         let (_r2, f2) = memfd(4096);
         let e = GuestMemory::map(vec![
@@ -328,6 +340,17 @@ mod tests {
             },
         ])
         .unwrap_err();
-        assert!(e.contains("overlaps"), "{e}");
+        assert!(
+            matches!(
+                e,
+                MemError::Overlap {
+                    gpa: 100,
+                    other_gpa: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("overlaps"), "{e}");
     }
 }

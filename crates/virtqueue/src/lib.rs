@@ -4,6 +4,8 @@
 //! other (scripts/check-module-cycles.py checks it):
 //!
 //! * Shared:
+//!   * [`error`]: the crate's errors: those counted on the data path ([`RingError`]) and those
+//!     the control path returns ([`MemError`], [`QueueError`], [`RingAddrError`]).
 //!   * [`layout`]: the split ring's shared layout, feature bits and the virtio-net header.
 //!   * [`ring`]: raw, bounds-safe access to a ring of either layout laid in memory (the only
 //!     place that dereferences ring pointers), and the [`ActiveVring`](ring::ActiveVring) a
@@ -44,4 +46,4 @@ pub mod quiesce;
 pub mod ring;
 pub mod split;
 
-pub use error::{ErrorSink, NoSink, RingError};
+pub use error::{ErrorSink, MemError, NoSink, QueueError, RingAddrError, RingError};

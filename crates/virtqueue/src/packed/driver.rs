@@ -12,7 +12,7 @@ use std::sync::atomic::{Ordering, fence};
 
 use ferrovia_memory::{Burst, Mbuf, MbufCache};
 
-use crate::error::{ErrorSink, RingError};
+use crate::error::{ErrorSink, QueueError, RingError};
 use crate::layout::{
     HDR_CELL, NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, align, bit, feature,
     net_hdr_len,
@@ -128,7 +128,7 @@ impl PackedDriver {
         area: *mut u8,
         size: u16,
         opts: DriverOptions,
-    ) -> Result<PackedDriver, String> {
+    ) -> Result<PackedDriver, QueueError> {
         let l = PackedLayout::new(size);
         // SAFETY: the caller guarantees the area holds the whole layout.
         let ring = unsafe {
@@ -140,7 +140,7 @@ impl PackedDriver {
                 size,
             )
         }
-        .map_err(|e| format!("bad packed ring size {size}: {e}"))?;
+        .map_err(|source| QueueError::PackedRing { size, source })?;
         let mut q = PackedDriver {
             ring,
             // SAFETY: inside the area per the layout.

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::sync::Arc;
 
+pub use crate::error::RingAddrError;
 use crate::guest_mem::GuestMemory;
 use crate::layout::{VRING_USED_F_NO_NOTIFY, bit, feature};
 
@@ -18,26 +19,6 @@ pub mod split;
 
 use packed::{EVENT_FLAGS_DISABLE, PackedRing};
 use split::SplitRing;
-
-/// Why ring addresses were refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RingAddrError {
-    /// Size is not a power of two in 1..=32768.
-    BadSize,
-    /// A part is not aligned as virtio requires (desc 16, avail 2, used 4).
-    Misaligned,
-}
-
-impl std::fmt::Display for RingAddrError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RingAddrError::BadSize => "the size must be a power of two from 1 to 32768",
-            RingAddrError::Misaligned => {
-                "a ring part is misaligned (descriptors need 16 bytes, avail 2, used 4)"
-            }
-        })
-    }
-}
 
 /// Which ring layout a vring uses, with its pointers.
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,7 @@ use std::sync::atomic::{Ordering, fence};
 
 use ferrovia_memory::{Burst, Mbuf, MbufCache};
 
-use crate::error::{ErrorSink, RingError};
+use crate::error::{ErrorSink, QueueError, RingError};
 use crate::layout::{
     Desc, HDR_CELL, NET_HDR_NUM_BUFFERS_OFF, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_NEXT,
     VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY, align, avail_ring_size, bit, desc_table_size,
@@ -138,14 +138,14 @@ impl SplitDriver {
         area: *mut u8,
         size: u16,
         opts: DriverOptions,
-    ) -> Result<SplitDriver, String> {
+    ) -> Result<SplitDriver, QueueError> {
         let l = SplitLayout::new(size);
         // SAFETY: the caller guarantees `area` holds the whole layout.
         let ring = unsafe {
             std::ptr::write_bytes(area, 0, l.total);
             SplitRing::new(area.add(l.desc), area.add(l.avail), area.add(l.used), size)
         }
-        .map_err(|e| format!("bad ring size {size}: {e}"))?;
+        .map_err(|source| QueueError::SplitRing { size, source })?;
         let n = size as usize;
         let mut q = SplitDriver {
             ring,
