@@ -22,6 +22,6 @@ pub use devargs::{Devargs, KeyKind, KeySpec};
 pub use driver::{DriverSpec, OpenFn};
 pub use error::{Error, Result};
 pub use events::{EventSink, PortEvent, PortEventKind};
-pub use mac::MacAddr;
+pub use mac::{MacAddr, MacParseError};
 pub use port::{Link, Port, PortConf, PortInfo, RxQueue, TxQueue};
 pub use stats::{ErrorCause, PortStats, QueueStats, QueueStatsSnapshot};

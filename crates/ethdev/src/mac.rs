@@ -94,22 +94,47 @@ impl std::fmt::Display for MacAddr {
     }
 }
 
+/// Why a string is not a MAC address (`xx:xx:xx:xx:xx:xx`, six hex bytes).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MacParseError {
+    /// The string does not have six `:`-separated parts.
+    #[error("bad MAC address '{input}': expected six hex bytes like 02:00:00:00:00:01")]
+    PartCount {
+        /// The string given.
+        input: String,
+        /// How many `:`-separated parts it has.
+        parts: usize,
+    },
+    /// One part is empty, longer than two digits or not hexadecimal.
+    #[error("bad MAC address '{input}': '{part}' is not a hex byte")]
+    NotHexByte {
+        /// The string given.
+        input: String,
+        /// The offending part.
+        part: String,
+    },
+}
+
 impl std::str::FromStr for MacAddr {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = MacParseError;
+    fn from_str(s: &str) -> std::result::Result<Self, MacParseError> {
         let parts: Vec<&str> = s.split(':').collect();
         if parts.len() != 6 {
-            return Err(format!(
-                "bad MAC address '{s}': expected six hex bytes like 02:00:00:00:00:01"
-            ));
+            return Err(MacParseError::PartCount {
+                input: s.to_string(),
+                parts: parts.len(),
+            });
         }
+        let not_hex = |p: &str| MacParseError::NotHexByte {
+            input: s.to_string(),
+            part: p.to_string(),
+        };
         let mut m = [0u8; 6];
         for (i, p) in parts.iter().enumerate() {
             if p.is_empty() || p.len() > 2 {
-                return Err(format!("bad MAC address '{s}': '{p}' is not a hex byte"));
+                return Err(not_hex(p));
             }
-            m[i] = u8::from_str_radix(p, 16)
-                .map_err(|_| format!("bad MAC address '{s}': '{p}' is not a hex byte"))?;
+            m[i] = u8::from_str_radix(p, 16).map_err(|_| not_hex(p))?;
         }
         Ok(MacAddr(m))
     }
@@ -120,6 +145,40 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn parse_errors_name_the_input_and_the_part() {
+        let e = "02:00:00:00:01".parse::<MacAddr>().unwrap_err();
+        assert_eq!(
+            e,
+            MacParseError::PartCount {
+                input: "02:00:00:00:01".into(),
+                parts: 5
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "bad MAC address '02:00:00:00:01': expected six hex bytes like 02:00:00:00:00:01"
+        );
+        for (input, part) in [
+            ("02:00:00:00:00:xy", "xy"),
+            ("02::00:00:00:01", ""),
+            ("02:000:00:00:00:01", "000"),
+        ] {
+            let e = input.parse::<MacAddr>().unwrap_err();
+            assert_eq!(
+                e,
+                MacParseError::NotHexByte {
+                    input: input.into(),
+                    part: part.into()
+                }
+            );
+            assert_eq!(
+                e.to_string(),
+                format!("bad MAC address '{input}': '{part}' is not a hex byte")
+            );
+        }
+    }
 
     fn all_ports_distinct_and_local_unicast(salt: u32) {
         let macs: HashSet<MacAddr> = (0..=u16::MAX)
