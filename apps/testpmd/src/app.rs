@@ -52,6 +52,95 @@ struct Running {
     start_stats: Vec<PortStats>,
 }
 
+/// Why an [`App`] method failed. The messages are what testpmd prints (DPDK's wording where
+/// DPDK has one).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No `--vdev` was given.
+    #[error("no ports: add at least one --vdev, e.g. --vdev net_vhost0,iface=/tmp/sock0")]
+    NoPorts,
+    /// `--mbuf-size` leaves no data room after the headroom.
+    #[error("--mbuf-size {size} leaves no room for data after 128 bytes of headroom")]
+    MbufSize {
+        /// The size given.
+        size: u32,
+    },
+    /// The mbuf pool could not be created.
+    #[error("cannot create the mbuf pool: {source}")]
+    Pool {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A `--vdev` could not be opened.
+    #[error("cannot open port {port} ({devargs}): {source}{}", devargs_hint(.source))]
+    Open {
+        /// The port id it would have had.
+        port: u16,
+        /// Its devargs.
+        devargs: String,
+        /// What the driver said.
+        source: ferrovia_ethdev::Error,
+    },
+    /// Starting or stopping a port failed.
+    #[error("port {port}: {source}")]
+    Port {
+        /// The port.
+        port: u16,
+        /// What the driver said.
+        source: ferrovia_ethdev::Error,
+    },
+    /// A port number out of range.
+    #[error("Invalid port {port}: there are {count} ports (0..{})", .count.saturating_sub(1))]
+    InvalidPort {
+        /// The port asked for.
+        port: u16,
+        /// Ports opened.
+        count: usize,
+    },
+    /// A port cannot be stopped while forwarding runs.
+    #[error("Please stop forwarding first")]
+    Forwarding,
+    /// `start` while forwarding runs.
+    #[error("Packet forwarding already started")]
+    AlreadyStarted,
+    /// `stop` while forwarding is stopped.
+    #[error("Packet forwarding not started")]
+    NotStarted,
+    /// The configured forwarding mode has no engine.
+    #[error("unknown forwarding mode {mode}")]
+    UnknownMode {
+        /// The mode configured.
+        mode: String,
+    },
+    /// A stream's Rx or Tx queue could not be taken from its port.
+    #[error("{source}")]
+    Queue {
+        /// The port.
+        port: u16,
+        /// The queue.
+        queue: u16,
+        /// What the driver said.
+        source: ferrovia_ethdev::Error,
+    },
+    /// A forwarding thread could not be spawned.
+    #[error("cannot start a forwarding thread: {source}")]
+    Thread {
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Points devargs mistakes at `--vdev help`.
+fn devargs_hint(e: &ferrovia_ethdev::Error) -> &'static str {
+    match e {
+        ferrovia_ethdev::Error::UnknownDriver { .. }
+        | ferrovia_ethdev::Error::UnknownKey { .. }
+        | ferrovia_ethdev::Error::BadValue { .. }
+        | ferrovia_ethdev::Error::Devargs(_) => " (--vdev help lists the drivers and their keys)",
+        _ => "",
+    }
+}
+
 /// The application.
 pub struct App {
     /// App options (mutable by prompt commands).
@@ -69,11 +158,9 @@ pub struct App {
 
 impl App {
     /// Creates the pool and opens every `--vdev`.
-    pub fn new(eal: EalOpts, opts: AppOpts) -> Result<App, String> {
+    pub fn new(eal: EalOpts, opts: AppOpts) -> Result<App, AppError> {
         if eal.vdevs.is_empty() {
-            return Err(
-                "no ports: add at least one --vdev, e.g. --vdev net_vhost0,iface=/tmp/sock0".into(),
-            );
+            return Err(AppError::NoPorts);
         }
         let main = eal.main_lcore.unwrap_or(eal.lcores[0].id);
         let mut fwd_lcores: Vec<Lcore> = eal
@@ -108,9 +195,7 @@ impl App {
         let data_room = match opts.mbuf_size {
             Some(s) if s > 128 + 64 => (s - 128).min(u16::MAX as u32) as u16,
             Some(s) => {
-                return Err(format!(
-                    "--mbuf-size {s} leaves no room for data after 128 bytes of headroom"
-                ));
+                return Err(AppError::MbufSize { size: s });
             }
             None => 2048,
         };
@@ -121,7 +206,7 @@ impl App {
             cache_size: 256,
             ..Default::default()
         })
-        .map_err(|e| format!("cannot create the mbuf pool: {e}"))?;
+        .map_err(|source| AppError::Pool { source })?;
         println!(
             "testpmd: create a new mbuf pool <mb_pool_0>: n={count}, size={}, memfd (no hugepages)",
             data_room as u32 + 128
@@ -135,17 +220,10 @@ impl App {
             conf.nb_txd = opts.txd;
             conf.max_rx_pktlen = opts.max_pkt_len.unwrap_or(1518);
             println!("Configuring Port {i} (socket 0)");
-            let port = ferrovia_pmd::open(d, &conf).map_err(|e| {
-                let hint = match e {
-                    ferrovia_ethdev::Error::UnknownDriver { .. }
-                    | ferrovia_ethdev::Error::UnknownKey { .. }
-                    | ferrovia_ethdev::Error::BadValue { .. }
-                    | ferrovia_ethdev::Error::Devargs(_) => {
-                        " (--vdev help lists the drivers and their keys)"
-                    }
-                    _ => "",
-                };
-                format!("cannot open port {i} ({d}): {e}{hint}")
+            let port = ferrovia_pmd::open(d, &conf).map_err(|source| AppError::Open {
+                port: i as u16,
+                devargs: d.clone(),
+                source,
             })?;
             ports.push(PortSlot {
                 port,
@@ -187,34 +265,35 @@ impl App {
     }
 
     /// Starts port `p`.
-    pub fn start_port(&mut self, p: u16) -> Result<(), String> {
+    pub fn start_port(&mut self, p: u16) -> Result<(), AppError> {
         let s = self.slot(p)?;
-        s.port.start().map_err(|e| format!("port {p}: {e}"))?;
+        s.port
+            .start()
+            .map_err(|source| AppError::Port { port: p, source })?;
         s.started = true;
         println!("Port {p}: {}", s.port.info().mac);
         Ok(())
     }
 
     /// Stops port `p`.
-    pub fn stop_port(&mut self, p: u16) -> Result<(), String> {
+    pub fn stop_port(&mut self, p: u16) -> Result<(), AppError> {
         if self.running.is_some() {
-            return Err("Please stop forwarding first".into());
+            return Err(AppError::Forwarding);
         }
         let s = self.slot(p)?;
-        s.port.stop().map_err(|e| format!("port {p}: {e}"))?;
+        s.port
+            .stop()
+            .map_err(|source| AppError::Port { port: p, source })?;
         s.started = false;
         println!("Stopping ports...\nDone");
         Ok(())
     }
 
-    fn slot(&mut self, p: u16) -> Result<&mut PortSlot, String> {
-        let n = self.ports.len();
-        self.ports.get_mut(p as usize).ok_or_else(|| {
-            format!(
-                "Invalid port {p}: there are {n} ports (0..{})",
-                n.saturating_sub(1)
-            )
-        })
+    fn slot(&mut self, p: u16) -> Result<&mut PortSlot, AppError> {
+        let count = self.ports.len();
+        self.ports
+            .get_mut(p as usize)
+            .ok_or(AppError::InvalidPort { port: p, count })
     }
 
     /// The streams the current configuration makes.
@@ -301,12 +380,14 @@ impl App {
     }
 
     /// Starts forwarding; `tx_first` bursts of txonly traffic are sent on every stream first.
-    pub fn start(&mut self, tx_first: usize) -> Result<(), String> {
+    pub fn start(&mut self, tx_first: usize) -> Result<(), AppError> {
         if self.running.is_some() {
-            return Err("Packet forwarding already started".into());
+            return Err(AppError::AlreadyStarted);
         }
         if ferrovia_fwd::engine(&self.opts.mode).is_none() {
-            return Err(format!("unknown forwarding mode {}", self.opts.mode));
+            return Err(AppError::UnknownMode {
+                mode: self.opts.mode.clone(),
+            });
         }
         let specs = self.stream_specs();
         let cores = self.nb_cores(specs.len());
@@ -317,11 +398,19 @@ impl App {
             let rx = self.ports[s.rx_port as usize]
                 .port
                 .rx_queue(s.rx_queue)
-                .map_err(|e| e.to_string())?;
+                .map_err(|source| AppError::Queue {
+                    port: s.rx_port,
+                    queue: s.rx_queue,
+                    source,
+                })?;
             let tx = self.ports[s.tx_port as usize]
                 .port
                 .tx_queue(s.tx_queue)
-                .map_err(|e| e.to_string())?;
+                .map_err(|source| AppError::Queue {
+                    port: s.tx_port,
+                    queue: s.tx_queue,
+                    source,
+                })?;
             streams.push(Stream {
                 rx,
                 tx,
@@ -397,7 +486,7 @@ impl App {
                         caches.free_all(s.burst.drain(..));
                     }
                 })
-                .map_err(|e| format!("cannot start a forwarding thread: {e}"))?;
+                .map_err(|source| AppError::Thread { source })?;
             threads.push(h);
         }
         self.running = Some(Running {
@@ -411,9 +500,9 @@ impl App {
     }
 
     /// Stops forwarding and prints the forward statistics.
-    pub fn stop(&mut self) -> Result<(), String> {
+    pub fn stop(&mut self) -> Result<(), AppError> {
         let Some(r) = self.running.take() else {
-            return Err("Packet forwarding not started".into());
+            return Err(AppError::NotStarted);
         };
         println!("Telling cores to stop...");
         r.stop.store(true, Ordering::Relaxed);
@@ -471,7 +560,7 @@ impl App {
     }
 
     /// `show port stats N`.
-    pub fn show_port_stats(&mut self, p: u16) -> Result<(), String> {
+    pub fn show_port_stats(&mut self, p: u16) -> Result<(), AppError> {
         let s = self.slot(p)?;
         let st = s.port.stats();
         s.last_show = Some(print_nic(p, &st, s.last_show));
@@ -489,7 +578,7 @@ impl App {
     }
 
     /// `clear port stats N`.
-    pub fn clear_port_stats(&mut self, p: u16) -> Result<(), String> {
+    pub fn clear_port_stats(&mut self, p: u16) -> Result<(), AppError> {
         let s = self.slot(p)?;
         s.port.reset_stats();
         s.last_show = None;
@@ -498,7 +587,7 @@ impl App {
     }
 
     /// `show port xstats N`.
-    pub fn show_port_xstats(&mut self, p: u16) -> Result<(), String> {
+    pub fn show_port_xstats(&mut self, p: u16) -> Result<(), AppError> {
         let s = self.slot(p)?;
         println!("###### NIC extended statistics for port {p}");
         for (k, v) in s.port.xstats() {
@@ -508,7 +597,7 @@ impl App {
     }
 
     /// `show port info N`.
-    pub fn show_port_info(&mut self, p: u16) -> Result<(), String> {
+    pub fn show_port_info(&mut self, p: u16) -> Result<(), AppError> {
         let s = self.slot(p)?;
         let i = s.port.info();
         let l = s.port.link();

@@ -35,7 +35,7 @@ fn main() {
         .unwrap_or_else(|| "testpmd".into());
     let eal = match eal::parse(eal_args) {
         Ok(e) => e,
-        Err(e) => fail(&format!("EAL: {e}")),
+        Err(e) => fail(format!("EAL: {e}")),
     };
     match eal.help {
         Some(eal::Help::Usage) => help(&usage::usage(&prog)),
@@ -44,7 +44,7 @@ fn main() {
     }
     let opts = match opts::parse(app_args) {
         Ok(o) => o,
-        Err(e) => fail(&e),
+        Err(e) => fail(e),
     };
     if opts.help {
         help(&usage::usage(&prog));
@@ -55,7 +55,7 @@ fn main() {
     signal::install();
     let mut app = match app::App::new(eal, opts) {
         Ok(a) => a,
-        Err(e) => fail(&e),
+        Err(e) => fail(e),
     };
     if app.opts.interactive {
         println!("Interactive-mode selected");
@@ -105,12 +105,12 @@ fn help(text: &str) -> ! {
     std::process::exit(0);
 }
 
-fn fail(msg: &str) -> ! {
+fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("EAL: Error - exiting with code: 1\n  Cause: {msg}");
     std::process::exit(1);
 }
 
-fn report(r: Result<(), String>) {
+fn report(r: Result<(), app::AppError>) {
     if let Err(e) = r {
         println!("{e}");
     }

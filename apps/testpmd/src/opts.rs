@@ -1,6 +1,6 @@
 //! testpmd application options: the part of the command line after `--`.
 
-use ferrovia_ethdev::MacAddr;
+use ferrovia_ethdev::{MacAddr, MacParseError};
 
 use crate::eal::split_eq;
 
@@ -133,33 +133,125 @@ pub const IGNORED_WITH_VALUE: &[&str] = &[
     "--flow-isolate-all",
 ];
 
-fn num<T: std::str::FromStr>(k: &str, v: &str, min: u64, max: u64) -> Result<T, String> {
-    let n: u64 = v.parse().map_err(|_| {
-        format!("invalid value '{v}' for {k}: expected a number from {min} to {max}")
-    })?;
+/// Most bytes in one `--txpkts` frame.
+const MAX_TXPKTS_FRAME: u32 = 9728;
+
+/// Why the options after `--` were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OptsError {
+    /// An option that takes a value came last.
+    #[error("option {option} needs a value")]
+    MissingValue {
+        /// The option.
+        option: String,
+    },
+    /// A number that does not parse or is out of range.
+    #[error("invalid value '{value}' for {option}: expected a number from {min} to {max}")]
+    BadNumber {
+        /// The option.
+        option: String,
+        /// The value given.
+        value: String,
+        /// Smallest accepted.
+        min: u64,
+        /// Largest accepted.
+        max: u64,
+    },
+    /// A value in range that the option's type still cannot hold.
+    #[error("invalid value '{value}' for {option}")]
+    BadValue {
+        /// The option.
+        option: String,
+        /// The value given.
+        value: String,
+    },
+    /// `--forward-mode` names no engine.
+    #[error("invalid forward mode '{mode}': available modes are {}", ferrovia_fwd::MODES.join(", "))]
+    BadForwardMode {
+        /// The mode given.
+        mode: String,
+    },
+    /// `--portmask` is not hexadecimal.
+    #[error("invalid --portmask '{value}': expected a hex mask such as 0x3")]
+    BadPortmask {
+        /// The value given.
+        value: String,
+    },
+    /// `--portmask 0`.
+    #[error("invalid --portmask 0: select at least one port")]
+    EmptyPortmask,
+    /// `--port-topology` is none of the three.
+    #[error("invalid --port-topology '{value}': use paired, chained or loop")]
+    BadTopology {
+        /// The value given.
+        value: String,
+    },
+    /// `--txpkts` segments add up to a frame that is too long.
+    #[error("invalid --txpkts '{value}': frame of {total} bytes exceeds {MAX_TXPKTS_FRAME}")]
+    TxpktsTooLong {
+        /// The value given.
+        value: String,
+        /// Bytes in the frame.
+        total: u32,
+    },
+    /// `--eth-peer` is not `PORT,MAC`.
+    #[error("invalid --eth-peer '{value}': expected PORT,MAC")]
+    BadEthPeer {
+        /// The value given.
+        value: String,
+    },
+    /// `--eth-peer`'s MAC address does not parse.
+    #[error("invalid --eth-peer: {source}")]
+    BadEthPeerMac {
+        /// Why.
+        source: MacParseError,
+    },
+    /// An option testpmd does not know.
+    #[error(
+        "unknown option '{option}'; see --help. Supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size, --record-burst-stats, --record-core-cycles (and, with no effect: {} {})",
+        IGNORED_FLAGS.join(" "),
+        IGNORED_WITH_VALUE.join(" ")
+    )]
+    UnknownOption {
+        /// The option given.
+        option: String,
+    },
+    /// `--tx-first` with `-i`.
+    #[error("--tx-first cannot be used in interactive mode; use 'start tx_first' at the prompt")]
+    TxFirstInteractive,
+}
+
+fn num<T: std::str::FromStr>(k: &str, v: &str, min: u64, max: u64) -> Result<T, OptsError> {
+    let bad = || OptsError::BadNumber {
+        option: k.to_string(),
+        value: v.to_string(),
+        min,
+        max,
+    };
+    let n: u64 = v.parse().map_err(|_| bad())?;
     if n < min || n > max {
-        return Err(format!(
-            "invalid value '{v}' for {k}: expected a number from {min} to {max}"
-        ));
+        return Err(bad());
     }
-    v.parse::<T>()
-        .map_err(|_| format!("invalid value '{v}' for {k}"))
+    v.parse::<T>().map_err(|_| OptsError::BadValue {
+        option: k.to_string(),
+        value: v.to_string(),
+    })
 }
 
 /// Parses the options after `--`.
-pub fn parse(args: &[String]) -> Result<AppOpts, String> {
+pub fn parse(args: &[String]) -> Result<AppOpts, OptsError> {
     let mut o = AppOpts::default();
     let mut i = 0;
     while i < args.len() {
         let (key, inline) = split_eq(&args[i]);
-        let mut value = |name: &str| -> Result<String, String> {
+        let mut value = |name: &str| -> Result<String, OptsError> {
             if let Some(v) = inline {
                 return Ok(v.to_string());
             }
             i += 1;
-            args.get(i)
-                .cloned()
-                .ok_or_else(|| format!("option {name} needs a value"))
+            args.get(i).cloned().ok_or_else(|| OptsError::MissingValue {
+                option: name.to_string(),
+            })
         };
         match key {
             "-h" | "--help" if inline.is_none() => {
@@ -172,21 +264,18 @@ pub fn parse(args: &[String]) -> Result<AppOpts, String> {
             "--forward-mode" => {
                 let v = value(key)?;
                 if !ferrovia_fwd::MODES.contains(&v.as_str()) {
-                    return Err(format!(
-                        "invalid forward mode '{v}': available modes are {}",
-                        ferrovia_fwd::MODES.join(", ")
-                    ));
+                    return Err(OptsError::BadForwardMode { mode: v });
                 }
                 o.mode = v;
             }
             "--nb-cores" => o.nb_cores = Some(num(key, &value(key)?, 1, 1024)?),
             "--portmask" => {
                 let v = value(key)?;
-                let m = u64::from_str_radix(v.trim_start_matches("0x"), 16).map_err(|_| {
-                    format!("invalid --portmask '{v}': expected a hex mask such as 0x3")
-                })?;
+                let Ok(m) = u64::from_str_radix(v.trim_start_matches("0x"), 16) else {
+                    return Err(OptsError::BadPortmask { value: v });
+                };
                 if m == 0 {
-                    return Err("invalid --portmask 0: select at least one port".into());
+                    return Err(OptsError::EmptyPortmask);
                 }
                 o.portmask = Some(m);
             }
@@ -197,9 +286,7 @@ pub fn parse(args: &[String]) -> Result<AppOpts, String> {
                     "chained" => Topology::Chained,
                     "loop" => Topology::Loop,
                     _ => {
-                        return Err(format!(
-                            "invalid --port-topology '{v}': use paired, chained or loop"
-                        ));
+                        return Err(OptsError::BadTopology { value: v });
                     }
                 };
             }
@@ -212,16 +299,14 @@ pub fn parse(args: &[String]) -> Result<AppOpts, String> {
             "--record-core-cycles" if inline.is_none() => o.record_core_cycles = true,
             "--txpkts" => {
                 let v = value(key)?;
-                let segs: Result<Vec<u16>, String> = v
+                let segs: Result<Vec<u16>, OptsError> = v
                     .split(',')
                     .map(|s| num::<u16>(key, s.trim(), 1, 9728))
                     .collect();
                 let segs = segs?;
                 let total: u32 = segs.iter().map(|&s| s as u32).sum();
-                if total > 9728 {
-                    return Err(format!(
-                        "invalid --txpkts '{v}': frame of {total} bytes exceeds 9728"
-                    ));
+                if total > MAX_TXPKTS_FRAME {
+                    return Err(OptsError::TxpktsTooLong { value: v, total });
                 }
                 o.txpkts = segs;
             }
@@ -235,13 +320,13 @@ pub fn parse(args: &[String]) -> Result<AppOpts, String> {
             }
             "--eth-peer" => {
                 let v = value(key)?;
-                let (p, m) = v
-                    .split_once(',')
-                    .ok_or_else(|| format!("invalid --eth-peer '{v}': expected PORT,MAC"))?;
+                let Some((p, m)) = v.split_once(',') else {
+                    return Err(OptsError::BadEthPeer { value: v });
+                };
                 let port = num(key, p, 0, 1023)?;
                 let mac = m
                     .parse::<MacAddr>()
-                    .map_err(|e| format!("invalid --eth-peer: {e}"))?;
+                    .map_err(|source| OptsError::BadEthPeerMac { source })?;
                 o.eth_peers.push((port, mac));
             }
             k if IGNORED_FLAGS.contains(&k) && inline.is_none() => o.ignored.push(k.to_string()),
@@ -250,20 +335,15 @@ pub fn parse(args: &[String]) -> Result<AppOpts, String> {
                 o.ignored.push(format!("{k}={v}"));
             }
             other => {
-                return Err(format!(
-                    "unknown option '{other}'; see --help. Supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size, --record-burst-stats, --record-core-cycles (and, with no effect: {} {})",
-                    IGNORED_FLAGS.join(" "),
-                    IGNORED_WITH_VALUE.join(" ")
-                ));
+                return Err(OptsError::UnknownOption {
+                    option: other.to_string(),
+                });
             }
         }
         i += 1;
     }
     if o.tx_first && o.interactive {
-        return Err(
-            "--tx-first cannot be used in interactive mode; use 'start tx_first' at the prompt"
-                .into(),
-        );
+        return Err(OptsError::TxFirstInteractive);
     }
     Ok(o)
 }
@@ -311,14 +391,48 @@ mod tests {
     #[test]
     fn bad_options_are_clear() {
         let e = parse(&v("--forward-mode=nope")).unwrap_err();
-        assert!(e.contains("macswap"), "{e}");
+        assert!(matches!(&e, OptsError::BadForwardMode { mode } if mode == "nope"));
+        assert!(e.to_string().contains("macswap"), "{e}");
         let e = parse(&v("--burst 0")).unwrap_err();
-        assert!(e.contains("1 to 512"), "{e}");
+        assert!(matches!(
+            &e,
+            OptsError::BadNumber {
+                min: 1,
+                max: 512,
+                ..
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "invalid value '0' for --burst: expected a number from 1 to 512"
+        );
         let e = parse(&v("--frobnicate")).unwrap_err();
-        assert!(e.contains("'--frobnicate'"), "{e}");
+        assert!(e.to_string().contains("'--frobnicate'"), "{e}");
         let e = parse(&v("-i --tx-first")).unwrap_err();
-        assert!(e.contains("start tx_first"), "{e}");
-        assert!(parse(&v("--portmask=zz")).is_err());
-        assert!(parse(&v("--port-topology=ring")).is_err());
+        assert!(e.to_string().contains("start tx_first"), "{e}");
+        assert!(matches!(
+            parse(&v("--portmask=zz")),
+            Err(OptsError::BadPortmask { .. })
+        ));
+        assert!(matches!(
+            parse(&v("--portmask=0")),
+            Err(OptsError::EmptyPortmask)
+        ));
+        assert!(matches!(
+            parse(&v("--port-topology=ring")),
+            Err(OptsError::BadTopology { .. })
+        ));
+        assert!(matches!(
+            parse(&v("--txpkts 9000,1000")),
+            Err(OptsError::TxpktsTooLong { total: 10000, .. })
+        ));
+        let e = parse(&v("--eth-peer=0,02:00")).unwrap_err();
+        assert!(matches!(e, OptsError::BadEthPeerMac { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "invalid --eth-peer: bad MAC address '02:00': expected six hex bytes like 02:00:00:00:00:01"
+        );
+        let e = parse(&v("--rxq")).unwrap_err();
+        assert_eq!(e.to_string(), "option --rxq needs a value");
     }
 }

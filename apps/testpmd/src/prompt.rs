@@ -1,6 +1,6 @@
 //! The interactive prompt: commands as DPDK's testpmd names them.
 
-use crate::app::App;
+use crate::app::{App, AppError};
 use crate::opts::Topology;
 
 /// What the caller should do after a command.
@@ -32,6 +32,11 @@ fn ports(app: &App, arg: Option<&str>) -> Result<Vec<u16>, String> {
     }
 }
 
+/// The prompt prints every error as one line: an [`App`] error becomes its message.
+fn msg(e: AppError) -> String {
+    e.to_string()
+}
+
 /// Runs one command line.
 pub fn run(app: &mut App, line: &str) -> Next {
     let w: Vec<&str> = line.split_whitespace().collect();
@@ -42,23 +47,31 @@ pub fn run(app: &mut App, line: &str) -> Next {
             println!("{HELP}");
             Ok(())
         }
-        ["start"] => app.start(0),
-        ["start", "tx_first"] => app.start(1),
+        ["start"] => app.start(0).map_err(msg),
+        ["start", "tx_first"] => app.start(1).map_err(msg),
         ["start", "tx_first", n] => match n.parse::<usize>() {
-            Ok(k) if k >= 1 => app.start(k),
+            Ok(k) if k >= 1 => app.start(k).map_err(msg),
             _ => Err(format!(
                 "Bad arguments: tx_first count '{n}' must be a positive number"
             )),
         },
-        ["stop"] => app.stop(),
-        ["show", "port", "stats", p] => ports(app, Some(p))
-            .and_then(|ps| ps.into_iter().try_for_each(|p| app.show_port_stats(p))),
-        ["clear", "port", "stats", p] => ports(app, Some(p))
-            .and_then(|ps| ps.into_iter().try_for_each(|p| app.clear_port_stats(p))),
-        ["show", "port", "info", p] => ports(app, Some(p))
-            .and_then(|ps| ps.into_iter().try_for_each(|p| app.show_port_info(p))),
-        ["show", "port", "xstats", p] => ports(app, Some(p))
-            .and_then(|ps| ps.into_iter().try_for_each(|p| app.show_port_xstats(p))),
+        ["stop"] => app.stop().map_err(msg),
+        ["show", "port", "stats", p] => ports(app, Some(p)).and_then(|ps| {
+            ps.into_iter()
+                .try_for_each(|p| app.show_port_stats(p).map_err(msg))
+        }),
+        ["clear", "port", "stats", p] => ports(app, Some(p)).and_then(|ps| {
+            ps.into_iter()
+                .try_for_each(|p| app.clear_port_stats(p).map_err(msg))
+        }),
+        ["show", "port", "info", p] => ports(app, Some(p)).and_then(|ps| {
+            ps.into_iter()
+                .try_for_each(|p| app.show_port_info(p).map_err(msg))
+        }),
+        ["show", "port", "xstats", p] => ports(app, Some(p)).and_then(|ps| {
+            ps.into_iter()
+                .try_for_each(|p| app.show_port_xstats(p).map_err(msg))
+        }),
         ["show", "config", "fwd"] => {
             app.show_config_fwd();
             Ok(())
@@ -141,6 +154,7 @@ pub fn run(app: &mut App, line: &str) -> Next {
                 } else {
                     app.start_port(p)
                 }
+                .map_err(msg)
             })
         }),
         ["port", "config", _p, "rx_offload", ..] => {
