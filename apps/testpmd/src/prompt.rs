@@ -37,6 +37,17 @@ fn msg(e: AppError) -> String {
     e.to_string()
 }
 
+/// Runs `f` on each port `arg` names (a number or `all`), stopping at the first error.
+fn each_port(
+    app: &mut App,
+    arg: &str,
+    mut f: impl FnMut(&mut App, u16) -> Result<(), AppError>,
+) -> Result<(), String> {
+    ports(app, Some(arg))?
+        .into_iter()
+        .try_for_each(|p| f(app, p).map_err(msg))
+}
+
 /// Runs one command line.
 pub fn run(app: &mut App, line: &str) -> Next {
     let w: Vec<&str> = line.split_whitespace().collect();
@@ -56,22 +67,10 @@ pub fn run(app: &mut App, line: &str) -> Next {
             )),
         },
         ["stop"] => app.stop().map_err(msg),
-        ["show", "port", "stats", p] => ports(app, Some(p)).and_then(|ps| {
-            ps.into_iter()
-                .try_for_each(|p| app.show_port_stats(p).map_err(msg))
-        }),
-        ["clear", "port", "stats", p] => ports(app, Some(p)).and_then(|ps| {
-            ps.into_iter()
-                .try_for_each(|p| app.clear_port_stats(p).map_err(msg))
-        }),
-        ["show", "port", "info", p] => ports(app, Some(p)).and_then(|ps| {
-            ps.into_iter()
-                .try_for_each(|p| app.show_port_info(p).map_err(msg))
-        }),
-        ["show", "port", "xstats", p] => ports(app, Some(p)).and_then(|ps| {
-            ps.into_iter()
-                .try_for_each(|p| app.show_port_xstats(p).map_err(msg))
-        }),
+        ["show", "port", "stats", p] => each_port(app, p, App::show_port_stats),
+        ["clear", "port", "stats", p] => each_port(app, p, App::clear_port_stats),
+        ["show", "port", "info", p] => each_port(app, p, App::show_port_info),
+        ["show", "port", "xstats", p] => each_port(app, p, App::show_port_xstats),
         ["show", "config", "fwd"] => {
             app.show_config_fwd();
             Ok(())
@@ -147,16 +146,8 @@ pub fn run(app: &mut App, line: &str) -> Next {
             }
             _ => Err("Bad arguments: topology must be paired, chained or loop".into()),
         },
-        ["port", op @ ("stop" | "start"), p] => ports(app, Some(p)).and_then(|ps| {
-            ps.into_iter().try_for_each(|p| {
-                if *op == "stop" {
-                    app.stop_port(p)
-                } else {
-                    app.start_port(p)
-                }
-                .map_err(msg)
-            })
-        }),
+        ["port", "stop", p] => each_port(app, p, App::stop_port),
+        ["port", "start", p] => each_port(app, p, App::start_port),
         ["port", "config", _p, "rx_offload", ..] => {
             println!("Note: Rx offloads have no effect on these virtual ports");
             Ok(())
