@@ -29,7 +29,8 @@ impl LcoreCaches {
         LcoreCaches::default()
     }
 
-    /// The cache of `pool`, made on first use (the only time this allocates).
+    /// The cache of `pool`, made on first use (the only time this allocates). The set keeps a
+    /// handle to every pool it has met until it is dropped or cleared.
     #[inline]
     pub fn for_pool(&mut self, pool: &Mempool) -> &mut MbufCache {
         let want = pool.as_ptr();
@@ -41,21 +42,19 @@ impl LcoreCaches {
         {
             return &mut self.caches[0];
         }
-        let i = self.find_or_add(pool);
+        let i = match self.position(want) {
+            Some(i) => i,
+            None => self.add(pool),
+        };
         &mut self.caches[i]
     }
 
-    /// Index of `pool`'s cache after the first, adding one at the end if there is none.
+    /// Adds a cache for `pool` (met for the first time); returns its index.
+    #[cold]
     #[inline(never)]
-    fn find_or_add(&mut self, pool: &Mempool) -> usize {
-        let want = pool.as_ptr();
-        match self.position(want) {
-            Some(i) => i,
-            None => {
-                self.caches.push(pool.cache());
-                self.caches.len() - 1
-            }
-        }
+    fn add(&mut self, pool: &Mempool) -> usize {
+        self.caches.push(pool.cache());
+        self.caches.len() - 1
     }
 
     #[inline]
@@ -68,39 +67,51 @@ impl LcoreCaches {
     /// every handle to it is gone (then the mbuf goes straight to the pool's ring).
     #[inline]
     pub fn free(&mut self, m: Mbuf) {
+        self.free_hinted(m, 0);
+    }
+
+    /// Frees every mbuf yielded by `it`, each to its own pool (see [`LcoreCaches::free`]).
+    /// Each mbuf is first tried against the cache the previous one went to, so a burst from
+    /// one pool costs one compare per mbuf wherever that pool's cache sits.
+    #[inline]
+    pub fn free_all(&mut self, it: impl IntoIterator<Item = Mbuf>) {
+        let mut hint = 0;
+        for m in it {
+            hint = self.free_hinted(m, hint);
+        }
+    }
+
+    /// `free`, trying the cache at `hint` first; returns the index of the cache used.
+    #[inline]
+    fn free_hinted(&mut self, m: Mbuf, hint: usize) -> usize {
         let raw = m.into_raw();
         // SAFETY: we own the mbuf, so its header is valid; the pool pointer is set when the
         // pool is made and never changes.
         let pool = unsafe { (*raw.as_ptr()).pool };
         // SAFETY: `raw` came from `into_raw` just above and is taken back once.
         let m = unsafe { Mbuf::from_raw(raw) };
-        if let Some(c) = self.caches.first_mut()
+        if let Some(c) = self.caches.get_mut(hint)
             && c.pool().as_ptr() == pool
         {
             c.free(m);
-            return;
+            return hint;
         }
-        self.free_slow(m, pool);
+        self.free_slow(m, pool)
     }
 
     #[inline(never)]
-    fn free_slow(&mut self, m: Mbuf, pool: *const PoolInner) {
+    fn free_slow(&mut self, m: Mbuf, pool: *const PoolInner) -> usize {
         if let Some(i) = self.position(pool) {
             self.caches[i].free(m);
+            i
         } else if let Some(p) = Mempool::upgrade(pool) {
-            self.caches.push(p.cache());
-            self.caches.last_mut().expect("just pushed").free(m);
+            let i = self.add(&p);
+            self.caches[i].free(m);
+            i
         } else {
             // No handle is left to make a cache with: dropping returns it to its ring.
             drop(m);
-        }
-    }
-
-    /// Frees every mbuf yielded by `it`, each to its own pool (see [`LcoreCaches::free`]).
-    #[inline]
-    pub fn free_all(&mut self, it: impl IntoIterator<Item = Mbuf>) {
-        for m in it {
-            self.free(m);
+            0
         }
     }
 
@@ -280,7 +291,7 @@ mod tests {
         /// pool order: each pool's `available()` plus what its cache holds plus what is out is
         /// exactly its count, at every step and after the caches are dropped.
         #[test]
-        fn available_stays_exact(ops in proptest::collection::vec((0u8..4, 0usize..3, 1usize..40), 1..200)) {
+        fn available_stays_exact(ops in proptest::collection::vec((0u8..5, 0usize..3, 1usize..40), 1..200)) {
             let pools = [pool("q0", 200, 8), pool("q1", 150, 16), pool("q2", 64, 4)];
             let mut caches = LcoreCaches::new();
             let mut out: Vec<Vec<Mbuf>> = vec![Vec::new(), Vec::new(), Vec::new()];
@@ -308,6 +319,17 @@ mod tests {
                         // Free the newest n of pool p, via the set (routing by the mbuf).
                         let k = out[p].len().saturating_sub(n);
                         caches.free_all(out[p].drain(k..));
+                    }
+                    3 => {
+                        // Up to n of every pool, interleaved, in one free_all: the hint
+                        // (the previous mbuf's cache) misses at every step.
+                        let mut mixed = Vec::new();
+                        for _ in 0..n {
+                            for o in out.iter_mut() {
+                                mixed.extend(o.pop());
+                            }
+                        }
+                        caches.free_all(mixed);
                     }
                     _ => {
                         // Free the oldest n of pool p through another pool's cache: an
