@@ -226,8 +226,11 @@ impl Port for VhostPort {
                 rx: RxOffloads::SCATTER,
                 tx: TxOffloads::MULTI_SEGS,
             },
-            // The transport does not export the frontend's acked set yet.
-            virtio_features: None,
+            // What the current frontend acked (None while no frontend has set features).
+            virtio_features: match self.shared.acked_features.load(Ordering::Relaxed) {
+                0 => None,
+                f => Some(VirtioFeatures::from_bits_retain(f)),
+            },
             virtio_offered: Some(VirtioFeatures::from_bits_retain(offered_features(
                 self.queues,
             ))),

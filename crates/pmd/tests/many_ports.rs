@@ -241,6 +241,12 @@ fn many_ports_two_pollers_churn_while_forwarding() {
     for (i, p) in pairs.iter().enumerate() {
         wait_up(p.as_ref().unwrap(), i);
     }
+    // Both ends report the same negotiated virtio features.
+    for p in pairs.iter().flatten().take(4) {
+        let (a, b) = (p.vh.info().virtio_features, p.vu.info().virtio_features);
+        assert!(a.is_some(), "the vhost port shows what its frontend acked");
+        assert_eq!(a, b, "both ends agree on the negotiated features");
+    }
     let mut ups = std::collections::HashSet::new();
     while let Ok(e) = events.recv_timeout(Duration::from_millis(500)) {
         if e.kind == PortEventKind::LinkUp {

@@ -86,6 +86,8 @@ pub struct DeviceShared {
     pub bad_messages: AtomicU64,
     /// Event delivery.
     pub events: EventState,
+    /// Features the current frontend acked with SET_FEATURES (0 between sessions).
+    pub acked_features: AtomicU64,
 }
 
 impl DeviceShared {
@@ -104,6 +106,7 @@ impl DeviceShared {
             sessions: AtomicU64::new(0),
             sessions_failed: AtomicU64::new(0),
             bad_messages: AtomicU64::new(0),
+            acked_features: AtomicU64::new(0),
             events: EventState {
                 notify,
                 reported: std::sync::Mutex::new((false, vec![false; queue_pairs as usize * 2])),
@@ -364,6 +367,7 @@ impl BackendHandler {
             self.vrings[i] = VringSetup::default();
         }
         self.mem = None;
+        self.shared.acked_features.store(0, Ordering::Relaxed);
         self.update_link();
     }
 
@@ -428,6 +432,9 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
             return Err(self.err("SET_FEATURES changed features while rings are running".into()));
         }
         self.acked = features;
+        self.shared
+            .acked_features
+            .store(features, Ordering::Relaxed);
         Ok(())
     }
     fn set_mem_table(
