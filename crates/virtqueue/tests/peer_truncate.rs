@@ -23,9 +23,11 @@ fn dup(f: &File) -> File {
     f.try_clone().unwrap()
 }
 
-fn read(p: *mut u8) -> u8 {
-    // SAFETY: `p` points into a mapping of GuestMemory that is alive in the caller.
-    unsafe { p.read_volatile() }
+/// The byte `off` bytes after `p`.
+fn read(p: *mut u8, off: usize) -> u8 {
+    // SAFETY: the callers pass a pointer translated for at least `off + 1` bytes of a
+    // GuestMemory that is alive.
+    unsafe { p.add(off).read_volatile() }
 }
 
 // One test: the handler, the range table and the fd count are process-wide.
@@ -46,17 +48,15 @@ fn truncated_region_reads_zeros_and_is_reported() {
     let p = mem.translate(0x10000, 2 * 4096).unwrap();
     // SAFETY: inside the region (translated for its whole size).
     unsafe { p.add(100).write_volatile(0x5a) };
-    assert_eq!(read(unsafe { p.add(100) }), 0x5a);
+    assert_eq!(read(p, 100), 0x5a);
     assert!(!mem.faulted());
     assert_eq!(watch.take(), 0);
 
     // The peer truncates its file to nothing while we have it mapped.
     peer.set_len(0).unwrap();
     // Without the handler this read kills the process with SIGBUS.
-    // SAFETY: inside the region; the page is beyond the file's end now.
-    assert_eq!(read(unsafe { p.add(100) }), 0, "zero page after the fault");
-    // SAFETY: as above.
-    assert_eq!(read(unsafe { p.add(2 * 4096 - 1) }), 0);
+    assert_eq!(read(p, 100), 0, "zero page after the fault");
+    assert_eq!(read(p, 2 * 4096 - 1), 0);
     assert!(mem.faulted());
     assert_eq!(watch.faults(), 1);
     // The eventfd is readable and take() drains it.
@@ -72,7 +72,7 @@ fn truncated_region_reads_zeros_and_is_reported() {
     // Writes go to private memory now, and later accesses do not fault again.
     // SAFETY: inside the region.
     unsafe { p.add(7).write_volatile(3) };
-    assert_eq!(read(unsafe { p.add(7) }), 3);
+    assert_eq!(read(p, 7), 3);
     assert_eq!(watch.faults(), 1, "one fault per region");
     // The peer's file is untouched by our private writes.
     assert_eq!(peer.metadata().unwrap().len(), 0);
@@ -110,7 +110,7 @@ fn truncated_region_reads_zeros_and_is_reported() {
     drop(w1);
     let w2 = FaultWatch::new().unwrap();
     peer.set_len(0).unwrap();
-    assert_eq!(read(mem.translate(0, 1).unwrap()), 0);
+    assert_eq!(read(mem.translate(0, 1).unwrap(), 0), 0);
     assert!(mem.faulted());
     assert_eq!(
         w2.faults(),
