@@ -327,7 +327,9 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
 /// Zeroes the registered range holding `addr`, if any; true if the access can be retried.
 fn recover(addr: usize) -> bool {
     for s in RANGES.iter() {
-        let s1 = s.seq.load(Ordering::Acquire);
+        // SeqCst: pairs with the SeqCst increment of ACTIVE before it and the unregistering
+        // thread's SeqCst seq bump then ACTIVE load (either it waits for us or we see the bump).
+        let s1 = s.seq.load(Ordering::SeqCst);
         if s1 & 1 == 1 {
             continue;
         }
