@@ -101,6 +101,14 @@ static OLD_READY: AtomicBool = AtomicBool::new(false);
 static INSTALL: Once = Once::new();
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
+/// Claims the first free slot of a table (control side, any thread); its index.
+fn claim<'a>(mut flags: impl Iterator<Item = &'a AtomicBool>) -> Option<usize> {
+    flags.position(|c| {
+        c.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
 /// Waits until no SIGBUS handler is running. Called after a slot was cleared (SeqCst): a
 /// handler that started later cannot see the old contents.
 fn wait_handlers() {
@@ -171,11 +179,7 @@ pub fn protect(
         return Ok(None);
     }
     install()?;
-    let Some(slot) = RANGES.iter().position(|s| {
-        s.claimed
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    }) else {
+    let Some(slot) = claim(RANGES.iter().map(|s| &s.claimed)) else {
         return Err(format!(
             "too many unsealed peer memory regions mapped in this process (limit {MAX_RANGES})"
         ));
@@ -236,11 +240,7 @@ impl FaultWatch {
         }
         // SAFETY: fd is fresh and ours.
         let efd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let Some(slot) = WATCHES.iter().position(|s| {
-            s.claimed
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        }) else {
+        let Some(slot) = claim(WATCHES.iter().map(|s| &s.claimed)) else {
             return Err(io::Error::other(format!(
                 "too many peer-memory fault watches in this process (limit {MAX_WATCHES})"
             )));
