@@ -2,6 +2,12 @@
 //!
 //! A region is mapped `MAP_SHARED` so that a vhost-user backend that receives its fd can map the
 //! same pages. Guest addresses handed to the peer are this process's virtual addresses.
+//!
+//! Every region is **sealed** once sized (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): a peer
+//! that receives the fd can write the bytes (it must, to move packets) but can neither truncate
+//! the file, which would make our own accesses beyond the new end fault with SIGBUS and kill the
+//! process, nor grow it, nor remove the seals. Hole punching (`FALLOC_FL_PUNCH_HOLE`, used by
+//! the ring arena) stays allowed: a punched page reads back as zero, it does not fault.
 
 use std::fs::File;
 use std::io;
@@ -65,7 +71,7 @@ impl SharedRegion {
         let len = len.div_ceil(page) * page;
         let cname = std::ffi::CString::new(format!("ferrovia-{name}"))
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region name contains NUL"))?;
-        let mut flags = libc::MFD_CLOEXEC;
+        let mut flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
         if backing == RegionBacking::HugetlbMemfd {
             flags |= libc::MFD_HUGETLB;
         }
@@ -93,6 +99,7 @@ impl SharedRegion {
                 ),
             )
         })?;
+        seal(&file, name, backing)?;
         // Small regions (rings) and hugepages are populated at once. Large memfd regions
         // (pools) are faulted in page by page on first use: populating a 35 MB pool took
         // 15–30 ms of start-up (and a background populate held the address-space lock against
@@ -151,11 +158,42 @@ impl SharedRegion {
         self.backing
     }
 
+    /// The seals on the backing file (`F_GET_SEALS`): `F_SEAL_SHRINK | F_SEAL_GROW |
+    /// F_SEAL_SEAL` once [`SharedRegion::new`] returned.
+    pub fn seals(&self) -> io::Result<i32> {
+        // SAFETY: F_GET_SEALS only reads the seals of an fd we own.
+        let r = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GET_SEALS) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    }
+
     /// True when `[addr, addr+len)` lies inside this region.
     pub fn contains(&self, addr: usize, len: usize) -> bool {
         let base = self.base.as_ptr() as usize;
         addr >= base && len <= self.len && addr - base <= self.len - len
     }
+}
+
+/// The seals every region gets once sized: whoever holds the fd (a vhost-user backend) cannot
+/// change its size, so our accesses inside it can never fault, nor remove the seals.
+pub const REGION_SEALS: i32 = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+
+/// Seals a sized region's file. Hugetlb memfds accept seals since Linux 4.16, shmem memfds
+/// since 3.17.
+fn seal(file: &File, name: &str, backing: RegionBacking) -> io::Result<()> {
+    // SAFETY: F_ADD_SEALS on an fd we own, created with MFD_ALLOW_SEALING; no memory effects.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, REGION_SEALS) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot seal region {name} ({backing}) against resizing: {e}"),
+        ));
+    }
+    Ok(())
 }
 
 impl Drop for SharedRegion {
@@ -200,6 +238,41 @@ mod tests {
         assert!(r.contains(r.base() as usize, r.len()));
         assert!(!r.contains(r.base() as usize + 1, r.len()));
         assert!(!r.contains(usize::MAX, 2));
+    }
+
+    /// A hostile backend that received the region's fd (a duplicate here) cannot shrink, grow
+    /// or unseal it; the region stays usable.
+    #[test]
+    fn regions_are_sealed_against_resizing() {
+        let r = SharedRegion::new("sealed", 8192, RegionBacking::Memfd).unwrap();
+        assert_eq!(r.seals().unwrap() & REGION_SEALS, REGION_SEALS);
+        // SAFETY: dup of the region's valid fd; the copy is owned by `peer`.
+        let peer = unsafe { File::from_raw_fd(libc::dup(r.fd())) };
+        for len in [0i64, 4096, 1 << 20] {
+            // SAFETY: ftruncate on an fd we own.
+            let rc = unsafe { libc::ftruncate(peer.as_raw_fd(), len) };
+            assert_eq!(rc, -1, "ftruncate to {len} must fail");
+            assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::EPERM));
+        }
+        // SAFETY: removing seals is refused by F_SEAL_SEAL; adding one is refused too.
+        let rc = unsafe { libc::fcntl(peer.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_WRITE) };
+        assert_eq!(rc, -1);
+        assert_eq!(peer.metadata().unwrap().len(), 8192);
+        // Still usable, to the last byte.
+        // SAFETY: the region is 8192 bytes long and ours.
+        let s = unsafe { std::slice::from_raw_parts_mut(r.base(), r.len()) };
+        s[8191] = 9;
+        s[0] = 1;
+        assert_eq!((s[0], s[8191]), (1, 9));
+    }
+
+    /// Hugetlb memfds are sealed the same way, where the kernel has hugepages to give.
+    #[test]
+    fn hugetlb_regions_are_sealed_when_available() {
+        match SharedRegion::new("sealed-huge", 1, RegionBacking::HugetlbMemfd) {
+            Ok(r) => assert_eq!(r.seals().unwrap() & REGION_SEALS, REGION_SEALS),
+            Err(e) => eprintln!("no hugepages here, not checked: {e}"),
+        }
     }
 
     #[test]

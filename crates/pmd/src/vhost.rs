@@ -264,6 +264,10 @@ impl Port for VhostPort {
         v.push(("vhost_sessions".into(), s));
         v.push(("vhost_sessions_failed".into(), f));
         v.push(("vhost_bad_messages".into(), b));
+        v.push((
+            "vhost_memory_faults".into(),
+            self.shared.memory_faults.faults(),
+        ));
         v
     }
     fn reset_stats(&self) {

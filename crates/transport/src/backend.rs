@@ -16,6 +16,7 @@ use ferrovia_virtqueue::layout::{
     avail_ring_size, bit, desc_table_size, feature, used_ring_size, valid_queue_size,
 };
 use ferrovia_virtqueue::packed::{EVENT_AREA_SIZE, PackedRing, Pos, packed_ring_size};
+use ferrovia_virtqueue::peer_fault::FaultWatch;
 use ferrovia_virtqueue::quiesce::Quiesce;
 use ferrovia_virtqueue::split::SplitRing;
 use vhost::VhostUserMemoryRegionBase;
@@ -88,6 +89,9 @@ pub struct DeviceShared {
     pub events: EventState,
     /// Features the current frontend acked with SET_FEATURES (0 between sessions).
     pub acked_features: AtomicU64,
+    /// Faults in the peer's memory (a region truncated after we mapped it), recovered by
+    /// zero pages; its eventfd wakes the control loop, which ends the session.
+    pub memory_faults: FaultWatch,
 }
 
 impl DeviceShared {
@@ -111,6 +115,13 @@ impl DeviceShared {
                 notify,
                 reported: std::sync::Mutex::new((false, vec![false; queue_pairs as usize * 2])),
             },
+            memory_faults: FaultWatch::new().unwrap_or_else(|e| {
+                log::error!(
+                    "cannot watch peer memory faults ({e}); a truncated region will read as \
+                     zeros without ending its session"
+                );
+                FaultWatch::disabled()
+            }),
         })
     }
 }
@@ -375,6 +386,7 @@ impl BackendHandler {
         for i in 0..self.vrings.len() {
             self.pause(i);
         }
+        mem.watch_faults(&self.shared.memory_faults);
         self.mem = Some(Arc::new(mem));
         self.refresh_all()
     }

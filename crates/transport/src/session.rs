@@ -228,6 +228,19 @@ impl BackendSession {
         Service::Failed(why)
     }
 
+    /// Ends the session whose peer truncated a shared memory region after we mapped it (the
+    /// SIGBUS handler has already replaced the region with zero pages and counted the fault in
+    /// [`DeviceShared::memory_faults`]); counted as a failed session.
+    pub fn memory_fault(&self) {
+        self.shared.sessions_failed.fetch_add(1, Ordering::Relaxed);
+        log::error!(
+            "{}: peer truncated a shared memory region; session ended (SIGBUS recovered with \
+             zero pages; {} memory faults on this port so far)",
+            self.name,
+            self.shared.memory_faults.faults()
+        );
+    }
+
     /// Ends the session for a peer that missed its deadline; counted as a failed session.
     pub fn timed_out(&self, what: &str) {
         self.shared.sessions_failed.fetch_add(1, Ordering::Relaxed);

@@ -214,4 +214,13 @@ pub enum MemError {
         /// Size asked for.
         size: u64,
     },
+    /// The SIGBUS handler that protects unsealed peer memory could not be installed.
+    #[error("cannot install the SIGBUS handler that protects unsealed peer memory")]
+    FaultHandler,
+    /// Every slot of the process's table of unsealed peer regions is taken.
+    #[error("too many unsealed peer memory regions mapped in this process (limit {limit})")]
+    TooManyUnsealed {
+        /// The table's size.
+        limit: usize,
+    },
 }

@@ -4,11 +4,17 @@
 //! `guest_phys_addr + size`, `user_addr + size` or `mmap_offset + size`, the backing file at
 //! least as large as the region, no overlapping guest ranges). Translation checks that the whole
 //! range `[addr, addr + len)` lies inside one region; anything else is refused.
+//!
+//! A region whose file the peer could still shrink (not sealed with `F_SEAL_SHRINK`) is
+//! registered with [`peer_fault`](crate::peer_fault), so that an access after a truncation is
+//! recovered (zero pages, the session's [`FaultWatch`] signalled) instead of killing the
+//! process with SIGBUS.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
 use crate::error::MemError;
+use crate::peer_fault::{self, FaultWatch, PeerRange};
 
 /// One region as the peer describes it.
 #[derive(Debug)]
@@ -33,6 +39,8 @@ struct Mapped {
     host: *mut u8,
     map_base: *mut libc::c_void,
     map_len: usize,
+    /// Registered with the SIGBUS handler (None when the file is sealed against shrinking).
+    guard: Option<PeerRange>,
     _file: File,
 }
 
@@ -134,6 +142,14 @@ impl GuestMemory {
                 source: std::io::Error::last_os_error(),
             });
         }
+        let guard = match peer_fault::protect(p, map_len, &s.file) {
+            Ok(g) => g,
+            Err(e) => {
+                // SAFETY: unmapping the mapping made just above, which nothing uses yet.
+                unsafe { libc::munmap(p, map_len) };
+                return Err(e);
+            }
+        };
         self.regions.push(Mapped {
             gpa: s.guest_phys_addr,
             uva: s.user_addr,
@@ -142,9 +158,26 @@ impl GuestMemory {
             host: unsafe { (p as *mut u8).add(s.mmap_offset as usize) },
             map_base: p,
             map_len,
+            guard,
             _file: s.file,
         });
         Ok(())
+    }
+
+    /// Reports faults in this table's unsealed regions to `watch` (the session's).
+    pub fn watch_faults(&self, watch: &FaultWatch) {
+        for r in &self.regions {
+            if let Some(g) = &r.guard {
+                g.watch(watch);
+            }
+        }
+    }
+
+    /// True when a region of this table was truncated by the peer and replaced by zero pages.
+    pub fn faulted(&self) -> bool {
+        self.regions
+            .iter()
+            .any(|r| r.guard.as_ref().is_some_and(|g| g.faulted()))
     }
 
     /// Number of regions.
@@ -237,7 +270,10 @@ impl GuestMemory {
 
 impl Drop for GuestMemory {
     fn drop(&mut self) {
-        for r in &self.regions {
+        for r in &mut self.regions {
+            // Unregistered before the unmap, so the SIGBUS handler never maps over an address
+            // that a later mmap may reuse.
+            drop(r.guard.take());
             // SAFETY: map_base/map_len are exactly what mmap returned; no holder of this value
             // remains (it is being dropped).
             unsafe {

@@ -10,6 +10,8 @@
 //!   * [`ring`]: raw, bounds-safe access to a ring of either layout laid in memory (the only
 //!     place that dereferences ring pointers), and the [`ActiveVring`](ring::ActiveVring) a
 //!     device poller runs on.
+//!   * [`peer_fault`]: the SIGBUS handler and lock-free range table that survive a peer
+//!     truncating memory it shared with us.
 //!   * [`guest_mem`]: a peer's memory table, mapped, with checked address translation.
 //!   * [`chain`]: what both device sides share: validated guest buffers of a chain, copies
 //!     between them and mbufs, and the multi-buffer write step.
@@ -41,6 +43,7 @@ pub mod layout;
 pub mod net_hdr;
 pub mod options;
 pub mod packed;
+pub mod peer_fault;
 mod prefetch;
 pub mod quiesce;
 pub mod ring;

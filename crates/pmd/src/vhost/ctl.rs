@@ -1,6 +1,7 @@
 //! The vhost port's control side, served by the process's reactor: accepting (or connecting
 //! to) the frontend, handing complete messages to the backend handler, and ending a session
-//! whose peer stalls.
+//! whose peer stalls or truncates memory it shared with us (the SIGBUS handler of
+//! `ferrovia_virtqueue::peer_fault` signals the device's fault eventfd, watched here).
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -64,6 +65,18 @@ impl VhostSource {
 
     fn listener_fd(&self) -> Option<RawFd> {
         self.listener.as_ref().map(|l| l.as_raw_fd())
+    }
+
+    /// The peer's memory faulted (a region truncated after we mapped it): the handler has
+    /// zeroed it; end the session so the peer has to set up again.
+    fn memory_fault(&mut self, cx: &mut Ctx<'_>) {
+        if self.shared.memory_faults.take() == 0 {
+            return;
+        }
+        if let Some(s) = &self.session {
+            s.memory_fault();
+            self.end(cx);
+        }
     }
 
     fn begin(&mut self, cx: &mut Ctx<'_>, stream: UnixStream) {
@@ -171,6 +184,11 @@ impl VhostSource {
 
 impl Source for VhostSource {
     fn start(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(fd) = self.shared.memory_faults.fd()
+            && let Err(e) = cx.watch(fd, libc::EPOLLIN as u32)
+        {
+            log::error!("{}: cannot watch peer memory faults: {e}", self.name);
+        }
         match self.listener_fd() {
             Some(l) => {
                 if let Err(e) = cx.watch(l, libc::EPOLLIN as u32) {
@@ -182,7 +200,9 @@ impl Source for VhostSource {
     }
 
     fn ready(&mut self, cx: &mut Ctx<'_>, fd: RawFd, _events: u32) {
-        if Some(fd) == self.listener_fd() {
+        if Some(fd) == self.shared.memory_faults.fd() {
+            self.memory_fault(cx);
+        } else if Some(fd) == self.listener_fd() {
             if self.session.is_some() {
                 return;
             }

@@ -2,13 +2,73 @@
 //! of the header (request, flags, size field), the payload bytes and the fds attached with
 //! `SCM_RIGHTS`; helpers for a correct handshake; and a guest memory of memfd regions in which
 //! it lays out split rings, so that it can then write any descriptor or avail entry it likes.
+//! Like QEMU's and DPDK's, its memfds are not sealed, so it can also truncate them.
 
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use ferrovia_memory::{RegionBacking, SharedRegion};
+/// An unsealed memfd mapped here, as a guest's memory (QEMU and DPDK do not seal theirs).
+pub struct PeerMemfd {
+    file: std::fs::File,
+    base: *mut u8,
+    len: usize,
+}
+
+impl PeerMemfd {
+    /// A zeroed memfd of `len` bytes (rounded up to 4 KiB), mapped shared.
+    pub fn new(len: usize) -> PeerMemfd {
+        let len = len.next_multiple_of(4096);
+        // SAFETY: plain syscall with a valid name; the fd is owned by the File below.
+        let fd = unsafe { libc::memfd_create(c"evil-guest".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0, "memfd_create: {}", io::Error::last_os_error());
+        // SAFETY: fresh fd, ours.
+        let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        file.set_len(len as u64).unwrap();
+        // SAFETY: mapping `len` bytes of a file that is `len` bytes long.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        PeerMemfd {
+            file,
+            base: p.cast(),
+            len,
+        }
+    }
+    /// First byte of our mapping (the region's frontend virtual address).
+    pub fn base(&self) -> *mut u8 {
+        self.base
+    }
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// The memfd, to send.
+    pub fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+    /// The attack: shrinks the file to `len` bytes. Our own mapping must not be touched
+    /// beyond `len` afterwards (this process has no handler for it).
+    pub fn truncate(&self, len: u64) {
+        self.file.set_len(len).unwrap();
+    }
+}
+
+impl Drop for PeerMemfd {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly our own mapping.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
 
 /// vhost-user request codes (frontend -> backend).
 pub mod req {
@@ -415,7 +475,7 @@ pub fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<usi
 /// One guest region: a memfd mapped here, placed at `gpa`.
 pub struct GuestRegion {
     /// The memory (its address is the region's frontend virtual address).
-    pub mem: SharedRegion,
+    pub mem: PeerMemfd,
     /// Guest physical address of its start.
     pub gpa: u64,
 }
@@ -435,7 +495,7 @@ impl GuestMem {
             .iter()
             .map(|&len| {
                 let r = GuestRegion {
-                    mem: SharedRegion::new("evil-guest", len, RegionBacking::Memfd).unwrap(),
+                    mem: PeerMemfd::new(len),
                     gpa: at,
                 };
                 at += len as u64;
