@@ -10,7 +10,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
-use ferrovia_virtqueue::device::{ActiveVring, RingView};
+use ferrovia_virtqueue::device::{ActiveVring, RingView, prepare_call_fd};
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{
     avail_ring_size, bit, desc_table_size, feature, used_ring_size, valid_queue_size,
@@ -523,6 +523,9 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
     fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
         log::debug!("{}: SET_VRING_CALL {}", self.name, index);
         let i = self.check_index(index as u32, "SET_VRING_CALL")?;
+        if let Some(f) = &fd {
+            prepare_call_fd(f).map_err(|e| self.err(format!("SET_VRING_CALL {index}: {e}")))?;
+        }
         self.pause(i);
         self.vrings[i].call = fd.map(Arc::new);
         self.refresh(i)

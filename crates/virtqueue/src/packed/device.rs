@@ -7,7 +7,6 @@
 //! that cannot even be delimited (longer than the ring, or ending in a descriptor the driver has
 //! not made available) marks the queue broken until it is reconfigured.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 
@@ -276,16 +275,13 @@ impl PackedDevice {
         self.avail.idx.is_multiple_of(PUBLISH_SLOTS)
     }
 
-    fn notify(&self, any: bool) {
-        if !any {
+    fn notify(&self, any: bool, sink: &impl ErrorSink) {
+        if !any || self.active.call.is_none() {
             return;
         }
-        let Some(call) = &self.active.call else {
-            return;
-        };
         fence(Ordering::SeqCst);
-        if self.ring.driver_event_flags() != EVENT_FLAGS_DISABLE {
-            let _ = (&**call).write(&1u64.to_ne_bytes());
+        if self.ring.driver_event_flags() != EVENT_FLAGS_DISABLE && !self.active.signal_call() {
+            sink.ring_error(RingError::CallSkipped, 1);
         }
     }
 
@@ -536,7 +532,7 @@ impl PackedDevice {
             any = true;
         }
         self.flush_used();
-        self.notify(any);
+        self.notify(any, sink);
         res
     }
 
@@ -663,7 +659,7 @@ impl PackedDevice {
         }
         cache.free_all(pkts.drain(..processed));
         self.flush_used();
-        self.notify(any);
+        self.notify(any, sink);
         res
     }
 }

@@ -10,7 +10,6 @@
 //! Used entries are written as they are produced and `used.idx` is published once per burst;
 //! the call eventfd is written at most once per burst, and only when the driver asked for it.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 
@@ -238,7 +237,7 @@ impl SplitDevice {
     /// Publishes `n` new used entries and signals the driver if it asked to be told (`exposed`:
     /// entries were already made visible earlier in this burst by [`Self::expose_used`]).
     #[inline]
-    fn publish_used(&mut self, n: u16, exposed: bool) {
+    fn publish_used(&mut self, n: u16, exposed: bool, sink: &impl ErrorSink) {
         if n == 0 && !exposed {
             return;
         }
@@ -249,17 +248,17 @@ impl SplitDevice {
         if self.event_idx {
             r.set_avail_event(self.last_avail.wrapping_add(0x8000));
         }
-        let Some(call) = &self.active.call else {
+        if self.active.call.is_none() {
             return;
-        };
+        }
         fence(Ordering::SeqCst);
         let signal = if self.event_idx {
             need_event(r.used_event(), self.used_idx, old)
         } else {
             r.avail_flags() & VRING_AVAIL_F_NO_INTERRUPT == 0
         };
-        if signal {
-            let _ = (&**call).write(&1u64.to_ne_bytes());
+        if signal && !self.active.signal_call() {
+            sink.ring_error(RingError::CallSkipped, 1);
         }
     }
 
@@ -363,7 +362,7 @@ impl SplitDevice {
             used += 1;
             self.last_avail = self.last_avail.wrapping_add(1);
         }
-        self.publish_used(used, false);
+        self.publish_used(used, false, sink);
         res
     }
 
@@ -495,7 +494,7 @@ impl SplitDevice {
             }
         }
         cache.free_all(pkts.drain(..processed));
-        self.publish_used(used, exposed);
+        self.publish_used(used, exposed, sink);
         res
     }
 }
