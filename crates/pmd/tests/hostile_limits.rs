@@ -183,8 +183,8 @@ fn call_fd_must_be_an_eventfd_and_never_blocks_the_poller() {
         .map(|i| {
             let call = eventfd(0, 0);
             let full = 0xffff_ffff_ffff_fffeu64.to_ne_bytes();
-            // SAFETY: writes 8 bytes from a live buffer to our eventfd.
             assert_eq!(
+                // SAFETY: writes 8 bytes from a live buffer to our eventfd.
                 unsafe { libc::write(call.as_raw_fd(), full.as_ptr().cast(), 8) },
                 8
             );

@@ -64,10 +64,12 @@ pub fn prepare_call_fd(call: &File) -> Result<(), String> {
             std::io::Error::last_os_error()
         ));
     }
+    if flags & libc::O_NONBLOCK != 0 {
+        return Ok(());
+    }
     // SAFETY: as above; F_SETFL with an int argument.
-    if flags & libc::O_NONBLOCK == 0
-        && unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    if r < 0 {
         return Err(format!(
             "cannot make the call fd non-blocking: {}",
             std::io::Error::last_os_error()
