@@ -13,7 +13,10 @@ use std::sync::atomic::{Ordering, fence};
 use arrayvec::ArrayVec;
 use ferrovia_memory::{Burst, MbufCache};
 
-use crate::chain::{BurstResult, MAX_SEGS, Seg, copy_into_mbufs, push_seg, write_merged};
+use crate::chain::{
+    BurstResult, MAX_CHAIN_DESCS, MAX_INDIRECT_DESCS, MAX_SEGS, Seg, copy_into_mbufs, push_seg,
+    write_merged,
+};
 use crate::error::{ErrorSink, RingError};
 use crate::layout::{
     VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, bit, feature, net_hdr_len,
@@ -151,6 +154,11 @@ impl PackedDevice {
             }
             let d = self.ring.desc(pos.idx);
             count += 1;
+            // Past the cap the walk goes on only to delimit the chain: each slot it visits is
+            // consumed with the chain, so the ring's size bounds the work.
+            if err.is_none() && count as u32 > MAX_CHAIN_DESCS {
+                err = Some(RingError::DescLen);
+            }
             if err.is_none() {
                 if flags & VRING_DESC_F_INDIRECT != 0 {
                     if !self.indirect || count > 1 || flags & VRING_DESC_F_NEXT != 0 {
@@ -187,10 +195,15 @@ impl PackedDevice {
         writable: bool,
         segs: &mut ArrayVec<Seg, MAX_SEGS>,
     ) -> Result<u64, RingError> {
-        if len == 0 || !len.is_multiple_of(16) {
+        if len == 0 || !len.is_multiple_of(16) || len / 16 > MAX_INDIRECT_DESCS {
             return Err(RingError::Indirect);
         }
         let n = len / 16;
+        // Every entry of a packed indirect table belongs to the chain (with its one ring
+        // descriptor), zero-length ones included.
+        if n >= MAX_CHAIN_DESCS {
+            return Err(RingError::DescLen);
+        }
         let table = self
             .active
             .mem

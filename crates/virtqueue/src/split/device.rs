@@ -16,7 +16,10 @@ use std::sync::atomic::{Ordering, fence};
 use arrayvec::ArrayVec;
 use ferrovia_memory::{Burst, MbufCache};
 
-use crate::chain::{BurstResult, MAX_SEGS, Seg, copy_into_mbufs, push_seg, write_merged};
+use crate::chain::{
+    BurstResult, MAX_CHAIN_DESCS, MAX_INDIRECT_DESCS, MAX_SEGS, Seg, copy_into_mbufs, push_seg,
+    write_merged,
+};
 use crate::error::{ErrorSink, RingError};
 use crate::layout::{
     Desc, UsedElem, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
@@ -128,6 +131,9 @@ impl SplitDevice {
             if steps > size as u32 {
                 return Err(RingError::DescLoop);
             }
+            if steps > MAX_CHAIN_DESCS {
+                return Err(RingError::DescLen);
+            }
             if d.flags & VRING_DESC_F_INDIRECT != 0 {
                 return Err(RingError::Indirect);
             }
@@ -158,7 +164,7 @@ impl SplitDevice {
         segs: &mut ArrayVec<Seg, MAX_SEGS>,
     ) -> Result<u64, RingError> {
         let len = d.len as u64;
-        if len == 0 || !len.is_multiple_of(16) || len / 16 > 65536 {
+        if len == 0 || !len.is_multiple_of(16) || len / 16 > MAX_INDIRECT_DESCS as u64 {
             return Err(RingError::Indirect);
         }
         let n = (len / 16) as u32;
@@ -180,6 +186,9 @@ impl SplitDevice {
             steps += 1;
             if steps > n {
                 return Err(RingError::DescLoop);
+            }
+            if steps > MAX_CHAIN_DESCS {
+                return Err(RingError::DescLen);
             }
             // SAFETY: i < n and the table of n descriptors was translated as one range.
             let e = unsafe { table.add(i as usize).read_volatile() };
