@@ -250,3 +250,53 @@ fn call_fd_must_be_an_eventfd_and_never_blocks_the_poller() {
     wait(&format!("fd count back to {base}"), || fd_count() == base);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `max-mem=1` (MiB): a table of 1 MiB runs traffic; a SET_MEM_TABLE of two 1 MiB regions,
+/// and an ADD_MEM_REG of a second 1 MiB region next to a running one, are refused by our
+/// handler (`vhost_bad_messages` +1), and no fd is left behind.
+#[test]
+fn memory_tables_larger_than_max_mem_are_refused() {
+    let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    ferrovia_pmd::start_control_plane().unwrap();
+    let dir = temp_dir("maxmem");
+    let mut v = VhostUnderTest::with_args(&dir, "maxmem", ",max-mem=1");
+    let base = fd_count();
+
+    let (fe, mem, _rxr, _txr) = guest_up(&mut v);
+    drop(fe);
+    wait("link down", || !v.port.link().up);
+    drop(mem);
+
+    let (_s0, f0, b0) = v.sessions();
+    let fe = negotiated(&v);
+    let two = GuestMem::new(GPA, &[MEM, MEM]);
+    let _ = fe.set_mem_table(&two);
+    refused(&v, fe, f0, "SET_MEM_TABLE of 2 MiB");
+    assert_eq!(
+        v.sessions().2 - b0,
+        1,
+        "SET_MEM_TABLE of 2 MiB: bad_messages"
+    );
+
+    let (_s0, f0, b0) = v.sessions();
+    let (fe, mem, _rxr, _txr) = guest_up(&mut v);
+    let d = two.descs();
+    let _ = fe.send(
+        req::ADD_MEM_REG,
+        &single_region_payload(&d[1]),
+        &[two.regions[1].mem.fd()],
+    );
+    refused(&v, fe, f0, "ADD_MEM_REG past 1 MiB");
+    assert_eq!(
+        v.sessions().2 - b0,
+        1,
+        "ADD_MEM_REG past 1 MiB: bad_messages"
+    );
+    drop((mem, two));
+    // The retired configuration goes at the queues' next bursts.
+    v.poll(1);
+    let mut b = ferrovia_ethdev::Burst::new();
+    v.tx.tx_burst(&mut v.caches, &mut b);
+    wait(&format!("fd count back to {base}"), || fd_count() == base);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -84,6 +84,10 @@ pub struct DeviceShared {
     pub sessions_failed: AtomicU64,
     /// Messages refused (each also ends its session).
     pub bad_messages: AtomicU64,
+    /// Most bytes a session may have mapped from the peer's memory table (each region's file
+    /// offset plus its size, summed); larger tables are refused. [`DEFAULT_MAX_MEM`] unless
+    /// the port sets it (`max-mem`).
+    pub max_mem: AtomicU64,
     /// Event delivery.
     pub events: EventState,
 }
@@ -104,12 +108,21 @@ impl DeviceShared {
             sessions: AtomicU64::new(0),
             sessions_failed: AtomicU64::new(0),
             bad_messages: AtomicU64::new(0),
+            max_mem: AtomicU64::new(DEFAULT_MAX_MEM),
             events: EventState {
                 notify,
                 reported: std::sync::Mutex::new((false, vec![false; queue_pairs as usize * 2])),
             },
         })
     }
+}
+
+/// Default cap on the bytes a session may map from its peer: 64 GiB, a large VM's memory.
+pub const DEFAULT_MAX_MEM: u64 = 64 << 30;
+
+/// Bytes a region of the peer's table maps (file offset plus size); None on overflow.
+fn region_map_len(offset: u64, size: u64) -> Option<u64> {
+    offset.checked_add(size)
 }
 
 /// Virtio features our backend offers.
@@ -186,6 +199,20 @@ impl BackendHandler {
 
     fn err(&self, what: String) -> VuError {
         refuse(&self.shared, &self.name, what)
+    }
+
+    /// Refuses a memory table that would map more than the port's `max-mem` (`total`: the
+    /// bytes the session would then have mapped; None when that overflowed).
+    fn check_mem_cap(&self, msg: &str, total: Option<u64>) -> VuResult<()> {
+        let cap = self.shared.max_mem.load(Ordering::Relaxed);
+        match total {
+            Some(t) if t <= cap => Ok(()),
+            _ => Err(self.err(format!(
+                "{msg}: the memory table would map {} MiB, more than this port's limit of {} MiB; raise the port's max-mem devarg",
+                total.map_or("over 2^64 bytes".to_string(), |t| t.div_ceil(1 << 20).to_string()),
+                cap >> 20
+            ))),
+        }
     }
 
     fn check_index(&self, index: u32, msg: &str) -> VuResult<usize> {
@@ -437,6 +464,10 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         _postcopy: Option<bool>,
     ) -> VuResult<Option<Vec<VhostUserMemoryRegionBase>>> {
         log::debug!("{}: SET_MEM_TABLE {} regions", self.name, regions.len());
+        let total = regions.iter().try_fold(0u64, |t, r| {
+            region_map_len(r.mmap_offset, r.memory_size).and_then(|l| t.checked_add(l))
+        });
+        self.check_mem_cap("SET_MEM_TABLE", total)?;
         let mem = GuestMemory::map(Self::specs(regions, files))
             .map_err(|e| self.err(format!("SET_MEM_TABLE refused: {e}")))?;
         self.added.clear();
@@ -604,10 +635,20 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
             region.user_addr,
             region.mmap_offset,
         );
-        if let Some((_, n)) = self.added.iter_mut().find(|(k, _)| *k == key) {
-            *n += 1;
+        if let Some(pos) = self.added.iter().position(|(k, _)| *k == key) {
+            let Some(n) = self.added[pos].1.checked_add(1) else {
+                return Err(self.err(format!(
+                    "ADD_MEM_REG: region at {:#x} added {} times without REM_MEM_REG; remove it before adding it again",
+                    key.0,
+                    u32::MAX
+                )));
+            };
+            self.added[pos].1 = n;
             return Ok(None); // the same region again: keep one mapping, close this fd
         }
+        let total = region_map_len(region.mmap_offset, region.memory_size)
+            .and_then(|l| l.checked_add(self.mem.as_ref().map_or(0, |m| m.mapped_bytes())));
+        self.check_mem_cap("ADD_MEM_REG", total)?;
         let spec = RegionSpec {
             guest_phys_addr: region.guest_phys_addr,
             size: region.memory_size,
