@@ -439,7 +439,8 @@ impl PackedDevice {
         let hdr_len = self.hdr_len;
         let mut dsts = [std::ptr::null_mut::<u8>(); N];
         for ((dst, d), m) in dsts.iter_mut().zip(&descs).zip(pkts) {
-            let need = (hdr_len + m.pkt_len()) as u64;
+            // Translated and copied below: the same bytes (the segment's data).
+            let need = (hdr_len + m.data_len()) as u64;
             if (d.len as u64) < need {
                 return false;
             }
@@ -451,7 +452,7 @@ impl PackedDevice {
         for &dst in &dsts {
             // The data line only: the header line is usually left as it is (write_rx_hdr
             // stores only what changed), and taking it for writing would cost the driver a miss.
-            // SAFETY: each translation covers hdr_len + pkt_len bytes; hdr_len is in range.
+            // SAFETY: each translation covers hdr_len + data_len bytes; hdr_len is in range.
             prefetch_for_write(unsafe { dst.add(hdr_len) });
         }
         for ((&dst, d), m) in dsts.iter().zip(&descs).zip(pkts) {
@@ -585,10 +586,12 @@ impl PackedDevice {
                         == VRING_DESC_F_WRITE
                 {
                     let d = self.ring.desc(self.avail.idx);
+                    // Translated and copied: the same bytes (the segment's data).
+                    let data = m.data();
+                    let need = self.hdr_len as u64 + data.len() as u64;
                     if d.len as u64 >= need
                         && let Some(dst) = self.active.mem.translate(d.addr, need)
                     {
-                        let data = m.data();
                         // SAFETY: dst spans `need` bytes of guest memory, translated as one.
                         unsafe {
                             write_rx_hdr(dst, self.hdr_len, 1);

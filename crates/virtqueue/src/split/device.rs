@@ -400,6 +400,9 @@ impl SplitDevice {
             // Fast path: one single-segment packet into one plain writable descriptor.
             if pending > 0 && m.nb_segs() == 1 {
                 let head = self.ring.avail_ring(self.last_avail);
+                // Translated and copied: the same bytes (the segment's data).
+                let data = m.data();
+                let need = self.hdr_len as u64 + data.len() as u64;
                 if head < self.ring.size() {
                     let d = self.ring.desc(head);
                     if d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)
@@ -407,7 +410,6 @@ impl SplitDevice {
                         && d.len as u64 >= need
                         && let Some(dst) = self.active.mem.translate(d.addr, need)
                     {
-                        let data = m.data();
                         // SAFETY: dst spans `need` = hdr_len + data.len() bytes of guest
                         // memory, translated as one range.
                         unsafe {
