@@ -35,11 +35,14 @@ pub enum ErrorCause {
     RingFull,
     /// An indirect descriptor table is malformed or not negotiated.
     Indirect,
+    /// A call (interrupt) to the peer was skipped because its eventfd could not take it
+    /// without waiting (not a packet error: the packets were delivered).
+    CallSkipped,
 }
 
 impl ErrorCause {
     /// Every cause, in counter order.
-    pub const ALL: [ErrorCause; 12] = [
+    pub const ALL: [ErrorCause; 13] = [
         ErrorCause::NoMbuf,
         ErrorCause::DescAddr,
         ErrorCause::DescLoop,
@@ -52,6 +55,7 @@ impl ErrorCause {
         ErrorCause::TooLong,
         ErrorCause::RingFull,
         ErrorCause::Indirect,
+        ErrorCause::CallSkipped,
     ];
 
     /// Counter name suffix used in xstats.
@@ -69,6 +73,7 @@ impl ErrorCause {
             ErrorCause::TooLong => "oversize_frames",
             ErrorCause::RingFull => "peer_ring_full",
             ErrorCause::Indirect => "bad_indirect_desc",
+            ErrorCause::CallSkipped => "call_skipped",
         }
     }
 }
@@ -96,9 +101,10 @@ pub struct QueueStatsSnapshot {
 }
 
 impl QueueStatsSnapshot {
-    /// Sum of all error counters.
+    /// Sum of the packet error counters (every cause but [`ErrorCause::CallSkipped`], which
+    /// counts notifications, not packets).
     pub fn total_errors(&self) -> u64 {
-        self.errors.iter().sum()
+        self.errors.iter().sum::<u64>() - self.errors[ErrorCause::CallSkipped as usize]
     }
     /// One error counter.
     pub fn error(&self, c: ErrorCause) -> u64 {

@@ -22,6 +22,7 @@ impl ErrorSink for StatsSink<'_> {
             RingError::TooLong => ErrorCause::TooLong,
             RingError::RingFull => ErrorCause::RingFull,
             RingError::Indirect => ErrorCause::Indirect,
+            RingError::CallSkipped => ErrorCause::CallSkipped,
         };
         self.0.error(c, n);
     }

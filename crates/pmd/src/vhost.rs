@@ -3,7 +3,8 @@
 //! Devargs: `iface` (socket path, required), `queues` (queue pairs, 1..=128, default 1),
 //! `client` (0: listen on `iface`; 1: connect to it and reconnect whenever the peer goes away),
 //! and DPDK's `iommu-support`, `postcopy-support`, `tso`, `linear-buffer`, `ext-buffer`
-//! (accepted when 0; see the user guide), `mac`. The keys, with types and docs, are in [`DRIVER`].
+//! (accepted when 0; see the user guide), `max-mem` (MiB of peer memory a session may map,
+//! default 65536), `mac`. The keys, with types and docs, are in [`DRIVER`].
 //!
 //! The process's control thread (the reactor) owns the socket and serves vhost-user messages
 //! (`vhost/ctl.rs`); polling threads own the queue handles and see ring changes through the
@@ -19,7 +20,9 @@ use ferrovia_ethdev::{
     TxQueue, VirtioFeatures,
 };
 use ferrovia_memory::{LcoreCaches, Mempool};
-use ferrovia_transport::backend::{DeviceEvent, DeviceShared, Notify, VringCtl, offered_features};
+use ferrovia_transport::backend::{
+    DEFAULT_MAX_MEM, DeviceEvent, DeviceShared, Notify, VringCtl, offered_features,
+};
 use ferrovia_transport::reactor::{Reactor, SourceId};
 use ferrovia_transport::socket;
 use ferrovia_virtqueue::device::DeviceQueue;
@@ -91,6 +94,13 @@ const KEYS: &[KeySpec] = &[
         "DPDK's zero-copy dequeue; only 0 is accepted",
     )
     .default_value("0"),
+    KeySpec::number(
+        "max-mem",
+        1,
+        1 << 30,
+        "most MiB of the peer's memory a session may map (its memory table's regions, file offsets included); larger tables are refused",
+    )
+    .default_value("65536"),
     KeySpec::MAC,
 ];
 
@@ -111,6 +121,7 @@ impl VhostPort {
         let iface = d.required("iface", "the vhost-user socket path")?;
         let queues = d.number("queues", 1, 1, 128)? as u16;
         let client = d.flag("client", false)?;
+        let max_mem = d.number("max-mem", DEFAULT_MAX_MEM >> 20, 1, 1 << 30)?;
         let mac = d.mac_or_derived(conf.port_id)?;
         for k in [
             "iommu-support",
@@ -163,6 +174,7 @@ impl VhostPort {
             }) as Notify
         });
         let shared = DeviceShared::with_notify(queues, notify);
+        shared.max_mem.store(max_mem << 20, Ordering::Relaxed);
         let listener = if client {
             None
         } else {

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
-use ferrovia_virtqueue::device::{ActiveVring, RingView};
+use ferrovia_virtqueue::device::{ActiveVring, RingView, prepare_call_fd};
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{
     avail_ring_size, bit, desc_table_size, feature, used_ring_size, valid_queue_size,
@@ -85,6 +85,10 @@ pub struct DeviceShared {
     pub sessions_failed: AtomicU64,
     /// Messages refused (each also ends its session).
     pub bad_messages: AtomicU64,
+    /// Most bytes a session may have mapped from the peer's memory table (each region's file
+    /// offset plus its size, summed); larger tables are refused. [`DEFAULT_MAX_MEM`] unless
+    /// the port sets it (`max-mem`).
+    pub max_mem: AtomicU64,
     /// Event delivery.
     pub events: EventState,
     /// Features the current frontend acked with SET_FEATURES (0 between sessions).
@@ -111,6 +115,7 @@ impl DeviceShared {
             sessions_failed: AtomicU64::new(0),
             bad_messages: AtomicU64::new(0),
             acked_features: AtomicU64::new(0),
+            max_mem: AtomicU64::new(DEFAULT_MAX_MEM),
             events: EventState {
                 notify,
                 reported: std::sync::Mutex::new((false, vec![false; queue_pairs as usize * 2])),
@@ -124,6 +129,14 @@ impl DeviceShared {
             }),
         })
     }
+}
+
+/// Default cap on the bytes a session may map from its peer: 64 GiB, a large VM's memory.
+pub const DEFAULT_MAX_MEM: u64 = 64 << 30;
+
+/// Bytes a region of the peer's table maps (file offset plus size); None on overflow.
+fn region_map_len(offset: u64, size: u64) -> Option<u64> {
+    offset.checked_add(size)
 }
 
 /// Virtio features our backend offers.
@@ -200,6 +213,20 @@ impl BackendHandler {
 
     fn err(&self, what: String) -> VuError {
         refuse(&self.shared, &self.name, what)
+    }
+
+    /// Refuses a memory table that would map more than the port's `max-mem` (`total`: the
+    /// bytes the session would then have mapped; None when that overflowed).
+    fn check_mem_cap(&self, msg: &str, total: Option<u64>) -> VuResult<()> {
+        let cap = self.shared.max_mem.load(Ordering::Relaxed);
+        match total {
+            Some(t) if t <= cap => Ok(()),
+            _ => Err(self.err(format!(
+                "{msg}: the memory table would map {} MiB, more than this port's limit of {} MiB; raise the port's max-mem devarg",
+                total.map_or("over 2^64 bytes".to_string(), |t| t.div_ceil(1 << 20).to_string()),
+                cap >> 20
+            ))),
+        }
     }
 
     fn check_index(&self, index: u32, msg: &str) -> VuResult<usize> {
@@ -456,6 +483,10 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         _postcopy: Option<bool>,
     ) -> VuResult<Option<Vec<VhostUserMemoryRegionBase>>> {
         log::debug!("{}: SET_MEM_TABLE {} regions", self.name, regions.len());
+        let total = regions.iter().try_fold(0u64, |t, r| {
+            region_map_len(r.mmap_offset, r.memory_size).and_then(|l| t.checked_add(l))
+        });
+        self.check_mem_cap("SET_MEM_TABLE", total)?;
         let mem = GuestMemory::map(Self::specs(regions, files))
             .map_err(|e| self.err(format!("SET_MEM_TABLE refused: {e}")))?;
         self.added.clear();
@@ -542,6 +573,9 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
     fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
         log::debug!("{}: SET_VRING_CALL {}", self.name, index);
         let i = self.check_index(index as u32, "SET_VRING_CALL")?;
+        if let Some(f) = &fd {
+            prepare_call_fd(f).map_err(|e| self.err(format!("SET_VRING_CALL {index}: {e}")))?;
+        }
         self.pause(i);
         self.vrings[i].call = fd.map(Arc::new);
         self.refresh(i)
@@ -620,10 +654,20 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
             region.user_addr,
             region.mmap_offset,
         );
-        if let Some((_, n)) = self.added.iter_mut().find(|(k, _)| *k == key) {
-            *n += 1;
+        if let Some(pos) = self.added.iter().position(|(k, _)| *k == key) {
+            let Some(n) = self.added[pos].1.checked_add(1) else {
+                return Err(self.err(format!(
+                    "ADD_MEM_REG: region at {:#x} added {} times without REM_MEM_REG; remove it before adding it again",
+                    key.0,
+                    u32::MAX
+                )));
+            };
+            self.added[pos].1 = n;
             return Ok(None); // the same region again: keep one mapping, close this fd
         }
+        let total = region_map_len(region.mmap_offset, region.memory_size)
+            .and_then(|l| l.checked_add(self.mem.as_ref().map_or(0, |m| m.mapped_bytes())));
+        self.check_mem_cap("ADD_MEM_REG", total)?;
         let spec = RegionSpec {
             guest_phys_addr: region.guest_phys_addr,
             size: region.memory_size,

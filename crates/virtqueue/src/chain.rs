@@ -14,6 +14,18 @@ use crate::layout::{NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_WRITE};
 /// Most buffers one packet may span (descriptors of one chain, or merged chains).
 pub const MAX_SEGS: usize = 64;
 
+/// Most descriptors one chain may have, zero-length ones and indirect table entries included
+/// (both layouts). A zero-length descriptor holds no buffer, but walking it costs as much as
+/// any other: without this cap a chain of zero-length descriptors (or one indirect table of
+/// them) kept a burst walking for up to the size of the peer's memory. A chain that reaches
+/// it is refused as too long (`bad_desc_len`); Linux's `UIO_MAXIOV` is the same number, and
+/// no packet needs more than [`MAX_SEGS`] buffers.
+pub const MAX_CHAIN_DESCS: u32 = 1024;
+
+/// Most entries an indirect descriptor table may have (both layouts; the spec allows at most
+/// 65536 as indexes inside it are 16-bit). Larger tables are refused (`bad_indirect_desc`).
+pub const MAX_INDIRECT_DESCS: u32 = 65536;
+
 /// Result of a burst.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BurstResult {

@@ -10,7 +10,7 @@ use crate::packed::PackedDevice;
 use crate::split::SplitDevice;
 
 pub use crate::chain::{BurstResult, MAX_SEGS};
-pub use crate::ring::{ActiveVring, RingView};
+pub use crate::ring::{ActiveVring, RingView, prepare_call_fd};
 
 /// The device side of one vring, split or packed, owned by a polling thread.
 #[derive(Debug)]

@@ -38,6 +38,9 @@ pub enum RingError {
     RingFull,
     /// An indirect table is malformed or not negotiated.
     Indirect,
+    /// A call (interrupt) to the driver was skipped: its eventfd could not take it without
+    /// waiting.
+    CallSkipped,
 }
 
 /// Receives error reports from ring code (implemented by the port's counters).

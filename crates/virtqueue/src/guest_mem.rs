@@ -180,6 +180,12 @@ impl GuestMemory {
             .any(|r| r.guard.as_ref().is_some_and(|g| g.faulted()))
     }
 
+    /// Bytes mapped for all regions (each region's file offset plus its size: what `mmap`
+    /// maps).
+    pub fn mapped_bytes(&self) -> u64 {
+        self.regions.iter().map(|r| r.map_len as u64).sum()
+    }
+
     /// Number of regions.
     pub fn len(&self) -> usize {
         self.regions.len()

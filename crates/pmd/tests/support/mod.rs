@@ -99,10 +99,16 @@ pub struct VhostUnderTest {
 impl VhostUnderTest {
     /// Opens and starts `net_vhost0,iface=<dir>/<tag>.sock`.
     pub fn new(dir: &std::path::Path, tag: &str) -> VhostUnderTest {
+        Self::with_args(dir, tag, "")
+    }
+
+    /// Opens and starts `net_vhost0,iface=<dir>/<tag>.sock<extra>` (`extra`: more devargs,
+    /// each starting with a comma).
+    pub fn with_args(dir: &std::path::Path, tag: &str, extra: &str) -> VhostUnderTest {
         let sock = dir.join(format!("{tag}.sock")).display().to_string();
         let pool = pool(tag);
         let mut port = ferrovia_pmd::open(
-            &format!("net_vhost0,iface={sock}"),
+            &format!("net_vhost0,iface={sock}{extra}"),
             &PortConf::new(0, pool.clone()),
         )
         .unwrap();

@@ -7,14 +7,16 @@
 //! that cannot even be delimited (longer than the ring, or ending in a descriptor the driver has
 //! not made available) marks the queue broken until it is reconfigured.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 
 use arrayvec::ArrayVec;
 use ferrovia_memory::{Burst, MbufCache};
 
-use crate::chain::{BurstResult, MAX_SEGS, Seg, copy_into_mbufs, push_seg, write_merged};
+use crate::chain::{
+    BurstResult, MAX_CHAIN_DESCS, MAX_INDIRECT_DESCS, MAX_SEGS, Seg, copy_into_mbufs, push_seg,
+    write_merged,
+};
 use crate::error::{ErrorSink, RingError};
 use crate::layout::{
     VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, bit, feature, net_hdr_len,
@@ -152,6 +154,11 @@ impl PackedDevice {
             }
             let d = self.ring.desc(pos.idx);
             count += 1;
+            // Past the cap the walk goes on only to delimit the chain: each slot it visits is
+            // consumed with the chain, so the ring's size bounds the work.
+            if err.is_none() && count as u32 > MAX_CHAIN_DESCS {
+                err = Some(RingError::DescLen);
+            }
             if err.is_none() {
                 if flags & VRING_DESC_F_INDIRECT != 0 {
                     if !self.indirect || count > 1 || flags & VRING_DESC_F_NEXT != 0 {
@@ -188,10 +195,15 @@ impl PackedDevice {
         writable: bool,
         segs: &mut ArrayVec<Seg, MAX_SEGS>,
     ) -> Result<u64, RingError> {
-        if len == 0 || !len.is_multiple_of(16) {
+        if len == 0 || !len.is_multiple_of(16) || len / 16 > MAX_INDIRECT_DESCS {
             return Err(RingError::Indirect);
         }
         let n = len / 16;
+        // Every entry of a packed indirect table belongs to the chain (with its one ring
+        // descriptor), zero-length ones included.
+        if n >= MAX_CHAIN_DESCS {
+            return Err(RingError::DescLen);
+        }
         let table = self
             .active
             .mem
@@ -276,16 +288,13 @@ impl PackedDevice {
         self.avail.idx.is_multiple_of(PUBLISH_SLOTS)
     }
 
-    fn notify(&self, any: bool) {
-        if !any {
+    fn notify(&self, any: bool, sink: &impl ErrorSink) {
+        if !any || self.active.call.is_none() {
             return;
         }
-        let Some(call) = &self.active.call else {
-            return;
-        };
         fence(Ordering::SeqCst);
-        if self.ring.driver_event_flags() != EVENT_FLAGS_DISABLE {
-            let _ = (&**call).write(&1u64.to_ne_bytes());
+        if self.ring.driver_event_flags() != EVENT_FLAGS_DISABLE && !self.active.signal_call() {
+            sink.ring_error(RingError::CallSkipped, 1);
         }
     }
 
@@ -430,7 +439,8 @@ impl PackedDevice {
         let hdr_len = self.hdr_len;
         let mut dsts = [std::ptr::null_mut::<u8>(); N];
         for ((dst, d), m) in dsts.iter_mut().zip(&descs).zip(pkts) {
-            let need = (hdr_len + m.pkt_len()) as u64;
+            // Translated and copied below: the same bytes (the segment's data).
+            let need = (hdr_len + m.data_len()) as u64;
             if (d.len as u64) < need {
                 return false;
             }
@@ -442,7 +452,7 @@ impl PackedDevice {
         for &dst in &dsts {
             // The data line only: the header line is usually left as it is (write_rx_hdr
             // stores only what changed), and taking it for writing would cost the driver a miss.
-            // SAFETY: each translation covers hdr_len + pkt_len bytes; hdr_len is in range.
+            // SAFETY: each translation covers hdr_len + data_len bytes; hdr_len is in range.
             prefetch_for_write(unsafe { dst.add(hdr_len) });
         }
         for ((&dst, d), m) in dsts.iter().zip(&descs).zip(pkts) {
@@ -536,7 +546,7 @@ impl PackedDevice {
             any = true;
         }
         self.flush_used();
-        self.notify(any);
+        self.notify(any, sink);
         res
     }
 
@@ -576,10 +586,12 @@ impl PackedDevice {
                         == VRING_DESC_F_WRITE
                 {
                     let d = self.ring.desc(self.avail.idx);
+                    // Translated and copied: the same bytes (the segment's data).
+                    let data = m.data();
+                    let need = self.hdr_len as u64 + data.len() as u64;
                     if d.len as u64 >= need
                         && let Some(dst) = self.active.mem.translate(d.addr, need)
                     {
-                        let data = m.data();
                         // SAFETY: dst spans `need` bytes of guest memory, translated as one.
                         unsafe {
                             write_rx_hdr(dst, self.hdr_len, 1);
@@ -663,7 +675,7 @@ impl PackedDevice {
         }
         cache.free_all(pkts.drain(..processed));
         self.flush_used();
-        self.notify(any);
+        self.notify(any, sink);
         res
     }
 }

@@ -8,6 +8,7 @@
 //! [`ActiveVring`] names both layouts, so it lives here, below every queue.
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 pub use crate::error::RingAddrError;
@@ -19,6 +20,44 @@ pub mod split;
 
 use packed::{EVENT_FLAGS_DISABLE, PackedRing};
 use split::SplitRing;
+
+/// Checks that `call`, a driver's call fd, is an eventfd and makes it non-blocking; the
+/// control plane calls it when the fd arrives (`SET_VRING_CALL`).
+///
+/// Anything else (a pipe, a socket, a file) is refused: a pipe's writer blocks once the reader
+/// stops reading, and only an eventfd is what virtio drivers (QEMU, DPDK) send. The kernel
+/// names the file `anon_inode:[eventfd]` in `/proc/self/fd`.
+pub fn prepare_call_fd(call: &File) -> Result<(), String> {
+    let fd = call.as_raw_fd();
+    let target = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .map_err(|e| format!("cannot inspect the call fd: {e}"))?;
+    if target.as_os_str() != "anon_inode:[eventfd]" {
+        return Err(format!(
+            "the call fd is {}, not an eventfd; send an eventfd (eventfd(2), as QEMU and DPDK do)",
+            target.display()
+        ));
+    }
+    // SAFETY: fcntl on an fd we hold open; F_GETFL takes no argument.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(format!(
+            "cannot read the call fd's flags: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if flags & libc::O_NONBLOCK != 0 {
+        return Ok(());
+    }
+    // SAFETY: as above; F_SETFL with an int argument.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    if r < 0 {
+        return Err(format!(
+            "cannot make the call fd non-blocking: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
 
 /// Which ring layout a vring uses, with its pointers.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +96,39 @@ impl ActiveVring {
             }
             RingView::Packed(r) => r.set_device_event(0, EVENT_FLAGS_DISABLE),
         }
+    }
+
+    /// Signals the driver through its call eventfd, if it gave one; never blocks.
+    ///
+    /// Returns false when the signal could not be delivered and was skipped (the caller counts
+    /// it): the eventfd's counter is at its limit (`u64::MAX - 1`, where a write would wait
+    /// for the driver to read it), or the write failed. `poll` with a zero timeout tells first
+    /// whether a write can proceed, so a write is attempted only when it cannot wait, whatever
+    /// `O_NONBLOCK` says ([`prepare_call_fd`] sets it too). Residual race: a driver that both
+    /// clears `O_NONBLOCK` on the shared file description and fills the counter between the
+    /// `poll` and the `write` makes this write wait until it reads its eventfd.
+    /// (`pwritev2(RWF_NOWAIT)` would need one syscall, but eventfds refuse it: `EOPNOTSUPP`
+    /// on Linux 6.18.)
+    #[cold]
+    pub fn signal_call(&self) -> bool {
+        let Some(call) = &self.call else {
+            return true;
+        };
+        let fd = call.as_raw_fd();
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd on the stack, zero timeout; `fd` stays open (`call` is held).
+        let r = unsafe { libc::poll(&mut p, 1, 0) };
+        if r != 1 || p.revents & libc::POLLOUT == 0 {
+            return false;
+        }
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live stack buffer to an fd we hold open.
+        let n = unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
+        n == one.len() as isize
     }
 
     /// The split ring view; panics for packed rings (callers dispatch on [`RingView`] first).

@@ -10,14 +10,16 @@
 //! Used entries are written as they are produced and `used.idx` is published once per burst;
 //! the call eventfd is written at most once per burst, and only when the driver asked for it.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 
 use arrayvec::ArrayVec;
 use ferrovia_memory::{Burst, MbufCache};
 
-use crate::chain::{BurstResult, MAX_SEGS, Seg, copy_into_mbufs, push_seg, write_merged};
+use crate::chain::{
+    BurstResult, MAX_CHAIN_DESCS, MAX_INDIRECT_DESCS, MAX_SEGS, Seg, copy_into_mbufs, push_seg,
+    write_merged,
+};
 use crate::error::{ErrorSink, RingError};
 use crate::layout::{
     Desc, UsedElem, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
@@ -129,6 +131,9 @@ impl SplitDevice {
             if steps > size as u32 {
                 return Err(RingError::DescLoop);
             }
+            if steps > MAX_CHAIN_DESCS {
+                return Err(RingError::DescLen);
+            }
             if d.flags & VRING_DESC_F_INDIRECT != 0 {
                 return Err(RingError::Indirect);
             }
@@ -159,7 +164,7 @@ impl SplitDevice {
         segs: &mut ArrayVec<Seg, MAX_SEGS>,
     ) -> Result<u64, RingError> {
         let len = d.len as u64;
-        if len == 0 || !len.is_multiple_of(16) || len / 16 > 65536 {
+        if len == 0 || !len.is_multiple_of(16) || len / 16 > MAX_INDIRECT_DESCS as u64 {
             return Err(RingError::Indirect);
         }
         let n = (len / 16) as u32;
@@ -181,6 +186,9 @@ impl SplitDevice {
             steps += 1;
             if steps > n {
                 return Err(RingError::DescLoop);
+            }
+            if steps > MAX_CHAIN_DESCS {
+                return Err(RingError::DescLen);
             }
             // SAFETY: i < n and the table of n descriptors was translated as one range.
             let e = unsafe { table.add(i as usize).read_volatile() };
@@ -238,7 +246,7 @@ impl SplitDevice {
     /// Publishes `n` new used entries and signals the driver if it asked to be told (`exposed`:
     /// entries were already made visible earlier in this burst by [`Self::expose_used`]).
     #[inline]
-    fn publish_used(&mut self, n: u16, exposed: bool) {
+    fn publish_used(&mut self, n: u16, exposed: bool, sink: &impl ErrorSink) {
         if n == 0 && !exposed {
             return;
         }
@@ -249,17 +257,17 @@ impl SplitDevice {
         if self.event_idx {
             r.set_avail_event(self.last_avail.wrapping_add(0x8000));
         }
-        let Some(call) = &self.active.call else {
+        if self.active.call.is_none() {
             return;
-        };
+        }
         fence(Ordering::SeqCst);
         let signal = if self.event_idx {
             need_event(r.used_event(), self.used_idx, old)
         } else {
             r.avail_flags() & VRING_AVAIL_F_NO_INTERRUPT == 0
         };
-        if signal {
-            let _ = (&**call).write(&1u64.to_ne_bytes());
+        if signal && !self.active.signal_call() {
+            sink.ring_error(RingError::CallSkipped, 1);
         }
     }
 
@@ -363,7 +371,7 @@ impl SplitDevice {
             used += 1;
             self.last_avail = self.last_avail.wrapping_add(1);
         }
-        self.publish_used(used, false);
+        self.publish_used(used, false, sink);
         res
     }
 
@@ -392,6 +400,9 @@ impl SplitDevice {
             // Fast path: one single-segment packet into one plain writable descriptor.
             if pending > 0 && m.nb_segs() == 1 {
                 let head = self.ring.avail_ring(self.last_avail);
+                // Translated and copied: the same bytes (the segment's data).
+                let data = m.data();
+                let need = self.hdr_len as u64 + data.len() as u64;
                 if head < self.ring.size() {
                     let d = self.ring.desc(head);
                     if d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)
@@ -399,7 +410,6 @@ impl SplitDevice {
                         && d.len as u64 >= need
                         && let Some(dst) = self.active.mem.translate(d.addr, need)
                     {
-                        let data = m.data();
                         // SAFETY: dst spans `need` = hdr_len + data.len() bytes of guest
                         // memory, translated as one range.
                         unsafe {
@@ -495,7 +505,7 @@ impl SplitDevice {
             }
         }
         cache.free_all(pkts.drain(..processed));
-        self.publish_used(used, exposed);
+        self.publish_used(used, exposed, sink);
         res
     }
 }
