@@ -798,7 +798,9 @@ pub fn vhost_user_sequence(data: &[u8]) -> usize {
         let Some((code, flags, payload, fds)) = seq_op(&mut c) else {
             break;
         };
+        // As transport/session.rs: only an 8-byte SET_VRING_ENABLE takes the early path.
         let bypass = code == code::SET_VRING_ENABLE
+            && payload.len() == 8
             && handler
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
