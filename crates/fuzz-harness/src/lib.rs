@@ -373,7 +373,7 @@ fn packed_desc_from(b: &[u8; 8], wrap: bool) -> (u64, u32, u16, u16) {
     let off = u16::from_le_bytes([b[1], b[2]]) as u64;
     let addr = match sel >> 6 {
         0 => GPA + PK_BUFS as u64 + off % (MEM - PK_BUFS) as u64,
-        1 => GPA + PK_TABLES as u64 + (off % 0x5000 & !0xf) + (sel as u64 >> 5 & 1),
+        1 => GPA + PK_TABLES as u64 + ((off % 0x5000) & !0xf) + ((sel as u64 >> 5) & 1),
         2 => GPA + MEM as u64 - (off & 0xff),
         _ => u64::from_le_bytes([b[1], b[2], b[1], b[2], b[3], b[4], b[5], b[6]]),
     };

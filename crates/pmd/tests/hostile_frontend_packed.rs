@@ -386,7 +386,7 @@ fn run(tag: &str, c: Case, transmit: bool) {
 /// session survives, a real client is then served, and fds and mbufs return to their values.
 #[test]
 fn bad_packed_chains_are_counted_and_dropped() {
-    ferrovia_pmd::start_control_plane();
+    ferrovia_pmd::start_control_plane().unwrap();
     let fds = fd_count();
     for (i, c) in tx_cases().into_iter().enumerate() {
         run(&format!("tx{i}"), c, true);
