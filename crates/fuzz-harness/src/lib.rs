@@ -229,18 +229,9 @@ pub fn device_walk(data: &[u8]) {
     let mut pk = Burst::new();
     // Four one-segment frames first (the device's batched line path), then a mix.
     for len in [60usize, 1514, 64, 128, 9000, 2000, 60, 60] {
-        let Some(mut m) = cache.alloc() else { break };
-        let mut left = len;
-        let k = left.min(m.tailroom());
-        m.append(k);
-        left -= k;
-        while left > 0 {
-            let Some(mut s) = cache.alloc() else { break };
-            let k = left.min(s.tailroom());
-            s.append(k);
-            left -= k;
-            m.chain(s);
-        }
+        let Some(m) = frame_of(&mut cache, len) else {
+            break;
+        };
         pk.push(m);
     }
     q.enqueue_burst(&mut cache, &mut pk, &NoSink);

@@ -318,52 +318,42 @@ impl EvilFrontend {
     /// NUM, BASE, ADDR, CALL (no fd) and KICK (no fd) for vring `index` laid out as `ring`,
     /// then SET_VRING_ENABLE when `enable` (needed once PROTOCOL_FEATURES is acked).
     pub fn setup_vring(&self, index: u32, ring: &SplitLayout, enable: bool) {
+        let addrs = (ring.desc_uva(), ring.used_uva(), ring.avail_uva());
+        self.setup_ring(index, ring.size, 0, addrs, enable);
+    }
+
+    /// NUM (`num`), BASE (`base`), ADDR (`addrs`: desc, used, avail), CALL and KICK (no fd),
+    /// then SET_VRING_ENABLE when `enable`; panics on a refusal.
+    fn setup_ring(&self, index: u32, num: u16, base: u32, addrs: (u64, u64, u64), enable: bool) {
         let ok = |r: io::Result<bool>, what: &str| {
             assert!(r.unwrap(), "vring {index}: {what} refused");
         };
         ok(
-            self.call(
-                req::SET_VRING_NUM,
-                &vring_state(index, ring.size as u32),
-                &[],
-            ),
+            self.call(req::SET_VRING_NUM, &vring_state(index, num as u32), &[]),
             "SET_VRING_NUM",
         );
         ok(
-            self.call(req::SET_VRING_BASE, &vring_state(index, 0), &[]),
+            self.call(req::SET_VRING_BASE, &vring_state(index, base), &[]),
             "SET_VRING_BASE",
         );
+        let (desc, used, avail) = addrs;
         ok(
             self.call(
                 req::SET_VRING_ADDR,
-                &vring_addr(
-                    index,
-                    0,
-                    ring.desc_uva(),
-                    ring.used_uva(),
-                    ring.avail_uva(),
-                    0,
-                ),
+                &vring_addr(index, 0, desc, used, avail, 0),
                 &[],
             ),
             "SET_VRING_ADDR",
         );
-        ok(
-            self.call(
-                req::SET_VRING_CALL,
-                &(index as u64 | VRING_NOFD).to_le_bytes(),
-                &[],
-            ),
-            "SET_VRING_CALL",
-        );
-        ok(
-            self.call(
-                req::SET_VRING_KICK,
-                &(index as u64 | VRING_NOFD).to_le_bytes(),
-                &[],
-            ),
-            "SET_VRING_KICK",
-        );
+        for (r, what) in [
+            (req::SET_VRING_CALL, "SET_VRING_CALL"),
+            (req::SET_VRING_KICK, "SET_VRING_KICK"),
+        ] {
+            ok(
+                self.call(r, &(index as u64 | VRING_NOFD).to_le_bytes(), &[]),
+                what,
+            );
+        }
         if enable {
             ok(
                 self.call(req::SET_VRING_ENABLE, &vring_state(index, 1), &[]),
@@ -733,47 +723,7 @@ impl EvilFrontend {
     /// NUM, BASE (slot 0, wrap counter 1), ADDR, CALL (no fd) and KICK (no fd) for packed
     /// vring `index` laid out as `ring`, then SET_VRING_ENABLE when `enable`.
     pub fn setup_packed_vring(&self, index: u32, ring: &PackedLayout, enable: bool) {
-        let ok = |r: io::Result<bool>, what: &str| {
-            assert!(r.unwrap(), "packed vring {index}: {what} refused");
-        };
-        ok(
-            self.call(
-                req::SET_VRING_NUM,
-                &vring_state(index, ring.size as u32),
-                &[],
-            ),
-            "SET_VRING_NUM",
-        );
-        ok(
-            self.call(req::SET_VRING_BASE, &vring_state(index, 0x8000), &[]),
-            "SET_VRING_BASE",
-        );
-        ok(
-            self.call(
-                req::SET_VRING_ADDR,
-                &vring_addr(
-                    index,
-                    0,
-                    ring.desc_uva(),
-                    ring.device_uva(),
-                    ring.driver_uva(),
-                    0,
-                ),
-                &[],
-            ),
-            "SET_VRING_ADDR",
-        );
-        for r in [req::SET_VRING_CALL, req::SET_VRING_KICK] {
-            ok(
-                self.call(r, &(index as u64 | VRING_NOFD).to_le_bytes(), &[]),
-                "SET_VRING_CALL/KICK",
-            );
-        }
-        if enable {
-            ok(
-                self.call(req::SET_VRING_ENABLE, &vring_state(index, 1), &[]),
-                "SET_VRING_ENABLE",
-            );
-        }
+        let addrs = (ring.desc_uva(), ring.device_uva(), ring.driver_uva());
+        self.setup_ring(index, ring.size, 0x8000, addrs, enable);
     }
 }
