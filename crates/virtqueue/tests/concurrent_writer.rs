@@ -49,14 +49,16 @@ fn pool(name: &str) -> Mempool {
 
 /// A writer thread that rewrites `[base, base + len)` until `stop`, as a hostile peer
 /// racing the poller: half the time a descriptor-shaped 16-byte write at a 16-aligned offset
-/// among the first `rings` bytes (an address inside the buffer area `bufs` of the guest at
-/// `gpa`, a small length, random flags with random ownership bits, a small next/id), a
-/// quarter of the time a small index (u16) at a ring offset (avail/used indexes, ids,
-/// lengths), the rest raw bytes anywhere. Returns how many writes it made.
+/// inside one of the `tables` (offset, bytes) (an address inside the guest at `gpa`, past
+/// the first `rings` bytes, a small length, random flags with random ownership bits, a small
+/// next/id), a quarter of the time a small index (u16) at an even offset among the first
+/// `rings` bytes (avail/used indexes, ids, lengths), the rest raw bytes anywhere. Returns how
+/// many writes it made.
 fn scribbler(
     base: usize,
     len: usize,
     rings: usize,
+    tables: Vec<(usize, usize)>,
     gpa: u64,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<u64> {
@@ -84,7 +86,8 @@ fn scribbler(
                         d.extend(next.to_le_bytes());
                         d.extend(flags.to_le_bytes());
                     }
-                    ((x as usize >> 8) % (rings / 16) * 16, d)
+                    let (t, n) = tables[(x as usize >> 5) % tables.len()];
+                    (t + (x as usize >> 8) % (n / 16) * 16, d)
                 }
                 2 => (
                     (x as usize >> 8) % (rings / 2) * 2,
@@ -175,12 +178,37 @@ fn device_under_attack(packed: bool) {
         DeviceQueue::new(a, base, base)
     };
     let (mut txq, mut rxq) = (make(0), make(0x4000));
-    let stop = Arc::new(AtomicBool::new(false));
-    let w = scribbler(b as usize, MEM, 0x8000, GPA, stop.clone());
+    // Sanity check of the set-up, before the attack: one good descriptor comes out as one
+    // packet (a 100-byte frame behind a 12-byte header at the start of the buffer area).
+    let buf = GPA + 0x8000;
+    let mut d = Vec::new();
+    d.extend(buf.to_le_bytes());
+    d.extend(112u32.to_le_bytes());
+    if packed {
+        d.extend(0u16.to_le_bytes());
+        d.extend((1u16 << 7).to_le_bytes());
+    } else {
+        d.extend(0u32.to_le_bytes());
+    }
+    // SAFETY: slot 0 of the transmit ring (and, split, avail ring slot 0 and avail.idx), inside
+    // the region; nobody else writes yet.
+    unsafe {
+        std::ptr::copy_nonoverlapping(d.as_ptr(), b, 16);
+        if !packed {
+            b.add(0x1002).cast::<u16>().write_volatile(1);
+        }
+    }
     let sink = Counters::default();
     let mut cache = pool.cache();
     let mut out = Burst::new();
-    let mut total = 0u64;
+    txq.dequeue_burst(&mut cache, &mut out, 32, MAX_PKT, 0, &sink);
+    assert_eq!(out.len(), 1, "the good descriptor before the attack");
+    assert_eq!(out[0].pkt_len(), 100);
+    cache.free_all(out.drain(..));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tables = vec![(0, 16 * QSZ as usize), (0x4000, 16 * QSZ as usize)];
+    let w = scribbler(b as usize, MEM, 0x8000, tables, GPA, stop.clone());
+    let mut total = sink.0.load(Ordering::Relaxed);
     let mut packets = 0u64;
     let t = Instant::now();
     let mut polls = 0u32;
@@ -243,6 +271,7 @@ fn driver_under_attack(packed: bool) {
         area.base() as usize,
         qbytes * 2 + 8192,
         qbytes * 2,
+        vec![(0, qbytes * 2)],
         0,
         stop.clone(),
     );
@@ -251,7 +280,20 @@ fn driver_under_attack(packed: bool) {
     let mut out = Burst::new();
     let (mut total, mut packets) = (0u64, 0u64);
     let t = Instant::now();
+    let mut polls = 0u32;
     while t.elapsed() < RUN {
+        // A used index jump stops a queue until the next connection: start over now and then
+        // (drain, and new queues on the same area, as a new connection would).
+        polls += 1;
+        if polls.is_multiple_of(256) {
+            rx.drain(&mut cache);
+            tx.drain(&mut cache);
+            // SAFETY: as above; the old queues are replaced (and dropped) here.
+            rx = unsafe { DriverQueue::new(area.base(), QSZ, packed, opts) }.unwrap();
+            // SAFETY: as above.
+            tx = unsafe { DriverQueue::new(area.base().add(qbytes), QSZ, packed, opts) }.unwrap();
+            rx.set_rx_chain_for(0, 2048);
+        }
         rx.refill(&mut cache, &sink);
         rx.receive(&mut cache, &mut out, 32, 0, &sink);
         for m in out.iter() {
