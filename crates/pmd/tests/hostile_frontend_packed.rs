@@ -362,6 +362,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Closes the port: every mbuf back in its pool, the fd count back to `fds`.
+fn finish(v: VhostUnderTest, fds: usize) {
+    let pool = v.pool.clone();
+    drop(v);
+    assert_eq!(pool.available(), pool.count(), "every mbuf back");
+    drop(pool);
+    support::wait("fds back to the baseline", || fd_count() == fds);
+}
+
 /// The counters a case expects to move.
 fn expect(c: &Case) -> Vec<(&'static str, u64)> {
     if c.counter.is_empty() {
@@ -489,6 +498,8 @@ fn packed_indirect_table_over_65536_entries() {
 #[test]
 fn legal_packed_chains_are_delivered_intact() {
     let _serial = serial();
+    ferrovia_pmd::start_control_plane().unwrap();
+    let fds = fd_count();
     let dir = temp_dir("evil-pk-legal");
     let mut v = VhostUnderTest::new(&dir, "pk-legal");
     let mut g = Guest::connect(&v.sock);
@@ -546,6 +557,7 @@ fn legal_packed_chains_are_delivered_intact() {
     drop(g);
     support::wait("link down", || !v.port.link().up);
     v.serve_good_client();
+    finish(v, fds);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -557,6 +569,8 @@ fn legal_packed_chains_are_delivered_intact() {
 fn packed_base_outside_the_ring_is_refused() {
     use support::evil_frontend::{req, vring_addr, vring_state};
     let _serial = serial();
+    ferrovia_pmd::start_control_plane().unwrap();
+    let fds = fd_count();
     let dir = temp_dir("evil-pk-base");
     let mut v = VhostUnderTest::new(&dir, "pk-base");
     let (_, failed0, bad0) = v.sessions();
@@ -600,5 +614,6 @@ fn packed_base_outside_the_ring_is_refused() {
     );
     assert_eq!(bad - bad0, 1, "counted as ours");
     v.serve_good_client();
+    finish(v, fds);
     let _ = std::fs::remove_dir_all(&dir);
 }
