@@ -3,7 +3,7 @@
 //! Used by the cargo-fuzz targets in `fuzz/` and by the corpus replay test of this crate.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -15,7 +15,7 @@ use ferrovia_virtqueue::device::{ActiveVring, DeviceQueue, RingView};
 use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue};
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{bit, feature};
-use ferrovia_virtqueue::packed::PackedRing;
+use ferrovia_virtqueue::packed::{PackedRing, Pos};
 use ferrovia_virtqueue::split::{SplitLayout, SplitRing};
 use vhost::vhost_user::BackendReqHandler;
 
@@ -229,18 +229,9 @@ pub fn device_walk(data: &[u8]) {
     let mut pk = Burst::new();
     // Four one-segment frames first (the device's batched line path), then a mix.
     for len in [60usize, 1514, 64, 128, 9000, 2000, 60, 60] {
-        let Some(mut m) = cache.alloc() else { break };
-        let mut left = len;
-        let k = left.min(m.tailroom());
-        m.append(k);
-        left -= k;
-        while left > 0 {
-            let Some(mut s) = cache.alloc() else { break };
-            let k = left.min(s.tailroom());
-            s.append(k);
-            left -= k;
-            m.chain(s);
-        }
+        let Some(m) = frame_of(&mut cache, len) else {
+            break;
+        };
         pk.push(m);
     }
     q.enqueue_burst(&mut cache, &mut pk, &NoSink);
@@ -350,4 +341,512 @@ pub fn driver_packed_used(data: &[u8]) {
             }
         }
     });
+}
+
+/// Packed descriptor flag bits the hostile driver sets (virtio 1.1).
+const PK_NEXT: u16 = 1;
+const PK_WRITE: u16 = 2;
+const PK_INDIRECT: u16 = 4;
+const PK_AVAIL: u16 = 1 << 7;
+const PK_USED: u16 = 1 << 15;
+/// Offsets of the packed layout of [`device_walk_packed`] inside its guest region.
+const PK_DRIVER_EVENT: usize = 0x2000;
+const PK_DEVICE_EVENT: usize = 0x2004;
+const PK_TABLES: usize = 0x3000;
+const PK_BUFS: usize = 0x8000;
+
+/// One packed descriptor (or indirect table entry) decoded from 8 fuzz bytes: the address is
+/// chosen among the buffer area, the indirect table area, an edge of the region (straddling
+/// it) and raw bytes; flags carry NEXT/WRITE/INDIRECT and the avail/used bits, which follow
+/// the expected wrap counter unless the input flips them.
+fn packed_desc_from(b: &[u8; 8], wrap: bool) -> (u64, u32, u16, u16) {
+    let sel = b[0];
+    let off = u16::from_le_bytes([b[1], b[2]]) as u64;
+    let addr = match sel >> 6 {
+        0 => GPA + PK_BUFS as u64 + off % (MEM - PK_BUFS) as u64,
+        1 => GPA + PK_TABLES as u64 + ((off % 0x5000) & !0xf) + ((sel as u64 >> 5) & 1),
+        2 => GPA + MEM as u64 - (off & 0xff),
+        _ => u64::from_le_bytes([b[1], b[2], b[1], b[2], b[3], b[4], b[5], b[6]]),
+    };
+    let len = match sel >> 4 & 3 {
+        0 => u16::from_le_bytes([b[3], b[4]]) as u32 % 2048,
+        1 => u16::from_le_bytes([b[3], b[4]]) as u32 & !0xf,
+        2 => 0,
+        _ => u32::from_le_bytes([b[3], b[4], b[5], b[6]]),
+    };
+    let id = u16::from_le_bytes([b[5], b[6]]) % 600;
+    let mut flags = (sel & 7) as u16 & (PK_NEXT | PK_WRITE | PK_INDIRECT);
+    let avail = wrap ^ (b[7] & 1 != 0);
+    let used = !wrap ^ (b[7] & 2 != 0);
+    if avail {
+        flags |= PK_AVAIL;
+    }
+    if used {
+        flags |= PK_USED;
+    }
+    (addr, len, id, flags)
+}
+
+/// The device side walks a packed ring a hostile driver built: the first 6 bytes pick the ring
+/// size (1 to 512), the features (mergeable, indirect, event idx, in-order) and the start
+/// position with its wrap counter; each following 8 bytes become one descriptor slot (see
+/// `packed_desc_from`), then indirect table entries; the guest memory behind them is filled
+/// with the input. `dequeue_burst` (the driver's transmit ring) then `enqueue_burst` (its
+/// receive ring) run on it, twice each so that positions move on across a wrap.
+pub fn device_walk_packed(data: &[u8]) {
+    if data.len() < 6 {
+        return;
+    }
+    let (ctl, rest) = data.split_at(6);
+    let size = u16::from_le_bytes([ctl[0], ctl[1]]) % 512 + 1;
+    let mut features = bit(feature::F_VERSION_1) | bit(feature::F_RING_PACKED);
+    for (i, f) in [
+        feature::NET_F_MRG_RXBUF,
+        feature::RING_F_INDIRECT_DESC,
+        feature::RING_F_EVENT_IDX,
+        feature::F_IN_ORDER,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if ctl[2] & (1 << i) != 0 {
+            features |= bit(f);
+        }
+    }
+    let start = Pos {
+        idx: u16::from_le_bytes([ctl[3], ctl[4]]) % size,
+        wrap: ctl[5] & 1 == 0,
+    };
+    let (r, mem) = guest(rest);
+    let b = r.base();
+    let mut chunks = rest.chunks_exact(8);
+    // Ring slots from the start position on (so the first ones are what the device reads).
+    let mut pos = start;
+    for _ in 0..size {
+        let Some(c) = chunks.next() else { break };
+        let (addr, len, id, flags) = packed_desc_from(c.try_into().expect("8 bytes"), pos.wrap);
+        write_packed(b, pos.idx as usize * 16, addr, len, id, flags);
+        pos.advance(1, size);
+    }
+    // Then indirect table entries (flags' avail/used bits do not matter there).
+    for (i, c) in chunks.take((0x5000) / 16).enumerate() {
+        let (addr, len, id, flags) = packed_desc_from(c.try_into().expect("8 bytes"), true);
+        write_packed(b, PK_TABLES + 16 * i, addr, len, id, flags);
+    }
+    // SAFETY: the descriptor table (16 * 512 bytes at most) and both event areas lie inside
+    // the 64 KiB region, which outlives the queue.
+    let ring = unsafe { PackedRing::new(b, b.add(PK_DRIVER_EVENT), b.add(PK_DEVICE_EVENT), size) };
+    let Ok(ring) = ring else { return };
+    let base = start.encode();
+    let active = Arc::new(ActiveVring {
+        ring: RingView::Packed(ring),
+        mem,
+        features,
+        base,
+        call: None,
+    });
+    let mut cache = pool().cache();
+    let mut q = DeviceQueue::new(active.clone(), base, base);
+    let mut out = Burst::new();
+    for _ in 0..2 {
+        q.dequeue_burst(&mut cache, &mut out, 64, 9728, 0, &NoSink);
+        for m in out.iter() {
+            assert!(m.pkt_len() <= 9728, "a frame over the maximum came out");
+        }
+        cache.free_all(out.drain(..));
+    }
+    let mut q = DeviceQueue::new(active, base, base);
+    for _ in 0..2 {
+        let mut pk = Burst::new();
+        for len in [60usize, 1514, 64, 128, 9000, 2000, 60, 60] {
+            if let Some(m) = frame_of(&mut cache, len) {
+                pk.push(m);
+            }
+        }
+        q.enqueue_burst(&mut cache, &mut pk, &NoSink);
+        cache.free_all(pk.drain(..));
+    }
+}
+
+/// A frame of `len` bytes in as many mbufs as it takes (fewer if the pool runs dry).
+fn frame_of(cache: &mut ferrovia_memory::MbufCache, len: usize) -> Option<ferrovia_memory::Mbuf> {
+    let mut m = cache.alloc()?;
+    let mut left = len;
+    let k = left.min(m.tailroom());
+    m.append(k);
+    left -= k;
+    while left > 0 {
+        let Some(mut s) = cache.alloc() else { break };
+        let k = left.min(s.tailroom());
+        s.append(k);
+        left -= k;
+        m.chain(s);
+    }
+    Some(m)
+}
+
+/// Writes one 16-byte packed descriptor at `off` of the region at `base` (flags last).
+fn write_packed(base: *mut u8, off: usize, addr: u64, len: u32, id: u16, flags: u16) {
+    assert!(off + 16 <= MEM);
+    let mut d = [0u8; 16];
+    d[..8].copy_from_slice(&addr.to_le_bytes());
+    d[8..12].copy_from_slice(&len.to_le_bytes());
+    d[12..14].copy_from_slice(&id.to_le_bytes());
+    d[14..].copy_from_slice(&flags.to_le_bytes());
+    // SAFETY: off + 16 <= MEM, checked above; the region is ours.
+    unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), base.add(off), 16) };
+}
+
+/// vhost-user request codes that [`vhost_user_sequence`] encodes.
+mod code {
+    pub const SET_OWNER: u32 = 3;
+    pub const GET_FEATURES: u32 = 1;
+    pub const SET_FEATURES: u32 = 2;
+    pub const RESET_OWNER: u32 = 4;
+    pub const SET_MEM_TABLE: u32 = 5;
+    pub const SET_VRING_NUM: u32 = 8;
+    pub const SET_VRING_ADDR: u32 = 9;
+    pub const SET_VRING_BASE: u32 = 10;
+    pub const GET_VRING_BASE: u32 = 11;
+    pub const SET_VRING_KICK: u32 = 12;
+    pub const SET_VRING_CALL: u32 = 13;
+    pub const SET_VRING_ERR: u32 = 14;
+    pub const GET_PROTOCOL_FEATURES: u32 = 15;
+    pub const SET_PROTOCOL_FEATURES: u32 = 16;
+    pub const GET_QUEUE_NUM: u32 = 17;
+    pub const SET_VRING_ENABLE: u32 = 18;
+    pub const GET_MAX_MEM_SLOTS: u32 = 36;
+    pub const ADD_MEM_REG: u32 = 37;
+    pub const REM_MEM_REG: u32 = 38;
+}
+
+/// Number of operation kinds [`vhost_user_sequence`] decodes (the first byte of each
+/// operation, modulo this).
+pub const SEQ_OPS: u8 = 20;
+
+/// Reads fuzz bytes for [`vhost_user_sequence`]; zeros once the input is used up.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+    fn u64(&mut self) -> u64 {
+        self.u32() as u64 | (self.u32() as u64) << 32
+    }
+}
+
+/// Frontend address of memory slot `s` (the fuzzer's regions live at these addresses).
+fn seq_uva(s: u8) -> u64 {
+    0x7f00_0000_0000 + (s as u64 & 3) * 0x1000_0000
+}
+
+/// One region of a SET_MEM_TABLE / ADD_MEM_REG / REM_MEM_REG: the 32-byte descriptor and
+/// the fd to attach (None: no fd).
+fn seq_region(c: &mut Cursor) -> ([u8; 32], Option<std::os::fd::OwnedFd>) {
+    let s = c.u8();
+    let k = c.u8();
+    let size: u64 = [0x10000, 0x40000, 0x100000, 0][(k & 3) as usize];
+    let gpa = match k >> 2 & 3 {
+        0 => (s as u64 & 3) * 0x1000_0000,
+        1 => 0,
+        2 => u64::MAX - 0xfff,
+        _ => c.u64(),
+    };
+    let offset = match k >> 4 & 3 {
+        0 => 0,
+        1 => 0x1000,
+        2 => size,
+        _ => c.u64(),
+    };
+    let fd = match k >> 6 {
+        0 | 1 => Some(memfd(
+            (size.saturating_add(offset) as usize).clamp(4096, 4 << 20),
+        )),
+        2 => Some(memfd(4096)),
+        _ => {
+            if s & 0x80 != 0 {
+                Some(pipe_fd())
+            } else {
+                None
+            }
+        }
+    };
+    let mut d = [0u8; 32];
+    for (i, x) in [gpa, size, seq_uva(s), offset].into_iter().enumerate() {
+        d[8 * i..8 * i + 8].copy_from_slice(&x.to_le_bytes());
+    }
+    (d, fd)
+}
+
+/// A vring index: mostly 0 or 1 (the fuzzer's device has 2 queue pairs: 0 to 3 valid).
+fn seq_index(c: &mut Cursor) -> u32 {
+    let b = c.u8();
+    match b >> 6 {
+        0 | 1 => (b & 3) as u32,
+        2 => (b & 7) as u32,
+        _ => c.u32(),
+    }
+}
+
+/// An fd for SET_VRING_KICK/CALL/ERR: an eventfd, a pipe, a memfd, or none (with or without
+/// the no-fd flag, chosen by the caller).
+fn seq_event_fd(k: u8) -> Option<std::os::fd::OwnedFd> {
+    match k & 3 {
+        0 | 1 => {
+            // SAFETY: eventfd returns a fresh fd or -1.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+            // SAFETY: a fresh fd we own.
+            (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+        }
+        2 => Some(pipe_fd()),
+        _ => None,
+    }
+}
+
+/// Encodes one operation: (request, flags, payload, fds); None for the end of the input.
+fn seq_op(c: &mut Cursor) -> Option<(u32, u32, Vec<u8>, Vec<std::os::fd::OwnedFd>)> {
+    if c.0.is_empty() {
+        return None;
+    }
+    let op = c.u8();
+    // Version 1, and NEED_REPLY when the high bit is set.
+    let flags = 1 | if op & 0x80 != 0 { 0x8 } else { 0 };
+    let mut p = Vec::new();
+    let mut fds = Vec::new();
+    let state = |p: &mut Vec<u8>, i: u32, n: u32| {
+        p.extend(i.to_le_bytes());
+        p.extend(n.to_le_bytes());
+    };
+    let kind = (op & 0x7f) % SEQ_OPS;
+    let req = match kind {
+        0 => code::SET_OWNER,
+        1 => code::GET_FEATURES,
+        2 => {
+            // Offered bits mostly; sometimes one never offered.
+            let sel = c.u16();
+            let bits = [0u32, 15, 28, 29, 30, 32, 34, 35, 22, 5, 63];
+            let mut f = 0u64;
+            for (i, b) in bits.iter().enumerate() {
+                if sel & (1 << i) != 0 {
+                    f |= 1 << b;
+                }
+            }
+            p.extend(f.to_le_bytes());
+            code::SET_FEATURES
+        }
+        3 => code::GET_PROTOCOL_FEATURES,
+        4 => {
+            let sel = c.u8();
+            let bits = [0u32, 3, 15, 16, 1, 17];
+            let mut f = 0u64;
+            for (i, b) in bits.iter().enumerate() {
+                if sel & (1 << i) != 0 {
+                    f |= 1 << b;
+                }
+            }
+            p.extend(f.to_le_bytes());
+            code::SET_PROTOCOL_FEATURES
+        }
+        5 => {
+            let n = c.u8() % 4;
+            p.extend((n as u32).to_le_bytes());
+            p.extend(0u32.to_le_bytes());
+            for _ in 0..n {
+                let (d, fd) = seq_region(c);
+                p.extend(d);
+                fds.extend(fd);
+            }
+            code::SET_MEM_TABLE
+        }
+        6 | 7 => {
+            let (d, fd) = seq_region(c);
+            p.extend(0u64.to_le_bytes());
+            p.extend(d);
+            fds.extend(fd);
+            if kind == 6 {
+                code::ADD_MEM_REG
+            } else {
+                code::REM_MEM_REG
+            }
+        }
+        8 => {
+            let i = seq_index(c);
+            let k = c.u8();
+            let num = match k & 7 {
+                0 => 256,
+                1 => 16,
+                2 => 1,
+                3 => 32768,
+                4 => 0,
+                5 => 255,
+                6 => 32769,
+                _ => c.u32(),
+            };
+            state(&mut p, i, num);
+            code::SET_VRING_NUM
+        }
+        9 => {
+            let i = seq_index(c);
+            let k = c.u8();
+            let num = if k & 1 == 0 { (k >> 1) as u32 } else { c.u32() };
+            state(&mut p, i, num);
+            code::SET_VRING_BASE
+        }
+        10 => {
+            let i = seq_index(c);
+            let k = c.u8();
+            p.extend(i.to_le_bytes());
+            p.extend((if k & 0x80 != 0 { 1u32 } else { 0 }).to_le_bytes());
+            // desc, used, avail: inside a slot's region (aligned or not) or raw.
+            for _ in 0..3 {
+                let s = c.u8();
+                let a = match s >> 6 {
+                    0 | 1 => seq_uva(s) + (c.u16() as u64 & !0xf),
+                    2 => seq_uva(s) + c.u16() as u64,
+                    _ => c.u64(),
+                };
+                p.extend(a.to_le_bytes());
+            }
+            p.extend(0u64.to_le_bytes());
+            code::SET_VRING_ADDR
+        }
+        11 => {
+            let i = seq_index(c);
+            state(&mut p, i, 0);
+            code::GET_VRING_BASE
+        }
+        12..=14 => {
+            let i = seq_index(c);
+            let k = c.u8();
+            let fd = seq_event_fd(k);
+            let nofd = if fd.is_none() == (k & 4 == 0) {
+                0x100
+            } else {
+                0
+            };
+            p.extend((i as u64 | nofd).to_le_bytes());
+            fds.extend(fd);
+            [
+                code::SET_VRING_KICK,
+                code::SET_VRING_CALL,
+                code::SET_VRING_ERR,
+            ][(kind - 12) as usize]
+        }
+        15 => {
+            let i = seq_index(c);
+            let k = c.u8();
+            state(&mut p, i, (k % 3) as u32);
+            code::SET_VRING_ENABLE
+        }
+        16 => code::GET_QUEUE_NUM,
+        17 => code::GET_MAX_MEM_SLOTS,
+        18 => code::RESET_OWNER,
+        _ => {
+            // Any request code with a short raw payload.
+            let r = c.u8() as u32;
+            let n = c.u8() % 24;
+            p.extend((0..n).map(|_| c.u8()));
+            r
+        }
+    };
+    Some((req, flags, p, fds))
+}
+
+/// Drives our backend request handler through a sequence of well-formed vhost-user messages
+/// decoded from `data`, one at a time: each operation is a request (its first byte's low 7 bits,
+/// modulo [`SEQ_OPS`]; the high bit asks for a REPLY_ACK) with fields chosen from values that matter
+/// (offered and never-offered features, vring indexes in and out of range, ring sizes,
+/// memory regions of memfds of the right size or too short, pipes or no fd, overlapping or
+/// overflowing guest addresses, ring addresses inside a region, misaligned or raw, eventfds or
+/// pipes for kick/call/err), so that SET_MEM_TABLE, ADD/REM_MEM_REG and SET_VRING_* are
+/// reached in every order. Like the serving loop, SET_VRING_ENABLE before SET_FEATURES goes to
+/// the early path. After the sequence, every vring the handler published is walked by the
+/// device side (both directions), which must stay inside what was mapped. Returns how many
+/// messages were accepted before the session ended.
+pub fn vhost_user_sequence(data: &[u8]) -> usize {
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    a.set_nonblocking(true).expect("nonblocking");
+    let shared = DeviceShared::new(2);
+    let handler = Arc::new(Mutex::new(BackendHandler::new("fuzz-seq", shared.clone())));
+    let mut req = BackendReqHandler::from_stream(b, handler.clone());
+    let mut c = Cursor(data);
+    let mut handled = 0;
+    let mut reply = [0u8; 4096];
+    while handled < 256 {
+        let Some((code, flags, payload, fds)) = seq_op(&mut c) else {
+            break;
+        };
+        // As transport/session.rs: only an 8-byte SET_VRING_ENABLE takes the early path.
+        let bypass = code == code::SET_VRING_ENABLE
+            && payload.len() == 8
+            && handler
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .enable_needs_bypass();
+        let ok = if bypass {
+            let w = |i: usize| u32::from_le_bytes(payload[i..i + 4].try_into().expect("4 bytes"));
+            handler
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .early_vring_enable(w(0), w(4))
+                .is_ok()
+        } else {
+            let mut msg = Vec::with_capacity(12 + payload.len());
+            msg.extend(code.to_le_bytes());
+            msg.extend(flags.to_le_bytes());
+            msg.extend((payload.len() as u32).to_le_bytes());
+            msg.extend(&payload);
+            if send_with_fds(&a, &msg, &fds).is_err() {
+                break;
+            }
+            drop(fds);
+            let r = req.handle_request();
+            if std::env::var_os("FUZZ_SEQ_DEBUG").is_some() {
+                eprintln!("request {code} flags {flags:#x}: {r:?}");
+            }
+            r.is_ok()
+        };
+        // Discard replies so that the socket never fills up.
+        while matches!((&a).read(&mut reply), Ok(n) if n > 0) {}
+        if !ok {
+            break;
+        }
+        handled += 1;
+    }
+    // Whatever the handler published must be safe to walk.
+    let mut cache = pool().cache();
+    for (i, v) in shared.vrings.iter().enumerate() {
+        let Some(active) = v.cfg.current() else {
+            continue;
+        };
+        let base = active.base;
+        let mut q = DeviceQueue::new(active, base, base);
+        if i % 2 == 1 {
+            let mut out = Burst::new();
+            q.dequeue_burst(&mut cache, &mut out, 32, 9728, 0, &NoSink);
+            cache.free_all(out.drain(..));
+        } else {
+            let mut pk = Burst::new();
+            if let Some(m) = frame_of(&mut cache, 60) {
+                pk.push(m);
+            }
+            q.enqueue_burst(&mut cache, &mut pk, &NoSink);
+            cache.free_all(pk.drain(..));
+        }
+    }
+    handler.lock().unwrap_or_else(|p| p.into_inner()).reset();
+    handled
 }

@@ -98,3 +98,51 @@ fn driver_packed_used_random_rings() {
         ferrovia_fuzz_harness::driver_packed_used(&d);
     }
 }
+
+#[test]
+fn device_walk_packed_corpus() {
+    replay(
+        "device_walk_packed",
+        ferrovia_fuzz_harness::device_walk_packed,
+    );
+}
+
+/// Random packed rings, beyond the committed corpus: every size class, feature set and start
+/// position.
+#[test]
+fn device_walk_packed_random_rings() {
+    let mut x = 0x51af_d7ed_558c_cd27u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..200u32 {
+        let n = 6 + (next() % 600) as usize;
+        let mut d: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+        d[2] = (i % 16) as u8;
+        ferrovia_fuzz_harness::device_walk_packed(&d);
+    }
+}
+
+#[test]
+fn vhost_user_sequence_corpus() {
+    replay("vhost_user_sequence", |d| {
+        ferrovia_fuzz_harness::vhost_user_sequence(d);
+    });
+}
+
+/// The structured seeds reach the whole set-up: every message of the good handshakes is
+/// accepted (negotiation, table, and six messages per vring).
+#[test]
+fn vhost_user_sequence_seeds_reach_the_handler() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/vhost_user_sequence");
+    let run =
+        |n: &str| ferrovia_fuzz_harness::vhost_user_sequence(&std::fs::read(dir.join(n)).unwrap());
+    assert_eq!(run("handshake"), 6 + 2 * 6);
+    assert_eq!(run("handshake_ack"), 6 + 2 * 6);
+    assert_eq!(run("handshake_packed"), 6 + 2 * 6);
+    assert_eq!(run("handshake_4vrings"), 6 + 4 * 6);
+    assert_eq!(run("early_enable"), 6 + 6 + 2 * 6);
+}

@@ -2,66 +2,14 @@
 //! flight, lengths larger than the buffers posted, a used index that jumps. Our driver must
 //! count them, never crash or hand out corrupt packets, and work again with a good backend.
 
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod support;
 
-use ferrovia_ethdev::{Burst, Port, PortConf};
+use ferrovia_ethdev::{Burst, PortConf};
 use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
-use ferrovia_transport::backend::{BackendHandler, DeviceShared};
-use ferrovia_virtqueue::device::{ActiveVring, RingView};
+use ferrovia_virtqueue::device::RingView;
 use ferrovia_virtqueue::layout::UsedElem;
-use vhost::vhost_user::BackendReqHandler;
-
-fn xstat(p: &dyn Port, name: &str) -> u64 {
-    p.xstats()
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("no xstat {name}"))
-}
-
-fn wait<F: FnMut() -> bool>(what: &str, mut f: F) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < Duration::from_secs(10), "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Serves one session with our own request handler so that the test can reach the rings.
-/// Returns the shared device state, a handle on the session socket (shut it down to end the
-/// session) and the serving thread.
-fn evil_backend(
-    sock: &str,
-) -> (
-    Arc<DeviceShared>,
-    Arc<Mutex<Option<UnixStream>>>,
-    std::thread::JoinHandle<()>,
-) {
-    let l = UnixListener::bind(sock).unwrap();
-    let shared = DeviceShared::new(1);
-    let conn = Arc::new(Mutex::new(None));
-    let (sh, c) = (shared.clone(), conn.clone());
-    let h = std::thread::spawn(move || {
-        let (s, _) = l.accept().unwrap();
-        *c.lock().unwrap() = Some(s.try_clone().unwrap());
-        let handler = Arc::new(Mutex::new(BackendHandler::new("evil", sh)));
-        let mut req = BackendReqHandler::from_stream(s, handler.clone());
-        while req.handle_request().is_ok() {}
-        handler.lock().unwrap().reset();
-    });
-    (shared, conn, h)
-}
-
-fn active(shared: &DeviceShared, vring: usize) -> Arc<ActiveVring> {
-    let mut a = None;
-    wait("vring published", || {
-        a = shared.vrings[vring].cfg.current();
-        a.is_some()
-    });
-    a.unwrap()
-}
+use support::evil_backend::{active, evil_backend, recover};
+use support::xstat;
 
 #[test]
 fn bad_used_entries_are_counted_and_the_driver_recovers() {
@@ -163,55 +111,7 @@ fn bad_used_entries_are_counted_and_the_driver_recovers() {
     }
     h.join().unwrap();
     let _ = std::fs::remove_file(&sock);
-    wait("link down", || !vu.link().up);
-    let mut good = ferrovia_pmd::open(
-        &format!("net_vhost0,iface={sock}"),
-        &PortConf::new(1, pool.clone()),
-    )
-    .unwrap();
-    good.start().unwrap();
-    wait("reconnected", || vu.link().up && good.link().up);
-    let mut hrx = good.rx_queue(0).unwrap();
-    let mut htx = good.tx_queue(0).unwrap();
-    // Both directions work and carry intact data again.
-    let mut out = Burst::new();
-    for i in 0..16u8 {
-        let mut x = pool.alloc().unwrap();
-        x.append(128).unwrap().fill(i);
-        out.push(x);
-    }
-    let mut seen = Vec::new();
-    wait("virtio-user -> vhost after recovery", || {
-        tx.tx_burst(&mut caches, &mut out);
-        let mut r = Burst::new();
-        hrx.rx_burst(&mut caches, &mut r, 32);
-        seen.extend(
-            r.drain(..)
-                .filter(|m| m.data_len() == 128)
-                .map(|m| m.data()[0]),
-        );
-        seen.len() >= 16
-    });
-    assert_eq!(seen, (0..16).collect::<Vec<u8>>());
-    let mut back = Burst::new();
-    for i in 0..16u8 {
-        let mut x = pool.alloc().unwrap();
-        x.append(300).unwrap().fill(100 + i);
-        back.push(x);
-    }
-    let mut seen = Vec::new();
-    wait("vhost -> virtio-user after recovery", || {
-        htx.tx_burst(&mut caches, &mut back);
-        let mut r = Burst::new();
-        rx.rx_burst(&mut caches, &mut r, 32);
-        seen.extend(r.drain(..).map(|m| (m.data_len(), m.data()[0])));
-        seen.len() >= 16
-    });
-    assert!(
-        seen.iter()
-            .enumerate()
-            .all(|(i, &(l, b))| l == 300 && b == 100 + i as u8)
-    );
-    drop((tx, rx, hrx, htx, vu, good));
+    recover(&sock, &pool, &*vu, &mut tx, &mut rx, &mut caches, 16);
+    drop((tx, rx, vu));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -378,52 +378,42 @@ impl EvilFrontend {
     /// NUM, BASE, ADDR, CALL (no fd) and KICK (no fd) for vring `index` laid out as `ring`,
     /// then SET_VRING_ENABLE when `enable` (needed once PROTOCOL_FEATURES is acked).
     pub fn setup_vring(&self, index: u32, ring: &SplitLayout, enable: bool) {
+        let addrs = (ring.desc_uva(), ring.used_uva(), ring.avail_uva());
+        self.setup_ring(index, ring.size, 0, addrs, enable);
+    }
+
+    /// NUM (`num`), BASE (`base`), ADDR (`addrs`: desc, used, avail), CALL and KICK (no fd),
+    /// then SET_VRING_ENABLE when `enable`; panics on a refusal.
+    fn setup_ring(&self, index: u32, num: u16, base: u32, addrs: (u64, u64, u64), enable: bool) {
         let ok = |r: io::Result<bool>, what: &str| {
             assert!(r.unwrap(), "vring {index}: {what} refused");
         };
         ok(
-            self.call(
-                req::SET_VRING_NUM,
-                &vring_state(index, ring.size as u32),
-                &[],
-            ),
+            self.call(req::SET_VRING_NUM, &vring_state(index, num as u32), &[]),
             "SET_VRING_NUM",
         );
         ok(
-            self.call(req::SET_VRING_BASE, &vring_state(index, 0), &[]),
+            self.call(req::SET_VRING_BASE, &vring_state(index, base), &[]),
             "SET_VRING_BASE",
         );
+        let (desc, used, avail) = addrs;
         ok(
             self.call(
                 req::SET_VRING_ADDR,
-                &vring_addr(
-                    index,
-                    0,
-                    ring.desc_uva(),
-                    ring.used_uva(),
-                    ring.avail_uva(),
-                    0,
-                ),
+                &vring_addr(index, 0, desc, used, avail, 0),
                 &[],
             ),
             "SET_VRING_ADDR",
         );
-        ok(
-            self.call(
-                req::SET_VRING_CALL,
-                &(index as u64 | VRING_NOFD).to_le_bytes(),
-                &[],
-            ),
-            "SET_VRING_CALL",
-        );
-        ok(
-            self.call(
-                req::SET_VRING_KICK,
-                &(index as u64 | VRING_NOFD).to_le_bytes(),
-                &[],
-            ),
-            "SET_VRING_KICK",
-        );
+        for (r, what) in [
+            (req::SET_VRING_CALL, "SET_VRING_CALL"),
+            (req::SET_VRING_KICK, "SET_VRING_KICK"),
+        ] {
+            ok(
+                self.call(r, &(index as u64 | VRING_NOFD).to_le_bytes(), &[]),
+                what,
+            );
+        }
         if enable {
             ok(
                 self.call(req::SET_VRING_ENABLE, &vring_state(index, 1), &[]),
@@ -654,5 +644,145 @@ impl SplitLayout {
                 p.add(4).cast::<u32>().read_volatile(),
             )
         }
+    }
+}
+
+/// Packed descriptor flag: available (its value must equal the driver's wrap counter).
+pub const PK_AVAIL: u16 = 1 << 7;
+/// Packed descriptor flag: used (its value must differ from the driver's wrap counter).
+pub const PK_USED: u16 = 1 << 15;
+/// Feature bit VIRTIO_F_RING_PACKED.
+pub const F_RING_PACKED: u64 = 1 << 34;
+
+/// A packed ring of `size` descriptors laid out at one offset of one guest region: the
+/// descriptor ring, then the driver event area, then the device event area (4 bytes each).
+/// The guest keeps its own avail position and wrap counter, and the position where it
+/// expects the device's next used descriptor.
+pub struct PackedLayout {
+    base: *mut u8,
+    uva: u64,
+    /// Ring size.
+    pub size: u16,
+    /// The slot the guest makes available next, and its wrap counter.
+    pub avail: (u16, bool),
+    /// The slot where the guest expects the next used descriptor, and its wrap counter.
+    pub used: (u16, bool),
+}
+
+impl PackedLayout {
+    /// Bytes a ring of `size` needs.
+    pub fn bytes(size: u16) -> usize {
+        16 * size as usize + 8
+    }
+
+    /// Lays a zeroed ring out at `off` in region `r` of `mem`.
+    pub fn new(mem: &GuestMem, r: usize, off: usize, size: u16) -> PackedLayout {
+        assert!(off.is_multiple_of(4096));
+        let base = mem.ptr(r, off, Self::bytes(size));
+        // SAFETY: inside the region (checked by `ptr`).
+        unsafe { std::ptr::write_bytes(base, 0, Self::bytes(size)) };
+        PackedLayout {
+            base,
+            uva: mem.regions[r].mem.base() as u64 + off as u64,
+            size,
+            avail: (0, true),
+            used: (0, true),
+        }
+    }
+    /// Frontend address of the descriptor ring.
+    pub fn desc_uva(&self) -> u64 {
+        self.uva
+    }
+    /// Frontend address of the driver event area (SET_VRING_ADDR's avail field).
+    pub fn driver_uva(&self) -> u64 {
+        self.uva + 16 * self.size as u64
+    }
+    /// Frontend address of the device event area (SET_VRING_ADDR's used field).
+    pub fn device_uva(&self) -> u64 {
+        self.driver_uva() + 4
+    }
+
+    /// Writes slot `i` (wrapping at the ring size) with the flags given as they are.
+    pub fn write(&self, i: u16, addr: u64, len: u32, id: u16, flags: u16) {
+        let p = self.base.wrapping_add(16 * (i % self.size) as usize);
+        // SAFETY: a 16-byte, 16-aligned descriptor slot inside the ring; flags last, after a
+        // fence, as a driver publishes a descriptor.
+        unsafe {
+            p.cast::<u64>().write_volatile(addr);
+            p.add(8).cast::<u32>().write_volatile(len);
+            p.add(12).cast::<u16>().write_volatile(id);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            p.add(14).cast::<u16>().write_volatile(flags);
+        }
+    }
+
+    /// Reads slot `i`: (addr, len, id, flags).
+    pub fn read(&self, i: u16) -> (u64, u32, u16, u16) {
+        let p = self.base.wrapping_add(16 * (i % self.size) as usize);
+        // SAFETY: a descriptor slot inside the ring.
+        unsafe {
+            (
+                p.cast::<u64>().read_volatile(),
+                p.add(8).cast::<u32>().read_volatile(),
+                p.add(12).cast::<u16>().read_volatile(),
+                p.add(14).cast::<u16>().read_volatile(),
+            )
+        }
+    }
+
+    /// The ownership bits that make a descriptor available under wrap counter `wrap`.
+    pub fn avail_bits(wrap: bool) -> u16 {
+        if wrap { PK_AVAIL } else { PK_USED }
+    }
+
+    /// Makes a chain available at the guest's avail position: each `(addr, len, flags)` (flags
+    /// without the ownership bits) goes in the next slot with buffer id `id`; the head's flags
+    /// are written last. Returns the number of slots used.
+    pub fn push_chain(&mut self, descs: &[(u64, u32, u16)], id: u16) -> u16 {
+        let start = self.avail.0;
+        let mut slots = Vec::new();
+        for &(a, l, f) in descs {
+            let (i, w) = self.avail;
+            slots.push((i, a, l, f | Self::avail_bits(w)));
+            self.avail = if i + 1 == self.size {
+                (0, !w)
+            } else {
+                (i + 1, w)
+            };
+        }
+        for &(i, a, l, f) in slots.iter().skip(1) {
+            self.write(i, a, l, id, f);
+        }
+        if let Some(&(_, a, l, f)) = slots.first() {
+            self.write(start, a, l, id, f);
+        }
+        slots.len() as u16
+    }
+
+    /// The used descriptor at the guest's used position, if the device wrote one: (id, len).
+    /// It then moves the used position on by `slots` (the chain's length).
+    pub fn take_used(&mut self, slots: u16) -> Option<(u16, u32)> {
+        let (i, w) = self.used;
+        let (_, len, id, flags) = self.read(i);
+        let want = if w { PK_AVAIL | PK_USED } else { 0 };
+        if flags & (PK_AVAIL | PK_USED) != want {
+            return None;
+        }
+        let n = i as u32 + slots as u32;
+        self.used = if n >= self.size as u32 {
+            ((n - self.size as u32) as u16, !w)
+        } else {
+            (n as u16, w)
+        };
+        Some((id, len))
+    }
+}
+
+impl EvilFrontend {
+    /// NUM, BASE (slot 0, wrap counter 1), ADDR, CALL (no fd) and KICK (no fd) for packed
+    /// vring `index` laid out as `ring`, then SET_VRING_ENABLE when `enable`.
+    pub fn setup_packed_vring(&self, index: u32, ring: &PackedLayout, enable: bool) {
+        let addrs = (ring.desc_uva(), ring.device_uva(), ring.driver_uva());
+        self.setup_ring(index, ring.size, 0x8000, addrs, enable);
     }
 }

@@ -2,6 +2,7 @@
 //! well-behaved client that proves a port still serves after an attack.
 #![allow(dead_code)]
 
+pub mod evil_backend;
 pub mod evil_frontend;
 
 use std::collections::BTreeMap;
