@@ -169,23 +169,21 @@ fn split_hostile_num_buffers() {
     split_num_buffers(&[0, 0xffff], false);
 }
 
-/// Bug: the split driver delivers a packet whose header says num_buffers 0 or 0xffff as if
+/// Found by this suite (fixed): the split driver delivered a packet whose header says num_buffers 0 or 0xffff as if
 /// it said 1, uncounted; the packed driver refuses both (`rx_q0_bad_used_len` +2). Expected
 /// the same here: no packet out, `rx_q0_bad_used_len` +2.
 #[test]
-#[ignore = "bug: split driver (mergeable Rx) delivers packets whose num_buffers is 0 or 0xffff as single-buffer packets without counting them; the packed driver counts rx_q0_bad_used_len"]
 fn split_num_buffers_0_and_0xffff_are_counted() {
     split_num_buffers(&[0, 0xffff], true);
 }
 
-/// Bug: after a used entry whose header says num_buffers 3 with one buffer used (an
+/// Found by this suite (fixed): after a used entry whose header says num_buffers 3 with one buffer used (an
 /// incomplete merged packet, rightly held back), the split driver keeps that partial packet
 /// across the reconnection: with a good backend, 8 frames of 300 bytes come out as 7 packets
 /// of 2524 bytes in all (seen with a debug print), i.e. the stale buffer is merged with the
 /// new session's buffers into one corrupt packet, and `recover` times out waiting for 8. The
 /// packed driver recovers from the same entry (`packed_hostile_num_buffers`).
 #[test]
-#[ignore = "bug: split driver (mergeable Rx): an incomplete merged packet (num_buffers 3, 1 buffer used) survives the reconnection and is completed with the good backend's buffers: 8 x 300 B frames come out as 7 packets / 2524 B (a corrupt packet); packed recovers"]
 fn split_num_buffers_larger_than_used_then_recovers() {
     split_num_buffers(&[3], false);
 }

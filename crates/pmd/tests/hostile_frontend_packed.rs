@@ -474,19 +474,17 @@ fn bad_packed_chains_are_counted_and_dropped() {
     support::wait("fds back to the baseline", || fd_count() == fds);
 }
 
-/// Bug (or an inconsistency to decide): the packed device accepts an indirect table that is
-/// not 8-byte aligned and delivers its packet; the split device refuses the same table with
-/// `rx_q0_bad_indirect_desc` (`hostile_frontend`). Expected the same here.
+/// An indirect table that is not 8-byte aligned is refused with `rx_q0_bad_indirect_desc`, as
+/// the split device does (`hostile_frontend`). (Found by this suite: the packed device used to
+/// accept it.)
 #[test]
-#[ignore = "bug: packed device accepts a misaligned (not 8-byte aligned) indirect table and delivers the packet; the split device counts rx_q0_bad_indirect_desc"]
 fn packed_indirect_table_not_8_byte_aligned() {
     run("bug-mis", tx_bug_cases()[0], true);
 }
 
-/// Bug: a packed indirect table is bounded only by its region's size (the split ring caps it
-/// at 65536 entries); expected `rx_q0_bad_indirect_desc` +1.
+/// A packed indirect table of more than 65536 entries is refused (`rx_q0_bad_indirect_desc`
+/// +1), as on split rings. (Found by this suite: the packed device had no cap.)
 #[test]
-#[ignore = "bug: packed device: no cap on the indirect table length (more than 65536 entries accepted and walked; cap pending)"]
 fn packed_indirect_table_over_65536_entries() {
     run("bug-ind", tx_bug_cases()[1], true);
 }

@@ -155,7 +155,12 @@ impl DriverQueue {
         sink: &impl ErrorSink,
     ) -> u16 {
         match self {
-            DriverQueue::Split(q) => resume_base(&q.ring(), q.last_used(), q.avail_idx()),
+            DriverQueue::Split(q) => {
+                if refill {
+                    q.roll_back_incomplete_rx();
+                }
+                resume_base(&q.ring(), q.last_used(), q.avail_idx())
+            }
             DriverQueue::Packed(q) => {
                 if q.in_flight() > 0 || refill {
                     q.reset(cache);

@@ -209,6 +209,10 @@ impl PackedDevice {
             .mem
             .translate(addr, len as u64)
             .ok_or(RingError::DescAddr)?;
+        // Descriptors are 8-byte aligned structures; refused like the split device does.
+        if !(table as usize).is_multiple_of(8) {
+            return Err(RingError::Indirect);
+        }
         let mut total = 0u64;
         for i in 0..n as usize {
             // SAFETY: i < n and the whole table of n 16-byte entries was translated.

@@ -769,7 +769,18 @@ impl SplitDriver {
                 let nb = match nb {
                     Some(n) if n >= 1 && n <= pending => n,
                     Some(n) if n >= 1 && n <= self.mask.wrapping_add(1) => break, // incomplete
-                    _ => 1, // bogus: the first take_used/len check will count it
+                    Some(_) => {
+                        // num_buffers 0, or more buffers than the ring holds: the device lied
+                        // about the packet's extent. Counted and dropped (as the packed
+                        // driver does), never delivered as a one-buffer packet.
+                        pending -= 1;
+                        if let Some(m) = self.take_single::<IO>(cache, sink) {
+                            sink.ring_error(RingError::UsedLen, 1);
+                            cache.free(m);
+                        }
+                        continue;
+                    }
+                    None => 1, // bogus id or length: the first take_used/len check counts it
                 };
                 pending -= nb;
                 if nb == 1 {
@@ -818,6 +829,37 @@ impl SplitDriver {
         m.set_port(port);
         out.push(m);
         *got += 1;
+    }
+
+    /// Before a new device takes over a mergeable receive ring: if the old device completed
+    /// only the first buffers of a packet (its `num_buffers` promised more than it used), or
+    /// left an entry whose `num_buffers` is bogus, `used.idx` is moved back to the start of
+    /// that packet. The new device then starts there and overwrites those buffers, instead of
+    /// its buffers completing the old device's packet. Complete packets before it stay and
+    /// are delivered. Must run while no burst is in progress.
+    pub fn roll_back_incomplete_rx(&mut self) {
+        if !self.mrg || self.broken || self.hdr_len != 12 {
+            return;
+        }
+        let used = self.ring.used_idx();
+        let mut rem = used.wrapping_sub(self.last_used);
+        if rem > self.in_flight_entries() {
+            return; // `resume_base` repairs a used index outside the window
+        }
+        let mut pos = self.last_used;
+        while rem > 0 {
+            let e = self.ring.used_elem(pos);
+            match self.peek_num_buffers(e.id, e.len) {
+                Some(n) if n >= 1 && n <= rem => {
+                    pos = pos.wrapping_add(n);
+                    rem -= n;
+                }
+                _ => break,
+            }
+        }
+        if rem > 0 {
+            self.ring.set_used_idx(pos);
+        }
     }
 
     fn peek_num_buffers(&self, id: u32, len: u32) -> Option<u16> {
