@@ -10,6 +10,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
+use ferrovia_virtqueue::call_fd::CallFd;
 use ferrovia_virtqueue::device::{ActiveVring, RingView, prepare_call_fd};
 use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{
@@ -169,7 +170,7 @@ struct VringSetup {
     used: u16,
     kicked: bool,
     enabled: bool,
-    call: Option<Arc<File>>,
+    call: Option<Arc<CallFd>>,
     published: bool,
 }
 
@@ -244,7 +245,14 @@ impl BackendHandler {
     fn pause(&mut self, i: usize) {
         let ctl = &self.shared.vrings[i];
         if self.vrings[i].published {
-            ctl.cfg.publish(None);
+            // A poller that a hostile driver made sleep in its call write is interrupted
+            // (the call counts as skipped), so this wait always ends.
+            let call = self.vrings[i].call.clone();
+            ctl.cfg.publish_with(None, || {
+                if let Some(c) = &call {
+                    c.interrupt_writer();
+                }
+            });
             self.vrings[i].base = ctl.last_avail.load(Ordering::Acquire);
             self.vrings[i].used = ctl.used_idx.load(Ordering::Acquire);
             self.vrings[i].published = false;
@@ -577,7 +585,7 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
             prepare_call_fd(f).map_err(|e| self.err(format!("SET_VRING_CALL {index}: {e}")))?;
         }
         self.pause(i);
-        self.vrings[i].call = fd.map(Arc::new);
+        self.vrings[i].call = fd.map(|f| Arc::new(CallFd::new(f)));
         self.refresh(i)
     }
     fn set_vring_err(&mut self, index: u8, _fd: Option<File>) -> VuResult<()> {

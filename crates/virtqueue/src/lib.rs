@@ -34,6 +34,7 @@
 //! reported through an [`ErrorSink`] and never causes a panic, a hang or an out-of-bounds
 //! access.
 
+pub mod call_fd;
 pub mod chain;
 pub mod device;
 pub mod driver;

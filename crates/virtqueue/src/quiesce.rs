@@ -64,6 +64,26 @@ impl<T> Quiesce<T> {
         self.wait_idle();
     }
 
+    /// As [`Quiesce::publish`], but when the poller stays inside its burst for longer than
+    /// 10 ms, calls `unstick` every 10 ms until it leaves (the control plane uses it to
+    /// interrupt a poller that a hostile peer made sleep in a call write).
+    #[cfg(not(loom))]
+    pub fn publish_with(&self, cfg: Option<Arc<T>>, mut unstick: impl FnMut()) {
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        // As in `publish`.
+        fence(Ordering::SeqCst);
+        barrier::heavy();
+        let mut next = std::time::Instant::now() + std::time::Duration::from_millis(10);
+        while self.in_burst.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+            if std::time::Instant::now() >= next {
+                unstick();
+                next += std::time::Duration::from_millis(10);
+            }
+        }
+    }
+
     /// Waits until the poller is between bursts.
     pub fn wait_idle(&self) {
         while self.in_burst.load(Ordering::SeqCst) {

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
+use crate::call_fd::CallFd;
 pub use crate::error::RingAddrError;
 use crate::guest_mem::GuestMemory;
 use crate::layout::{VRING_USED_F_NO_NOTIFY, bit, feature};
@@ -80,7 +81,7 @@ pub struct ActiveVring {
     /// Where to resume: the avail index to process next (also the used index).
     pub base: u16,
     /// Eventfd to signal the driver, if any.
-    pub call: Option<Arc<File>>,
+    pub call: Option<Arc<CallFd>>,
 }
 
 impl ActiveVring {
@@ -104,31 +105,15 @@ impl ActiveVring {
     /// it): the eventfd's counter is at its limit (`u64::MAX - 1`, where a write would wait
     /// for the driver to read it), or the write failed. `poll` with a zero timeout tells first
     /// whether a write can proceed, so a write is attempted only when it cannot wait, whatever
-    /// `O_NONBLOCK` says ([`prepare_call_fd`] sets it too). Residual race: a driver that both
-    /// clears `O_NONBLOCK` on the shared file description and fills the counter between the
-    /// `poll` and the `write` makes this write wait until it reads its eventfd.
+    /// `O_NONBLOCK` says ([`prepare_call_fd`] sets it too). A driver that both clears
+    /// `O_NONBLOCK` on the shared file description and fills the counter between the `poll`
+    /// and the `write` can make the write sleep; the control thread then interrupts it when a
+    /// quiesce waits too long ([`CallFd::interrupt_writer`]), and the call counts as skipped.
     /// (`pwritev2(RWF_NOWAIT)` would need one syscall, but eventfds refuse it: `EOPNOTSUPP`
     /// on Linux 6.18.)
     #[cold]
     pub fn signal_call(&self) -> bool {
-        let Some(call) = &self.call else {
-            return true;
-        };
-        let fd = call.as_raw_fd();
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd on the stack, zero timeout; `fd` stays open (`call` is held).
-        let r = unsafe { libc::poll(&mut p, 1, 0) };
-        if r != 1 || p.revents & libc::POLLOUT == 0 {
-            return false;
-        }
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a live stack buffer to an fd we hold open.
-        let n = unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
-        n == one.len() as isize
+        self.call.as_ref().is_none_or(|c| c.signal())
     }
 
     /// The split ring view; panics for packed rings (callers dispatch on [`RingView`] first).
