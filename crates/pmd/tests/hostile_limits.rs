@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use support::evil_frontend::{
     EvilFrontend, GuestMem, SplitLayout, feat, req, single_region_payload,
 };
-use support::{VhostUnderTest, fd_count, temp_dir, wait, xstat};
+use support::{Bystander, VhostUnderTest, fd_count, temp_dir, wait, xstat};
 
 static LOCK: Mutex<()> = Mutex::new(());
 
@@ -154,9 +154,11 @@ fn call_fd_must_be_an_eventfd_and_never_blocks_the_poller() {
     let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     ferrovia_pmd::start_control_plane().unwrap();
     let dir = temp_dir("callfd");
+    let by = Bystander::start(&dir);
     let mut v = VhostUnderTest::new(&dir, "callfd");
     v.serve_good_client();
     let base = fd_count();
+    let by0 = by.moved();
 
     // (a) a pipe as the call fd.
     let (_s0, f0, b0) = v.sessions();
@@ -247,7 +249,9 @@ fn call_fd_must_be_an_eventfd_and_never_blocks_the_poller() {
     wait("link down", || !v.port.link().up);
     drop((calls, mem));
     v.serve_good_client();
+    by.assert_forwarded_since(by0, "blocking call fds on another port");
     wait(&format!("fd count back to {base}"), || fd_count() == base);
+    drop(by);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

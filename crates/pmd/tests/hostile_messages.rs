@@ -17,7 +17,7 @@ use support::evil_frontend::{
     EvilFrontend, FLAG_NEED_REPLY, FLAG_REPLY, FLAG_VERSION, GuestMem, RegionDesc, SplitLayout,
     VRING_NOFD, feat, mem_table_payload, req, single_region_payload, vring_addr, vring_state,
 };
-use support::{VhostUnderTest, fd_count, temp_dir, wait};
+use support::{Bystander, VhostUnderTest, fd_count, temp_dir, wait};
 
 static LOCK: Mutex<()> = Mutex::new(());
 
@@ -50,20 +50,25 @@ type Attack = Box<dyn Fn(&mut VhostUnderTest) -> Option<EvilFrontend>>;
 struct Harness {
     v: VhostUnderTest,
     steady: usize,
+    // Dropped before the directory is removed (declared first).
+    by: Bystander,
     dir: std::path::PathBuf,
 }
 
 impl Harness {
     fn new(tag: &str) -> Harness {
+        ferrovia_pmd::start_control_plane().unwrap();
         let dir = temp_dir(tag);
+        let by = Bystander::start(&dir);
         let mut v = VhostUnderTest::new(&dir, tag);
         v.serve_good_client();
         let steady = fd_count();
-        Harness { v, steady, dir }
+        Harness { v, steady, by, dir }
     }
 
     fn case(&mut self, name: &str, outcome: Outcome, attack: Attack) {
         let (s0, f0, b0) = self.v.sessions();
+        let by0 = self.by.moved();
         let fe = attack(&mut self.v);
         if let Refused { .. } = outcome {
             wait(&format!("{name}: session refused"), || {
@@ -86,6 +91,8 @@ impl Harness {
             want,
             "{name}: (sessions, sessions_failed, bad_messages) moved by"
         );
+        self.by
+            .assert_forwarded_since(by0, &format!("{name}: a second port meanwhile"));
         let steady = self.steady;
         wait(&format!("{name}: fd count back to {steady}"), || {
             fd_count() == steady

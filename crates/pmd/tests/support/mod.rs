@@ -197,3 +197,118 @@ impl VhostUnderTest {
         wait("good client: link down", || !self.port.link().up);
     }
 }
+
+/// A second, well-behaved port pair in the same process (a `net_vhost` port and our
+/// `net_virtio_user` on it) forwarding in its own thread, to show that an attack on another
+/// port does not stall or disturb it. Every frame is checked.
+pub struct Bystander {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    moved: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    ports: Option<(Box<dyn Port>, Box<dyn Port>)>,
+}
+
+impl Bystander {
+    /// Opens the pair at `<dir>/bystander.sock` and starts forwarding (virtio-user → vhost)
+    /// once its link is up. Call before taking fd baselines.
+    pub fn start(dir: &std::path::Path) -> Bystander {
+        use std::sync::atomic::Ordering;
+        let sock = dir.join("bystander.sock").display().to_string();
+        let pool = pool("bystander");
+        let mut vh = ferrovia_pmd::open(
+            &format!("net_vhost9,iface={sock}"),
+            &PortConf::new(9, pool.clone()),
+        )
+        .unwrap();
+        vh.start().unwrap();
+        let mut vu = ferrovia_pmd::open(
+            &format!("net_virtio_user9,path={sock}"),
+            &PortConf::new(10, pool.clone()),
+        )
+        .unwrap();
+        vu.start().unwrap();
+        wait("bystander: link up", || vh.link().up && vu.link().up);
+        let (mut tx, mut rx) = (vu.tx_queue(0).unwrap(), vh.rx_queue(0).unwrap());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let moved = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let thread = {
+            let (stop, moved) = (stop.clone(), moved.clone());
+            std::thread::spawn(move || {
+                let mut caches = LcoreCaches::new();
+                let mut seq = 0u64;
+                let mut expect = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut b = Burst::new();
+                    while b.len() < 8 && seq - expect < 64 {
+                        let Some(mut m) = caches.for_pool(&pool).alloc() else {
+                            break;
+                        };
+                        m.append(64).unwrap().fill(seq as u8);
+                        m.data_mut()[..8].copy_from_slice(&seq.to_le_bytes());
+                        b.push(m);
+                        seq += 1;
+                    }
+                    let unsent = b.len() - tx.tx_burst(&mut caches, &mut b);
+                    seq -= unsent as u64;
+                    caches.free_all(b.drain(..));
+                    let mut r = Burst::new();
+                    rx.rx_burst(&mut caches, &mut r, 32);
+                    for m in r.drain(..) {
+                        let d = m.data();
+                        let got = u64::from_le_bytes(d[..8].try_into().unwrap());
+                        assert_eq!(got, expect, "bystander: frame lost or out of order");
+                        assert!(d[8..].iter().all(|&x| x == got as u8), "bystander: corrupt");
+                        expect += 1;
+                        moved.fetch_add(1, Ordering::Relaxed);
+                        caches.free(m);
+                    }
+                    // Gentle: the tests beside it need the CPUs more than it needs speed.
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        };
+        let by = Bystander {
+            stop,
+            moved,
+            thread: Some(thread),
+            ports: Some((vh, vu)),
+        };
+        by.wait_moved(64, "bystander: first frames");
+        by
+    }
+
+    /// Frames delivered so far.
+    pub fn moved(&self) -> u64 {
+        self.moved.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more frames than now have been delivered (fails after 10 s).
+    pub fn wait_moved(&self, n: u64, what: &str) {
+        let start = self.moved();
+        wait(what, || self.moved() >= start + n);
+    }
+
+    /// Asserts the pair kept forwarding (at least `n` frames since `since`) and is still up.
+    pub fn assert_forwarded_since(&self, since: u64, what: &str) {
+        self.wait_moved(32, what);
+        assert!(
+            self.moved() > since,
+            "{what}: the bystander pair forwarded nothing during the attack"
+        );
+        let (vh, vu) = self.ports.as_ref().unwrap();
+        assert!(
+            vh.link().up && vu.link().up,
+            "{what}: bystander link went down"
+        );
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.ports = None;
+    }
+}
