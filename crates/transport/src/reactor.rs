@@ -129,6 +129,13 @@ pub struct ReactorCounters {
     pub wakeups: AtomicU64,
     /// Sources registered now.
     pub sources: AtomicU64,
+    /// Sources taken out of the loop because a callback panicked (a bug).
+    pub panics: AtomicU64,
+}
+
+/// Runs `f`; true if it panicked (the panic is contained).
+fn caught(f: impl FnOnce()) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err()
 }
 
 /// The token of the reactor's own wake-up eventfd.
@@ -218,9 +225,27 @@ impl Reactor {
         unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
     }
 
+    /// Takes a source whose callback panicked (a bug) out of the loop, so that every other
+    /// port goes on being served; its port's `remove` later finds nothing and returns.
+    fn detach_broken(&self, sources: &mut HashMap<SourceId, Entry>, id: SourceId) {
+        if let Some(mut e) = sources.remove(&id) {
+            for fd in e.fds.drain(..) {
+                epoll_del(self.epfd.as_raw_fd(), fd);
+            }
+            self.counters.panics.fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                "control loop: the handler of source {id} panicked (a bug, please report it); that port is no longer served, the others are"
+            );
+            let src = &mut e.source;
+            caught(|| src.stop());
+            caught(move || drop(e));
+        }
+    }
+
     fn run(&self) {
         let mut sources: HashMap<SourceId, Entry> = HashMap::new();
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut broken: Vec<SourceId> = Vec::new();
         loop {
             let now = Instant::now();
             let next = sources.values().filter_map(|e| e.deadline).min();
@@ -261,7 +286,10 @@ impl Reactor {
                         fds: &mut e.fds,
                         deadline: &mut e.deadline,
                     };
-                    e.source.ready(&mut cx, fd, ev.events);
+                    let src = &mut e.source;
+                    if caught(|| src.ready(&mut cx, fd, ev.events)) {
+                        broken.push(id);
+                    }
                 }
             }
             let now = Instant::now();
@@ -274,8 +302,14 @@ impl Reactor {
                         fds: &mut e.fds,
                         deadline: &mut e.deadline,
                     };
-                    e.source.timeout(&mut cx);
+                    let src = &mut e.source;
+                    if caught(|| src.timeout(&mut cx)) {
+                        broken.push(id);
+                    }
                 }
+            }
+            for id in broken.drain(..) {
+                self.detach_broken(&mut sources, id);
             }
             let cmds =
                 std::mem::take(&mut *self.commands.lock().unwrap_or_else(|p| p.into_inner()));
@@ -293,16 +327,21 @@ impl Reactor {
                             fds: &mut e.fds,
                             deadline: &mut e.deadline,
                         };
-                        e.source.start(&mut cx);
+                        let src = &mut e.source;
+                        let failed = caught(|| src.start(&mut cx));
                         sources.insert(id, e);
+                        if failed {
+                            self.detach_broken(&mut sources, id);
+                        }
                     }
                     Command::Remove(id, done) => {
                         if let Some(mut e) = sources.remove(&id) {
                             for fd in e.fds.drain(..) {
                                 epoll_del(self.epfd.as_raw_fd(), fd);
                             }
-                            e.source.stop();
-                            drop(e);
+                            let src = &mut e.source;
+                            caught(|| src.stop());
+                            caught(move || drop(e));
                         }
                         if let Some(d) = done {
                             let _ = d.send(());
@@ -387,5 +426,69 @@ mod tests {
             1,
             "stop ran before remove returned"
         );
+    }
+
+    struct Panicking {
+        fd: OwnedFd,
+    }
+
+    impl Source for Panicking {
+        fn start(&mut self, cx: &mut Ctx<'_>) {
+            cx.watch(self.fd.as_raw_fd(), libc::EPOLLIN as u32).unwrap();
+        }
+        fn ready(&mut self, _cx: &mut Ctx<'_>, _fd: RawFd, _events: u32) {
+            panic!("a bug in one port's handler");
+        }
+        fn timeout(&mut self, _cx: &mut Ctx<'_>) {}
+        fn stop(&mut self) {}
+    }
+
+    fn eventfd() -> OwnedFd {
+        // SAFETY: plain syscall; the fd is owned below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK) };
+        assert!(fd >= 0);
+        // SAFETY: fresh fd.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    }
+
+    fn poke(fd: RawFd) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: 8-byte write from a live buffer to an eventfd.
+        unsafe { libc::write(fd, one.as_ptr().cast(), 8) };
+    }
+
+    #[test]
+    fn a_panicking_source_is_detached_and_the_others_are_served() {
+        let r = Reactor::global();
+        let bad = eventfd();
+        let bad_raw = bad.as_raw_fd();
+        let bad_id = r.add(Box::new(Panicking { fd: bad }));
+        let good = eventfd();
+        let good_raw = good.as_raw_fd();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let good_id = r.add(Box::new(Counting {
+            fd: good,
+            hits: hits.clone(),
+            timeouts: Arc::new(AtomicUsize::new(0)),
+            stopped: Arc::new(AtomicUsize::new(0)),
+        }));
+        let p0 = r.counters().panics.load(Ordering::SeqCst);
+        poke(bad_raw);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while r.counters().panics.load(Ordering::SeqCst) == p0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(r.counters().panics.load(Ordering::SeqCst), p0 + 1);
+        poke(good_raw);
+        while hits.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "the other source is still served"
+        );
+        r.remove(bad_id); // returns although the source is gone
+        r.remove(good_id);
     }
 }
