@@ -59,3 +59,40 @@ impl Drop for TakenGuard {
         self.0.store(false, Ordering::Release);
     }
 }
+
+/// How often a client-mode port retries its connection.
+pub(crate) const RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Connection attempts of a client-mode port, warning once per outage.
+#[derive(Debug, Default)]
+pub(crate) struct Retry {
+    warned: bool,
+}
+
+impl Retry {
+    /// Tries to connect to `path` (never blocks). On failure it logs the reason once per
+    /// outage and sets the source's deadline to the next attempt.
+    pub(crate) fn attempt(
+        &mut self,
+        cx: &mut ferrovia_transport::reactor::Ctx<'_>,
+        name: &str,
+        path: &str,
+        role: &str,
+        listen_hint: &str,
+    ) -> Option<std::os::unix::net::UnixStream> {
+        match ferrovia_transport::socket::connect_nonblocking(path, role, listen_hint) {
+            Ok(s) => {
+                self.warned = false;
+                Some(s)
+            }
+            Err(e) => {
+                if !self.warned {
+                    log::warn!("{name}: {e}; retrying every 500 ms");
+                    self.warned = true;
+                }
+                cx.set_deadline(Some(std::time::Instant::now() + RECONNECT_EVERY));
+                None
+            }
+        }
+    }
+}

@@ -225,6 +225,23 @@ impl Reactor {
         unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
     }
 
+    /// Runs one callback of source `id` with its context; true if it panicked.
+    fn call(
+        &self,
+        id: SourceId,
+        e: &mut Entry,
+        f: impl FnOnce(&mut dyn Source, &mut Ctx<'_>),
+    ) -> bool {
+        let mut cx = Ctx {
+            epfd: self.epfd.as_raw_fd(),
+            id,
+            fds: &mut e.fds,
+            deadline: &mut e.deadline,
+        };
+        let src = &mut *e.source;
+        caught(|| f(src, &mut cx))
+    }
+
     /// Takes a source whose callback panicked (a bug) out of the loop, so that every other
     /// port goes on being served; its port's `remove` later finds nothing and returns.
     fn detach_broken(&self, sources: &mut HashMap<SourceId, Entry>, id: SourceId) {
@@ -280,14 +297,7 @@ impl Reactor {
                     if !e.fds.contains(&fd) {
                         continue;
                     }
-                    let mut cx = Ctx {
-                        epfd: self.epfd.as_raw_fd(),
-                        id,
-                        fds: &mut e.fds,
-                        deadline: &mut e.deadline,
-                    };
-                    let src = &mut e.source;
-                    if caught(|| src.ready(&mut cx, fd, ev.events)) {
+                    if self.call(id, e, |src, cx| src.ready(cx, fd, ev.events)) {
                         broken.push(id);
                     }
                 }
@@ -296,14 +306,7 @@ impl Reactor {
             for (&id, e) in sources.iter_mut() {
                 if e.deadline.is_some_and(|t| t <= now) {
                     e.deadline = None;
-                    let mut cx = Ctx {
-                        epfd: self.epfd.as_raw_fd(),
-                        id,
-                        fds: &mut e.fds,
-                        deadline: &mut e.deadline,
-                    };
-                    let src = &mut e.source;
-                    if caught(|| src.timeout(&mut cx)) {
+                    if self.call(id, e, |src, cx| src.timeout(cx)) {
                         broken.push(id);
                     }
                 }
@@ -321,14 +324,7 @@ impl Reactor {
                             fds: Vec::new(),
                             deadline: None,
                         };
-                        let mut cx = Ctx {
-                            epfd: self.epfd.as_raw_fd(),
-                            id,
-                            fds: &mut e.fds,
-                            deadline: &mut e.deadline,
-                        };
-                        let src = &mut e.source;
-                        let failed = caught(|| src.start(&mut cx));
+                        let failed = self.call(id, &mut e, |src, cx| src.start(cx));
                         sources.insert(id, e);
                         if failed {
                             self.detach_broken(&mut sources, id);

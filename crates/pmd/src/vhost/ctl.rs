@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 use ferrovia_transport::backend::DeviceShared;
 use ferrovia_transport::reactor::{Ctx, Source};
 use ferrovia_transport::session::{BackendSession, Service};
-use ferrovia_transport::socket;
+
+use crate::shared::{RECONNECT_EVERY, Retry};
 
 /// How long a peer may take to finish a message it started, or to make room for our reply.
 pub(crate) const MESSAGE_LIMIT: Duration = Duration::from_secs(2);
-/// How often a client-mode port retries its connection.
-const RECONNECT_EVERY: Duration = Duration::from_millis(500);
 
 const EV_SESSION: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
 
@@ -38,7 +37,7 @@ pub(crate) struct VhostSource {
     pub(crate) shared: Arc<DeviceShared>,
     pub(crate) session: Option<BackendSession>,
     wait: Wait,
-    warned: bool,
+    retry: Retry,
 }
 
 impl VhostSource {
@@ -59,7 +58,7 @@ impl VhostSource {
             shared,
             session: None,
             wait: Wait::Nothing,
-            warned: false,
+            retry: Retry::default(),
         }
     }
 
@@ -161,23 +160,13 @@ impl VhostSource {
     }
 
     fn connect(&mut self, cx: &mut Ctx<'_>) {
-        match socket::connect_nonblocking(
-            &self.iface,
-            "vhost-user frontend (QEMU or virtio-user server=1)",
-            "client=0",
-        ) {
-            Ok(s) => {
-                self.warned = false;
-                self.begin(cx, s);
-            }
-            Err(e) => {
-                if !self.warned {
-                    log::warn!("{}: {e}; retrying every 500 ms", self.name);
-                    self.warned = true;
-                }
-                self.wait = Wait::Reconnect;
-                cx.set_deadline(Some(Instant::now() + RECONNECT_EVERY));
-            }
+        let role = "vhost-user frontend (QEMU or virtio-user server=1)";
+        match self
+            .retry
+            .attempt(cx, &self.name, &self.iface, role, "client=0")
+        {
+            Some(s) => self.begin(cx, s),
+            None => self.wait = Wait::Reconnect,
         }
     }
 }

@@ -13,16 +13,14 @@ use ferrovia_ethdev::{EventSink, PortEventKind};
 use ferrovia_memory::registry;
 use ferrovia_transport::frontend::{FrontendError, Handshake, Progress, VringSpec};
 use ferrovia_transport::reactor::{Ctx, Source};
-use ferrovia_transport::socket;
 use ferrovia_virtqueue::driver::DriverQueue;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{LinkCfg, Opts, VringShared};
+use crate::shared::{RECONNECT_EVERY, Retry};
 
 /// How long the backend may take to answer one handshake request.
 pub(crate) const REPLY_LIMIT: Duration = Duration::from_secs(3);
-/// How often a client-mode port retries its connection.
-const RECONNECT_EVERY: Duration = Duration::from_millis(500);
 
 const EV_READ: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
 
@@ -54,7 +52,7 @@ pub(crate) struct VirtioUserSource {
     pub(crate) first_reply: Option<mpsc::Sender<Result<(), String>>>,
     pub(crate) events: Option<(EventSink, u16)>,
     state: State,
-    warned: bool,
+    retry: Retry,
 }
 
 impl VirtioUserSource {
@@ -96,7 +94,7 @@ impl VirtioUserSource {
             first_reply: None,
             events,
             state: State::Idle,
-            warned: false,
+            retry: Retry::default(),
         }
     }
 
@@ -288,19 +286,13 @@ impl VirtioUserSource {
     }
 
     fn connect(&mut self, cx: &mut Ctx<'_>) {
-        match socket::connect_nonblocking(&self.opts.path, "vhost-user backend", "server=1") {
-            Ok(s) => {
-                self.warned = false;
-                self.begin(cx, s);
-            }
-            Err(e) => {
-                if !self.warned {
-                    log::warn!("{}: {e}; retrying every 500 ms", self.name);
-                    self.warned = true;
-                }
-                self.state = State::Reconnect;
-                cx.set_deadline(Some(Instant::now() + RECONNECT_EVERY));
-            }
+        let (name, path) = (&self.name, &self.opts.path);
+        match self
+            .retry
+            .attempt(cx, name, path, "vhost-user backend", "server=1")
+        {
+            Some(s) => self.begin(cx, s),
+            None => self.state = State::Reconnect,
         }
     }
 }
