@@ -51,7 +51,11 @@ pub fn vhost_user_messages(data: &[u8]) -> usize {
     let shared = DeviceShared::new(2);
     let handler = Arc::new(Mutex::new(BackendHandler::new("fuzz", shared)));
     let mut req = BackendReqHandler::from_stream(b, handler.clone());
-    // The peer writes everything then hangs up; the backend reads until it fails.
+    // The peer writes everything then hangs up; the backend reads until it fails. The peer's
+    // writes never wait: many small messages with fds fill the socket's queue before the
+    // backend reads any (a blocking send then waited forever: the harness hung, found by the
+    // fuzzer), so what does not fit is simply not sent.
+    a.set_nonblocking(true).expect("non-blocking socketpair");
     match data.split_first() {
         Some((&WITH_FDS, mut rest)) => {
             while rest.len() >= 3 {
