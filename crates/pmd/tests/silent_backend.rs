@@ -7,12 +7,10 @@ use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use ferrovia_ethdev::{Burst, PortConf};
-use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
+use ferrovia_ethdev::PortConf;
 
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
+mod support;
+use support::{Bystander, fd_count as fds, pool, temp_dir};
 
 fn fd_names() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
@@ -29,76 +27,13 @@ fn fd_names() -> Vec<String> {
     v
 }
 
-fn pool(name: &str) -> Mempool {
-    Mempool::new(MempoolConfig {
-        name: name.into(),
-        count: 4096,
-        cache_size: 64,
-        ..Default::default()
-    })
-    .unwrap()
-}
-
 #[test]
 fn a_backend_that_never_answers_fails_open_and_stalls_nobody() {
     ferrovia_pmd::start_control_plane().unwrap();
-    let dir = std::env::temp_dir().join(format!("ferrovia-silent-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (vu_pool, vh_pool) = (pool("silent-vu"), pool("silent-vh"));
-
+    let dir = temp_dir("silent");
     // A healthy pair on the same control loop, forwarding in another thread throughout.
-    let good = dir.join("good.sock").display().to_string();
-    let mut vh = ferrovia_pmd::open(
-        &format!("net_vhost0,iface={good}"),
-        &PortConf::new(0, vh_pool.clone()),
-    )
-    .unwrap();
-    vh.start().unwrap();
-    let mut vu = ferrovia_pmd::open(
-        &format!("net_virtio_user0,path={good}"),
-        &PortConf::new(1, vu_pool.clone()),
-    )
-    .unwrap();
-    vu.start().unwrap();
-    let (mut vtx, mut hrx) = (vu.tx_queue(0).unwrap(), vh.rx_queue(0).unwrap());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let moved = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let fwd = {
-        let (stop, moved, p) = (stop.clone(), moved.clone(), vu_pool.clone());
-        std::thread::spawn(move || {
-            let mut caches = LcoreCaches::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let mut b = Burst::new();
-                for _ in 0..16 {
-                    let Some(mut m) = caches.for_pool(&p).alloc() else {
-                        break;
-                    };
-                    m.append(64).unwrap().fill(0x5a);
-                    b.push(m);
-                }
-                vtx.tx_burst(&mut caches, &mut b);
-                caches.free_all(b.drain(..));
-                let mut r = Burst::new();
-                let n = hrx.rx_burst(&mut caches, &mut r, 32);
-                for m in r.drain(..) {
-                    assert!(m.data().iter().all(|&x| x == 0x5a), "frame intact");
-                    caches.free(m);
-                }
-                moved.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            drop((vtx, hrx, caches));
-        })
-    };
-
-    // The forwarding queues take their kick fd on their first burst: start counting after it.
-    let t = Instant::now();
-    while moved.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the healthy pair never forwarded"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let by = Bystander::start(&dir);
+    let vu_pool = pool("silent-vu");
     let fds0 = fds();
     let names0 = fd_names();
     for (what, reply) in [
@@ -120,7 +55,7 @@ fn a_backend_that_never_answers_fails_open_and_stalls_nobody() {
                 }
             }
         });
-        let before = moved.load(std::sync::atomic::Ordering::Relaxed);
+        let before = by.moved();
         let t = Instant::now();
         let r = ferrovia_pmd::open(
             &format!("net_virtio_user1,path={}", sock.display()),
@@ -134,10 +69,7 @@ fn a_backend_that_never_answers_fails_open_and_stalls_nobody() {
         assert!(e.contains("did not answer GET_FEATURES"), "{what}: {e}");
         assert!(took < Duration::from_secs(30), "{what}: bounded ({took:?})");
         peer.join().unwrap();
-        assert!(
-            moved.load(std::sync::atomic::Ordering::Relaxed) > before,
-            "{what}: the healthy pair kept forwarding while the handshake waited"
-        );
+        by.assert_forwarded_since(before, &format!("{what}: the healthy pair meanwhile"));
         eprintln!("silent backend ({what}): open failed after {took:?}: {e}");
     }
     let t = Instant::now();
@@ -150,10 +82,7 @@ fn a_backend_that_never_answers_fails_open_and_stalls_nobody() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    fwd.join().unwrap();
-    drop((vu, vh));
+    drop(by);
     assert_eq!(vu_pool.available(), vu_pool.count(), "no mbuf leaked");
-    assert_eq!(vh_pool.available(), vh_pool.count(), "no mbuf leaked");
     let _ = std::fs::remove_dir_all(&dir);
 }
