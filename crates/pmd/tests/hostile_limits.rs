@@ -251,7 +251,7 @@ fn call_fd_must_be_an_eventfd_and_never_blocks_the_poller() {
     v.serve_good_client();
     by.assert_forwarded_since(by0, "blocking call fds on another port");
     wait(&format!("fd count back to {base}"), || fd_count() == base);
-    drop(by);
+    by.finish();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -82,7 +82,7 @@ fn a_backend_that_never_answers_fails_open_and_stalls_nobody() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    drop(by);
+    by.finish();
     assert_eq!(vu_pool.available(), vu_pool.count(), "no mbuf leaked");
     let _ = std::fs::remove_dir_all(&dir);
 }

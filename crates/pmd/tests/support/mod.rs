@@ -206,6 +206,7 @@ pub struct Bystander {
     moved: std::sync::Arc<std::sync::atomic::AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
     ports: Option<(Box<dyn Port>, Box<dyn Port>)>,
+    pool: Mempool,
 }
 
 impl Bystander {
@@ -232,7 +233,7 @@ impl Bystander {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let moved = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let thread = {
-            let (stop, moved) = (stop.clone(), moved.clone());
+            let (stop, moved, pool) = (stop.clone(), moved.clone(), pool.clone());
             std::thread::spawn(move || {
                 let mut caches = LcoreCaches::new();
                 let mut seq = 0u64;
@@ -272,6 +273,7 @@ impl Bystander {
             moved,
             thread: Some(thread),
             ports: Some((vh, vu)),
+            pool,
         };
         by.wait_moved(64, "bystander: first frames");
         by
@@ -299,6 +301,22 @@ impl Bystander {
         assert!(
             vh.link().up && vu.link().up,
             "{what}: bystander link went down"
+        );
+    }
+}
+
+impl Bystander {
+    /// Stops the pair and asserts every mbuf of its pool came back.
+    pub fn finish(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("bystander thread");
+        }
+        self.ports = None;
+        assert_eq!(
+            self.pool.available(),
+            self.pool.count(),
+            "bystander: mbufs leaked"
         );
     }
 }
