@@ -1,0 +1,397 @@
+//! What happens to one frame: the L2 switching decision and the VLAN edits on output.
+//!
+//! [`Pipeline`] is the per-PMD-thread state (flow cache, output batches, learning filter) and
+//! [`Pipeline::process`] switches one received burst. Nothing here allocates, locks or makes a
+//! system call.
+
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use ferrovia_memory::{LcoreCaches, Mbuf, Mempool};
+
+use crate::counters::{DropCause, MAX_PORTS, PmdCounters};
+use crate::emc::{Action, Emc, FlowKey};
+use crate::fdb::FdbKey;
+use crate::frame::{self, FrameError};
+use crate::router::{self, RouteResult};
+use crate::snapshot::{BridgeView, PortView, Snapshot};
+use crate::vlan::{Egress, Ingress};
+use ferrovia_ethdev::Burst;
+
+/// A learning request from a PMD thread to the control thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearnRequest {
+    /// The bridge.
+    pub bridge: u16,
+    /// The source MAC and VLAN.
+    pub key: FdbKey,
+    /// The port it was seen on.
+    pub port: u16,
+}
+
+/// Frames waiting to leave through one port, flushed after each received burst.
+#[derive(Debug, Default)]
+pub struct OutBatch {
+    /// The frames.
+    pub pkts: Burst,
+}
+
+/// Output batch size: a batch this full is flushed at once.
+pub const OUT_BATCH: usize = 32;
+
+const RECENT: usize = 256;
+
+/// The per-PMD switching state.
+pub struct Pipeline {
+    /// The flow cache.
+    pub emc: Emc,
+    /// Output batches by port slot (allocated when a port is added).
+    pub out: Vec<Option<Box<OutBatch>>>,
+    /// Slots with frames in `out`.
+    pub dirty: Vec<u16>,
+    /// Learning requests to the control thread.
+    pub learn: Arc<ArrayQueue<LearnRequest>>,
+    /// Requests sent this second, to send each at most once a second.
+    recent: Box<[(u64, u32)]>,
+    /// Pool for flooded copies and router-made frames.
+    pub pool: Mempool,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").finish_non_exhaustive()
+    }
+}
+
+/// Per-burst inputs that do not change within the burst.
+#[derive(Clone, Copy)]
+pub struct BurstCtx<'a> {
+    /// The configuration.
+    pub snap: &'a Snapshot,
+    /// The flow-cache generation.
+    pub generation: u64,
+    /// The FDB clock.
+    pub now: u32,
+    /// This thread's counters.
+    pub counters: &'a PmdCounters,
+}
+
+impl Pipeline {
+    /// A pipeline that queues learning requests on `learn` and copies into `pool`.
+    pub fn new(learn: Arc<ArrayQueue<LearnRequest>>, pool: Mempool) -> Pipeline {
+        Pipeline {
+            emc: Emc::default(),
+            out: (0..MAX_PORTS).map(|_| None).collect(),
+            dirty: Vec::with_capacity(MAX_PORTS),
+            learn,
+            recent: vec![(0, u32::MAX); RECENT].into_boxed_slice(),
+            pool,
+        }
+    }
+
+    /// Queues `m` for output on `slot`; returns it when no batch exists for the slot.
+    #[inline]
+    fn enqueue(&mut self, slot: u16, m: Mbuf) -> Result<(), Mbuf> {
+        match self.out.get_mut(slot as usize).and_then(Option::as_mut) {
+            Some(b) => {
+                if b.pkts.is_empty() {
+                    self.dirty.push(slot);
+                }
+                b.pkts.push(m);
+                Ok(())
+            }
+            None => Err(m),
+        }
+    }
+
+    /// True when the batch of `slot` should be flushed before more is added.
+    #[inline]
+    pub fn batch_full(&self, slot: u16) -> bool {
+        self.out
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|b| b.pkts.len() >= OUT_BATCH)
+    }
+
+    /// Switches every frame of `burst`, received on port `in_slot`. Frames end up in the
+    /// output batches (see [`Pipeline::dirty`]) or freed and counted. `flush` is called for a
+    /// slot whose batch is full, mid-burst.
+    pub fn process(
+        &mut self,
+        cx: BurstCtx<'_>,
+        caches: &mut LcoreCaches,
+        in_slot: u16,
+        burst: &mut Burst,
+        flush: &mut dyn FnMut(&mut Pipeline, &mut LcoreCaches, u16),
+    ) {
+        let Some(inp) = cx.snap.port(in_slot) else {
+            caches.free_all(burst.drain(..));
+            return;
+        };
+        let Some(bridge) = cx.snap.bridge(inp.bridge) else {
+            caches.free_all(burst.drain(..));
+            return;
+        };
+        let pc = &cx.counters.ports[in_slot as usize];
+        let mut bytes = 0u64;
+        let n = burst.len() as u64;
+        for m in burst.drain(..) {
+            bytes += m.pkt_len() as u64;
+            if m.pkt_len() > inp.max_frame as usize {
+                pc.drop(DropCause::Oversize, 1);
+                caches.free(m);
+                continue;
+            }
+            let h = match frame::parse(m.data()) {
+                Ok(h) => h,
+                Err(e) => {
+                    pc.drop(
+                        match e {
+                            FrameError::Runt => DropCause::Runt,
+                            FrameError::StackedVlan => DropCause::StackedVlan,
+                            FrameError::MulticastSource => DropCause::MulticastSource,
+                        },
+                        1,
+                    );
+                    caches.free(m);
+                    continue;
+                }
+            };
+            let vlan = match inp.vlan.ingress(h.vid) {
+                Ingress::Vlan(v) => v,
+                Ingress::NotAllowed => {
+                    pc.drop(DropCause::VlanIngress, 1);
+                    caches.free(m);
+                    continue;
+                }
+            };
+            let dst_key = FdbKey::new(&h.dst, vlan);
+            let src_key = FdbKey::new(&h.src, vlan);
+            let fk = FlowKey {
+                dst: dst_key.raw(),
+                src: (src_key.raw() & 0xffff_ffff_ffff) | ((in_slot as u64) << 48),
+            };
+            let action = match self.emc.lookup(fk, cx.generation) {
+                Some((a, src_slot)) => {
+                    cx.counters.own.emc_hits.add(1);
+                    bridge.fdb.touch(src_slot, cx.now);
+                    a
+                }
+                None => {
+                    cx.counters.own.emc_misses.add(1);
+                    let a = self.decide(cx, bridge, &h.dst, dst_key, vlan, in_slot);
+                    match bridge.fdb.lookup(src_key) {
+                        Some(hit) if hit.port == in_slot => {
+                            bridge.fdb.touch(hit.slot, cx.now);
+                            self.emc.insert(fk, cx.generation, a, hit.slot);
+                        }
+                        _ => self.request_learn(cx, inp, src_key),
+                    }
+                    a
+                }
+            };
+            match action {
+                Action::Output(p) => {
+                    self.output(cx, caches, bridge, p, vlan, h.vid, m, flush);
+                }
+                Action::Flood => {
+                    pc.rx_flooded.add(1);
+                    self.flood(cx, caches, bridge, in_slot, vlan, h.vid, m, flush);
+                }
+                Action::Hairpin => {
+                    pc.drop(DropCause::Hairpin, 1);
+                    caches.free(m);
+                }
+                Action::Route => {
+                    let router = bridge
+                        .router
+                        .as_ref()
+                        .expect("Route only when a router exists");
+                    match router::route(router, cx, caches, &self.pool, m, &h, vlan) {
+                        RouteResult::Forward {
+                            m,
+                            bridge: b,
+                            vlan: v,
+                            dst,
+                        } => {
+                            self.forward_routed(cx, caches, b, v, &dst, m, flush);
+                        }
+                        RouteResult::Reply { m } => {
+                            self.output(cx, caches, bridge, in_slot, vlan, None, m, flush);
+                        }
+                        RouteResult::Dropped(cause) => pc.drop(cause, 1),
+                    }
+                }
+            }
+        }
+        pc.rx_packets.add(n);
+        pc.rx_bytes.add(bytes);
+    }
+
+    /// The switching decision for a frame not in the flow cache.
+    #[inline]
+    fn decide(
+        &self,
+        _cx: BurstCtx<'_>,
+        bridge: &BridgeView,
+        dst: &[u8; 6],
+        dst_key: FdbKey,
+        vlan: u16,
+        in_slot: u16,
+    ) -> Action {
+        if let Some(r) = &bridge.router
+            && r.owns_mac(dst, vlan)
+        {
+            return Action::Route;
+        }
+        if dst[0] & 1 != 0 {
+            return Action::Flood;
+        }
+        match bridge.fdb.lookup(dst_key) {
+            Some(hit) if hit.port == in_slot => Action::Hairpin,
+            Some(hit) => Action::Output(hit.port),
+            None => Action::Flood,
+        }
+    }
+
+    fn request_learn(&mut self, cx: BurstCtx<'_>, inp: &PortView, key: FdbKey) {
+        let tag = key.raw() ^ ((inp.slot as u64) << 60);
+        let r = &mut self.recent[(tag.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize];
+        if *r == (tag, cx.now) {
+            return;
+        }
+        *r = (tag, cx.now);
+        let req = LearnRequest {
+            bridge: inp.bridge,
+            key,
+            port: inp.slot,
+        };
+        if self.learn.push(req).is_err() {
+            cx.counters.own.learn_queue_full.add(1);
+        }
+    }
+
+    /// Sends `m` (of `vlan`, arriving with tag `vid`) out of port `slot` of `bridge`, fixing
+    /// its tag for that port.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn output(
+        &mut self,
+        cx: BurstCtx<'_>,
+        caches: &mut LcoreCaches,
+        bridge: &BridgeView,
+        slot: u16,
+        vlan: u16,
+        vid: Option<u16>,
+        mut m: Mbuf,
+        flush: &mut dyn FnMut(&mut Pipeline, &mut LcoreCaches, u16),
+    ) {
+        let Some(outp) = cx.snap.port(slot).filter(|p| p.bridge == bridge.id) else {
+            cx.counters.ports[slot as usize % MAX_PORTS].drop(DropCause::PortGone, 1);
+            caches.free(m);
+            return;
+        };
+        let ok = match (outp.vlan.egress(vlan), vid) {
+            (Egress::NotAllowed, _) => {
+                cx.counters.ports[slot as usize].drop(DropCause::VlanEgress, 1);
+                caches.free(m);
+                return;
+            }
+            (Egress::Untagged, None) => true,
+            (Egress::Untagged, Some(_)) => frame::pop_vlan(&mut m),
+            (Egress::Tagged, None) => frame::push_vlan(&mut m, vlan),
+            (Egress::Tagged, Some(v)) => {
+                if v != vlan {
+                    frame::set_vid(&mut m, vlan);
+                }
+                true
+            }
+        };
+        if !ok {
+            cx.counters.ports[slot as usize].drop(DropCause::NoMbuf, 1);
+            caches.free(m);
+            return;
+        }
+        if self.batch_full(slot) {
+            flush(self, caches, slot);
+        }
+        if let Err(m) = self.enqueue(slot, m) {
+            cx.counters.ports[slot as usize].drop(DropCause::PortGone, 1);
+            caches.free(m);
+        }
+    }
+
+    /// Floods `m` to every port of `bridge` carrying `vlan` but `in_slot`: a copy each, the
+    /// original to the last.
+    #[allow(clippy::too_many_arguments)]
+    fn flood(
+        &mut self,
+        cx: BurstCtx<'_>,
+        caches: &mut LcoreCaches,
+        bridge: &BridgeView,
+        in_slot: u16,
+        vlan: u16,
+        vid: Option<u16>,
+        m: Mbuf,
+        flush: &mut dyn FnMut(&mut Pipeline, &mut LcoreCaches, u16),
+    ) {
+        let mut targets = bridge.members.iter().copied().filter(|&s| {
+            s != in_slot
+                && cx
+                    .snap
+                    .port(s)
+                    .is_some_and(|p| p.vlan.egress(vlan) != Egress::NotAllowed)
+        });
+        let Some(mut cur) = targets.next() else {
+            caches.free(m);
+            return;
+        };
+        for next in targets {
+            match copy_mbuf(caches, &self.pool, &m) {
+                Some(c) => self.output(cx, caches, bridge, cur, vlan, vid, c, flush),
+                None => cx.counters.ports[cur as usize].drop(DropCause::NoMbuf, 1),
+            }
+            cur = next;
+        }
+        self.output(cx, caches, bridge, cur, vlan, vid, m, flush);
+    }
+
+    /// Switches a frame the router rewrote onto `bridge`'s `vlan` towards `dst`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_routed(
+        &mut self,
+        cx: BurstCtx<'_>,
+        caches: &mut LcoreCaches,
+        bridge_id: u16,
+        vlan: u16,
+        dst: &[u8; 6],
+        m: Mbuf,
+        flush: &mut dyn FnMut(&mut Pipeline, &mut LcoreCaches, u16),
+    ) {
+        let Some(bridge) = cx.snap.bridge(bridge_id) else {
+            caches.free(m);
+            return;
+        };
+        // Routed frames leave the router untagged; the egress port adds its tag.
+        match bridge.fdb.lookup(FdbKey::new(dst, vlan)) {
+            Some(hit) => self.output(cx, caches, bridge, hit.port, vlan, None, m, flush),
+            None => self.flood(cx, caches, bridge, u16::MAX, vlan, None, m, flush),
+        }
+    }
+}
+
+/// Copies a frame (every segment) into a fresh single-segment mbuf chain from `pool`.
+pub fn copy_mbuf(caches: &mut LcoreCaches, pool: &Mempool, m: &Mbuf) -> Option<Mbuf> {
+    let cache = caches.for_pool(pool);
+    let mut head: Option<Mbuf> = None;
+    for seg in m.segments() {
+        let mut c = cache.alloc()?;
+        let dst = c.append(seg.len())?;
+        dst.copy_from_slice(seg);
+        match head.as_mut() {
+            Some(h) => h.chain(c),
+            None => head = Some(c),
+        }
+    }
+    head
+}
