@@ -337,6 +337,23 @@ impl SwitchConfig {
     }
 }
 
+/// The configuration as TOML text (`ferrovia-switch --print-config`).
+pub fn to_toml(c: &SwitchConfig) -> Result<String, String> {
+    toml::to_string_pretty(c).map_err(|e| format!("cannot write the configuration as TOML: {e}"))
+}
+
+/// The directory of the unix socket a vhost-user or virtio-user devargs string names
+/// (`iface=` or `path=`), if any.
+pub fn socket_dir_of(devargs: &str) -> Option<PathBuf> {
+    devargs.split(',').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == "iface" || k == "path")
+            .then(|| Path::new(v).parent().map(Path::to_path_buf))
+            .flatten()
+            .filter(|d| !d.as_os_str().is_empty())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ pub mod frame;
 pub mod pipeline;
 pub mod pmd;
 pub mod router;
+pub mod rpc;
 pub mod snapshot;
 pub mod vlan;
 
