@@ -42,7 +42,7 @@ const KEYS: &[KeySpec] = &[
         KeyKind::Text,
         "the tap interface to create or attach to",
     )
-    .default_value("dtap<N>, N the instance number"),
+    .default_value("dtapN, N the instance number"),
     KeySpec::flag(
         "persist",
         "1: keep the interface after the port closes (TUNSETPERSIST)",
