@@ -134,6 +134,8 @@ mod tests {
         }
         assert!(u.contains("net_vhost | eth_vhost:"), "{u}");
         assert!(u.contains("iface=<path>"), "{u}");
-        assert!(!u.contains("net_tap"), "{u}");
+        assert!(u.contains("net_tap | eth_tap:"), "{u}");
+        assert!(u.contains("net_af_packet | eth_af_packet:"), "{u}");
+        assert!(!u.contains("net_pcap"), "{u}");
     }
 }

@@ -66,10 +66,14 @@ fn vdev_help_lists_the_registered_drivers_and_their_keys() {
             "mac=<mac>",
             "net_ring | eth_ring:",
             "net_null | eth_null:",
+            "net_af_packet | eth_af_packet:",
+            "qpairs=<1..16>",
+            "net_tap | eth_tap:",
+            "persist=<0|1>",
         ] {
             assert!(out.contains(want), "'{want}' missing:\n{out}");
         }
-        for absent in ["net_tap", "net_af_packet", "net_pcap"] {
+        for absent in ["net_pcap", "net_memif"] {
             assert!(!out.contains(absent), "'{absent}' is not built:\n{out}");
         }
     }
@@ -77,11 +81,11 @@ fn vdev_help_lists_the_registered_drivers_and_their_keys() {
 
 #[test]
 fn unknown_drivers_and_keys_are_explained() {
-    let o = run(&["-l", "0", "--vdev", "net_tap0,iface=tap0"]);
+    let o = run(&["-l", "0", "--vdev", "net_pcap0,iface=tap0"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
-        out.contains("no driver named 'net_tap' is registered")
+        out.contains("no driver named 'net_pcap' is registered")
             && out.contains("net_vhost (eth_vhost)")
             && out.contains("--vdev help"),
         "{out}"

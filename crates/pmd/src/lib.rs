@@ -7,15 +7,20 @@
 //! | `net_vhost`, `eth_vhost` | [`vhost`]: vhost-user backend (device side) |
 //! | `net_ring`, `eth_ring` | [`ring`]: in-memory loopback |
 //! | `net_null`, `eth_null` | [`null`]: packet source and sink |
+//! | `net_af_packet`, `eth_af_packet` | [`af_packet`]: a kernel interface through mmap'd AF_PACKET rings |
+//! | `net_tap`, `eth_tap` | [`tap`]: a kernel tap interface |
 //!
 //! Each driver declares its names and devargs keys in a `DRIVER` static; [`registry::usage`]
 //! describes them all, and applications add their own with [`registry::register`].
 
+pub mod af_packet;
+mod netif;
 pub mod null;
 pub mod registry;
 pub mod ring;
 mod shared;
 mod sink;
+pub mod tap;
 pub mod vhost;
 pub mod virtio_user;
 

@@ -1,7 +1,8 @@
 //! The driver registry: which drivers a devargs name can select, with their keys.
 //!
 //! The drivers built into this crate ([`virtio_user`](crate::virtio_user),
-//! [`vhost`](crate::vhost), [`ring`](crate::ring), [`null`](crate::null)) each declare a
+//! [`vhost`](crate::vhost), [`ring`](crate::ring), [`null`](crate::null),
+//! [`af_packet`](crate::af_packet), [`tap`](crate::tap)) each declare a
 //! [`DriverSpec`] in their own module; [`drivers`] lists them, followed by the drivers an
 //! application added with [`register`]. [`open`] splits the devargs name into driver name and
 //! instance number, finds the driver, checks every argument against its declared keys and
@@ -12,11 +13,13 @@ use std::sync::RwLock;
 use ferrovia_ethdev::{Devargs, DriverSpec, Error, Port, PortConf, Result};
 
 /// The drivers of this crate, in the order they are listed.
-static BUILTIN: [&DriverSpec; 4] = [
+static BUILTIN: [&DriverSpec; 6] = [
     &crate::virtio_user::DRIVER,
     &crate::vhost::DRIVER,
     &crate::ring::DRIVER,
     &crate::null::DRIVER,
+    &crate::af_packet::DRIVER,
+    &crate::tap::DRIVER,
 ];
 
 /// Drivers registered at run time, in registration order.
@@ -139,11 +142,15 @@ mod tests {
             "eth_vhost",
             "net_ring",
             "net_null",
+            "net_af_packet",
+            "eth_af_packet",
+            "net_tap",
+            "eth_tap",
         ] {
             assert!(names.contains(n), "{names}");
             assert!(find(n).is_some(), "{n}");
         }
-        for n in ["net_tap", "net_af_packet", "net_pcap"] {
+        for n in ["net_pcap", "net_memif", "net_bonding"] {
             assert!(!names.contains(n), "{names}");
             assert!(find(n).is_none(), "{n}");
         }
@@ -170,11 +177,11 @@ mod tests {
 
     #[test]
     fn unknown_driver_lists_the_registered_ones() {
-        let e = open("net_tap0,iface=tap0", &conf(0)).err().unwrap();
+        let e = open("net_pcap0,iface=tap0", &conf(0)).err().unwrap();
         let s = e.to_string();
         assert!(matches!(e, Error::UnknownDriver { .. }), "{s}");
         assert!(
-            s.contains("'net_tap0'")
+            s.contains("'net_pcap0'")
                 && s.contains("net_vhost (eth_vhost)")
                 && s.contains("net_null"),
             "{s}"
