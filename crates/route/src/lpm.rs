@@ -357,7 +357,10 @@ impl LpmWriter {
         } else {
             let slot = &t.tbl24[(prefix >> 8) as usize];
             let cur = slot.load(Ordering::Relaxed);
-            debug_assert!(cur & EXT != 0, "a route longer than /24 without its tbl8 group");
+            debug_assert!(
+                cur & EXT != 0,
+                "a route longer than /24 without its tbl8 group"
+            );
             let g = cur & VALUE_MASK;
             let entries = group(&t.tbl8, g);
             let lo = (prefix & 0xff) as usize;
