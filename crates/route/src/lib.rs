@@ -39,5 +39,5 @@
 
 //pub mod arp;
 pub mod eth;
-//pub mod ipv4;
+pub mod ipv4;
 pub mod lpm;
