@@ -37,7 +37,7 @@
 //! lookup return another route's next hop. Never calling it only costs groups:
 //! [`lpm::LpmError::Tbl8Exhausted`] says when they run out.
 
-//pub mod arp;
+pub mod arp;
 pub mod eth;
 pub mod ipv4;
 pub mod lpm;

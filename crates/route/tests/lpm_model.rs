@@ -62,14 +62,10 @@ fn addr_strategy() -> impl Strategy<Value = u32> {
         0u32..=32,
     )
         .prop_map(|(base, r, bits)| {
-            let low = if bits == 32 {
-                u32::MAX
-            } else {
-                (1u32 << bits) - 1
-            };
-            // Mostly few random low bits: close to the base.
-            base ^ (r & low & 0x0000_0fff)
-                ^ (r & low & 0xff00_0000 & (bits as u32 / 31).wrapping_neg())
+            // Mostly a few random low bits (close to the base); sometimes a random first byte.
+            let low = r & 0x0000_0fff & (u32::MAX >> (32 - bits.max(1)));
+            let high = if bits >= 31 { r & 0xff00_0000 } else { 0 };
+            base ^ low ^ high
         })
 }
 
