@@ -78,7 +78,7 @@ fn main() {
         let (mut w, r) = lpm::new(8192).expect("lpm");
         let mut routes = Vec::new();
         while w.len() < count {
-            let len = if max_len > 24 && rng.next() % 3 == 0 {
+            let len = if max_len > 24 && rng.next().is_multiple_of(3) {
                 25 + (rng.next() % 8) as u8
             } else {
                 8 + (rng.next() % 17) as u8
