@@ -12,12 +12,33 @@
 //! group index). A lookup is one load of tbl24 and, for an extended entry, one load of tbl8.
 //!
 //! Both tables are allocated zeroed (`alloc_zeroed`, i.e. fresh anonymous pages for the 64 MiB
-//! tbl24), so pages that no route touches are never faulted in: a few hundred /16–/24 routes
-//! cost kilobytes of resident memory, not 64 MiB. A route of length L ≤ 24 writes 2^(24-L)
-//! entries (4 bytes each): a /8 touches 256 KiB, a /0 (default route) all 64 MiB.
+//! tbl24), so pages that no route touches are never faulted in: a /16–/24 route touches one
+//! 4 KiB page (or two), so a few hundred of them cost about a megabyte of resident memory, not
+//! 64 MiB. A route of length L ≤ 24 writes 2^(24-L) entries (4 bytes each): a /8 touches
+//! 256 KiB, a /0 (default route) all 64 MiB. The bench example prints the resident memory of
+//! its tables.
 //!
 //! See the [crate documentation](crate) for the reader/writer contract and
 //! [`LpmWriter::reclaim`].
+//!
+//! ```
+//! use std::net::Ipv4Addr;
+//! use ferrovia_route::lpm;
+//!
+//! let ip = |s: &str| u32::from(s.parse::<Ipv4Addr>().unwrap());
+//! let (mut w, r) = lpm::new(lpm::DEFAULT_TBL8_GROUPS)?;
+//! w.add(ip("10.0.0.0"), 8, 1)?;
+//! w.add(ip("10.1.2.128"), 25, 2)?;
+//! let fwd = r.clone();
+//! let t = std::thread::spawn(move || (fwd.lookup(ip("10.1.2.200")), fwd.lookup(ip("10.1.2.1"))));
+//! assert_eq!(t.join().unwrap(), (Some(2), Some(1)));
+//! w.del(ip("10.1.2.128"), 25)?;
+//! assert_eq!(r.lookup(ip("10.1.2.200")), Some(1));
+//! // The /24's tbl8 group waits for the readers: reclaim once each passed a quiescent point.
+//! assert_eq!(w.pending_reclaim(), 1);
+//! assert!(w.add(ip("10.1.2.3"), 16, 1).unwrap_err().to_string().contains("did you mean 10.1.0.0/16?"));
+//! # Ok::<(), lpm::LpmError>(())
+//! ```
 
 use std::alloc::{self, Layout};
 use std::collections::BTreeMap;
