@@ -854,3 +854,94 @@ pub fn vhost_user_sequence(data: &[u8]) -> usize {
     handler.lock().unwrap_or_else(|p| p.into_inner()).reset();
     handled
 }
+
+/// Feeds `data`, as an Ethernet frame, to the L3 parsers and in-place rewriters of
+/// `ferrovia-route` (IPv4 header, TTL decrement, ICMP echo reply, ARP parse and reply, ARP
+/// frame building) at the offset the Ethernet header gives and at 14 and 18. None may panic;
+/// what a rewriter produces must parse again:
+/// * a TTL decrement of a valid header leaves a valid header;
+/// * an echo reply is a valid IPv4 ICMP echo reply with a correct ICMP checksum;
+/// * an ARP reply parses as the reply to the request.
+pub fn l3_parse(data: &[u8]) {
+    use ferrovia_route::{arp, eth, ipv4};
+    const MAC: arp::Mac = [0x02, 0, 0, 0, 0, 0x99];
+
+    let mut offsets = vec![eth::ETH_HLEN, eth::ETH_HLEN + eth::VLAN_HLEN];
+    if let Some((l3, _)) = eth::l3_offset(data) {
+        offsets.push(l3);
+    }
+    let _ = ipv4::internet_checksum(data);
+    let _ = ipv4::header_checksum(data);
+    for l3 in offsets {
+        let valid = ipv4::Ipv4Header::parse(data, l3).ok();
+        if let Some(h) = valid {
+            let _ = (
+                h.options(),
+                h.payload(),
+                h.src_addr(),
+                h.dst_addr(),
+                h.is_fragment(),
+            );
+            assert_eq!(ipv4::internet_checksum(h.header()), 0);
+        }
+        let mut f = data.to_vec();
+        match ipv4::decrement_ttl(&mut f, l3) {
+            Ok(ttl) if valid.is_some() => {
+                let h = ipv4::Ipv4Header::parse(&f, l3).expect("valid after a TTL decrement");
+                assert_eq!(h.ttl(), ttl);
+            }
+            Ok(_) => {}
+            Err(_) => assert_eq!(f, data, "frame changed by a refused TTL decrement"),
+        }
+        let mut f = data.to_vec();
+        match ipv4::icmp_echo_reply(&mut f, l3) {
+            Ok(()) => {
+                let h = ipv4::Ipv4Header::parse(&f, l3).expect("echo reply is valid IPv4");
+                let req = valid.expect("answered a packet that did not parse");
+                assert_eq!((h.src(), h.dst()), (req.dst(), req.src()));
+                assert_eq!(h.protocol(), ipv4::PROTO_ICMP);
+                assert_eq!(h.payload()[0], ipv4::ICMP_ECHO_REPLY);
+                assert_eq!(ipv4::internet_checksum(h.payload()), 0, "ICMP checksum");
+            }
+            Err(_) => assert_eq!(f, data, "frame changed by a refused echo reply"),
+        }
+        let req = arp::parse(data, l3);
+        let mut f = data.to_vec();
+        match arp::reply_in_place(&mut f, l3, MAC, |a| a.octets()[3] & 1 == 0) {
+            Ok(true) => {
+                let req = req.expect("answered an ARP packet that did not parse");
+                let rep = arp::parse(&f, l3).expect("ARP reply parses");
+                assert_eq!(rep.op, arp::ArpOp::Reply);
+                assert_eq!((rep.sender_mac, rep.sender_ip), (MAC, req.target_ip));
+                assert_eq!(
+                    (rep.target_mac, rep.target_ip),
+                    (req.sender_mac, req.sender_ip)
+                );
+                assert_eq!(f.len(), data.len());
+            }
+            Ok(false) | Err(_) => assert_eq!(f, data, "frame changed without a reply"),
+        }
+    }
+    // Building into a buffer of any size either fits or says so.
+    let mut buf = vec![0u8; data.len() % 80];
+    let tci = data.first().map(|&b| u16::from(b) << 4);
+    let ip = |i: usize| {
+        std::net::Ipv4Addr::from(
+            data.get(i..i + 4)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        )
+    };
+    if let Ok(n) = arp::build_request(&mut buf, tci, MAC, ip(1), ip(5)) {
+        let (l3, ty) = eth::l3_offset(&buf[..n]).expect("built frame has an L3 offset");
+        assert_eq!(ty, eth::ETHERTYPE_ARP);
+        let p = arp::parse(&buf[..n], l3).expect("built request parses");
+        assert_eq!((p.op, p.target_ip), (arp::ArpOp::Request, ip(5)));
+    }
+    if let Ok(n) = arp::build_gratuitous(&mut buf, None, MAC, ip(1)) {
+        assert!(
+            arp::parse(&buf[..n], 14)
+                .expect("gratuitous parses")
+                .is_gratuitous()
+        );
+    }
+}

@@ -146,3 +146,35 @@ fn vhost_user_sequence_seeds_reach_the_handler() {
     assert_eq!(run("handshake_4vrings"), 6 + 4 * 6);
     assert_eq!(run("early_enable"), 6 + 6 + 2 * 6);
 }
+
+#[test]
+fn l3_parse_corpus() {
+    replay("l3_parse", ferrovia_fuzz_harness::l3_parse);
+}
+
+/// The l3_parse seeds reach the rewriters: the echo requests and the ARP requests (tagged,
+/// untagged, QinQ) are answered.
+#[test]
+fn l3_parse_seeds_reach_the_rewriters() {
+    use ferrovia_route::{arp, eth, ipv4};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/l3_parse");
+    let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
+    for n in ["icmp_echo", "icmp_echo_tagged", "icmp_echo_options", "qinq"] {
+        let mut f = read(n);
+        let (l3, _) = eth::l3_offset(&f).unwrap();
+        ipv4::icmp_echo_reply(&mut f, l3).unwrap_or_else(|e| panic!("{n}: {e}"));
+    }
+    for n in ["arp_request", "arp_request_tagged"] {
+        let mut f = read(n);
+        let (l3, _) = eth::l3_offset(&f).unwrap();
+        assert_eq!(
+            arp::reply_in_place(&mut f, l3, [2, 0, 0, 0, 0, 9], |_| true),
+            Ok(true)
+        );
+    }
+    let mut f = read("udp_ttl1");
+    assert_eq!(
+        ipv4::decrement_ttl(&mut f, 14),
+        Err(ipv4::Ipv4Error::TtlExpired(1))
+    );
+}

@@ -921,24 +921,28 @@ impl Switch {
         self.shared.now.store(now, Ordering::Relaxed);
         let mut st = self.lock();
         let mut changed = false;
+        let mut neighbours_changed = false;
         for p in &self.pmds {
             while let Some(req) = p.learn.pop() {
+                let (bridge, key, port) = match req {
+                    LearnRequest::Mac { bridge, key, port } => (bridge, key, port),
+                    LearnRequest::Neighbour { ip, mac } => {
+                        neighbours_changed |= st.router.learn_neighbour(ip, mac);
+                        continue;
+                    }
+                };
                 let on_bridge = st
                     .ports
-                    .get(req.port as usize)
+                    .get(port as usize)
                     .and_then(Option::as_ref)
-                    .is_some_and(|p| p.bridge == req.bridge);
-                let Some(b) = st
-                    .bridges
-                    .get_mut(req.bridge as usize)
-                    .and_then(Option::as_mut)
-                else {
+                    .is_some_and(|p| p.bridge == bridge);
+                let Some(b) = st.bridges.get_mut(bridge as usize).and_then(Option::as_mut) else {
                     continue;
                 };
                 if !on_bridge {
                     continue;
                 }
-                match b.fdb.learn(req.key, req.port, now) {
+                match b.fdb.learn(key, port, now) {
                     Learned::New => {
                         b.counters.learned += 1;
                         changed = true;
@@ -973,7 +977,9 @@ impl Switch {
                 }
             }
         }
-        if changed {
+        if neighbours_changed {
+            self.publish(&st);
+        } else if changed {
             self.shared.bump();
         }
     }
@@ -1064,32 +1070,38 @@ impl Switch {
         let mut st = self.lock();
         let bridge = bridge_id(&st, &cfg.bridge)?;
         st.router.add_interface(cfg, bridge)?;
-        self.publish(&st);
-        Ok(())
+        self.publish_routes(&mut st)
     }
 
     /// Deletes a router interface.
     pub fn del_router_interface(&self, name: &str) -> SwitchResult<()> {
         let mut st = self.lock();
         st.router.del_interface(name)?;
-        self.publish(&st);
-        Ok(())
+        self.publish_routes(&mut st)
     }
 
     /// Adds a static route.
     pub fn add_route(&self, prefix: &str, via: &str) -> SwitchResult<()> {
         let mut st = self.lock();
         st.router.add_route(prefix, via)?;
-        self.publish(&st);
-        Ok(())
+        self.publish_routes(&mut st)
     }
 
     /// Deletes a static route.
     pub fn del_route(&self, prefix: &str) -> SwitchResult<()> {
         let mut st = self.lock();
         st.router.del_route(prefix)?;
-        self.publish(&st);
-        Ok(())
+        self.publish_routes(&mut st)
+    }
+
+    /// Applies route changes: the route table, then a snapshot with the new next hops; once
+    /// every PMD thread has it, memory the table released is reused.
+    fn publish_routes(&self, st: &mut State) -> SwitchResult<()> {
+        let r = st.router.sync_table();
+        self.publish(st);
+        self.barrier();
+        st.router.reclaim();
+        r
     }
 
     /// The routing table, interfaces and neighbours.

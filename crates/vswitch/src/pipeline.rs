@@ -13,20 +13,30 @@ use crate::counters::{DropCause, MAX_PORTS, PmdCounters};
 use crate::emc::{Action, Emc, FlowKey};
 use crate::fdb::FdbKey;
 use crate::frame::{self, FrameError};
-use crate::router::{self, RouteResult};
+use crate::router::{self, ArpLimiter, RouteCtx, RouteResult};
 use crate::snapshot::{BridgeView, PortView, Snapshot};
 use crate::vlan::{Egress, Ingress};
 use ferrovia_ethdev::Burst;
 
 /// A learning request from a PMD thread to the control thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LearnRequest {
-    /// The bridge.
-    pub bridge: u16,
-    /// The source MAC and VLAN.
-    pub key: FdbKey,
-    /// The port it was seen on.
-    pub port: u16,
+pub enum LearnRequest {
+    /// A source MAC seen on a port.
+    Mac {
+        /// The bridge.
+        bridge: u16,
+        /// The source MAC and VLAN.
+        key: FdbKey,
+        /// The port it was seen on.
+        port: u16,
+    },
+    /// A neighbour of the router (from ARP, or the source of a routed packet).
+    Neighbour {
+        /// IPv4 address, host order.
+        ip: u32,
+        /// Its MAC.
+        mac: [u8; 6],
+    },
 }
 
 /// Frames waiting to leave through one port, flushed after each received burst.
@@ -55,6 +65,8 @@ pub struct Pipeline {
     recent: Box<[(u64, u32)]>,
     /// Pool for flooded copies and router-made frames.
     pub pool: Mempool,
+    /// ARP request rate limiter of the router.
+    pub arp: ArpLimiter,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -86,6 +98,7 @@ impl Pipeline {
             learn,
             recent: vec![(0, u32::MAX); RECENT].into_boxed_slice(),
             pool,
+            arp: ArpLimiter::default(),
         }
     }
 
@@ -196,6 +209,21 @@ impl Pipeline {
                 }
                 Action::Flood => {
                     pc.rx_flooded.add(1);
+                    if h.ethertype == frame::ETH_P_ARP
+                        && let Some(r) = bridge.router.as_ref()
+                    {
+                        let mut rc = RouteCtx {
+                            cx,
+                            bridge: bridge.id,
+                            vlan,
+                            pool: &self.pool,
+                            arp: &mut self.arp,
+                            learn: &self.learn,
+                        };
+                        if let Some(reply) = router::arp_snoop(r, &mut rc, caches, &m, &h) {
+                            self.output(cx, caches, bridge, in_slot, vlan, h.vid, reply, flush);
+                        }
+                    }
                     self.flood(cx, caches, bridge, in_slot, vlan, h.vid, m, flush);
                 }
                 Action::Hairpin => {
@@ -203,11 +231,20 @@ impl Pipeline {
                     caches.free(m);
                 }
                 Action::Route => {
-                    let router = bridge
-                        .router
-                        .as_ref()
-                        .expect("Route only when a router exists");
-                    match router::route(router, cx, caches, &self.pool, m, &h, vlan) {
+                    let Some(r) = bridge.router.as_ref() else {
+                        pc.drop(DropCause::RouterUnhandled, 1);
+                        caches.free(m);
+                        continue;
+                    };
+                    let mut rc = RouteCtx {
+                        cx,
+                        bridge: bridge.id,
+                        vlan,
+                        pool: &self.pool,
+                        arp: &mut self.arp,
+                        learn: &self.learn,
+                    };
+                    match router::route(r, &mut rc, caches, m, &h) {
                         RouteResult::Forward {
                             m,
                             bridge: b,
@@ -217,7 +254,7 @@ impl Pipeline {
                             self.forward_routed(cx, caches, b, v, &dst, m, flush);
                         }
                         RouteResult::Reply { m } => {
-                            self.output(cx, caches, bridge, in_slot, vlan, None, m, flush);
+                            self.output(cx, caches, bridge, in_slot, vlan, h.vid, m, flush);
                         }
                         RouteResult::Dropped(cause) => pc.drop(cause, 1),
                     }
@@ -240,7 +277,7 @@ impl Pipeline {
         in_slot: u16,
     ) -> Action {
         if let Some(r) = &bridge.router
-            && r.owns_mac(dst, vlan)
+            && r.owns_mac(bridge.id, dst, vlan)
         {
             return Action::Route;
         }
@@ -261,7 +298,7 @@ impl Pipeline {
             return;
         }
         *r = (tag, cx.now);
-        let req = LearnRequest {
+        let req = LearnRequest::Mac {
             bridge: inp.bridge,
             key,
             port: inp.slot,
