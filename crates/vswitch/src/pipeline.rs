@@ -215,6 +215,7 @@ impl Pipeline {
                         let mut rc = RouteCtx {
                             cx,
                             bridge: bridge.id,
+                            in_slot,
                             vlan,
                             pool: &self.pool,
                             arp: &mut self.arp,
@@ -239,6 +240,7 @@ impl Pipeline {
                     let mut rc = RouteCtx {
                         cx,
                         bridge: bridge.id,
+                        in_slot,
                         vlan,
                         pool: &self.pool,
                         arp: &mut self.arp,

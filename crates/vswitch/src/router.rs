@@ -132,6 +132,8 @@ pub struct RouteCtx<'a> {
     pub cx: BurstCtx<'a>,
     /// Ingress bridge id.
     pub bridge: u16,
+    /// Ingress port slot.
+    pub in_slot: u16,
     /// The frame's VLAN.
     pub vlan: u16,
     /// Pool for frames the router makes.
@@ -260,15 +262,17 @@ fn forward(
     let target = if nh.gateway == 0 { dst } else { nh.gateway };
     let Some(&mac) = r.neighbours.get(&target) else {
         caches.free(m);
-        if rc.arp.allow(target, rc.cx.now) {
-            if let Some(req) = arp_request(caches, rc.pool, out, target) {
-                return RouteResult::Forward {
-                    m: req,
-                    bridge: out.bridge,
-                    vlan: out.vlan,
-                    dst: [0xff; 6],
-                };
-            }
+        if rc.arp.allow(target, rc.cx.now)
+            && let Some(req) = arp_request(caches, rc.pool, out, target)
+        {
+            // The packet is dropped (counted here) and the request goes out instead.
+            rc.cx.counters.ports[rc.in_slot as usize].drop(DropCause::ArpMiss, 1);
+            return RouteResult::Forward {
+                m: req,
+                bridge: out.bridge,
+                vlan: out.vlan,
+                dst: [0xff; 6],
+            };
         }
         return RouteResult::Dropped(DropCause::ArpMiss);
     };
