@@ -78,7 +78,7 @@ static NEXT_VU: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new
 
 impl Container {
     pub fn attach(sock: &Path) -> Container {
-        let mut c = Container::open(sock, false);
+        let c = Container::open(sock, false);
         c.wait_link();
         c
     }
