@@ -318,6 +318,27 @@ impl BackendHandler {
             Ok(r) => r,
             Err(e) => return Err(self.err(format!("vring {i}: bad ring ({e:?})"))),
         };
+        // A split ring's driver that reconnects may send SET_VRING_BASE 0 while its ring is
+        // further on (DPDK's virtio-user in server mode does): as DPDK's vhost library does,
+        // resume at the used index the ring holds, so both sides agree again. Frames that
+        // were in flight at the disconnect are lost or sent twice, never corrupted; the
+        // index is only a starting point (an avail index further than a ring away from it
+        // is still refused).
+        let (base, used) = match &ring {
+            RingView::Split(r) if r.used_idx() != v.used => {
+                let u = r.used_idx();
+                log::info!(
+                    "{}: vring {i}: the ring's used index is {u}, the base sent {}: resuming at {u}",
+                    self.name,
+                    v.base
+                );
+                (u, u)
+            }
+            _ => (v.base, v.used),
+        };
+        self.vrings[i].base = base;
+        self.vrings[i].used = used;
+        let v = &self.vrings[i];
         let active = Arc::new(ActiveVring {
             ring,
             mem: mem.clone(),
