@@ -292,7 +292,7 @@ start_testpmd_io() {
     SWITCH_PID=$!
 }
 
-# ==== FERROVIA-SWITCH: TO BE FILLED IN BY THE LEAD ============================================
+# ==== FERROVIA-SWITCH ============================================
 # Start ferrovia-switch with two ports whose vhost-user sockets are $SOCK_DIR/vs0 and
 # $SOCK_DIR/vs1, MAC learning on, its polling thread on CPU $SWITCH_CPU. $SOCKET_MODE says
 # who listens: switch-client = the generator listens (virtio-user server=1) and the switch
@@ -302,25 +302,31 @@ start_testpmd_io() {
 # schema: replace it with the real one.
 ferrovia_switch_available() { [ -x "$FERROVIA_SWITCH" ]; }
 start_ferrovia_switch() {
-    local conf=$WORK/ferrovia-switch.toml mode=client
-    [ "$SOCKET_MODE" = switch-server ] && mode=server
+    local conf=$WORK/ferrovia-switch.toml client=1
+    [ "$SOCKET_MODE" = switch-server ] && client=0
     cat >"$conf" <<EOF
-# Written by scripts/bench-vswitch.sh (placeholder schema).
+# Written by scripts/bench-vswitch.sh: one bridge with MAC learning, two vhost-user ports,
+# one PMD thread on the switch CPU.
 [switch]
-cpus = [$SWITCH_CPU]
-mac_learning = true
+control_socket = "$WORK/ferrovia-switch.ctl"
+pmd_threads = 1
+pmd_cpus = [$SWITCH_CPU]
+
+[[bridge]]
+name = "br0"
 
 [[port]]
 name = "vs0"
-vhost_user = "$SOCK_DIR/vs0"
-mode = "$mode"
+bridge = "br0"
+devargs = "net_vhost0,iface=$SOCK_DIR/vs0,client=$client,queues=1"
 
 [[port]]
 name = "vs1"
-vhost_user = "$SOCK_DIR/vs1"
-mode = "$mode"
+bridge = "br0"
+devargs = "net_vhost1,iface=$SOCK_DIR/vs1,client=$client,queues=1"
 EOF
-    taskset -c "$SWITCH_CPU" "$FERROVIA_SWITCH" --config "$conf" >"$WORK/ferrovia-switch.log" 2>&1 &
+    # The control threads may run anywhere; the PMD thread pins itself to the switch CPU.
+    RUST_LOG=warn "$FERROVIA_SWITCH" --config "$conf" >"$WORK/ferrovia-switch.log" 2>&1 &
     PIDS+=($!)
     SWITCH_PID=$!
 }

@@ -102,7 +102,10 @@ trunks = [10, 20]
     let (ok, _, err) = ctl(&d, &["add-port", "br1", "n0", "net_null0", "tag=5"]);
     assert!(ok, "{err}");
     let (ok, out, _) = ctl(&d, &["show", "bridges"]);
-    assert!(ok && out.contains("br1: ports n0; fdb ") && out.contains("/100 (aging 300 s)"), "{out}");
+    assert!(
+        ok && out.contains("br1: ports n0; fdb ") && out.contains("/100 (aging 300 s)"),
+        "{out}"
+    );
     let (ok, _, err) = ctl(&d, &["set-port", "n0", "trunks=1,2,3"]);
     assert!(ok, "{err}");
     let (ok, out, _) = ctl(&d, &["--json", "show", "ports"]);

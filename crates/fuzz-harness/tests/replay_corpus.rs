@@ -152,6 +152,11 @@ fn l3_parse_corpus() {
     replay("l3_parse", ferrovia_fuzz_harness::l3_parse);
 }
 
+#[test]
+fn switch_frames_corpus() {
+    replay("switch_frames", ferrovia_fuzz_harness::switch_frames);
+}
+
 /// The l3_parse seeds reach the rewriters: the echo requests and the ARP requests (tagged,
 /// untagged, QinQ) are answered.
 #[test]

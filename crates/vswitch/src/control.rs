@@ -517,7 +517,7 @@ impl Switch {
             txs.push(TxHandle {
                 txq,
                 mailbox: mailbox.clone(),
-                drains_mailbox: i == home,
+                drains_mailbox: i == home && (info.nb_tx_queues as usize) < n_pmd,
             });
         }
         let base = PortTotals::sum(

@@ -51,7 +51,8 @@ pub struct TxHandle {
     /// The port's mailbox: where threads without a queue of their own put frames, and which
     /// the thread owning `txq` with `drains_mailbox` empties.
     pub mailbox: Arc<ArrayQueue<Mbuf>>,
-    /// True on the port's home thread.
+    /// True on the port's home thread when other threads send through the mailbox (the port
+    /// has fewer Tx queues than there are PMD threads).
     pub drains_mailbox: bool,
 }
 
@@ -141,6 +142,8 @@ fn tsc() -> u64 {
 pub struct Pmd {
     rxqs: Vec<RxqHandle>,
     tx: Vec<Option<TxHandle>>,
+    /// Slots whose mailbox this thread drains (only ports with fewer Tx queues than threads).
+    mailbox_slots: Vec<u16>,
     pipeline: Pipeline,
     snap: Arc<Snapshot>,
     shared: Arc<Shared>,
@@ -162,6 +165,7 @@ impl Pmd {
         Pmd {
             rxqs: Vec::new(),
             tx: (0..crate::counters::MAX_PORTS).map(|_| None).collect(),
+            mailbox_slots: Vec::with_capacity(crate::counters::MAX_PORTS),
             pipeline,
             snap: Arc::new(Snapshot::default()),
             shared,
@@ -175,11 +179,11 @@ impl Pmd {
     /// Runs until told to stop.
     pub fn run(mut self) {
         let mut burst = Burst::new();
+        let mut t0 = tsc();
         loop {
             if self.pending.load(Ordering::Acquire) && !self.apply_commands() {
                 break;
             }
-            let t0 = tsc();
             let moved = self.iterate(&mut burst);
             let t1 = tsc();
             let own = &self.counters.own;
@@ -190,6 +194,7 @@ impl Pmd {
                 own.idle_cycles.add(t1.wrapping_sub(t0));
                 std::hint::spin_loop();
             }
+            t0 = t1;
         }
         self.shutdown();
     }
@@ -204,8 +209,10 @@ impl Pmd {
         };
         let mut moved = 0;
         let tx = &mut self.tx;
+        // One TSC read per busy queue: a queue is charged the cycles since the previous read,
+        // which includes the empty polls of the queues before it (cheap next to a burst).
+        let mut t_prev = tsc();
         for q in self.rxqs.iter_mut() {
-            let t0 = tsc();
             let n = q.rxq.rx_burst(&mut self.caches, burst, RX_BURST);
             if n == 0 {
                 continue;
@@ -221,21 +228,25 @@ impl Pmd {
             while let Some(slot) = self.pipeline.dirty.pop() {
                 flush_slot(&mut self.pipeline, &mut self.caches, tx, cx.counters, slot);
             }
+            let t = tsc();
             let c = &q.cycles;
             c.cycles.store(
-                c.cycles.load(Ordering::Relaxed) + tsc().wrapping_sub(t0),
+                c.cycles.load(Ordering::Relaxed) + t.wrapping_sub(t_prev),
                 Ordering::Relaxed,
             );
             c.packets.store(
                 c.packets.load(Ordering::Relaxed) + n as u64,
                 Ordering::Relaxed,
             );
+            t_prev = t;
         }
         self.counters.own.packets.add(moved as u64);
         // Frames other threads left for the ports this thread sends for.
-        for (slot, h) in tx.iter_mut().enumerate() {
-            let Some(h) = h else { continue };
-            if !h.drains_mailbox || h.mailbox.is_empty() {
+        for &slot in &self.mailbox_slots {
+            let Some(h) = tx.get_mut(slot as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            if h.mailbox.is_empty() {
                 continue;
             }
             let Some(txq) = h.txq.as_mut() else { continue };
@@ -246,7 +257,7 @@ impl Pmd {
                 }
             }
             moved += burst.len();
-            send(txq, &mut self.caches, burst, &self.counters, slot as u16);
+            send(txq, &mut self.caches, burst, &self.counters, slot);
         }
         moved
     }
@@ -259,6 +270,10 @@ impl Pmd {
                 PmdCommand::Snapshot(s) => self.snap = s,
                 PmdCommand::AddTx { slot, tx } => {
                     if let Some(t) = self.tx.get_mut(slot as usize) {
+                        self.mailbox_slots.retain(|&s| s != slot);
+                        if tx.drains_mailbox {
+                            self.mailbox_slots.push(slot);
+                        }
                         *t = Some(tx);
                         self.pipeline.out[slot as usize] = Some(Box::default());
                     }
@@ -283,6 +298,7 @@ impl Pmd {
                         self.caches.free_all(pkts.drain(..));
                     }
                     self.pipeline.dirty.retain(|&s| s != slot);
+                    self.mailbox_slots.retain(|&s| s != slot);
                     if let Some(h) = self.tx.get_mut(slot as usize).and_then(Option::take)
                         && h.drains_mailbox
                     {
