@@ -248,6 +248,7 @@ def cmd_flood(a):
     for i in range(a.count):
         pay = b"FLOOD-BCAST %d " % i
         s.send(b"\xff" * 6 + src + et + pay.ljust(46, b"."))
+        time.sleep(0.001)
     for i in range(a.count):
         pay = b"FLOOD-UUC %d " % i
         s.send(bytes([2, 0, 0, 0xEE, a.uuc_byte, i & 0xFF]) + src + et + pay.ljust(46, b"."))

@@ -404,8 +404,10 @@ fi
 say "== 4. VLAN isolation: ns and c1 on VLAN 10, nsb and c2 on VLAN 20"
 ctl set-port ns tag=10
 ctl set-port nsb tag=20
+# (-s 256: in immediate mode libpcap sizes each ring slot by the snapshot length, so with the
+# default 262144 its buffer holds a handful of frames and a burst is dropped)
 capture() { # ns file: start tcpdump in ns on eth0 for ethertype 0x88b6; sets CAP_PID
-    setsid ip netns exec "$1" tcpdump -i eth0 -n --immediate-mode -U -w "$2" ether proto 0x88b6 > "$2.err" 2>&1 &
+    setsid ip netns exec "$1" tcpdump -i eth0 -n --immediate-mode -s 256 -B 4096 -U -w "$2" ether proto 0x88b6 > "$2.err" 2>&1 &
     CAP_PID=$!
     BG+=("$CAP_PID")
     for _ in $(seq 1 50); do grep -q listening "$2.err" 2>/dev/null && return 0; sleep 0.1; done
@@ -415,6 +417,7 @@ stop_capture() { # file: stop tcpdump, print the frames it captured
     sleep 0.5
     kill_group "$CAP_PID" INT
     wait "$CAP_PID" 2>/dev/null
+    grep -h 'dropped by kernel' "$1.err" | grep -v '^0 ' | sed 's/^/    tcpdump: /' >&2
     tcpdump -n -r "$1" 2>/dev/null | grep -c '^[0-9]' # one line per frame (hex dumps follow)
 }
 snap() { # ports... -> "port=tx_attempts ..."
@@ -570,10 +573,10 @@ ctl add-ri gw-b br0 198.51.100.1/24 vlan=40 || fail "add-ri gw-b"
 ctl show routes
 ip netns exec "$NSA" ip route add 198.51.100.0/24 via 192.0.2.254
 ip netns exec "$NSB" ip route add default via 198.51.100.1
-setsid ip netns exec "$NSB" tcpdump -i eth0 -n --immediate-mode -vv -l icmp > "$W/route-b.txt" 2> "$W/route-b.err" &
+setsid ip netns exec "$NSB" tcpdump -i eth0 -n --immediate-mode -s 256 -B 4096 -vv -l icmp > "$W/route-b.txt" 2> "$W/route-b.err" &
 CAPB=$!
 BG+=("$CAPB")
-setsid ip netns exec "$NSA" tcpdump -i eth0 -n --immediate-mode -vv -l icmp > "$W/route-a.txt" 2> "$W/route-a.err" &
+setsid ip netns exec "$NSA" tcpdump -i eth0 -n --immediate-mode -s 256 -B 4096 -vv -l icmp > "$W/route-a.txt" 2> "$W/route-a.err" &
 CAPA=$!
 BG+=("$CAPA")
 for _ in $(seq 1 50); do grep -q listening "$W/route-a.err" && grep -q listening "$W/route-b.err" && break; sleep 0.1; done
