@@ -110,6 +110,11 @@ trunks = [10, 20]
     assert!(ok, "{err}");
     let (ok, out, _) = ctl(&d, &["--json", "show", "ports"]);
     assert!(ok && out.contains("\"trunks\""), "{out}");
+    let (ok, out, _) = ctl(&d, &["show", "stats"]);
+    assert!(
+        ok && out.contains("br1: ports n0") && out.contains("PORT"),
+        "{out}"
+    );
     let (ok, out, _) = ctl(&d, &["show", "pmd-stats"]);
     assert!(ok && out.contains("pmd 0"), "{out}");
     // Errors go to stderr with a non-zero exit, and name the fix.

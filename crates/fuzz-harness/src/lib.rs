@@ -1015,6 +1015,15 @@ mod switch_env {
             }
         }
 
+        /// Forgets what earlier cases learned.
+        pub fn reset(&mut self) {
+            self.fdb = FdbWriter::new(32);
+            self.pipeline = Pipeline::new(self.learn.clone(), self.pool.clone());
+            self.router.clear_neighbours();
+            while self.learn.pop().is_some() {}
+            self.generation += 1;
+        }
+
         pub fn snapshot(&self) -> Snapshot {
             let modes = [
                 VlanConfig {
@@ -1131,13 +1140,22 @@ mod switch_env {
 /// sequence of `[ingress port][length: u16 LE][bytes]`. Nothing may panic, and every mbuf must
 /// come back to the pool: the pipeline frees or queues each frame exactly once.
 pub fn switch_frames(data: &[u8]) {
-    let mut env = switch_env::Env::new();
-    switch_env::run(&mut env, data);
-    switch_env::drain(&mut env);
-    env.caches.clear();
-    assert_eq!(
-        env.pool.available(),
-        env.pool.count(),
-        "the switch lost or kept mbufs"
-    );
+    thread_local! {
+        // The pool and the router's 64 MiB table are made once per thread; each case starts
+        // with an empty FDB, flow cache and neighbour table.
+        static ENV: std::cell::RefCell<Option<switch_env::Env>> = const { std::cell::RefCell::new(None) };
+    }
+    ENV.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let env = slot.get_or_insert_with(switch_env::Env::new);
+        env.reset();
+        switch_env::run(env, data);
+        switch_env::drain(env);
+        env.caches.clear();
+        assert_eq!(
+            env.pool.available(),
+            env.pool.count(),
+            "the switch lost or kept mbufs"
+        );
+    });
 }

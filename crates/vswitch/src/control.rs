@@ -985,6 +985,13 @@ impl Switch {
     }
 }
 
+impl Drop for Switch {
+    /// Stops the threads and ports if [`Switch::shutdown`] was not called.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 fn control_loop(sw: std::sync::Weak<Switch>) {
     let mut last_age = 0;
     loop {

@@ -520,6 +520,12 @@ impl RouterState {
         Ok(())
     }
 
+    /// Forgets every learned neighbour (`ferrovia-ctl` has no command for it yet; tests and the
+    /// fuzz harness start each case from an empty table).
+    pub fn clear_neighbours(&mut self) {
+        self.neighbours.clear();
+    }
+
     /// Records a neighbour; true when the table changed.
     pub fn learn_neighbour(&mut self, ip: u32, mac: [u8; 6]) -> bool {
         if self.connected(ip).is_none() || self.interfaces.iter().any(|i| i.cfg.ip == ip) {

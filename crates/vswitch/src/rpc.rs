@@ -47,6 +47,7 @@ pub const METHODS: &[(&str, &str)] = &[
     ("del-route", "prefix"),
     ("show-bridges", ""),
     ("show-ports", ""),
+    ("show-stats", ""),
     ("show-fdb", "bridge"),
     ("fdb-flush", "bridge"),
     ("show-routes", ""),
@@ -177,6 +178,7 @@ pub fn call(sw: &Switch, method: &str, p: Value) -> Result<Value, RpcError> {
         "del-route" => ok(sw.del_route(&params::<RouteArg>(method, p)?.prefix)),
         "show-bridges" => Ok(json!(sw.bridges())),
         "show-ports" => Ok(json!(sw.ports())),
+        "show-stats" => Ok(json!({ "bridges": sw.bridges(), "ports": sw.ports() })),
         "show-fdb" => sw
             .fdb(&params::<BridgeArg>(method, p)?.bridge)
             .map(|r| json!(r))

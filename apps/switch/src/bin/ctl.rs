@@ -23,7 +23,7 @@ router
   del-route PREFIX/LEN
 show
   show                 bridges and ports
-  show ports | bridges | fdb BRIDGE | routes | pmd-stats
+  show ports | bridges | stats | fdb BRIDGE | routes | pmd-stats
   dump-flows           the PMD threads' flow caches
 operations
   fdb-flush BRIDGE
@@ -130,6 +130,7 @@ fn request(cmd: &str, a: &[String]) -> Result<(String, Value), String> {
             None => r("show-ports", Value::Null),
             Some("ports") => r("show-ports", Value::Null),
             Some("bridges") => r("show-bridges", Value::Null),
+            Some("stats") => r("show-stats", Value::Null),
             Some("fdb") => r(
                 "show-fdb",
                 json!({"bridge": need(a, 2, "show fdb BRIDGE")?[1]}),
@@ -137,7 +138,7 @@ fn request(cmd: &str, a: &[String]) -> Result<(String, Value), String> {
             Some("routes") => r("show-routes", Value::Null),
             Some("pmd-stats") => r("show-pmd-stats", Value::Null),
             Some(o) => Err(format!(
-                "show {o}: unknown (show ports | bridges | fdb BRIDGE | routes | pmd-stats)"
+                "show {o}: unknown (show ports | bridges | stats | fdb BRIDGE | routes | pmd-stats)"
             )),
         },
         "dump-flows" => r("dump-flows", Value::Null),
@@ -232,6 +233,10 @@ fn pretty(method: &str, v: &Value) -> Option<String> {
                     drops_text(&st["drops"]),
                 );
             }
+        }
+        "show-stats" => {
+            o += &pretty("show-bridges", &v["bridges"])?;
+            o += &pretty("show-ports", &v["ports"])?;
         }
         "show-bridges" => {
             for b in v.as_array()? {

@@ -78,6 +78,26 @@ static NEXT_VU: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new
 
 impl Container {
     pub fn attach(sock: &Path) -> Container {
+        let c = Container::open(sock, false);
+        c.wait_link();
+        c
+    }
+
+    /// A container whose virtio-user listens (server=1): the switch connects to it (the
+    /// switch's port has client=1), so either side can restart.
+    pub fn listen(sock: &Path) -> Container {
+        Container::open(sock, true)
+    }
+
+    pub fn wait_link(&self) {
+        let t0 = Instant::now();
+        while !self.port.link().up {
+            assert!(t0.elapsed() < Duration::from_secs(10), "link never came up");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn open(sock: &Path, server: bool) -> Container {
         let pool = Mempool::new(MempoolConfig {
             count: 2048,
             ..Default::default()
@@ -85,20 +105,15 @@ impl Container {
         .unwrap();
         let n = NEXT_VU.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut port = ferrovia_pmd::open(
-            &format!("net_virtio_user{n},path={}", sock.display()),
+            &format!(
+                "net_virtio_user{n},path={}{}",
+                sock.display(),
+                if server { ",server=1" } else { "" }
+            ),
             &PortConf::new(n as u16, pool.clone()),
         )
         .expect("virtio-user opens");
         port.start().unwrap();
-        let t0 = Instant::now();
-        while !port.link().up {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "link to {} never came up",
-                sock.display()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
         let rx = port.rx_queue(0).unwrap();
         let tx = port.tx_queue(0).unwrap();
         Container {
