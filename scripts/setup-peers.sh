@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and prepares what the interop tests need on a fresh Debian 12 machine: DPDK 22.11
-# (dpdk-testpmd is in dpdk-dev), iproute2, util-linux (setpriv), QEMU for the guest tests, and
-# hugepages for the DPDK peer. Ferrovia itself needs none of this. Idempotent; run as root.
+# (dpdk-testpmd is in dpdk-dev), iproute2, util-linux (setpriv), QEMU for the guest tests, tcpdump
+# for the switch's tests with real peers, and hugepages for the DPDK peer. Ferrovia itself needs
+# none of this. Idempotent; run as root.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -17,6 +18,10 @@ command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 if [ "${FERROVIA_QEMU_TESTS:-1}" = 1 ]; then
     command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
     command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
+fi
+if [ "${FERROVIA_VSWITCH_TESTS:-1}" = 1 ]; then
+    command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+    command -v python3 >/dev/null 2>&1 || need+=(python3)
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup-peers.sh: installing ${need[*]}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit/property/integration tests, the interop tests
-# against DPDK 22.11 and our own testpmd, and the QEMU guest tests when available.
+# against DPDK 22.11 and our own testpmd, the QEMU guest tests when available, and (as root) the
+# switch's tests with real peers (tests/vswitch/run.sh; FERROVIA_VSWITCH_TESTS=0 skips them).
 #
 # As root it first installs the peers (scripts/setup-peers.sh); otherwise it runs what it can
 # and the DPDK tests say they are skipped (set FERROVIA_REQUIRE_DPDK=1 to make that a failure).
@@ -31,6 +32,16 @@ scripts/loom.sh
 if [ -x tests/qemu/run.sh ] && [ "${FERROVIA_QEMU_TESTS:-1}" = 1 ]; then
     step "QEMU guest tests"
     tests/qemu/run.sh
+fi
+
+if [ -x tests/vswitch/run.sh ] && [ "${FERROVIA_VSWITCH_TESTS:-1}" = 1 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        step "vswitch tests with real peers (our testpmd, DPDK testpmd, QEMU guest, network namespaces)"
+        tests/vswitch/run.sh
+    else
+        echo
+        echo "==> vswitch tests skipped: they need root (network namespaces, veth pairs, hugepages)"
+    fi
 fi
 
 echo
