@@ -696,7 +696,8 @@ impl RxQueue for AfRx {
         while got < want {
             let i = self.next;
             let status = self.qp.status(Dir::Rx, i);
-            if status.load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+            let st = status.load(Ordering::Acquire);
+            if st & libc::TP_STATUS_USER == 0 {
                 break;
             }
             let f = self.qp.frame(Dir::Rx, i);
@@ -715,6 +716,26 @@ impl RxQueue for AfRx {
                         // Leave the frame for the next burst.
                         self.stats.error(ErrorCause::NoMbuf, 1);
                         break;
+                    };
+                    // A tag the kernel took off into metadata (VLAN offload on the
+                    // interface) goes back into the frame, as DPDK's af_packet does: a
+                    // trunk port must see the VLAN the frame was sent on.
+                    let len = if st & libc::TP_STATUS_VLAN_VALID != 0 {
+                        let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                            h.tp_vlan_tpid
+                        } else {
+                            0x8100
+                        };
+                        if !crate::netif::insert_vlan(&mut m, tpid, h.tp_vlan_tci) {
+                            self.stats.error(ErrorCause::NoMbuf, 1);
+                            cache.free(m);
+                            status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
+                            self.next = if i + 1 == nframes { 0 } else { i + 1 };
+                            continue;
+                        }
+                        len + 4
+                    } else {
+                        len
                     };
                     m.set_port(self.port_id);
                     pkts.push(m);
