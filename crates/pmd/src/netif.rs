@@ -215,6 +215,22 @@ pub(crate) fn vlan_tagged(m: &Mbuf) -> bool {
     d.len() >= 14 && matches!(u16::from_be_bytes([d[12], d[13]]), 0x8100 | 0x88a8)
 }
 
+/// Inserts an 802.1Q-style tag (`tpid`, `tci`) after the MAC addresses of `m`'s first
+/// segment. False, changing nothing, without 4 bytes of headroom or 12 bytes of data.
+pub(crate) fn insert_vlan(m: &mut ferrovia_memory::Mbuf, tpid: u16, tci: u16) -> bool {
+    if m.data_len() < 12 || m.headroom() < 4 {
+        return false;
+    }
+    let Some(_) = m.prepend(4) else {
+        return false;
+    };
+    let d = m.data_mut();
+    d.copy_within(4..16, 0);
+    d[12..14].copy_from_slice(&tpid.to_be_bytes());
+    d[14..16].copy_from_slice(&tci.to_be_bytes());
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,20 +277,4 @@ mod tests {
             ""
         );
     }
-}
-
-/// Inserts an 802.1Q-style tag (`tpid`, `tci`) after the MAC addresses of `m`'s first
-/// segment. False, changing nothing, without 4 bytes of headroom or 12 bytes of data.
-pub(crate) fn insert_vlan(m: &mut ferrovia_memory::Mbuf, tpid: u16, tci: u16) -> bool {
-    if m.data_len() < 12 || m.headroom() < 4 {
-        return false;
-    }
-    let Some(_) = m.prepend(4) else {
-        return false;
-    };
-    let d = m.data_mut();
-    d.copy_within(4..16, 0);
-    d[12..14].copy_from_slice(&tpid.to_be_bytes());
-    d[14..16].copy_from_slice(&tci.to_be_bytes());
-    true
 }
