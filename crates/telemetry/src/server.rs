@@ -212,7 +212,7 @@ impl TelemetryServer {
                 path: path.clone(),
                 source,
             })?;
-        log::info!("telemetry: serving DPDK telemetry v2 on {}", path.display());
+        log::debug!("telemetry: serving DPDK telemetry v2 on {}", path.display());
         Ok(TelemetryServer {
             path,
             stop,
