@@ -16,6 +16,8 @@ use std::time::Instant;
 use ferrovia_vswitch::rpc::RpcServer;
 use ferrovia_vswitch::{Switch, SwitchConfig};
 
+mod telemetry;
+
 const USAGE: &str = "\
 usage: ferrovia-switch [--config FILE] [--socket PATH] [--print-config]
 
@@ -145,6 +147,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let telemetry = match telemetry::start(&sw, &cfg.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ferrovia-switch: {e}");
+            drop(rpc);
+            sw.shutdown();
+            return ExitCode::FAILURE;
+        }
+    };
     let ports: Vec<String> = sw
         .ports()
         .iter()
@@ -163,6 +174,7 @@ fn main() -> ExitCode {
     );
     let sig = wait_for_signal(&set);
     log::info!("signal {sig}: stopping");
+    drop(telemetry);
     drop(rpc);
     sw.shutdown();
     log::info!("stopped");

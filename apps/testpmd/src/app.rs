@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use crate::cycles::format_cycles;
-use ferrovia_ethdev::{MacAddr, Port, PortConf, PortStats};
+use ferrovia_ethdev::{MacAddr, PortConf, PortStats};
 use ferrovia_fwd::burst_stats::format_spread;
 use ferrovia_fwd::{Stream, StreamCounters, StreamParams};
 use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
@@ -15,11 +15,12 @@ use crate::eal::EalOpts;
 use crate::lcore::{Lcore, allowed_cpus, pin, placement};
 use crate::opts::{AppOpts, Topology};
 use crate::stats::{FwdStats, LastShow, print_fwd_port, print_fwd_total, print_nic};
+use crate::telemetry::SharedPort;
 
 /// One opened port.
 pub struct PortSlot {
-    /// The port.
-    pub port: Box<dyn Port>,
+    /// The port (its control side, shared with the telemetry threads).
+    pub port: SharedPort,
     /// Its devargs.
     pub devargs: String,
     /// Started by us.
@@ -226,7 +227,7 @@ impl App {
                 source,
             })?;
             ports.push(PortSlot {
-                port,
+                port: SharedPort::new(port),
                 devargs: d.clone(),
                 started: false,
                 last_show: None,
@@ -661,6 +662,11 @@ impl App {
             println!("Port {i} is closed");
         }
         println!("Done");
+    }
+
+    /// The ports' control sides, in port id order (for the telemetry).
+    pub fn shared_ports(&self) -> Vec<SharedPort> {
+        self.ports.iter().map(|s| s.port.clone()).collect()
     }
 
     /// Number of ports.

@@ -14,6 +14,10 @@ pub struct EalOpts {
     pub vdevs: Vec<String>,
     /// Options accepted but without meaning here, named once at start-up.
     pub ignored: Vec<String>,
+    /// `--file-prefix`: the directory of the telemetry socket (DPDK's default: `rte`).
+    pub file_prefix: Option<String>,
+    /// `--no-telemetry`: no telemetry socket.
+    pub no_telemetry: bool,
     /// Help was asked for (`-h`/`--help`, or `--vdev help`): print it and exit.
     pub help: Option<Help>,
 }
@@ -34,7 +38,6 @@ pub const IGNORED_WITH_VALUE: &[&str] = &[
     "--socket-mem",
     "--socket-limit",
     "-m",
-    "--file-prefix",
     "--proc-type",
     "--log-level",
     "--iova-mode",
@@ -57,7 +60,6 @@ pub const IGNORED_FLAGS: &[&str] = &[
     "--huge-unlink",
     "--no-shconf",
     "--legacy-mem",
-    "--no-telemetry",
     "--no-hpet",
     "--match-allocations",
     "--create-uio-dev",
@@ -140,6 +142,16 @@ pub fn parse(args: &[String]) -> Result<EalOpts, String> {
                 o.vdevs
                     .push(v.trim_matches('\'').trim_matches('"').to_string());
             }
+            "--file-prefix" => {
+                let v = value(key)?;
+                if v.is_empty() || v.contains('/') {
+                    return Err(format!(
+                        "invalid --file-prefix '{v}': it must be non-empty and have no '/'"
+                    ));
+                }
+                o.file_prefix = Some(v);
+            }
+            "--no-telemetry" if inline.is_none() => o.no_telemetry = true,
             k if PCI_OPTS.contains(&k) => {
                 let v = value(k)?;
                 o.ignored.push(format!("{k} {v} (no PCI devices here)"));
@@ -153,7 +165,7 @@ pub fn parse(args: &[String]) -> Result<EalOpts, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown EAL option '{other}' (app options go after '--'; supported EAL options: -l/--lcores, -c, --main-lcore, --vdev, -a/-b, -h/--help, and the ignored {} {}; see --help)",
+                    "unknown EAL option '{other}' (app options go after '--'; supported EAL options: -l/--lcores, -c, --main-lcore, --vdev, --file-prefix, --no-telemetry, -a/-b, -h/--help, and the ignored {} {}; see --help)",
                     IGNORED_WITH_VALUE.join(" "),
                     IGNORED_FLAGS.join(" ")
                 ));
@@ -193,7 +205,11 @@ mod tests {
         let o = parse(&v("-l 0-1 -n 4 --socket-mem 1024,1024 --vdev eth_vhost0,iface=/tmp/sock0 --file-prefix=host --no-pci")).unwrap();
         assert_eq!(o.lcores.len(), 2);
         assert_eq!(o.vdevs, vec!["eth_vhost0,iface=/tmp/sock0"]);
-        assert_eq!(o.ignored.len(), 4);
+        assert_eq!(o.ignored.len(), 3);
+        assert_eq!(o.file_prefix.as_deref(), Some("host"));
+        assert!(!o.no_telemetry);
+        assert!(parse(&v("--no-telemetry")).unwrap().no_telemetry);
+        assert!(parse(&v("--file-prefix a/b")).is_err());
         let o = parse(&v("-l 6-7 -n 4 -m 1024 --no-pci --vdev=virtio_user0,path=/var/run/usvhost --file-prefix=container")).unwrap();
         assert_eq!(
             o.lcores.iter().map(|l| l.id).collect::<Vec<_>>(),

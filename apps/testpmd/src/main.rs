@@ -10,6 +10,7 @@ mod opts;
 mod prompt;
 mod signal;
 mod stats;
+mod telemetry;
 mod usage;
 
 use std::io::{BufRead, Write};
@@ -53,10 +54,24 @@ fn main() {
         println!("Note: option {i} has no effect here (ignored)");
     }
     signal::install();
+    // As DPDK, the telemetry socket is made before the ports are opened; it answers with no
+    // ports until they are.
+    let ports = std::sync::Arc::new(telemetry::Ports::default());
+    let file_prefix = eal.file_prefix.clone().unwrap_or_else(|| "rte".into());
+    let telemetry = match telemetry::start(
+        &file_prefix,
+        eal.no_telemetry,
+        opts.metrics.as_deref(),
+        ports.clone(),
+    ) {
+        Ok(t) => t,
+        Err(e) => fail(e),
+    };
     let mut app = match app::App::new(eal, opts) {
         Ok(a) => a,
         Err(e) => fail(e),
     };
+    ports.set(app.shared_ports());
     if app.opts.interactive {
         println!("Interactive-mode selected");
         if app.opts.auto_start {
@@ -76,6 +91,8 @@ fn main() {
             }
         }
     }
+    drop(telemetry);
+    ports.clear();
     app.close();
     println!("\nBye...");
 }

@@ -58,6 +58,8 @@ pub struct AppOpts {
     pub record_burst_stats: bool,
     /// `--record-core-cycles`: count the cycles of bursts that moved packets.
     pub record_core_cycles: bool,
+    /// `--metrics ADDR:PORT`: serve Prometheus metrics there (not a DPDK option).
+    pub metrics: Option<String>,
     /// Options accepted with no effect here.
     pub ignored: Vec<String>,
     /// `-h` / `--help`: print the usage and exit.
@@ -87,6 +89,7 @@ impl Default for AppOpts {
             mbuf_size: None,
             record_burst_stats: false,
             record_core_cycles: false,
+            metrics: None,
             ignored: Vec::new(),
             help: false,
         }
@@ -208,13 +211,19 @@ pub enum OptsError {
     },
     /// An option testpmd does not know.
     #[error(
-        "unknown option '{option}'; see --help. Supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size, --record-burst-stats, --record-core-cycles (and, with no effect: {} {})",
+        "unknown option '{option}'; see --help. Supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size, --record-burst-stats, --record-core-cycles, --metrics (and, with no effect: {} {})",
         IGNORED_FLAGS.join(" "),
         IGNORED_WITH_VALUE.join(" ")
     )]
     UnknownOption {
         /// The option given.
         option: String,
+    },
+    /// `--metrics` is not ADDR:PORT.
+    #[error("invalid --metrics '{value}': give ADDR:PORT, e.g. --metrics 127.0.0.1:9464")]
+    BadMetrics {
+        /// The value given.
+        value: String,
     },
     /// `--tx-first` with `-i`.
     #[error("--tx-first cannot be used in interactive mode; use 'start tx_first' at the prompt")]
@@ -297,6 +306,13 @@ pub fn parse(args: &[String]) -> Result<AppOpts, OptsError> {
             "--burst" => o.burst = num(key, &value(key)?, 1, 512)?,
             "--record-burst-stats" if inline.is_none() => o.record_burst_stats = true,
             "--record-core-cycles" if inline.is_none() => o.record_core_cycles = true,
+            "--metrics" => {
+                let v = value(key)?;
+                if v.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(OptsError::BadMetrics { value: v });
+                }
+                o.metrics = Some(v);
+            }
             "--txpkts" => {
                 let v = value(key)?;
                 let segs: Result<Vec<u16>, OptsError> = v

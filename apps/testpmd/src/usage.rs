@@ -18,6 +18,9 @@ EAL options:
   --vdev DEVARGS            add a port: NAME[,key=value...], e.g. net_vhost0,iface=/tmp/sock0
                             (repeatable; port ids follow the order); --vdev help lists the
                             drivers and their keys
+  --file-prefix NAME        telemetry socket directory: <runtime dir>/dpdk/NAME (default rte;
+                            runtime dir /var/run for root, else $XDG_RUNTIME_DIR or /tmp)
+  --no-telemetry            no DPDK telemetry socket (dpdk-telemetry.py -f NAME queries it)
   -a, -b, -w PCI            accepted, ignored (there are no PCI devices)
   -h, --help                this text
   accepted with no effect (with a value):
@@ -44,6 +47,7 @@ testpmd options (after --):
   --mbuf-size=N             mbuf size including 128 bytes of headroom
   --record-burst-stats      show burst-size spreads at stop
   --record-core-cycles      show CPU cycles per packet at stop
+  --metrics=ADDR:PORT       serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)
   -h, --help                this text
   accepted with no effect:
 {}
@@ -125,6 +129,9 @@ mod tests {
             "--mbuf-size",
             "--record-burst-stats",
             "--record-core-cycles",
+            "--metrics",
+            "--file-prefix",
+            "--no-telemetry",
             "--socket-mem",
             "--no-pci",
             "--disable-rss",

@@ -158,6 +158,39 @@ pub struct RouteConfig {
     pub via: String,
 }
 
+/// The `[telemetry]` table: DPDK's telemetry v2 socket and the Prometheus endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Serve DPDK telemetry v2 on `<runtime dir>/dpdk/<file_prefix>/dpdk_telemetry.v2`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The directory name under `<runtime dir>/dpdk/` (`dpdk-telemetry.py -f <file_prefix>`).
+    #[serde(default = "default_file_prefix")]
+    pub file_prefix: String,
+    /// `ADDR:PORT` to serve Prometheus metrics on (`GET /metrics`); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_file_prefix() -> String {
+    "ferrovia-switch".into()
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> TelemetrySettings {
+        TelemetrySettings {
+            enabled: true,
+            file_prefix: default_file_prefix(),
+            metrics: None,
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +210,9 @@ pub struct SwitchConfig {
     /// Static routes.
     #[serde(default)]
     pub route: Vec<RouteConfig>,
+    /// Telemetry and metrics.
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
 }
 
 /// Why a configuration file was refused.
@@ -266,6 +302,7 @@ impl SwitchConfig {
             port: vec![port(0), port(1)],
             router_interface: Vec::new(),
             route: Vec::new(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 
@@ -305,6 +342,20 @@ impl SwitchConfig {
                 "[switch] pmd_cpus lists {} CPUs for {} PMD threads (give one per thread, or none)",
                 self.switch.pmd_cpus.len(),
                 self.switch.pmd_threads
+            ));
+        }
+        let t = &self.telemetry;
+        if t.file_prefix.is_empty() || t.file_prefix.contains('/') {
+            return Err(format!(
+                "[telemetry] file_prefix = {:?}: give a non-empty name without '/' (the socket is <runtime dir>/dpdk/<file_prefix>/dpdk_telemetry.v2)",
+                t.file_prefix
+            ));
+        }
+        if let Some(m) = &t.metrics
+            && m.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(format!(
+                "[telemetry] metrics = {m:?}: give ADDR:PORT, e.g. metrics = \"127.0.0.1:9464\""
             ));
         }
         let mut names = std::collections::HashSet::new();

@@ -134,6 +134,22 @@ pub struct PortStatus {
     pub stats: PortTotals,
 }
 
+/// A port as the ethdev layer sees it (for telemetry): the driver's counters, not the
+/// switch's.
+#[derive(Clone, Debug)]
+pub struct PortEthdev {
+    /// The switch's name for the port.
+    pub name: String,
+    /// The driver's facts.
+    pub info: ferrovia_ethdev::PortInfo,
+    /// Link state.
+    pub link: ferrovia_ethdev::Link,
+    /// The driver's counters.
+    pub stats: ferrovia_ethdev::PortStats,
+    /// The driver's extended counters.
+    pub xstats: Vec<(String, u64)>,
+}
+
 /// One FDB entry as `show fdb` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct FdbRow {
@@ -686,6 +702,31 @@ impl Switch {
                 }
             })
             .collect()
+    }
+
+    /// The slots that hold a port, in order (the ethdev port ids the telemetry reports).
+    pub fn port_slots(&self) -> Vec<u16> {
+        let st = self.lock();
+        st.ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.is_some())
+            .map(|(slot, _)| slot as u16)
+            .collect()
+    }
+
+    /// The ethdev view of the port in `slot` (driver counters, link, facts), or `None` when
+    /// the slot is empty. Reads counters only.
+    pub fn port_ethdev(&self, slot: u16) -> Option<PortEthdev> {
+        let st = self.lock();
+        let p = st.ports.get(slot as usize)?.as_ref()?;
+        Some(PortEthdev {
+            name: p.cfg.name.clone(),
+            info: p.port.info(),
+            link: p.port.link(),
+            stats: p.port.stats(),
+            xstats: p.port.xstats(),
+        })
     }
 
     fn port_totals(&self, slot: u16, base: &PortTotals) -> PortTotals {

@@ -1,0 +1,157 @@
+//! testpmd's telemetry: the DPDK telemetry v2 socket (on by default, `--no-telemetry`,
+//! `--file-prefix`) and the Prometheus endpoint (`--metrics ADDR:PORT`).
+//!
+//! Ports are shared with the telemetry threads through [`SharedPort`]: a lock around the
+//! port's control side only. Forwarding threads own their queue handles and never take it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ferrovia_ethdev::{Link, Port, PortInfo, PortStats, RxQueue, TxQueue};
+use ferrovia_telemetry::{
+    Commands, MetricsServer, PortSnapshot, PortSource, TelemetryConfig, TelemetryServer,
+    port_families, version_string,
+};
+
+/// A port whose control side the main thread and the telemetry threads share.
+#[derive(Clone)]
+pub struct SharedPort {
+    port: Arc<Mutex<Box<dyn Port>>>,
+    started: Arc<AtomicBool>,
+}
+
+impl SharedPort {
+    /// Wraps an opened port.
+    pub fn new(port: Box<dyn Port>) -> SharedPort {
+        SharedPort {
+            port: Arc::new(Mutex::new(port)),
+            started: Arc::default(),
+        }
+    }
+    fn lock(&self) -> MutexGuard<'_, Box<dyn Port>> {
+        self.port.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// [`Port::info`].
+    pub fn info(&self) -> PortInfo {
+        self.lock().info()
+    }
+    /// [`Port::start`].
+    pub fn start(&self) -> ferrovia_ethdev::Result<()> {
+        self.lock().start()?;
+        self.started.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+    /// [`Port::stop`].
+    pub fn stop(&self) -> ferrovia_ethdev::Result<()> {
+        self.lock().stop()?;
+        self.started.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+    /// [`Port::link`].
+    pub fn link(&self) -> Link {
+        self.lock().link()
+    }
+    /// [`Port::stats`].
+    pub fn stats(&self) -> PortStats {
+        self.lock().stats()
+    }
+    /// [`Port::xstats`].
+    pub fn xstats(&self) -> Vec<(String, u64)> {
+        self.lock().xstats()
+    }
+    /// [`Port::reset_stats`].
+    pub fn reset_stats(&self) {
+        self.lock().reset_stats()
+    }
+    /// [`Port::rx_queue`].
+    pub fn rx_queue(&self, q: u16) -> ferrovia_ethdev::Result<Box<dyn RxQueue>> {
+        self.lock().rx_queue(q)
+    }
+    /// [`Port::tx_queue`].
+    pub fn tx_queue(&self, q: u16) -> ferrovia_ethdev::Result<Box<dyn TxQueue>> {
+        self.lock().tx_queue(q)
+    }
+    fn snapshot(&self) -> PortSnapshot {
+        let p = self.lock();
+        let stats = p.stats();
+        PortSnapshot {
+            info: p.info(),
+            link: p.link(),
+            xstats: p.xstats(),
+            stats,
+            started: self.started.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// testpmd's ports as the telemetry sees them: empty until [`Ports::set`], and again after
+/// [`Ports::clear`] (the ports are closing).
+#[derive(Default)]
+pub struct Ports(Mutex<Vec<SharedPort>>);
+
+impl Ports {
+    /// Publishes the opened ports (port id = index).
+    pub fn set(&self, ports: Vec<SharedPort>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = ports;
+    }
+    /// Forgets the ports, so that closing them is not delayed by telemetry.
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+    fn get(&self, id: u16) -> Option<SharedPort> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id as usize)
+            .cloned()
+    }
+}
+
+impl PortSource for Ports {
+    fn port_ids(&self) -> Vec<u16> {
+        let n = self.0.lock().unwrap_or_else(|p| p.into_inner()).len();
+        (0..n as u16).collect()
+    }
+    fn port(&self, id: u16) -> Option<PortSnapshot> {
+        Some(self.get(id)?.snapshot())
+    }
+}
+
+/// The running servers; dropping it stops them and removes the socket.
+#[derive(Default)]
+pub struct Telemetry {
+    /// The telemetry v2 socket, unless `--no-telemetry` or it could not be created.
+    pub socket: Option<TelemetryServer>,
+    /// The metrics endpoint, with `--metrics`.
+    pub metrics: Option<MetricsServer>,
+}
+
+/// Starts the telemetry socket (unless `no_telemetry`) and the metrics endpoint (when
+/// `metrics` is given). A telemetry socket that cannot be created is a warning (testpmd runs
+/// on); a metrics address that cannot be bound is an error.
+pub fn start(
+    file_prefix: &str,
+    no_telemetry: bool,
+    metrics: Option<&str>,
+    ports: Arc<Ports>,
+) -> Result<Telemetry, String> {
+    let mut t = Telemetry::default();
+    if !no_telemetry {
+        let commands = Commands::with_ethdev(
+            version_string(env!("CARGO_PKG_VERSION")),
+            ports.clone() as Arc<dyn PortSource>,
+        );
+        match TelemetryServer::start(&TelemetryConfig::new(file_prefix), Arc::new(commands)) {
+            Ok(s) => t.socket = Some(s),
+            Err(e) => println!("Warning: telemetry disabled: {e}"),
+        }
+    }
+    if let Some(addr) = metrics {
+        let p = ports.clone();
+        let m = MetricsServer::start(addr, Arc::new(move || port_families(&*p)))
+            .map_err(|e| e.to_string())?;
+        println!("Prometheus metrics on http://{}/metrics", m.local_addr());
+        t.metrics = Some(m);
+    }
+    Ok(t)
+}
