@@ -4,7 +4,7 @@
 //! shorter than an Ethernet header, one whose tag is cut short, or one with a second tag (QinQ
 //! or a stacked 802.1Q tag, which this switch does not carry) is rejected with a [`FrameError`].
 
-use ferrovia_memory::Mbuf;
+use ferrovia_memory::{LcoreCaches, Mbuf, Mempool};
 
 /// Length of an untagged Ethernet header.
 pub const ETH_HLEN: usize = 14;
@@ -132,6 +132,22 @@ pub fn set_vid(m: &mut Mbuf, vid: u16) {
     let d = m.data_mut();
     let tci = u16::from_be_bytes([d[14], d[15]]);
     d[14..16].copy_from_slice(&((tci & 0xf000) | (vid & 0x0fff)).to_be_bytes());
+}
+
+/// Copies a frame (every segment) into a fresh single-segment mbuf chain from `pool`.
+pub fn copy_mbuf(caches: &mut LcoreCaches, pool: &Mempool, m: &Mbuf) -> Option<Mbuf> {
+    let cache = caches.for_pool(pool);
+    let mut head: Option<Mbuf> = None;
+    for seg in m.segments() {
+        let mut c = cache.alloc()?;
+        let dst = c.append(seg.len())?;
+        dst.copy_from_slice(seg);
+        match head.as_mut() {
+            Some(h) => h.chain(c),
+            None => head = Some(c),
+        }
+    }
+    head
 }
 
 #[cfg(test)]

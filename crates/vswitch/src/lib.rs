@@ -7,6 +7,7 @@
 //! - [`frame`]: Ethernet/802.1Q parsing and tag edits;
 //! - [`vlan`]: access and trunk ports;
 //! - [`fdb`]: the MAC table, one writer and lock-free readers;
+//! - [`learn`]: learning requests from the PMD threads;
 //! - [`emc`]: the per-thread exact-match flow cache;
 //! - [`pipeline`]: the switching decision for each frame;
 //! - [`router`]: router interfaces, routes, ARP and ICMP echo;
@@ -22,6 +23,7 @@ pub mod emc;
 pub mod error;
 pub mod fdb;
 pub mod frame;
+pub mod learn;
 pub mod pipeline;
 pub mod pmd;
 pub mod router;

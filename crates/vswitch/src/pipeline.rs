@@ -12,32 +12,13 @@ use ferrovia_memory::{LcoreCaches, Mbuf, Mempool};
 use crate::counters::{DropCause, MAX_PORTS, PmdCounters};
 use crate::emc::{Action, Emc, FlowKey};
 use crate::fdb::FdbKey;
+use crate::frame::copy_mbuf;
 use crate::frame::{self, FrameError};
+pub use crate::learn::LearnRequest;
 use crate::router::{self, ArpLimiter, RouteCtx, RouteResult};
 use crate::snapshot::{BridgeView, PortView, Snapshot};
 use crate::vlan::{Egress, Ingress};
 use ferrovia_ethdev::Burst;
-
-/// A learning request from a PMD thread to the control thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LearnRequest {
-    /// A source MAC seen on a port.
-    Mac {
-        /// The bridge.
-        bridge: u16,
-        /// The source MAC and VLAN.
-        key: FdbKey,
-        /// The port it was seen on.
-        port: u16,
-    },
-    /// A neighbour of the router (from ARP, or the source of a routed packet).
-    Neighbour {
-        /// IPv4 address, host order.
-        ip: u32,
-        /// Its MAC.
-        mac: [u8; 6],
-    },
-}
 
 /// Frames waiting to leave through one port, flushed after each received burst.
 #[derive(Debug, Default)]
@@ -213,7 +194,8 @@ impl Pipeline {
                         && let Some(r) = bridge.router.as_ref()
                     {
                         let mut rc = RouteCtx {
-                            cx,
+                            now: cx.now,
+                            counters: cx.counters,
                             bridge: bridge.id,
                             in_slot,
                             vlan,
@@ -238,7 +220,8 @@ impl Pipeline {
                         continue;
                     };
                     let mut rc = RouteCtx {
-                        cx,
+                        now: cx.now,
+                        counters: cx.counters,
                         bridge: bridge.id,
                         in_slot,
                         vlan,
@@ -417,20 +400,4 @@ impl Pipeline {
             None => self.flood(cx, caches, bridge, u16::MAX, vlan, None, m, flush),
         }
     }
-}
-
-/// Copies a frame (every segment) into a fresh single-segment mbuf chain from `pool`.
-pub fn copy_mbuf(caches: &mut LcoreCaches, pool: &Mempool, m: &Mbuf) -> Option<Mbuf> {
-    let cache = caches.for_pool(pool);
-    let mut head: Option<Mbuf> = None;
-    for seg in m.segments() {
-        let mut c = cache.alloc()?;
-        let dst = c.append(seg.len())?;
-        dst.copy_from_slice(seg);
-        match head.as_mut() {
-            Some(h) => h.chain(c),
-            None => head = Some(c),
-        }
-    }
-    head
 }

@@ -18,9 +18,10 @@ use ferrovia_route::{arp, ipv4, lpm};
 
 use crate::config::RouterInterfaceConfig;
 use crate::counters::DropCause;
+use crate::counters::PmdCounters;
 use crate::error::{SwitchError, SwitchResult};
 use crate::frame::{self, ETH_P_ARP, ETH_P_IPV4, L2Header};
-use crate::pipeline::{BurstCtx, LearnRequest};
+use crate::learn::LearnRequest;
 
 /// One router interface: an address on a bridge's VLAN.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,8 +129,10 @@ impl ArpLimiter {
 
 /// Context the router needs from the pipeline.
 pub struct RouteCtx<'a> {
-    /// The burst context.
-    pub cx: BurstCtx<'a>,
+    /// The FDB clock (seconds).
+    pub now: u32,
+    /// This thread's counters.
+    pub counters: &'a PmdCounters,
     /// Ingress bridge id.
     pub bridge: u16,
     /// Ingress port slot.
@@ -153,7 +156,7 @@ fn learn_neighbour(rc: &RouteCtx<'_>, r: &RouterView, ip: u32, mac: [u8; 6]) {
         .iter()
         .any(|i| (i.ip ^ ip) & mask(i.prefix_len) == 0 && i.ip != ip);
     if connected && rc.learn.push(LearnRequest::Neighbour { ip, mac }).is_err() {
-        rc.cx.counters.own.learn_queue_full.add(1);
+        rc.counters.own.learn_queue_full.add(1);
     }
 }
 
@@ -172,7 +175,7 @@ pub fn arp_snoop(
     if p.op != arp::ArpOp::Request || u32::from(p.target_ip) != iface.ip {
         return None;
     }
-    let mut reply = crate::pipeline::copy_mbuf(caches, rc.pool, m)?;
+    let mut reply = crate::frame::copy_mbuf(caches, rc.pool, m)?;
     let ok = arp::reply_in_place(reply.data_mut(), h.l3_offset, iface.mac, |ip| {
         u32::from(ip) == iface.ip
     });
@@ -262,11 +265,11 @@ fn forward(
     let target = if nh.gateway == 0 { dst } else { nh.gateway };
     let Some(&mac) = r.neighbours.get(&target) else {
         caches.free(m);
-        if rc.arp.allow(target, rc.cx.now)
+        if rc.arp.allow(target, rc.now)
             && let Some(req) = arp_request(caches, rc.pool, out, target)
         {
             // The packet is dropped (counted here) and the request goes out instead.
-            rc.cx.counters.ports[rc.in_slot as usize].drop(DropCause::ArpMiss, 1);
+            rc.counters.ports[rc.in_slot as usize].drop(DropCause::ArpMiss, 1);
             return RouteResult::Forward {
                 m: req,
                 bridge: out.bridge,
