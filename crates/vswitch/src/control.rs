@@ -410,7 +410,7 @@ impl Switch {
             aging: cfg.aging_secs,
             counters: BridgeCounters::default(),
         });
-        self.publish(&st);
+        self.publish_sync(&st);
         log::info!("bridge {} added", cfg.name);
         Ok(())
     }
@@ -438,7 +438,7 @@ impl Switch {
             )));
         }
         st.bridges[id as usize] = None;
-        self.publish(&st);
+        self.publish_sync(&st);
         log::info!("bridge {name} deleted");
         Ok(())
     }
@@ -558,6 +558,8 @@ impl Switch {
         for (pmd, h) in handles {
             self.pmds[pmd].control.send(PmdCommand::AddRxq(h));
         }
+        // Return once every PMD thread switches to and from the port.
+        self.barrier();
         log::info!(
             "port {} ({}) added to bridge {} as port {slot}",
             cfg.name,
@@ -630,8 +632,15 @@ impl Switch {
         if let Some(b) = st.bridges[bridge as usize].as_mut() {
             b.fdb.flush_port(slot);
         }
-        self.publish(&st);
+        self.publish_sync(&st);
         Ok(())
+    }
+
+    /// Publishes `st` and waits until every PMD thread switches by it: when a control
+    /// request returns, its change is in effect for every frame received after.
+    fn publish_sync(&self, st: &State) {
+        self.publish(st);
+        self.barrier();
     }
 
     /// Builds and sends a snapshot of `st` to every PMD thread; invalidates flow caches.

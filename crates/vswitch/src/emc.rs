@@ -106,6 +106,16 @@ impl Emc {
         }
     }
 
+    /// Adds `n` hits to the entry of `key` (frames the pipeline switched by the same decision
+    /// without looking the cache up again), if it is still cached.
+    #[inline]
+    pub fn add_hits(&mut self, key: FlowKey, generation: u64, n: u64) {
+        let e = &mut self.entries[index(key)];
+        if n > 0 && e.generation == generation && e.key == key {
+            e.hits += n;
+        }
+    }
+
     /// Caches `action` for `key` (replacing whatever shared its bucket).
     #[inline]
     pub fn insert(&mut self, key: FlowKey, generation: u64, action: Action, src_slot: u32) {

@@ -27,6 +27,43 @@ pub struct OutBatch {
     pub pkts: Burst,
 }
 
+/// What a frame needs on its way out of a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edit {
+    /// Nothing.
+    None,
+    /// Remove its tag.
+    Pop,
+    /// Add a tag with this VLAN.
+    Push(u16),
+    /// Rewrite its tag's VLAN.
+    SetVid(u16),
+    /// Drop it, counted on the egress port.
+    Drop(DropCause),
+}
+
+/// How a frame of `vlan` that arrived with tag `vid` leaves port `slot` of `bridge`.
+#[inline]
+fn egress_edit(
+    cx: BurstCtx<'_>,
+    bridge: &BridgeView,
+    slot: u16,
+    vlan: u16,
+    vid: Option<u16>,
+) -> Edit {
+    let Some(outp) = cx.snap.port(slot).filter(|p| p.bridge == bridge.id) else {
+        return Edit::Drop(DropCause::PortGone);
+    };
+    match (outp.vlan.egress(vlan), vid) {
+        (Egress::NotAllowed, _) => Edit::Drop(DropCause::VlanEgress),
+        (Egress::Untagged, None) => Edit::None,
+        (Egress::Untagged, Some(_)) => Edit::Pop,
+        (Egress::Tagged, None) => Edit::Push(vlan),
+        (Egress::Tagged, Some(v)) if v != vlan => Edit::SetVid(vlan),
+        (Egress::Tagged, Some(_)) => Edit::None,
+    }
+}
+
 /// Output batch size: a batch this full is flushed at once.
 pub const OUT_BATCH: usize = 32;
 
@@ -129,11 +166,29 @@ impl Pipeline {
         let pc = &cx.counters.ports[in_slot as usize];
         let mut bytes = 0u64;
         let n = burst.len() as u64;
+        let (mut hits, mut misses) = (0u64, 0u64);
+        let mut last: Option<(FlowKey, Action)> = None;
+        let mut last_edit: Option<(u16, u16, Option<u16>, Edit)> = None;
+        // The first 16 bytes (MACs, EtherType or tag) of the last frame switched to a port,
+        // with where it went: a frame that starts with the same 16 bytes from the same port
+        // in the same burst gets the same decision, VLAN edit included.
+        let mut same: Option<([u8; 16], u16, Edit, FlowKey)> = None;
+        let mut same_run = 0u64;
         for m in burst.drain(..) {
-            bytes += m.pkt_len() as u64;
-            if m.pkt_len() > inp.max_frame as usize {
+            let len = m.pkt_len();
+            bytes += len as u64;
+            if len > inp.max_frame as usize {
                 pc.drop(DropCause::Oversize, 1);
                 caches.free(m);
+                continue;
+            }
+            let head: Option<[u8; 16]> = m.data().get(..16).and_then(|b| b.try_into().ok());
+            if let (Some((prev, p, edit, _)), Some(hd)) = (same, head)
+                && prev == hd
+            {
+                hits += 1;
+                same_run += 1;
+                self.emit(cx, caches, p, edit, m, flush);
                 continue;
             }
             let h = match frame::parse(m.data()) {
@@ -165,28 +220,50 @@ impl Pipeline {
                 dst: dst_key.raw(),
                 src: (src_key.raw() & 0xffff_ffff_ffff) | ((in_slot as u64) << 48),
             };
-            let action = match self.emc.lookup(fk, cx.generation) {
-                Some((a, src_slot)) => {
-                    cx.counters.own.emc_hits.add(1);
-                    bridge.fdb.touch(src_slot, cx.now);
-                    a
-                }
-                None => {
-                    cx.counters.own.emc_misses.add(1);
-                    let a = self.decide(cx, bridge, &h.dst, dst_key, vlan, in_slot);
-                    match bridge.fdb.lookup(src_key) {
-                        Some(hit) if hit.port == in_slot => {
-                            bridge.fdb.touch(hit.slot, cx.now);
-                            self.emc.insert(fk, cx.generation, a, hit.slot);
-                        }
-                        _ => self.request_learn(cx, inp, src_key),
+            // Frames of one flow usually come in runs: the previous frame's decision (and its
+            // egress edit) is reused without a cache lookup.
+            let action = if last.is_some_and(|(k, _)| k == fk) {
+                hits += 1;
+                last.map_or(Action::Flood, |(_, a)| a)
+            } else {
+                let a = match self.emc.lookup(fk, cx.generation) {
+                    Some((a, src_slot)) => {
+                        hits += 1;
+                        bridge.fdb.touch(src_slot, cx.now);
+                        a
                     }
-                    a
-                }
+                    None => {
+                        misses += 1;
+                        let a = self.decide(cx, bridge, &h.dst, dst_key, vlan, in_slot);
+                        match bridge.fdb.lookup(src_key) {
+                            Some(hit) if hit.port == in_slot => {
+                                bridge.fdb.touch(hit.slot, cx.now);
+                                self.emc.insert(fk, cx.generation, a, hit.slot);
+                            }
+                            _ => self.request_learn(cx, inp, src_key),
+                        }
+                        a
+                    }
+                };
+                last = Some((fk, a));
+                a
             };
             match action {
                 Action::Output(p) => {
-                    self.output(cx, caches, bridge, p, vlan, h.vid, m, flush);
+                    let edit = match last_edit {
+                        Some((q, v, vid, e)) if q == p && v == vlan && vid == h.vid => e,
+                        _ => {
+                            let e = egress_edit(cx, bridge, p, vlan, h.vid);
+                            last_edit = Some((p, vlan, h.vid, e));
+                            e
+                        }
+                    };
+                    if let Some((_, _, _, k)) = same {
+                        self.emc
+                            .add_hits(k, cx.generation, std::mem::take(&mut same_run));
+                    }
+                    same = head.map(|hd| (hd, p, edit, fk));
+                    self.emit(cx, caches, p, edit, m, flush);
                 }
                 Action::Flood => {
                     pc.rx_flooded.add(1);
@@ -246,8 +323,13 @@ impl Pipeline {
                 }
             }
         }
+        if let Some((_, _, _, k)) = same {
+            self.emc.add_hits(k, cx.generation, same_run);
+        }
         pc.rx_packets.add(n);
         pc.rx_bytes.add(bytes);
+        cx.counters.own.emc_hits.add(hits);
+        cx.counters.own.emc_misses.add(misses);
     }
 
     /// The switching decision for a frame not in the flow cache.
@@ -305,40 +387,53 @@ impl Pipeline {
         slot: u16,
         vlan: u16,
         vid: Option<u16>,
+        m: Mbuf,
+        flush: &mut dyn FnMut(&mut Pipeline, &mut LcoreCaches, u16),
+    ) {
+        let edit = egress_edit(cx, bridge, slot, vlan, vid);
+        self.emit(cx, caches, slot, edit, m, flush);
+    }
+
+    /// Applies `edit` to `m` and queues it on `slot` (or drops it, counted).
+    #[inline]
+    fn emit(
+        &mut self,
+        cx: BurstCtx<'_>,
+        caches: &mut LcoreCaches,
+        slot: u16,
+        edit: Edit,
         mut m: Mbuf,
         flush: &mut dyn FnMut(&mut Pipeline, &mut LcoreCaches, u16),
     ) {
-        let Some(outp) = cx.snap.port(slot).filter(|p| p.bridge == bridge.id) else {
+        let ok = match edit {
+            Edit::None => true,
+            Edit::Pop => frame::pop_vlan(&mut m),
+            Edit::Push(v) => frame::push_vlan(&mut m, v),
+            Edit::SetVid(v) => {
+                frame::set_vid(&mut m, v);
+                true
+            }
+            Edit::Drop(cause) => {
+                cx.counters.ports[slot as usize % MAX_PORTS].drop(cause, 1);
+                caches.free(m);
+                return;
+            }
+        };
+        if !ok {
+            cx.counters.ports[slot as usize % MAX_PORTS].drop(DropCause::NoMbuf, 1);
+            caches.free(m);
+            return;
+        }
+        let Some(b) = self.out.get_mut(slot as usize).and_then(Option::as_mut) else {
             cx.counters.ports[slot as usize % MAX_PORTS].drop(DropCause::PortGone, 1);
             caches.free(m);
             return;
         };
-        let ok = match (outp.vlan.egress(vlan), vid) {
-            (Egress::NotAllowed, _) => {
-                cx.counters.ports[slot as usize].drop(DropCause::VlanEgress, 1);
-                caches.free(m);
-                return;
-            }
-            (Egress::Untagged, None) => true,
-            (Egress::Untagged, Some(_)) => frame::pop_vlan(&mut m),
-            (Egress::Tagged, None) => frame::push_vlan(&mut m, vlan),
-            (Egress::Tagged, Some(v)) => {
-                if v != vlan {
-                    frame::set_vid(&mut m, vlan);
-                }
-                true
-            }
-        };
-        if !ok {
-            cx.counters.ports[slot as usize].drop(DropCause::NoMbuf, 1);
-            caches.free(m);
-            return;
-        }
-        if self.batch_full(slot) {
+        if b.pkts.len() >= OUT_BATCH {
             flush(self, caches, slot);
         }
         if let Err(m) = self.enqueue(slot, m) {
-            cx.counters.ports[slot as usize].drop(DropCause::PortGone, 1);
+            cx.counters.ports[slot as usize % MAX_PORTS].drop(DropCause::PortGone, 1);
             caches.free(m);
         }
     }

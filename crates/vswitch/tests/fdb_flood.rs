@@ -28,6 +28,7 @@ fn random_source_flood_keeps_memory_flat() {
     );
     let mut c0 = Container::attach(&dir.sock("p0"));
     let mut c1 = Container::attach(&dir.sock("p1"));
+    wait_links(&sw);
     let mut sent = 0u32;
     let mut flood = |c0: &mut Container, c1: &mut Container, n: u32| {
         for chunk in 0..n / 64 {

@@ -31,6 +31,7 @@ fn learning_flooding_and_unicast() {
     let mut c: Vec<Container> = (0..3)
         .map(|i| Container::attach(&dir.sock(&format!("p{i}"))))
         .collect();
+    wait_links(&sw);
     // Unknown destination: flooded to p1 and p2, byte for byte.
     let f = frame(mac(2), mac(1), None, 60, 1);
     c[0].send(std::slice::from_ref(&f));
@@ -100,6 +101,7 @@ fn vlan_access_and_trunk_isolation() {
         .iter()
         .map(|n| Container::attach(&dir.sock(n)))
         .collect();
+    wait_links(&sw);
     // A broadcast on VLAN 10 (access port a10): b10 gets it untagged, the trunk tagged 10,
     // a20 (VLAN 20) nothing.
     let f = frame(BCAST, mac(1), None, 60, 1);
@@ -166,6 +168,7 @@ fn mac_move_aging_and_fdb_limit() {
     let mut c: Vec<Container> = (0..3)
         .map(|i| Container::attach(&dir.sock(&format!("p{i}"))))
         .collect();
+    wait_links(&sw);
     c[0].send(&[frame(BCAST, mac(1), None, 60, 1)]);
     c[1].recv_n(1, W);
     c[2].recv_n(1, W);
@@ -224,6 +227,7 @@ fn malformed_frames_are_counted_and_harmless() {
     let mut c: Vec<Container> = (0..2)
         .map(|i| Container::attach(&dir.sock(&format!("p{i}"))))
         .collect();
+    wait_links(&sw);
     let mut qinq = frame(BCAST, mac(1), Some(10), 64, 1);
     qinq[12..14].copy_from_slice(&0x88a8u16.to_be_bytes());
     let dbl = tag(&frame(BCAST, mac(1), Some(10), 64, 2), 20);
@@ -260,16 +264,18 @@ fn ports_added_and_removed_under_traffic() {
     );
     let mut c0 = Container::attach(&dir.sock("p0"));
     let mut c1 = Container::attach(&dir.sock("p1"));
+    wait_links(&sw);
     for round in 0..5u32 {
         let name = format!("x{round}");
         sw.add_port(&vhost_port(&dir, "br0", &name, 10 + round as usize))
             .unwrap();
         let mut cx = Container::attach(&dir.sock(&name));
+        wait_links(&sw);
         // Traffic p0 → broadcast reaches p1 and the new port while it exists.
         let f = frame(BCAST, mac(1), None, 60, round);
         c0.send(std::slice::from_ref(&f));
         assert_eq!(c1.recv_n(1, W), vec![f.clone()]);
-        assert_eq!(cx.recv_n(1, W), vec![f]);
+        assert_eq!(cx.recv_n(1, W), vec![f], "round {round}: {:#?}", sw.ports());
         cx.send(&[frame(BCAST, mac(50 + round as u8), None, 60, round)]);
         c0.recv_n(1, W);
         c1.recv_n(1, W);

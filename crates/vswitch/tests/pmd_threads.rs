@@ -29,6 +29,7 @@ fn two_pmds_mailboxes_and_rebalance() {
     let mut c: Vec<Container> = (0..4)
         .map(|i| Container::attach(&dir.sock(&format!("p{i}"))))
         .collect();
+    wait_links(&sw);
     // Everyone announces itself (a broadcast each), then every pair exchanges unicast.
     for (i, ci) in c.iter_mut().enumerate() {
         ci.send(&[frame(BCAST, mac(i as u8 + 1), None, 60, i as u32)]);

@@ -142,6 +142,7 @@ fn routes_between_two_vlans() {
     let (ha, hb) = (mac(1), mac(2));
     let mut ca = Container::attach(&dir.sock("a"));
     let mut cb = Container::attach(&dir.sock("b"));
+    wait_links(&sw);
 
     // 1. ARP for the gateway: answered by the router, field by field.
     ca.send(&[arp_request(ha, "10.0.1.2", "10.0.1.1")]);

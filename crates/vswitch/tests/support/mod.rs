@@ -213,3 +213,21 @@ pub fn tag(f: &[u8], vid: u16) -> Vec<u8> {
 }
 
 pub const BCAST: [u8; 6] = [0xff; 6];
+
+/// Waits until the switch sees every one of its vhost-user ports up (the container's side
+/// may report its link before the switch's side has applied the last setup message).
+pub fn wait_links(sw: &Switch) {
+    let t0 = Instant::now();
+    while !sw
+        .ports()
+        .iter()
+        .filter(|p| p.driver == "net_vhost")
+        .all(|p| p.link_up)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "switch ports never all came up"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
