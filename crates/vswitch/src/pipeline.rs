@@ -25,6 +25,8 @@ use ferrovia_ethdev::Burst;
 pub struct OutBatch {
     /// The frames.
     pub pkts: Burst,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// What a frame needs on its way out of a port.
@@ -117,21 +119,6 @@ impl Pipeline {
             recent: vec![(0, u32::MAX); RECENT].into_boxed_slice(),
             pool,
             arp: ArpLimiter::default(),
-        }
-    }
-
-    /// Queues `m` for output on `slot`; returns it when no batch exists for the slot.
-    #[inline]
-    fn enqueue(&mut self, slot: u16, m: Mbuf) -> Result<(), Mbuf> {
-        match self.out.get_mut(slot as usize).and_then(Option::as_mut) {
-            Some(b) => {
-                if b.pkts.is_empty() {
-                    self.dirty.push(slot);
-                }
-                b.pkts.push(m);
-                Ok(())
-            }
-            None => Err(m),
         }
     }
 
@@ -432,10 +419,16 @@ impl Pipeline {
         if b.pkts.len() >= OUT_BATCH {
             flush(self, caches, slot);
         }
-        if let Err(m) = self.enqueue(slot, m) {
-            cx.counters.ports[slot as usize % MAX_PORTS].drop(DropCause::PortGone, 1);
+        // The flush leaves the batch in place (empty); only the queueing is left.
+        let Some(b) = self.out.get_mut(slot as usize).and_then(Option::as_mut) else {
             caches.free(m);
+            return;
+        };
+        if b.pkts.is_empty() {
+            self.dirty.push(slot);
         }
+        b.bytes += m.pkt_len() as u64;
+        b.pkts.push(m);
     }
 
     /// Floods `m` to every port of `bridge` carrying `vlan` but `in_slot`: a copy each, the

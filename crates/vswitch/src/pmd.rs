@@ -257,7 +257,8 @@ impl Pmd {
                 }
             }
             moved += burst.len();
-            send(txq, &mut self.caches, burst, &self.counters, slot);
+            let bytes = burst.iter().map(|m| m.pkt_len() as u64).sum();
+            send(txq, &mut self.caches, burst, bytes, &self.counters, slot);
         }
         moved
     }
@@ -294,7 +295,7 @@ impl Pmd {
                         .get_mut(slot as usize)
                         .and_then(Option::take)
                     {
-                        let OutBatch { mut pkts } = *b;
+                        let OutBatch { mut pkts, .. } = *b;
                         self.caches.free_all(pkts.drain(..));
                     }
                     self.pipeline.dirty.retain(|&s| s != slot);
@@ -323,7 +324,7 @@ impl Pmd {
 
     fn shutdown(&mut self) {
         for b in self.pipeline.out.iter_mut().filter_map(Option::take) {
-            let OutBatch { mut pkts } = *b;
+            let OutBatch { mut pkts, .. } = *b;
             self.caches.free_all(pkts.drain(..));
         }
         for h in self.tx.iter_mut().filter_map(Option::take) {
@@ -350,8 +351,11 @@ fn flush_slot(
     if batch.pkts.is_empty() {
         return;
     }
+    let bytes = std::mem::take(&mut batch.bytes);
     match tx.get_mut(slot as usize).and_then(Option::as_mut) {
-        Some(TxHandle { txq: Some(q), .. }) => send(q, caches, &mut batch.pkts, counters, slot),
+        Some(TxHandle { txq: Some(q), .. }) => {
+            send(q, caches, &mut batch.pkts, bytes, counters, slot)
+        }
         Some(TxHandle { mailbox, .. }) => {
             let n = batch.pkts.len() as u64;
             for m in batch.pkts.drain(..) {
@@ -375,10 +379,10 @@ fn send(
     q: &mut Box<dyn TxQueue>,
     caches: &mut LcoreCaches,
     pkts: &mut Burst,
+    bytes: u64,
     counters: &PmdCounters,
     slot: u16,
 ) {
-    let bytes: u64 = pkts.iter().map(|m| m.pkt_len() as u64).sum();
     let n = pkts.len();
     let sent = q.tx_burst(caches, pkts);
     let pc = &counters.ports[slot as usize];
