@@ -169,12 +169,24 @@ impl Pipeline {
                 caches.free(m);
                 continue;
             }
-            let head: Option<[u8; 16]> = m.data().get(..16).and_then(|b| b.try_into().ok());
+            let head: Option<&[u8; 16]> = m.data().first_chunk::<16>();
             if let (Some((prev, p, edit, _)), Some(hd)) = (same, head)
-                && prev == hd
+                && prev == *hd
             {
                 hits += 1;
                 same_run += 1;
+                // The common case inline: no tag edit and room in the batch.
+                if edit == Edit::None
+                    && let Some(b) = self.out.get_mut(p as usize).and_then(Option::as_mut)
+                    && b.pkts.len() < OUT_BATCH
+                {
+                    if b.pkts.is_empty() {
+                        self.dirty.push(p);
+                    }
+                    b.bytes += len as u64;
+                    b.pkts.push(m);
+                    continue;
+                }
                 self.emit(cx, caches, p, edit, m, flush);
                 continue;
             }
@@ -249,7 +261,7 @@ impl Pipeline {
                         self.emc
                             .add_hits(k, cx.generation, std::mem::take(&mut same_run));
                     }
-                    same = head.map(|hd| (hd, p, edit, fk));
+                    same = head.map(|hd| (*hd, p, edit, fk));
                     self.emit(cx, caches, p, edit, m, flush);
                 }
                 Action::Flood => {

@@ -184,8 +184,9 @@ impl Pmd {
             if self.pending.load(Ordering::Acquire) && !self.apply_commands() {
                 break;
             }
-            let moved = self.iterate(&mut burst);
-            let t1 = tsc();
+            let (moved, t_last) = self.iterate(&mut burst, t0);
+            // The last busy queue's reading ends the iteration (one TSC read fewer).
+            let t1 = t_last.unwrap_or_else(tsc);
             let own = &self.counters.own;
             own.iterations.add(1);
             if moved > 0 {
@@ -200,7 +201,9 @@ impl Pmd {
     }
 
     /// One pass over every Rx queue and owned mailbox; returns frames moved.
-    fn iterate(&mut self, burst: &mut Burst) -> usize {
+    /// `t_start` is the TSC at the start of the pass; returns the frames moved and the last
+    /// TSC reading taken, if any.
+    fn iterate(&mut self, burst: &mut Burst, t_start: u64) -> (usize, Option<u64>) {
         let cx = BurstCtx {
             snap: &self.snap,
             generation: self.shared.generation.load(Ordering::Acquire),
@@ -211,7 +214,8 @@ impl Pmd {
         let tx = &mut self.tx;
         // One TSC read per busy queue: a queue is charged the cycles since the previous read,
         // which includes the empty polls of the queues before it (cheap next to a burst).
-        let mut t_prev = tsc();
+        let mut t_prev = t_start;
+        let mut t_last = None;
         for q in self.rxqs.iter_mut() {
             let n = q.rxq.rx_burst(&mut self.caches, burst, RX_BURST);
             if n == 0 {
@@ -239,6 +243,7 @@ impl Pmd {
                 Ordering::Relaxed,
             );
             t_prev = t;
+            t_last = Some(t);
         }
         self.counters.own.packets.add(moved as u64);
         // Frames other threads left for the ports this thread sends for.
@@ -260,7 +265,7 @@ impl Pmd {
             let bytes = burst.iter().map(|m| m.pkt_len() as u64).sum();
             send(txq, &mut self.caches, burst, bytes, &self.counters, slot);
         }
-        moved
+        (moved, t_last)
     }
 
     /// Applies queued commands; false on Stop.
