@@ -1068,6 +1068,7 @@ mod switch_env {
         let mut n = 0;
         for slot in std::mem::take(&mut env.pipeline.dirty) {
             if let Some(b) = env.pipeline.out[slot as usize].as_mut() {
+                b.listed = false;
                 n += b.pkts.len();
                 env.caches.free_all(b.pkts.drain(..));
             }

@@ -27,6 +27,9 @@ pub struct OutBatch {
     pub pkts: Burst,
     /// Their bytes.
     pub bytes: u64,
+    /// True while the slot is listed in [`Pipeline::dirty`] (so it is listed once, even when
+    /// its batch was flushed mid-burst and refilled).
+    pub listed: bool,
 }
 
 /// What a frame needs on its way out of a port.
@@ -180,7 +183,8 @@ impl Pipeline {
                     && let Some(b) = self.out.get_mut(p as usize).and_then(Option::as_mut)
                     && b.pkts.len() < OUT_BATCH
                 {
-                    if b.pkts.is_empty() {
+                    if !b.listed {
+                        b.listed = true;
                         self.dirty.push(p);
                     }
                     b.bytes += len as u64;
@@ -436,7 +440,8 @@ impl Pipeline {
             caches.free(m);
             return;
         };
-        if b.pkts.is_empty() {
+        if !b.listed {
+            b.listed = true;
             self.dirty.push(slot);
         }
         b.bytes += m.pkt_len() as u64;

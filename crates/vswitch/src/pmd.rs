@@ -230,6 +230,14 @@ impl Pmd {
                 &mut |p, caches, slot| flush_slot(p, caches, tx, cx.counters, slot),
             );
             while let Some(slot) = self.pipeline.dirty.pop() {
+                if let Some(b) = self
+                    .pipeline
+                    .out
+                    .get_mut(slot as usize)
+                    .and_then(Option::as_mut)
+                {
+                    b.listed = false;
+                }
                 flush_slot(&mut self.pipeline, &mut self.caches, tx, cx.counters, slot);
             }
             let t = tsc();
