@@ -57,8 +57,15 @@ fn run_pair(
             std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
         })
         .collect();
+    // Stop both forwarders before either side goes away: the container first (it stops
+    // sending), then the host (it has echoed what was in flight), then quit. A container that
+    // quit while the host still forwarded would make the host's last bursts fail.
     writeln!(cont_in, "show port stats all").unwrap();
     writeln!(cont_in, "stop").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    writeln!(host_in, "show port stats all").unwrap();
+    writeln!(host_in, "stop").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     writeln!(cont_in, "quit").unwrap();
     assert_eq!(
         cont.wait(Duration::from_secs(20)),
@@ -66,8 +73,6 @@ fn run_pair(
         "container testpmd failed:\n{}",
         cont.output()
     );
-    writeln!(host_in, "show port stats all").unwrap();
-    writeln!(host_in, "stop").unwrap();
     writeln!(host_in, "quit").unwrap();
     assert_eq!(
         host.wait(Duration::from_secs(20)),
