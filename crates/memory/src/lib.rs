@@ -9,6 +9,7 @@
 //! * [`mempool`]: fixed-size packet buffer pools with per-thread caches and bulk get/put.
 //! * [`mbuf`]: packet buffers with headroom, chaining and offload metadata.
 //! * [`lcore_caches`]: the caches of one polling thread, one per pool, passed to every burst.
+//! * [`cksum`]: Internet checksums and the header lengths offloads need.
 //! * [`arena`]: ring areas for many ports carved from a few registered regions.
 //!
 //! Below both `mempool` and `mbuf` sits `pool_core`: the mbuf header, the pool state it points
@@ -17,6 +18,7 @@
 
 pub mod arena;
 pub mod burst;
+pub mod cksum;
 pub mod lcore_caches;
 #[cfg(not(loom))]
 mod lcore_stash;

@@ -10,11 +10,48 @@ use std::ptr::NonNull;
 pub use crate::pool_core::MbufHdr;
 use crate::pool_core::PoolInner;
 
-/// Offload flag: the packet's L4 checksum must be completed by the receiver/device
-/// (`VIRTIO_NET_HDR_F_NEEDS_CSUM`).
-pub const OL_NEEDS_CSUM: u64 = 1 << 0;
-/// Offload flag: the checksum was validated by the sender/device (`VIRTIO_NET_HDR_F_DATA_VALID`).
-pub const OL_CSUM_VALID: u64 = 1 << 1;
+// Offload flags (`ol_flags`), with DPDK's names (`RTE_MBUF_F_*`) and bit values, so that
+// masks mean the same as in a DPDK application.
+
+/// Rx: the L4 checksum is bad (with [`OL_RX_L4_CKSUM_GOOD`] as well: [`OL_RX_L4_CKSUM_NONE`]).
+pub const OL_RX_L4_CKSUM_BAD: u64 = 1 << 3;
+/// Rx: the IP header checksum is bad.
+pub const OL_RX_IP_CKSUM_BAD: u64 = 1 << 4;
+/// Rx: the IP header checksum is good.
+pub const OL_RX_IP_CKSUM_GOOD: u64 = 1 << 7;
+/// Rx: the L4 checksum is good.
+pub const OL_RX_L4_CKSUM_GOOD: u64 = 1 << 8;
+/// Rx: the L4 checksum field does not hold a full checksum (only the pseudo-header sum),
+/// but the data is known to be intact (a partial checksum from a virtio peer).
+pub const OL_RX_L4_CKSUM_NONE: u64 = OL_RX_L4_CKSUM_BAD | OL_RX_L4_CKSUM_GOOD;
+/// Rx: mask of the two L4 checksum bits (0 in them: unknown).
+pub const OL_RX_L4_CKSUM_MASK: u64 = OL_RX_L4_CKSUM_NONE;
+/// Rx: the IP header checksum was not checked but the data is intact.
+pub const OL_RX_IP_CKSUM_NONE: u64 = OL_RX_IP_CKSUM_BAD | OL_RX_IP_CKSUM_GOOD;
+/// Rx: mask of the two IP checksum bits (0 in them: unknown).
+pub const OL_RX_IP_CKSUM_MASK: u64 = OL_RX_IP_CKSUM_NONE;
+/// Rx: the packet is a coalesced (large receive) TCP packet; `tso_segsz` is the size of the
+/// segments it was made of.
+pub const OL_RX_LRO: u64 = 1 << 16;
+
+/// Tx: segment this TCP packet into `tso_segsz`-byte segments (needs `l2_len`, `l3_len`,
+/// `l4_len`, one of [`OL_TX_IPV4`]/[`OL_TX_IPV6`], and the pseudo-header checksum, without
+/// the length, in the TCP checksum field).
+pub const OL_TX_TCP_SEG: u64 = 1 << 50;
+/// Tx: compute the TCP checksum (the field must hold the pseudo-header checksum).
+pub const OL_TX_TCP_CKSUM: u64 = 1 << 52;
+/// Tx: compute the UDP checksum (the field must hold the pseudo-header checksum).
+pub const OL_TX_UDP_CKSUM: u64 = 3 << 52;
+/// Tx: mask of the L4 checksum request (0: none, or TCP, SCTP (`2 << 52`), UDP).
+pub const OL_TX_L4_MASK: u64 = 3 << 52;
+/// Tx: compute the IPv4 header checksum.
+pub const OL_TX_IP_CKSUM: u64 = 1 << 54;
+/// Tx: the packet is IPv4 (for checksum and segmentation offloads).
+pub const OL_TX_IPV4: u64 = 1 << 55;
+/// Tx: the packet is IPv6 (for checksum and segmentation offloads).
+pub const OL_TX_IPV6: u64 = 1 << 56;
+/// Tx: every flag that asks the transmitting port to do work on the packet.
+pub const OL_TX_OFFLOAD_MASK: u64 = OL_TX_TCP_SEG | OL_TX_L4_MASK | OL_TX_IP_CKSUM;
 
 /// An owned packet buffer (one segment plus its chain).
 pub struct Mbuf(NonNull<MbufHdr>);
@@ -49,6 +86,7 @@ impl Mbuf {
         hdr.pkt_len = 0;
         hdr.nb_segs = 1;
         hdr.ol_flags = 0;
+        hdr.tx_offload = 0;
         // SAFETY: non-null by the caller's contract.
         Mbuf(unsafe { NonNull::new_unchecked(h) })
     }
@@ -305,6 +343,59 @@ impl Mbuf {
         self.hdr_mut().ol_flags = f;
     }
 
+    /// L2 header length in bytes (offload metadata; 0..=127).
+    #[inline]
+    pub fn l2_len(&self) -> usize {
+        (self.hdr().tx_offload & 0x7f) as usize
+    }
+
+    /// L3 header length in bytes (offload metadata; 0..=511).
+    #[inline]
+    pub fn l3_len(&self) -> usize {
+        ((self.hdr().tx_offload >> 7) & 0x1ff) as usize
+    }
+
+    /// L4 header length in bytes (offload metadata; 0..=255).
+    #[inline]
+    pub fn l4_len(&self) -> usize {
+        ((self.hdr().tx_offload >> 16) & 0xff) as usize
+    }
+
+    /// TCP segment size for [`OL_TX_TCP_SEG`], or the coalesced segments' size with
+    /// [`OL_RX_LRO`].
+    #[inline]
+    pub fn tso_segsz(&self) -> u16 {
+        (self.hdr().tx_offload >> 24) as u16
+    }
+
+    /// Sets the header lengths of the offload metadata. Values beyond a field's width
+    /// (127, 511, 255) are refused, changing nothing.
+    #[inline]
+    pub fn set_header_lens(&mut self, l2: usize, l3: usize, l4: usize) -> bool {
+        if l2 > 0x7f || l3 > 0x1ff || l4 > 0xff {
+            return false;
+        }
+        let h = self.hdr_mut();
+        h.tx_offload =
+            (h.tx_offload & !0xff_ffff) | l2 as u64 | ((l3 as u64) << 7) | ((l4 as u64) << 16);
+        true
+    }
+
+    /// Sets the TCP segment size of the offload metadata.
+    #[inline]
+    pub fn set_tso_segsz(&mut self, segsz: u16) {
+        let h = self.hdr_mut();
+        h.tx_offload = (h.tx_offload & !(0xffff << 24)) | (u64::from(segsz) << 24);
+    }
+
+    /// The whole chain's data from `off` on, as a mutable slice of the first segment, when
+    /// `[off, off + len)` lies inside the first segment.
+    #[inline]
+    pub fn first_seg_range_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]> {
+        let end = off.checked_add(len)?;
+        self.data_mut().get_mut(off..end)
+    }
+
     /// Detaches and returns the chain after this segment, fixing up lengths.
     pub fn split_off_next(&mut self) -> Option<Mbuf> {
         let next = self.hdr().next;
@@ -407,5 +498,32 @@ mod tests {
         drop(a);
         drop(rest);
         assert_eq!(p.available(), 8);
+    }
+
+    #[test]
+    fn offload_lengths_pack_and_reset() {
+        let p = Mempool::new(MempoolConfig {
+            count: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut a = p.alloc().unwrap();
+        assert!(a.set_header_lens(14, 20, 32));
+        a.set_tso_segsz(1448);
+        assert_eq!((a.l2_len(), a.l3_len(), a.l4_len()), (14, 20, 32));
+        assert_eq!(a.tso_segsz(), 1448);
+        assert!(a.set_header_lens(127, 511, 255));
+        assert_eq!((a.l2_len(), a.l3_len(), a.l4_len()), (127, 511, 255));
+        assert_eq!(a.tso_segsz(), 1448);
+        assert!(!a.set_header_lens(128, 0, 0));
+        assert_eq!(a.l2_len(), 127);
+        a.set_ol_flags(super::OL_TX_TCP_CKSUM);
+        drop(a);
+        let a = p.alloc().unwrap();
+        let b = p.alloc().unwrap();
+        for m in [&a, &b] {
+            assert_eq!(m.ol_flags(), 0);
+            assert_eq!((m.l2_len(), m.l3_len(), m.l4_len(), m.tso_segsz()), (0, 0, 0, 0));
+        }
     }
 }
