@@ -38,11 +38,19 @@ pub enum ErrorCause {
     /// A call (interrupt) to the peer was skipped because its eventfd could not take it
     /// without waiting (not a packet error: the packets were delivered).
     CallSkipped,
+    /// A virtio-net header asked for an offload that was not negotiated, or described a
+    /// checksum or segmentation the packet cannot have (checksum field beyond the packet,
+    /// segment size 0, unknown segmentation type, header length beyond the packet): the
+    /// packet was dropped.
+    BadNetHdr,
+    /// A packet asked for an offload (TCP segmentation) that neither the peer nor the port
+    /// can do: the packet was dropped.
+    OffloadUnsupported,
 }
 
 impl ErrorCause {
     /// Every cause, in counter order.
-    pub const ALL: [ErrorCause; 13] = [
+    pub const ALL: [ErrorCause; 15] = [
         ErrorCause::NoMbuf,
         ErrorCause::DescAddr,
         ErrorCause::DescLoop,
@@ -56,6 +64,8 @@ impl ErrorCause {
         ErrorCause::RingFull,
         ErrorCause::Indirect,
         ErrorCause::CallSkipped,
+        ErrorCause::BadNetHdr,
+        ErrorCause::OffloadUnsupported,
     ];
 
     /// Counter name suffix used in xstats.
@@ -74,6 +84,8 @@ impl ErrorCause {
             ErrorCause::RingFull => "peer_ring_full",
             ErrorCause::Indirect => "bad_indirect_desc",
             ErrorCause::CallSkipped => "call_skipped",
+            ErrorCause::BadNetHdr => "bad_virtio_net_hdr",
+            ErrorCause::OffloadUnsupported => "offload_unsupported",
         }
     }
 }

@@ -388,8 +388,27 @@ impl Mbuf {
         h.tx_offload = (h.tx_offload & !(0xffff << 24)) | (u64::from(segsz) << 24);
     }
 
-    /// The whole chain's data from `off` on, as a mutable slice of the first segment, when
-    /// `[off, off + len)` lies inside the first segment.
+    /// Copies the `N` bytes that start `back` bytes before this segment's data (inside its
+    /// headroom, where virtio drivers keep the net header), or None when the headroom is
+    /// shorter than `back` or `N > back`. Read with volatile loads: a peer may still write
+    /// the buffer.
+    #[inline]
+    pub fn read_before_data<const N: usize>(&self, back: usize) -> Option<[u8; N]> {
+        let h = self.hdr();
+        if back > h.data_off as usize || N > back {
+            return None;
+        }
+        // SAFETY: [data_off - back, data_off - back + N) lies inside the buffer's headroom.
+        Some(unsafe {
+            h.buf
+                .add(h.data_off as usize - back)
+                .cast::<[u8; N]>()
+                .read_volatile()
+        })
+    }
+
+    /// Bytes `[off, off + len)` of the data, as a mutable slice, when they lie inside the
+    /// first segment.
     #[inline]
     pub fn first_seg_range_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]> {
         let end = off.checked_add(len)?;

@@ -23,6 +23,8 @@ impl ErrorSink for StatsSink<'_> {
             RingError::RingFull => ErrorCause::RingFull,
             RingError::Indirect => ErrorCause::Indirect,
             RingError::CallSkipped => ErrorCause::CallSkipped,
+            RingError::BadNetHdr => ErrorCause::BadNetHdr,
+            RingError::OffloadUnsupported => ErrorCause::OffloadUnsupported,
         };
         self.0.error(c, n);
     }

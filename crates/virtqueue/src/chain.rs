@@ -63,15 +63,27 @@ pub(crate) fn push_seg(
         .map_err(|_| RingError::DescLen)
 }
 
-/// Copies a chain's bytes (after the `skip`-byte header) into a fresh mbuf chain.
+/// Copies a chain's bytes (after the `hdr`-byte header) into a fresh mbuf chain; the last
+/// `keep` bytes of the header (all of it, or none) are copied too and left just in front of
+/// the first segment's data.
 pub(crate) fn copy_into_mbufs(
     cache: &mut MbufCache,
     segs: &[Seg],
-    skip: usize,
+    hdr: usize,
+    keep: usize,
     port: u16,
 ) -> Option<Mbuf> {
-    let mut head = cache.alloc()?;
+    let mut head = copy_from(cache, segs, hdr - keep)?;
+    if keep != 0 {
+        // The first mbuf has room for far more than a header, so it holds all `keep` bytes.
+        head.adj(keep);
+    }
     head.set_port(port);
+    Some(head)
+}
+
+fn copy_from(cache: &mut MbufCache, segs: &[Seg], skip: usize) -> Option<Mbuf> {
+    let mut head = cache.alloc()?;
     let mut skip = skip;
     // The tail segment being filled, detached from `head` until full.
     let mut tail: Option<Mbuf> = None;
@@ -150,13 +162,15 @@ impl<'a> SegWriter<'a> {
 
 /// The write step of the multi-buffer device → driver path of both layouts, once the buffers
 /// for packet `m` are reserved: copies the virtio-net header (`num_buffers` = the number of
-/// reserved buffers when the header has 12 bytes) and the packet across `segs`, then hands
+/// reserved buffers when the header has 12 bytes; with `ol`, the offload fields from the
+/// mbuf's Tx flags) and the packet across `segs`, then hands
 /// each reserved buffer in `bufs`, in order, to `put_used` with the bytes it received (`cap`
 /// gives a buffer's capacity; `need` is header plus packet).
 #[inline]
 pub(crate) fn write_merged<B: Copy>(
     segs: &[Seg],
     hdr_len: usize,
+    ol: bool,
     m: &Mbuf,
     need: u64,
     bufs: &[B],
@@ -166,6 +180,9 @@ pub(crate) fn write_merged<B: Copy>(
     let nbufs = bufs.len() as u16;
     let mut w = SegWriter::new(segs);
     let mut hdr = [0u8; 12];
+    if ol {
+        hdr[..10].copy_from_slice(&crate::net_hdr::tx_hdr(m).to_bytes());
+    }
     if hdr_len == 12 {
         hdr[NET_HDR_NUM_BUFFERS_OFF..12].copy_from_slice(&nbufs.to_le_bytes());
     }

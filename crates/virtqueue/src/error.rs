@@ -41,6 +41,11 @@ pub enum RingError {
     /// A call (interrupt) to the driver was skipped: its eventfd could not take it without
     /// waiting.
     CallSkipped,
+    /// A virtio-net header was malformed or asked for an offload not negotiated (see
+    /// [`crate::net_hdr::HdrError`]); the packet was dropped.
+    BadNetHdr,
+    /// A packet asked for an offload neither the peer nor this side can do; dropped.
+    OffloadUnsupported,
 }
 
 /// Receives error reports from ring code (implemented by the port's counters).

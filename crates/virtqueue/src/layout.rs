@@ -14,6 +14,18 @@ pub const VRING_USED_F_NO_NOTIFY: u16 = 1;
 
 /// Feature bit numbers used here.
 pub mod feature {
+    /// The device handles packets with a partial checksum (driver → device headers).
+    pub const NET_F_CSUM: u32 = 0;
+    /// The driver handles packets with a partial checksum (device → driver headers).
+    pub const NET_F_GUEST_CSUM: u32 = 1;
+    /// The driver takes TCPv4 segments coalesced into large packets.
+    pub const NET_F_GUEST_TSO4: u32 = 7;
+    /// The driver takes TCPv6 segments coalesced into large packets.
+    pub const NET_F_GUEST_TSO6: u32 = 8;
+    /// The device segments large TCPv4 packets.
+    pub const NET_F_HOST_TSO4: u32 = 11;
+    /// The device segments large TCPv6 packets.
+    pub const NET_F_HOST_TSO6: u32 = 12;
     /// Device has a MAC address in config space.
     pub const NET_F_MAC: u32 = 5;
     /// Mergeable receive buffers.

@@ -21,7 +21,7 @@ use crate::error::{ErrorSink, RingError};
 use crate::layout::{
     VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, bit, feature, net_hdr_len,
 };
-use crate::net_hdr::write_rx_hdr;
+use crate::net_hdr::{HdrAccept, tx_hdr, write_rx_hdr, write_rx_hdr_ol};
 use crate::prefetch::{prefetch, prefetch_for_write};
 use crate::ring::packed::{
     DESC_F_AVAIL, DESC_F_USED, EVENT_FLAGS_DISABLE, PackedDesc, PackedRing, Pos,
@@ -37,6 +37,11 @@ pub struct PackedDevice {
     avail: Pos,
     used: Pos,
     hdr_len: usize,
+    /// As `SplitDevice`: transmit header bytes kept in front of dequeued data (0 without
+    /// offloads).
+    keep_hdr: usize,
+    /// As `SplitDevice`: receive headers carry the mbufs' offload requests.
+    ol_rx: bool,
     mrg: bool,
     indirect: bool,
     in_order: bool,
@@ -116,6 +121,12 @@ impl PackedDevice {
             avail: Pos::decode(last_avail, size).unwrap_or(Pos::START),
             used: Pos::decode(used_idx, size).unwrap_or(Pos::START),
             hdr_len: net_hdr_len(f),
+            keep_hdr: if HdrAccept::device_reads(f).any() {
+                net_hdr_len(f)
+            } else {
+                0
+            },
+            ol_rx: HdrAccept::driver_reads(f).any(),
             mrg: f & bit(feature::NET_F_MRG_RXBUF) != 0,
             indirect: f & bit(feature::RING_F_INDIRECT_DESC) != 0,
             in_order: f & bit(feature::F_IN_ORDER) != 0,
@@ -356,6 +367,8 @@ impl PackedDevice {
     ) -> (usize, PlainStop) {
         let size = self.ring.size();
         let hdr = self.hdr_len;
+        // With offloads the header is copied too and kept in front of the data.
+        let keep = self.keep_hdr;
         // (frame, frame length, buffer id) of each descriptor checked in the first pass.
         let mut frames: ArrayVec<(*const u8, u32, u16), PLAIN_MAX> = ArrayVec::new();
         let mut pos = self.avail;
@@ -408,13 +421,24 @@ impl PackedDevice {
         }
         let mut done = 0;
         for (m, &(frame, plen, id)) in out[start..].iter_mut().zip(&frames) {
-            let Some(dst) = m.append(plen as usize) else {
+            let Some(dst) = m.append(plen as usize + keep) else {
                 // Larger than an mbuf: the per-chain path spreads it over a chain of mbufs.
                 stop = PlainStop::NotPlain;
                 break;
             };
-            // SAFETY: frame spans plen bytes of translated guest memory; dst is plen bytes.
-            unsafe { std::ptr::copy_nonoverlapping(frame, dst.as_mut_ptr(), plen as usize) };
+            // SAFETY: frame spans plen bytes of translated guest memory and the keep <= hdr
+            // bytes before it are the rest of the same translated buffer; dst is plen + keep
+            // bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    frame.sub(keep),
+                    dst.as_mut_ptr(),
+                    plen as usize + keep,
+                )
+            };
+            if keep != 0 {
+                m.adj(keep);
+            }
             m.set_port(port);
             res.bytes += plen as usize;
             self.put_used_tx(id, 1);
@@ -441,6 +465,7 @@ impl PackedDevice {
             return false;
         };
         let hdr_len = self.hdr_len;
+        let ol = self.ol_rx;
         let mut dsts = [std::ptr::null_mut::<u8>(); N];
         for ((dst, d), m) in dsts.iter_mut().zip(&descs).zip(pkts) {
             // Translated and copied below: the same bytes (the segment's data).
@@ -463,7 +488,11 @@ impl PackedDevice {
             let data = m.data();
             // SAFETY: dst spans hdr_len + data.len() bytes of guest memory, translated as one.
             unsafe {
-                write_rx_hdr(dst, hdr_len, 1);
+                if ol {
+                    write_rx_hdr_ol(dst, hdr_len, 1, &tx_hdr(m).to_bytes());
+                } else {
+                    write_rx_hdr(dst, hdr_len, 1);
+                }
                 std::ptr::copy_nonoverlapping(data.as_ptr(), dst.add(hdr_len), data.len());
             }
             self.put_used(d.id, (hdr_len + data.len()) as u32, 1);
@@ -537,7 +566,8 @@ impl PackedDevice {
             if let Some(e) = err {
                 sink.ring_error(e, 1);
             } else {
-                let Some(m) = copy_into_mbufs(cache, &segs, self.hdr_len, port) else {
+                let Some(m) = copy_into_mbufs(cache, &segs, self.hdr_len, self.keep_hdr, port)
+                else {
                     sink.ring_error(RingError::NoMbuf, 1);
                     break;
                 };
@@ -598,7 +628,11 @@ impl PackedDevice {
                     {
                         // SAFETY: dst spans `need` bytes of guest memory, translated as one.
                         unsafe {
-                            write_rx_hdr(dst, self.hdr_len, 1);
+                            if self.ol_rx {
+                                write_rx_hdr_ol(dst, self.hdr_len, 1, &tx_hdr(m).to_bytes());
+                            } else {
+                                write_rx_hdr(dst, self.hdr_len, 1);
+                            }
                             std::ptr::copy_nonoverlapping(
                                 data.as_ptr(),
                                 dst.add(self.hdr_len),
@@ -663,6 +697,7 @@ impl PackedDevice {
             write_merged(
                 &segs,
                 self.hdr_len,
+                self.ol_rx,
                 m,
                 need,
                 &bufs,

@@ -17,7 +17,7 @@ use crate::layout::{
     HDR_CELL, NET_HDR_NUM_BUFFERS_OFF, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, align, bit, feature,
     net_hdr_len,
 };
-use crate::net_hdr::clear_tx_hdr;
+use crate::net_hdr::{HdrAccept, clear_tx_hdr, tx_hdr, write_tx_hdr};
 use crate::options::{DriverOptions, TX_RECLAIM_AT};
 use crate::prefetch::prefetch;
 use crate::ring::packed::{
@@ -86,6 +86,9 @@ pub struct PackedDriver {
     /// ring).
     io: bool,
     hdr_len: usize,
+    /// Transmit headers carry the mbufs' offload requests (the device negotiated CSUM or
+    /// HOST_TSO); otherwise they are zero.
+    ol_tx: bool,
     mrg: bool,
     rx_chain: u16,
     max_rx_pkt: usize,
@@ -155,6 +158,7 @@ impl PackedDriver {
             in_order: false,
             io: false,
             hdr_len: 12,
+            ol_tx: false,
             mrg: false,
             rx_chain: 1,
             max_rx_pkt: opts.max_rx_pkt,
@@ -169,6 +173,7 @@ impl PackedDriver {
     /// Applies negotiated options.
     pub fn apply_options(&mut self, opts: DriverOptions) {
         self.hdr_len = net_hdr_len(opts.features);
+        self.ol_tx = HdrAccept::device_reads(opts.features).any();
         self.mrg = opts.features & bit(feature::NET_F_MRG_RXBUF) != 0;
         self.in_order = opts.features & bit(feature::F_IN_ORDER) != 0;
         if self.in_order && !self.io && self.in_flight() == 0 {
@@ -490,11 +495,19 @@ impl PackedDriver {
             if !IO {
                 self.track_order(id);
             }
+            let ol = if self.ol_tx {
+                Some(tx_hdr(&m).to_bytes())
+            } else {
+                None
+            };
             if m.nb_segs() == 1
                 && let Some(h) = m.prepend(self.hdr_len)
             {
                 // Fast path: header pushed into the headroom, one descriptor.
-                clear_tx_hdr(h);
+                match &ol {
+                    None => clear_tx_hdr(h),
+                    Some(ol) => write_tx_hdr(h, ol),
+                }
                 let (addr, len) = (m.data_addr(), m.data_len() as u32);
                 self.post_one(id, addr, len, false);
                 self.inflight[id as usize] = Inflight {
@@ -509,12 +522,20 @@ impl PackedDriver {
             }
             bufs.clear();
             if m.headroom() >= self.hdr_len {
-                clear_tx_hdr(m.prepend(self.hdr_len).expect("headroom checked"));
+                let h = m.prepend(self.hdr_len).expect("headroom checked");
+                match &ol {
+                    None => clear_tx_hdr(h),
+                    Some(ol) => write_tx_hdr(h, ol),
+                }
             } else {
                 // SAFETY: id < size; each cell is HDR_CELL bytes inside the area.
                 let cell = unsafe { self.hdr_cells.add(id as usize * HDR_CELL) };
                 // SAFETY: as above.
                 unsafe { std::ptr::write_bytes(cell, 0, self.hdr_len) };
+                if let Some(ol) = &ol {
+                    // SAFETY: as above; hdr_len >= 10.
+                    unsafe { std::ptr::copy_nonoverlapping(ol.as_ptr(), cell, 10) };
+                }
                 bufs.push((cell as u64, self.hdr_len as u32));
             }
             for s in m.segments() {

@@ -25,7 +25,7 @@ use crate::layout::{
     Desc, UsedElem, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
     VRING_DESC_F_WRITE, bit, feature, need_event, net_hdr_len,
 };
-use crate::net_hdr::write_rx_hdr;
+use crate::net_hdr::{HdrAccept, tx_hdr, write_rx_hdr, write_rx_hdr_ol};
 use crate::ring::ActiveVring;
 use crate::ring::split::SplitRing;
 
@@ -42,6 +42,13 @@ pub struct SplitDevice {
     last_avail: u16,
     used_idx: u16,
     hdr_len: usize,
+    /// Bytes of the driver's transmit header kept in front of a dequeued packet's data
+    /// (`hdr_len` when offloads the driver may ask for were negotiated, else 0): the port
+    /// checks it and turns it into offload flags after the burst.
+    keep_hdr: usize,
+    /// Receive headers carry the mbufs' offload requests (the driver negotiated
+    /// GUEST_CSUM/GUEST_TSO); otherwise they are zero.
+    ol_rx: bool,
     /// `used.idx` before the first mid-burst exposure of the current burst, if any.
     exposed_from: Option<u16>,
     mrg: bool,
@@ -60,6 +67,12 @@ impl SplitDevice {
             last_avail,
             used_idx,
             hdr_len: net_hdr_len(f),
+            keep_hdr: if HdrAccept::device_reads(f).any() {
+                net_hdr_len(f)
+            } else {
+                0
+            },
+            ol_rx: HdrAccept::driver_reads(f).any(),
             exposed_from: None,
             mrg: f & bit(feature::NET_F_MRG_RXBUF) != 0,
             event_idx: f & bit(feature::RING_F_EVENT_IDX) != 0,
@@ -305,16 +318,21 @@ impl SplitDevice {
                         sink.ring_error(RingError::NoMbuf, 1);
                         break;
                     };
-                    if let Some(dst) = m.append(plen) {
-                        // SAFETY: src spans d.len bytes inside guest memory; dst is plen
-                        // bytes of our mbuf.
+                    // With offloads, the header is copied too and kept in front of the data.
+                    let keep = self.keep_hdr;
+                    if let Some(dst) = m.append(plen + keep) {
+                        // SAFETY: src spans d.len = hdr + plen bytes inside guest memory,
+                        // keep <= hdr; dst is plen + keep bytes of our mbuf.
                         unsafe {
                             std::ptr::copy_nonoverlapping(
-                                src.add(hdr as usize),
+                                src.add(hdr as usize - keep),
                                 dst.as_mut_ptr(),
-                                plen,
+                                plen + keep,
                             )
                         };
+                        if keep != 0 {
+                            m.adj(keep);
+                        }
                         m.set_port(port);
                         res.packets += 1;
                         res.bytes += plen;
@@ -360,7 +378,7 @@ impl SplitDevice {
                 self.last_avail = self.last_avail.wrapping_add(1);
                 continue;
             }
-            let Some(m) = copy_into_mbufs(cache, &segs, self.hdr_len, port) else {
+            let Some(m) = copy_into_mbufs(cache, &segs, self.hdr_len, self.keep_hdr, port) else {
                 sink.ring_error(RingError::NoMbuf, 1);
                 break; // retry this entry on the next burst
             };
@@ -413,7 +431,11 @@ impl SplitDevice {
                         // SAFETY: dst spans `need` = hdr_len + data.len() bytes of guest
                         // memory, translated as one range.
                         unsafe {
-                            write_rx_hdr(dst, self.hdr_len, 1);
+                            if self.ol_rx {
+                                write_rx_hdr_ol(dst, self.hdr_len, 1, &tx_hdr(m).to_bytes());
+                            } else {
+                                write_rx_hdr(dst, self.hdr_len, 1);
+                            }
                             std::ptr::copy_nonoverlapping(
                                 data.as_ptr(),
                                 dst.add(self.hdr_len),
@@ -486,6 +508,7 @@ impl SplitDevice {
             write_merged(
                 &segs,
                 self.hdr_len,
+                self.ol_rx,
                 m,
                 need,
                 &bufs,

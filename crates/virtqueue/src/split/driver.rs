@@ -25,7 +25,7 @@ use crate::layout::{
     VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY, align, avail_ring_size, bit, desc_table_size,
     feature, need_event, net_hdr_len, used_ring_size,
 };
-use crate::net_hdr::clear_tx_hdr;
+use crate::net_hdr::{HdrAccept, clear_tx_hdr, tx_hdr, write_tx_hdr};
 use crate::options::{DriverOptions, TX_RECLAIM_AT};
 use crate::ring::split::SplitRing;
 
@@ -98,6 +98,9 @@ pub struct SplitDriver {
     avail_idx: u16,
     last_used: u16,
     hdr_len: usize,
+    /// Transmit headers carry the mbufs' offload requests (the device negotiated CSUM or
+    /// HOST_TSO); otherwise they are zero.
+    ol_tx: bool,
     mrg: bool,
     event_idx: bool,
     rx_chain: u16,
@@ -163,6 +166,7 @@ impl SplitDriver {
             avail_idx: 0,
             last_used: 0,
             hdr_len: 12,
+            ol_tx: false,
             mrg: false,
             event_idx: false,
             rx_chain: 1,
@@ -181,6 +185,7 @@ impl SplitDriver {
     /// buffers are in flight).
     pub fn apply_options(&mut self, opts: DriverOptions) {
         self.hdr_len = net_hdr_len(opts.features);
+        self.ol_tx = HdrAccept::device_reads(opts.features).any();
         self.mrg = opts.features & bit(feature::NET_F_MRG_RXBUF) != 0;
         self.event_idx = opts.features & bit(feature::RING_F_EVENT_IDX) != 0;
         self.max_rx_pkt = opts.max_rx_pkt;
@@ -496,7 +501,7 @@ impl SplitDriver {
             let head = if push_hdr && m.nb_segs() == 1 {
                 // Fast path: header pushed into the headroom, one descriptor.
                 let head = self.alloc_one::<IO>();
-                clear_tx_hdr(m.prepend(self.hdr_len).expect("headroom checked"));
+                self.put_tx_hdr(&mut m);
                 self.ring.set_desc(
                     head,
                     Desc {
@@ -528,6 +533,18 @@ impl SplitDriver {
         (sent, bytes)
     }
 
+    /// Pushes the transmit header into `m`'s headroom (checked by the caller): zero, or
+    /// with offloads negotiated what `m`'s Tx flags ask for.
+    #[inline(always)]
+    fn put_tx_hdr(&self, m: &mut Mbuf) {
+        if self.ol_tx {
+            let ol = tx_hdr(m).to_bytes();
+            write_tx_hdr(m.prepend(self.hdr_len).expect("headroom checked"), &ol);
+        } else {
+            clear_tx_hdr(m.prepend(self.hdr_len).expect("headroom checked"));
+        }
+    }
+
     /// How many packets from the front of `pkts` the free descriptors hold.
     #[inline]
     fn fits(&self, pkts: &Burst) -> usize {
@@ -550,13 +567,18 @@ impl SplitDriver {
     fn post_chain(&mut self, head: u16, m: &mut Mbuf, push_hdr: bool) {
         let mut id = head;
         if push_hdr {
-            let h = m.prepend(self.hdr_len).expect("headroom checked");
-            clear_tx_hdr(h);
+            self.put_tx_hdr(m);
         } else {
             // SAFETY: id < size and each cell is HDR_CELL bytes inside the area.
             let cell = unsafe { self.hdr_cells.add(id as usize * HDR_CELL) };
             // SAFETY: as above.
             unsafe { std::ptr::write_bytes(cell, 0, self.hdr_len) };
+            if self.ol_tx {
+                // SAFETY: as above; hdr_len >= 10.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(tx_hdr(m).to_bytes().as_ptr(), cell, 10)
+                };
+            }
             let nxt = self.next[id as usize];
             self.ring.set_desc(
                 id,
