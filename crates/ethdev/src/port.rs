@@ -3,7 +3,7 @@
 use ferrovia_memory::{LcoreCaches, Mempool};
 
 use crate::burst::Burst;
-use crate::caps::{Offloads, VirtioFeatures};
+use crate::caps::{Offloads, RxOffloads, TxOffloads, VirtioFeatures};
 use crate::error::Result;
 use crate::events::EventSink;
 use crate::stats::PortStats;
@@ -119,6 +119,15 @@ pub struct PortConf {
     pub max_rx_pktlen: u32,
     /// Where link and queue state events go (none: only [`Port::link`] tells).
     pub events: Option<EventSink>,
+    /// Receive offloads the application enables (DPDK's `rxmode.offloads`): with
+    /// checksum offloads the port reports checksum state in `ol_flags` instead of
+    /// completing partial checksums; with `TCP_LRO` it delivers large coalesced packets.
+    /// Offloads the port cannot do are ignored (the application checks
+    /// [`PortInfo::offloads`]).
+    pub rx_offloads: RxOffloads,
+    /// Transmit offloads the application enables (DPDK's `txmode.offloads`): only then may
+    /// it set the matching Tx `ol_flags` on the packets it sends.
+    pub tx_offloads: TxOffloads,
 }
 
 impl PortConf {
@@ -133,6 +142,8 @@ impl PortConf {
             pool,
             max_rx_pktlen: 9728,
             events: None,
+            rx_offloads: RxOffloads::empty(),
+            tx_offloads: TxOffloads::empty(),
         }
     }
 }
@@ -190,7 +201,6 @@ pub trait TxQueue: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::caps::{RxOffloads, TxOffloads};
 
     #[test]
     fn display_shows_every_fact() {

@@ -418,7 +418,11 @@ mod tests {
             m.set_ol_flags(
                 OL_TX_IPV4
                     | OL_TX_IP_CKSUM
-                    | if tcp { OL_TX_TCP_CKSUM } else { OL_TX_UDP_CKSUM },
+                    | if tcp {
+                        OL_TX_TCP_CKSUM
+                    } else {
+                        OL_TX_UDP_CKSUM
+                    },
             );
             assert!(tx_offload_sw(&mut m));
             assert_eq!(m.to_vec(), good);

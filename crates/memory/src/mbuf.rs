@@ -542,7 +542,10 @@ mod tests {
         let b = p.alloc().unwrap();
         for m in [&a, &b] {
             assert_eq!(m.ol_flags(), 0);
-            assert_eq!((m.l2_len(), m.l3_len(), m.l4_len(), m.tso_segsz()), (0, 0, 0, 0));
+            assert_eq!(
+                (m.l2_len(), m.l3_len(), m.l4_len(), m.tso_segsz()),
+                (0, 0, 0, 0)
+            );
         }
     }
 }

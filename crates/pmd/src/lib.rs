@@ -16,6 +16,7 @@
 pub mod af_packet;
 mod netif;
 pub mod null;
+mod offload;
 pub mod registry;
 pub mod ring;
 mod shared;

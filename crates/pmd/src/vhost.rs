@@ -26,8 +26,11 @@ use ferrovia_transport::backend::{
 use ferrovia_transport::reactor::{Reactor, SourceId};
 use ferrovia_transport::socket;
 use ferrovia_virtqueue::device::DeviceQueue;
+use ferrovia_virtqueue::layout::net_hdr_len;
+use ferrovia_virtqueue::net_hdr::{HdrAccept, OFFLOAD_FEATURES, RxPolicy};
 use ferrovia_virtqueue::quiesce::{Entered, QuiesceReader};
 
+use crate::offload;
 use crate::shared::{RunState, Taken, TakenGuard};
 use crate::sink::StatsSink;
 use ctl::VhostSource;
@@ -78,7 +81,11 @@ const KEYS: &[KeySpec] = &[
         "DPDK's postcopy migration; only 0 is accepted",
     )
     .default_value("0"),
-    KeySpec::flag("tso", "DPDK's TSO negotiation; only 0 is accepted").default_value("0"),
+    KeySpec::flag(
+        "tso",
+        "1: offer TCP segmentation both ways (HOST_TSO4/6, GUEST_TSO4/6, with CSUM and GUEST_CSUM) and deliver the guest's large packets with the LRO flag",
+    )
+    .default_value("0"),
     KeySpec::flag(
         "linear-buffer",
         "accepted; frames larger than one mbuf arrive as mbuf chains",
@@ -123,12 +130,8 @@ impl VhostPort {
         let client = d.flag("client", false)?;
         let max_mem = d.number("max-mem", DEFAULT_MAX_MEM >> 20, 1, 1 << 30)?;
         let mac = d.mac_or_derived(conf.port_id)?;
-        for k in [
-            "iommu-support",
-            "postcopy-support",
-            "tso",
-            "dequeue-zero-copy",
-        ] {
+        let tso = d.flag("tso", false)?;
+        for k in ["iommu-support", "postcopy-support", "dequeue-zero-copy"] {
             if d.flag(k, false)? {
                 return Err(Error::Unsupported(format!(
                     "{}: {k}=1 is not supported by this vhost port; remove it or set {k}=0",
@@ -175,6 +178,20 @@ impl VhostPort {
         });
         let shared = DeviceShared::with_notify(queues, notify);
         shared.max_mem.store(max_mem << 20, Ordering::Relaxed);
+        // Offloads: offered only when the application enables them (or tso=1), so that by
+        // default guests send and take zero headers and the data path is the plain one.
+        let mut conf = conf.clone();
+        if tso {
+            conf.rx_offloads |= RxOffloads::TCP_LRO;
+            conf.tx_offloads |= TxOffloads::TCP_TSO;
+        }
+        shared.offload_features.store(
+            offload::device_features(
+                conf.rx_offloads & offload::RX_CAPA,
+                conf.tx_offloads & offload::TX_CAPA,
+            ),
+            Ordering::Relaxed,
+        );
         let listener = if client {
             None
         } else {
@@ -192,7 +209,7 @@ impl VhostPort {
             iface,
             client,
             queues,
-            conf: conf.clone(),
+            conf,
             shared,
             state: Arc::default(),
             rx_stats: (0..queues).map(|_| Arc::default()).collect(),
@@ -235,17 +252,18 @@ impl Port for VhostPort {
             nb_txd: self.conf.nb_txd,
             max_frame_size: MAX_FRAME as u32,
             offloads: Offloads {
-                rx: RxOffloads::SCATTER,
-                tx: TxOffloads::MULTI_SEGS,
+                rx: offload::RX_CAPA,
+                tx: offload::TX_CAPA,
             },
             // What the current frontend acked (None while no frontend has set features).
             virtio_features: match self.shared.acked_features.load(Ordering::Relaxed) {
                 0 => None,
                 f => Some(VirtioFeatures::from_bits_retain(f)),
             },
-            virtio_offered: Some(VirtioFeatures::from_bits_retain(offered_features(
-                self.queues,
-            ))),
+            virtio_offered: Some(VirtioFeatures::from_bits_retain(
+                offered_features(self.queues)
+                    | (self.shared.offload_features.load(Ordering::Relaxed) & OFFLOAD_FEATURES),
+            )),
             switch_domain: None,
         }
     }
@@ -299,6 +317,11 @@ impl Port for VhostPort {
             stats: self.rx_stats[q as usize].clone(),
             state: self.state.clone(),
             port_id: self.conf.port_id,
+            is_rx: true,
+            rx_pol: offload::rx_policy(&self.conf),
+            tx_ol: offload::tx_enabled(&self.conf),
+            acc: HdrAccept::default(),
+            hdr_len: 12,
         }))
     }
     fn tx_queue(&mut self, q: u16) -> Result<Box<dyn TxQueue>> {
@@ -312,6 +335,11 @@ impl Port for VhostPort {
             stats: self.tx_stats[q as usize].clone(),
             state: self.state.clone(),
             port_id: self.conf.port_id,
+            is_rx: false,
+            rx_pol: offload::rx_policy(&self.conf),
+            tx_ol: offload::tx_enabled(&self.conf),
+            acc: HdrAccept::default(),
+            hdr_len: 12,
         }))
     }
 }
@@ -327,6 +355,17 @@ struct VhostQueue {
     stats: Arc<QueueStats>,
     state: Arc<RunState>,
     port_id: u16,
+    /// Our Rx (the guest's Tx vring); Tx otherwise.
+    is_rx: bool,
+    /// The application's Rx offload choices.
+    rx_pol: RxPolicy,
+    /// The application may set Tx offload flags (a pass before each burst handles them).
+    tx_ol: bool,
+    /// What the session's headers may carry in this queue's direction (Rx: what the guest
+    /// may ask of us; Tx: what the guest accepts).
+    acc: HdrAccept,
+    /// The session's virtio-net header length.
+    hdr_len: usize,
 }
 
 impl VhostQueue {
@@ -344,6 +383,12 @@ impl VhostQueue {
                     self.ctl.last_avail.load(Ordering::Acquire),
                     self.ctl.used_idx.load(Ordering::Acquire),
                 );
+                self.acc = if self.is_rx {
+                    HdrAccept::device_reads(a.features)
+                } else {
+                    HdrAccept::driver_reads(a.features)
+                };
+                self.hdr_len = net_hdr_len(a.features);
                 self.dev = Some(DeviceQueue::new(a.clone(), avail, used));
                 true
             }
@@ -367,8 +412,10 @@ impl RxQueue for VhostQueue {
             return 0;
         }
         let dev = self.dev.as_mut().expect("entered");
-        let res = dev.dequeue_burst(
-            caches.for_pool(&self.pool),
+        let start = pkts.len();
+        let cache = caches.for_pool(&self.pool);
+        let mut res = dev.dequeue_burst(
+            cache,
             pkts,
             max,
             MAX_FRAME,
@@ -376,6 +423,21 @@ impl RxQueue for VhostQueue {
             &StatsSink(&self.stats),
         );
         self.exit();
+        if self.acc.any() && res.packets > 0 {
+            // The device kept each packet's header in front of its data (a private copy:
+            // the guest cannot change it after this check).
+            let (k, b) = offload::rx_pass(
+                pkts,
+                start,
+                self.hdr_len,
+                self.acc,
+                self.rx_pol,
+                cache,
+                &self.stats,
+            );
+            res.packets -= k;
+            res.bytes -= b;
+        }
         self.stats.add(res.packets as u64, res.bytes as u64);
         res.packets
     }
@@ -386,8 +448,12 @@ impl TxQueue for VhostQueue {
         if !self.state.started() || pkts.is_empty() || !self.enter() {
             return 0;
         }
+        let cache = caches.for_pool(&self.pool);
+        if self.tx_ol {
+            offload::tx_pass(pkts, self.acc, cache, &self.stats);
+        }
         let dev = self.dev.as_mut().expect("entered");
-        let res = dev.enqueue_burst(caches.for_pool(&self.pool), pkts, &StatsSink(&self.stats));
+        let res = dev.enqueue_burst(cache, pkts, &StatsSink(&self.stats));
         self.exit();
         self.stats.add(res.packets as u64, res.bytes as u64);
         res.packets

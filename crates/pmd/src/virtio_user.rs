@@ -21,22 +21,28 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use ferrovia_ethdev::{
     Burst, Devargs, DriverSpec, Error, KeySpec, Link, MacAddr, Offloads, Port, PortConf, PortInfo,
-    PortStats, QueueStats, Result, RxOffloads, RxQueue, TxOffloads, TxQueue, VirtioFeatures,
+    PortStats, QueueStats, Result, RxOffloads, RxQueue, TxQueue, VirtioFeatures,
 };
 use ferrovia_memory::arena::{self, ArenaSlice};
 use ferrovia_memory::{LcoreCaches, Mempool};
 use ferrovia_transport::reactor::{Reactor, SourceId};
 use ferrovia_transport::socket;
 use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue};
-use ferrovia_virtqueue::layout::{bit, feature, valid_queue_size};
+use ferrovia_virtqueue::layout::{bit, feature, net_hdr_len, valid_queue_size};
+use ferrovia_virtqueue::net_hdr::{HdrAccept, RxPolicy};
 use ferrovia_virtqueue::quiesce::{Entered, Quiesce, QuiesceReader};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
+use crate::offload;
 use crate::shared::{RunState, Taken, TakenGuard};
 use crate::sink::StatsSink;
 use ctl::VirtioUserSource;
 
 mod ctl;
+
+/// Largest packet received with LRO on (a 64 KiB IP packet plus its Ethernet header and
+/// VLAN tags).
+const LRO_MAX_PKT: usize = 65535 + 14 + 8;
 
 /// The devargs keys of `net_virtio_user`.
 const KEYS: &[KeySpec] = &[
@@ -207,12 +213,24 @@ impl VirtioUserPort {
         if packed {
             want |= bit(feature::F_RING_PACKED);
         }
+        // Offloads: asked for only when the application enables them, so that by default the
+        // headers stay zero and the data path is the one without offloads.
+        want |= offload::driver_features(
+            conf.rx_offloads & offload::RX_CAPA,
+            conf.tx_offloads & offload::TX_CAPA,
+        );
+        let lro = conf.rx_offloads.contains(RxOffloads::TCP_LRO);
         let opts = Opts {
             path: path.clone(),
             server,
             queues,
             want,
-            max_rx_pkt: conf.max_rx_pktlen as usize,
+            // LRO packets are up to 64 KiB whatever the MTU.
+            max_rx_pkt: if lro {
+                (conf.max_rx_pktlen as usize).max(LRO_MAX_PKT)
+            } else {
+                conf.max_rx_pktlen as usize
+            },
             packed,
         };
 
@@ -354,8 +372,8 @@ impl Port for VirtioUserPort {
             nb_txd: self.queue_size,
             max_frame_size: self.opts.max_rx_pkt as u32,
             offloads: Offloads {
-                rx: RxOffloads::SCATTER,
-                tx: TxOffloads::MULTI_SEGS,
+                rx: offload::RX_CAPA,
+                tx: offload::TX_CAPA,
             },
             virtio_features: f.map(VirtioFeatures::from_bits_retain),
             virtio_offered: Some(VirtioFeatures::from_bits_retain(self.opts.want)),
@@ -418,6 +436,11 @@ impl VirtioUserPort {
             state: self.state.clone(),
             port_id: self.conf.port_id,
             max_rx_pkt: self.opts.max_rx_pkt,
+            is_rx: vr % 2 == 0,
+            rx_pol: offload::rx_policy(&self.conf),
+            tx_ol: offload::tx_enabled(&self.conf),
+            acc: HdrAccept::default(),
+            hdr_len: 12,
             _area: self._area.clone(),
         }
     }
@@ -434,6 +457,17 @@ struct VuQueue {
     state: Arc<RunState>,
     port_id: u16,
     max_rx_pkt: usize,
+    /// An Rx vring (even index); Tx otherwise.
+    is_rx: bool,
+    /// The application's Rx offload choices.
+    rx_pol: RxPolicy,
+    /// The application may set Tx offload flags (a pass before each burst handles them).
+    tx_ol: bool,
+    /// What the connection's headers may carry in this queue's direction (Rx: what we
+    /// accept from the device; Tx: what the device accepts from us).
+    acc: HdrAccept,
+    /// The connection's virtio-net header length.
+    hdr_len: usize,
     _area: Arc<ArenaSlice>,
 }
 
@@ -452,6 +486,13 @@ impl VuQueue {
                     features: c.features,
                     max_rx_pkt: self.max_rx_pkt,
                 };
+                // Rx queues read the device's headers, Tx queues write headers it reads.
+                self.acc = if self.is_rx {
+                    HdrAccept::driver_reads(c.features)
+                } else {
+                    HdrAccept::device_reads(c.features)
+                };
+                self.hdr_len = net_hdr_len(c.features);
                 // SAFETY: inside a burst entered with a live configuration.
                 unsafe { self.shared.queue() }.on_reconnect(opts, kick);
                 true
@@ -473,14 +514,23 @@ impl RxQueue for VuQueue {
         }
         // SAFETY: inside a burst entered with a live configuration.
         let q = unsafe { self.shared.queue() };
-        let (n, bytes) = q.receive(
-            caches.for_pool(&self.pool),
-            pkts,
-            max,
-            self.port_id,
-            &StatsSink(&self.stats),
-        );
+        let start = pkts.len();
+        let cache = caches.for_pool(&self.pool);
+        let (mut n, mut bytes) = q.receive(cache, pkts, max, self.port_id, &StatsSink(&self.stats));
         self.exit();
+        if self.acc.any() && n > 0 {
+            let (k, b) = offload::rx_pass(
+                pkts,
+                start,
+                self.hdr_len,
+                self.acc,
+                self.rx_pol,
+                cache,
+                &self.stats,
+            );
+            n -= k;
+            bytes -= b;
+        }
         self.stats.add(n as u64, bytes as u64);
         n
     }
@@ -491,9 +541,13 @@ impl TxQueue for VuQueue {
         if !self.state.started() || pkts.is_empty() || !self.enter() {
             return 0;
         }
+        let cache = caches.for_pool(&self.pool);
+        if self.tx_ol {
+            offload::tx_pass(pkts, self.acc, cache, &self.stats);
+        }
         // SAFETY: inside a burst entered with a live configuration.
         let q = unsafe { self.shared.queue() };
-        let (n, bytes) = q.transmit(caches.for_pool(&self.pool), pkts, &StatsSink(&self.stats));
+        let (n, bytes) = q.transmit(cache, pkts, &StatsSink(&self.stats));
         self.exit();
         self.stats.add(n as u64, bytes as u64);
         n

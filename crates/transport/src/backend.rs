@@ -16,6 +16,7 @@ use ferrovia_virtqueue::guest_mem::{GuestMemory, RegionSpec};
 use ferrovia_virtqueue::layout::{
     avail_ring_size, bit, desc_table_size, feature, used_ring_size, valid_queue_size,
 };
+use ferrovia_virtqueue::net_hdr::OFFLOAD_FEATURES;
 use ferrovia_virtqueue::packed::{EVENT_AREA_SIZE, PackedRing, Pos, packed_ring_size};
 use ferrovia_virtqueue::peer_fault::FaultWatch;
 use ferrovia_virtqueue::quiesce::Quiesce;
@@ -94,6 +95,10 @@ pub struct DeviceShared {
     pub events: EventState,
     /// Features the current frontend acked with SET_FEATURES (0 between sessions).
     pub acked_features: AtomicU64,
+    /// Offload feature bits (`CSUM`, `GUEST_CSUM`, `HOST_TSO4/6`, `GUEST_TSO4/6`) offered on
+    /// top of [`offered_features`]; set by the port from its application's offload
+    /// configuration before any session starts (0: none, the default).
+    pub offload_features: AtomicU64,
     /// Faults in the peer's memory (a region truncated after we mapped it), recovered by
     /// zero pages; its eventfd wakes the control loop, which ends the session.
     pub memory_faults: FaultWatch,
@@ -116,6 +121,7 @@ impl DeviceShared {
             sessions_failed: AtomicU64::new(0),
             bad_messages: AtomicU64::new(0),
             acked_features: AtomicU64::new(0),
+            offload_features: AtomicU64::new(0),
             max_mem: AtomicU64::new(DEFAULT_MAX_MEM),
             events: EventState {
                 notify,
@@ -200,10 +206,12 @@ impl BackendHandler {
     pub fn new(name: &str, shared: Arc<DeviceShared>) -> BackendHandler {
         let n = shared.vrings.len();
         let qp = (n / 2) as u16;
+        let offered = offered_features(qp)
+            | (shared.offload_features.load(Ordering::Relaxed) & OFFLOAD_FEATURES);
         BackendHandler {
             shared,
             name: name.to_string(),
-            offered: offered_features(qp),
+            offered,
             acked: 0,
             protocol: 0,
             mem: None,

@@ -28,8 +28,8 @@
 use ferrovia_memory::Mbuf;
 use ferrovia_memory::cksum;
 use ferrovia_memory::mbuf::{
-    OL_RX_L4_CKSUM_GOOD, OL_RX_L4_CKSUM_NONE, OL_RX_LRO, OL_TX_IP_CKSUM, OL_TX_IPV6,
-    OL_TX_L4_MASK, OL_TX_OFFLOAD_MASK, OL_TX_TCP_CKSUM, OL_TX_TCP_SEG, OL_TX_UDP_CKSUM,
+    OL_RX_L4_CKSUM_GOOD, OL_RX_L4_CKSUM_NONE, OL_RX_LRO, OL_TX_IP_CKSUM, OL_TX_IPV6, OL_TX_L4_MASK,
+    OL_TX_OFFLOAD_MASK, OL_TX_TCP_CKSUM, OL_TX_TCP_SEG, OL_TX_UDP_CKSUM,
 };
 
 use crate::layout::{NET_HDR_NUM_BUFFERS_OFF, bit, feature};
@@ -534,7 +534,14 @@ mod tests {
             let b = partial_frame(tcp, 200);
             let mut m = mbuf_of(&p, &b);
             m.set_header_lens(14, 20, if tcp { 20 } else { 8 });
-            m.set_ol_flags(OL_TX_IPV4 | if tcp { OL_TX_TCP_CKSUM } else { OL_TX_UDP_CKSUM });
+            m.set_ol_flags(
+                OL_TX_IPV4
+                    | if tcp {
+                        OL_TX_TCP_CKSUM
+                    } else {
+                        OL_TX_UDP_CKSUM
+                    },
+            );
             let h = tx_hdr(&m);
             assert_eq!(h.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
             assert_eq!(h.csum_start, 34);
@@ -548,7 +555,16 @@ mod tests {
             assert_eq!(r.ol_flags() & OL_RX_L4_CKSUM_MASK, OL_RX_L4_CKSUM_GOOD);
             // With Rx checksum offload it passes the flag instead, the field untouched.
             let mut r = mbuf_of(&p, &b);
-            rx_apply(&mut r, &h, ALL, RxPolicy { csum: true, lro: false }).unwrap();
+            rx_apply(
+                &mut r,
+                &h,
+                ALL,
+                RxPolicy {
+                    csum: true,
+                    lro: false,
+                },
+            )
+            .unwrap();
             assert_eq!(r.to_vec(), b);
             assert_eq!(r.ol_flags() & OL_RX_L4_CKSUM_MASK, OL_RX_L4_CKSUM_NONE);
         }
@@ -564,20 +580,44 @@ mod tests {
         m.set_ol_flags(OL_TX_IPV4 | OL_TX_TCP_SEG | OL_TX_TCP_CKSUM);
         let h = tx_hdr(&m);
         assert_eq!(h.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
-        assert_eq!((h.gso_size, h.hdr_len, h.csum_start, h.csum_offset), (400, 54, 34, 16));
+        assert_eq!(
+            (h.gso_size, h.hdr_len, h.csum_start, h.csum_offset),
+            (400, 54, 34, 16)
+        );
         let mut r = mbuf_of(&p, &b);
         assert_eq!(
             rx_apply(&mut r, &h, ALL, RxPolicy::default()),
             Err(HdrError::GsoRefused)
         );
         let mut r = mbuf_of(&p, &b);
-        rx_apply(&mut r, &h, ALL, RxPolicy { csum: true, lro: true }).unwrap();
+        rx_apply(
+            &mut r,
+            &h,
+            ALL,
+            RxPolicy {
+                csum: true,
+                lro: true,
+            },
+        )
+        .unwrap();
         assert_ne!(r.ol_flags() & OL_RX_LRO, 0);
         assert_eq!(r.tso_segsz(), 400);
-        let no_tso = HdrAccept { csum: true, tso4: false, tso6: false };
+        let no_tso = HdrAccept {
+            csum: true,
+            tso4: false,
+            tso6: false,
+        };
         let mut r = mbuf_of(&p, &b);
         assert_eq!(
-            rx_apply(&mut r, &h, no_tso, RxPolicy { csum: true, lro: true }),
+            rx_apply(
+                &mut r,
+                &h,
+                no_tso,
+                RxPolicy {
+                    csum: true,
+                    lro: true
+                }
+            ),
             Err(HdrError::GsoNotNegotiated)
         );
         // A peer without TSO: refused before transmission.
@@ -609,7 +649,10 @@ mod tests {
         let mut m = mbuf_of(&p, &b[..40]);
         m.set_header_lens(14, 20, 8);
         m.set_ol_flags(OL_TX_IPV4 | OL_TX_UDP_CKSUM);
-        assert_eq!(tx_prepare(&mut m, HdrAccept::default()), Err(TxPrepError::BadLengths));
+        assert_eq!(
+            tx_prepare(&mut m, HdrAccept::default()),
+            Err(TxPrepError::BadLengths)
+        );
         assert_eq!(m.to_vec(), &b[..40]);
     }
 
@@ -630,29 +673,67 @@ mod tests {
             csum_offset: 16,
         };
         assert_eq!(check_hdr(&csum(34, 16), 52, ALL), Ok(()));
-        assert_eq!(check_hdr(&csum(34, 16), 51, ALL), Err(HdrError::CsumOutOfRange));
-        assert_eq!(check_hdr(&csum(0xffff, 0xffff), 100, ALL), Err(HdrError::CsumOutOfRange));
+        assert_eq!(
+            check_hdr(&csum(34, 16), 51, ALL),
+            Err(HdrError::CsumOutOfRange)
+        );
+        assert_eq!(
+            check_hdr(&csum(0xffff, 0xffff), 100, ALL),
+            Err(HdrError::CsumOutOfRange)
+        );
         assert_eq!(
             check_hdr(&csum(34, 16), 100, HdrAccept::default()),
             Err(HdrError::CsumNotNegotiated)
         );
         assert_eq!(check_hdr(&gso(1, 1000, 54), 2000, ALL), Ok(()));
         assert_eq!(check_hdr(&gso(0x81, 1000, 54), 2000, ALL), Ok(()));
-        assert_eq!(check_hdr(&gso(1, 0, 54), 2000, ALL), Err(HdrError::GsoSizeZero));
-        assert_eq!(check_hdr(&gso(2, 1000, 54), 2000, ALL), Err(HdrError::UnknownGso));
-        assert_eq!(check_hdr(&gso(5, 1000, 54), 2000, ALL), Err(HdrError::UnknownGso));
-        assert_eq!(check_hdr(&gso(3, 1000, 54), 2000, ALL), Err(HdrError::GsoNotNegotiated));
-        assert_eq!(check_hdr(&gso(1, 1000, 2001), 2000, ALL), Err(HdrError::HdrLenOutOfRange));
+        assert_eq!(
+            check_hdr(&gso(1, 0, 54), 2000, ALL),
+            Err(HdrError::GsoSizeZero)
+        );
+        assert_eq!(
+            check_hdr(&gso(2, 1000, 54), 2000, ALL),
+            Err(HdrError::UnknownGso)
+        );
+        assert_eq!(
+            check_hdr(&gso(5, 1000, 54), 2000, ALL),
+            Err(HdrError::UnknownGso)
+        );
+        assert_eq!(
+            check_hdr(&gso(3, 1000, 54), 2000, ALL),
+            Err(HdrError::GsoNotNegotiated)
+        );
+        assert_eq!(
+            check_hdr(&gso(1, 1000, 2001), 2000, ALL),
+            Err(HdrError::HdrLenOutOfRange)
+        );
         let mut no_csum = gso(4, 1000, 74);
         no_csum.flags = 0;
-        assert_eq!(check_hdr(&no_csum, 2000, ALL), Err(HdrError::GsoWithoutCsum));
         assert_eq!(
-            check_hdr(&gso(4, 1000, 74), 2000, HdrAccept { csum: true, tso4: true, tso6: false }),
+            check_hdr(&no_csum, 2000, ALL),
+            Err(HdrError::GsoWithoutCsum)
+        );
+        assert_eq!(
+            check_hdr(
+                &gso(4, 1000, 74),
+                2000,
+                HdrAccept {
+                    csum: true,
+                    tso4: true,
+                    tso6: false
+                }
+            ),
             Err(HdrError::GsoNotNegotiated)
         );
         // A zero header is always fine; DATA_VALID and unknown flag bits are ignored.
-        assert_eq!(check_hdr(&NetHdr::default(), 0, HdrAccept::default()), Ok(()));
-        let odd = NetHdr { flags: 0xfe, ..NetHdr::default() };
+        assert_eq!(
+            check_hdr(&NetHdr::default(), 0, HdrAccept::default()),
+            Ok(())
+        );
+        let odd = NetHdr {
+            flags: 0xfe,
+            ..NetHdr::default()
+        };
         assert_eq!(check_hdr(&odd, 60, HdrAccept::default()), Ok(()));
     }
 

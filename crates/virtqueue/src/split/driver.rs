@@ -575,9 +575,7 @@ impl SplitDriver {
             unsafe { std::ptr::write_bytes(cell, 0, self.hdr_len) };
             if self.ol_tx {
                 // SAFETY: as above; hdr_len >= 10.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(tx_hdr(m).to_bytes().as_ptr(), cell, 10)
-                };
+                unsafe { std::ptr::copy_nonoverlapping(tx_hdr(m).to_bytes().as_ptr(), cell, 10) };
             }
             let nxt = self.next[id as usize];
             self.ring.set_desc(
