@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use crate::cycles::format_cycles;
-use ferrovia_ethdev::{MacAddr, PortConf, PortStats};
+use ferrovia_ethdev::{MacAddr, Port, PortConf, PortStats, RxOffloads, TxOffloads};
 use ferrovia_fwd::burst_stats::format_spread;
+use ferrovia_fwd::csum::CsumConf;
 use ferrovia_fwd::{Stream, StreamCounters, StreamParams};
 use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
 
@@ -29,6 +30,14 @@ pub struct PortSlot {
     pub last_show: Option<LastShow>,
     /// Last link state printed.
     pub link_up: bool,
+    /// Rx offloads configured on the port.
+    pub rx_offloads: RxOffloads,
+    /// Tx offloads configured on the port.
+    pub tx_offloads: TxOffloads,
+    /// The offloads changed since the port was opened: `port start` opens it again.
+    pub reconfigure: bool,
+    /// What the csum engine does for packets sent on this port.
+    pub csum: CsumConf,
 }
 
 /// Where a stream reads and writes.
@@ -123,6 +132,28 @@ pub enum AppError {
         /// What the driver said.
         source: ferrovia_ethdev::Error,
     },
+    /// An offload configuration change on a started port.
+    #[error("Please stop port {port} first")]
+    PortStarted {
+        /// The port.
+        port: u16,
+    },
+    /// An offload name testpmd does not know.
+    #[error("Bad arguments: unknown offload '{name}'; use one of {known}")]
+    UnknownOffload {
+        /// The name given.
+        name: String,
+        /// The names accepted.
+        known: String,
+    },
+    /// Hardware mode for an offload the port cannot do.
+    #[error("port {port} does not support {what} offload (see 'show port info {port}')")]
+    OffloadUnsupported {
+        /// The port.
+        port: u16,
+        /// The offload.
+        what: String,
+    },
     /// A forwarding thread could not be spawned.
     #[error("cannot start a forwarding thread: {source}")]
     Thread {
@@ -213,18 +244,16 @@ impl App {
             data_room as u32 + 128
         );
         let mut ports = Vec::new();
+        let rx_ol = RxOffloads::from_bits_retain(opts.rx_offloads);
+        let tx_ol = TxOffloads::from_bits_retain(opts.tx_offloads);
         for (i, d) in eal.vdevs.iter().enumerate() {
-            let mut conf = PortConf::new(i as u16, pool.clone());
-            conf.nb_rxq = opts.rxq;
-            conf.nb_txq = opts.txq;
-            conf.nb_rxd = opts.rxd;
-            conf.nb_txd = opts.txd;
-            conf.max_rx_pktlen = opts.max_pkt_len.unwrap_or(1518);
             println!("Configuring Port {i} (socket 0)");
-            let port = ferrovia_pmd::open(d, &conf).map_err(|source| AppError::Open {
-                port: i as u16,
-                devargs: d.clone(),
-                source,
+            let port = open_port(&opts, &pool, i as u16, d, rx_ol, tx_ol).map_err(|source| {
+                AppError::Open {
+                    port: i as u16,
+                    devargs: d.clone(),
+                    source,
+                }
             })?;
             ports.push(PortSlot {
                 port: SharedPort::new(port),
@@ -232,6 +261,10 @@ impl App {
                 started: false,
                 last_show: None,
                 link_up: false,
+                rx_offloads: rx_ol,
+                tx_offloads: tx_ol,
+                reconfigure: false,
+                csum: csum_from_offloads(tx_ol),
             });
         }
         let portlist = match opts.portmask {
@@ -265,9 +298,26 @@ impl App {
         Ok(app)
     }
 
-    /// Starts port `p`.
+    /// Starts port `p`; first opens it again when its offloads changed (`port config`).
     pub fn start_port(&mut self, p: u16) -> Result<(), AppError> {
+        let (opts, pool) = (self.opts.clone(), self.pool.clone());
+        let running = self.running.is_some();
         let s = self.slot(p)?;
+        if s.reconfigure {
+            if running {
+                return Err(AppError::Forwarding);
+            }
+            println!("Configuring Port {p} (socket 0)");
+            let (d, rx, tx) = (s.devargs.clone(), s.rx_offloads, s.tx_offloads);
+            s.port
+                .reopen(|| open_port(&opts, &pool, p, &d, rx, tx))
+                .map_err(|source| AppError::Open {
+                    port: p,
+                    devargs: d.clone(),
+                    source,
+                })?;
+            s.reconfigure = false;
+        }
         s.port
             .start()
             .map_err(|source| AppError::Port { port: p, source })?;
@@ -287,6 +337,127 @@ impl App {
             .map_err(|source| AppError::Port { port: p, source })?;
         s.started = false;
         println!("Stopping ports...\nDone");
+        Ok(())
+    }
+
+    /// `port config N rx_offload|tx_offload NAME on|off`: changes the port's offload
+    /// configuration; the port must be stopped, and takes it at its next `port start`.
+    pub fn config_offload(
+        &mut self,
+        p: u16,
+        rx: bool,
+        name: &str,
+        on: bool,
+    ) -> Result<(), AppError> {
+        let flag = name.to_ascii_uppercase();
+        let s = self.slot(p)?;
+        if s.started {
+            return Err(AppError::PortStarted { port: p });
+        }
+        if rx {
+            let f = RxOffloads::from_name(&flag).ok_or_else(|| AppError::UnknownOffload {
+                name: name.to_string(),
+                known: RxOffloads::all()
+                    .iter_names()
+                    .map(|(n, _)| n.to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+            s.rx_offloads.set(f, on);
+        } else {
+            let f = TxOffloads::from_name(&flag).ok_or_else(|| AppError::UnknownOffload {
+                name: name.to_string(),
+                known: TxOffloads::all()
+                    .iter_names()
+                    .map(|(n, _)| n.to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+            s.tx_offloads.set(f, on);
+            s.csum = CsumConf {
+                tso_segsz: s.csum.tso_segsz,
+                ..csum_from_offloads(s.tx_offloads)
+            };
+        }
+        s.reconfigure = true;
+        Ok(())
+    }
+
+    /// `csum set ip|udp|tcp hw|sw N`: where the csum engine computes that checksum for
+    /// packets sent on port N. `hw` needs the port's Tx offload, which it enables (the
+    /// port must be stopped; it takes the change at its next `port start`).
+    pub fn csum_set(&mut self, p: u16, what: &str, hw: bool) -> Result<(), AppError> {
+        let s = self.slot(p)?;
+        let (f, field) = match what {
+            "ip" => (TxOffloads::IPV4_CKSUM, &mut s.csum.ip_hw),
+            "udp" => (TxOffloads::UDP_CKSUM, &mut s.csum.udp_hw),
+            "tcp" => (TxOffloads::TCP_CKSUM, &mut s.csum.tcp_hw),
+            _ => {
+                return Err(AppError::UnknownOffload {
+                    name: what.to_string(),
+                    known: "ip, udp, tcp".into(),
+                });
+            }
+        };
+        if hw && !s.port.info().offloads.tx.contains(f) {
+            return Err(AppError::OffloadUnsupported {
+                port: p,
+                what: format!("{what} checksum"),
+            });
+        }
+        *field = hw;
+        if hw && !s.tx_offloads.contains(f) {
+            if s.started {
+                return Err(AppError::PortStarted { port: p });
+            }
+            s.tx_offloads |= f;
+            s.reconfigure = true;
+        }
+        Ok(())
+    }
+
+    /// `tso set SIZE N`: TCP segment size for packets the csum engine sends on port N (0:
+    /// off); enables the port's TSO offload like `csum set ... hw`.
+    pub fn tso_set(&mut self, p: u16, size: u16) -> Result<(), AppError> {
+        let s = self.slot(p)?;
+        if size != 0 && !s.port.info().offloads.tx.contains(TxOffloads::TCP_TSO) {
+            return Err(AppError::OffloadUnsupported {
+                port: p,
+                what: "TSO".into(),
+            });
+        }
+        if size != 0 && !s.tx_offloads.contains(TxOffloads::TCP_TSO) {
+            if s.started {
+                return Err(AppError::PortStarted { port: p });
+            }
+            s.tx_offloads |= TxOffloads::TCP_TSO;
+            s.reconfigure = true;
+        }
+        s.csum.tso_segsz = size;
+        Ok(())
+    }
+
+    /// `csum show N` / `tso show N`.
+    pub fn csum_show(&mut self, p: u16) -> Result<(), AppError> {
+        let s = self.slot(p)?;
+        let hs = |b: bool| if b { "hw" } else { "sw" };
+        println!("Parse tunnel is off");
+        println!("IP checksum offload is {}", hs(s.csum.ip_hw));
+        println!("UDP checksum offload is {}", hs(s.csum.udp_hw));
+        println!("TCP checksum offload is {}", hs(s.csum.tcp_hw));
+        if s.csum.tso_segsz == 0 {
+            println!("TSO for non-tunneled packets is disabled");
+        } else {
+            println!(
+                "TSO segment size for non-tunneled packets is {}",
+                s.csum.tso_segsz
+            );
+        }
+        println!("Rx offloads: {}", s.rx_offloads);
+        println!("Tx offloads: {}", s.tx_offloads);
+        if s.reconfigure {
+            println!("(applied at the next 'port start {p}')");
+        }
         Ok(())
     }
 
@@ -426,6 +597,7 @@ impl App {
                     tx_mac,
                     peer_mac,
                     record_burst_stats: self.opts.record_burst_stats,
+                    csum: self.ports[s.tx_port as usize].csum,
                 },
                 pool: self.pool.clone(),
                 burst: Default::default(),
@@ -521,6 +693,13 @@ impl App {
                 if spec.tx_port == *p {
                     s.tx += StreamCounters::get(&c.tx_packets);
                     s.tx_dropped += StreamCounters::get(&c.fwd_dropped);
+                }
+                if spec.rx_port == *p && self.opts.mode == "csum" {
+                    let (ip, l4) = s.bad_csum.unwrap_or((0, 0));
+                    s.bad_csum = Some((
+                        ip + StreamCounters::get(&c.rx_bad_ip_csum),
+                        l4 + StreamCounters::get(&c.rx_bad_l4_csum),
+                    ));
                 }
             }
             let now = self.ports[*p as usize].port.stats();
@@ -672,6 +851,48 @@ impl App {
     /// Number of ports.
     pub fn nb_ports(&self) -> usize {
         self.ports.len()
+    }
+}
+
+/// Opens port `i` from devargs `d` with testpmd's configuration and offloads `rx`/`tx`;
+/// offloads the port cannot do are named in a warning and left off.
+fn open_port(
+    opts: &crate::opts::AppOpts,
+    pool: &Mempool,
+    i: u16,
+    d: &str,
+    rx: RxOffloads,
+    tx: TxOffloads,
+) -> ferrovia_ethdev::Result<Box<dyn Port>> {
+    let mut conf = PortConf::new(i, pool.clone());
+    conf.nb_rxq = opts.rxq;
+    conf.nb_txq = opts.txq;
+    conf.nb_rxd = opts.rxd;
+    conf.nb_txd = opts.txd;
+    conf.max_rx_pktlen = opts.max_pkt_len.unwrap_or(1518);
+    conf.rx_offloads = rx;
+    conf.tx_offloads = tx;
+    let port = ferrovia_pmd::open(d, &conf)?;
+    let capa = port.info().offloads;
+    let (rx_no, tx_no) = (rx.difference(capa.rx), tx.difference(capa.tx));
+    if !rx_no.is_empty() || !tx_no.is_empty() {
+        println!(
+            "Warning: port {i} does not support Rx offloads {rx_no:#x} ({rx_no}) / Tx offloads {tx_no:#x} ({tx_no}); they stay off",
+            rx_no = rx_no.bits(),
+            tx_no = tx_no.bits(),
+        );
+    }
+    Ok(port)
+}
+
+/// The csum engine's default for a port: hardware for the checksums its Tx offloads
+/// enable (`--tx-offloads`), software for the rest.
+fn csum_from_offloads(tx: TxOffloads) -> CsumConf {
+    CsumConf {
+        ip_hw: tx.contains(TxOffloads::IPV4_CKSUM),
+        udp_hw: tx.contains(TxOffloads::UDP_CKSUM),
+        tcp_hw: tx.contains(TxOffloads::TCP_CKSUM),
+        tso_segsz: 0,
     }
 }
 

@@ -60,6 +60,11 @@ pub struct AppOpts {
     pub record_core_cycles: bool,
     /// `--metrics ADDR:PORT`: serve Prometheus metrics there (not a DPDK option).
     pub metrics: Option<String>,
+    /// Rx offloads enabled on every port (`--rx-offloads`, `--enable-rx-cksum`,
+    /// `--enable-lro`; DPDK's `RTE_ETH_RX_OFFLOAD_*` bits).
+    pub rx_offloads: u64,
+    /// Tx offloads enabled on every port (`--tx-offloads`; `RTE_ETH_TX_OFFLOAD_*` bits).
+    pub tx_offloads: u64,
     /// Options accepted with no effect here.
     pub ignored: Vec<String>,
     /// `-h` / `--help`: print the usage and exit.
@@ -90,6 +95,8 @@ impl Default for AppOpts {
             record_burst_stats: false,
             record_core_cycles: false,
             metrics: None,
+            rx_offloads: 0,
+            tx_offloads: 0,
             ignored: Vec::new(),
             help: false,
         }
@@ -99,8 +106,6 @@ impl Default for AppOpts {
 /// Application flags accepted with no effect here.
 pub const IGNORED_FLAGS: &[&str] = &[
     "--disable-rss",
-    "--enable-lro",
-    "--enable-rx-cksum",
     "--enable-scatter",
     "--no-flush-rx",
     "--no-lsc-interrupt",
@@ -115,8 +120,6 @@ pub const IGNORED_FLAGS: &[&str] = &[
 
 /// Application options that take a value, accepted with no effect here.
 pub const IGNORED_WITH_VALUE: &[&str] = &[
-    "--tx-offloads",
-    "--rx-offloads",
     "--mp-alloc",
     "--rxfreet",
     "--txfreet",
@@ -211,7 +214,7 @@ pub enum OptsError {
     },
     /// An option testpmd does not know.
     #[error(
-        "unknown option '{option}'; see --help. Supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size, --record-burst-stats, --record-core-cycles, --metrics (and, with no effect: {} {})",
+        "unknown option '{option}'; see --help. Supported: -i, -a/--auto-start, --forward-mode, --nb-cores, --portmask, --port-topology, --rxq, --txq, --rxd, --txd, --burst, --txpkts, --tx-first, --stats-period, --total-num-mbufs, --eth-peer, --max-pkt-len, --mbuf-size, --record-burst-stats, --record-core-cycles, --metrics, --rx-offloads, --tx-offloads, --enable-rx-cksum, --enable-lro (and, with no effect: {} {})",
         IGNORED_FLAGS.join(" "),
         IGNORED_WITH_VALUE.join(" ")
     )]
@@ -222,6 +225,14 @@ pub enum OptsError {
     /// `--metrics` is not ADDR:PORT.
     #[error("invalid --metrics '{value}': give ADDR:PORT, e.g. --metrics 127.0.0.1:9464")]
     BadMetrics {
+        /// The value given.
+        value: String,
+    },
+    /// `--tx-offloads`/`--rx-offloads` is not a number.
+    #[error("invalid value '{value}' for {option}: expected a mask such as 0x2c (hex) or 44")]
+    BadMask {
+        /// The option.
+        option: String,
         /// The value given.
         value: String,
     },
@@ -242,6 +253,23 @@ fn num<T: std::str::FromStr>(k: &str, v: &str, min: u64, max: u64) -> Result<T, 
         return Err(bad());
     }
     v.parse::<T>().map_err(|_| OptsError::BadValue {
+        option: k.to_string(),
+        value: v.to_string(),
+    })
+}
+
+/// `--enable-rx-cksum`: DPDK's `RTE_ETH_RX_OFFLOAD_CHECKSUM` (IPv4, UDP and TCP).
+const RX_CHECKSUM: u64 = 0x2 | 0x4 | 0x8;
+/// `--enable-lro`: `RTE_ETH_RX_OFFLOAD_TCP_LRO`.
+const RX_TCP_LRO: u64 = 0x10;
+
+/// An offload mask: hex with `0x`, or decimal (as DPDK's testpmd reads it).
+fn mask(k: &str, v: &str) -> Result<u64, OptsError> {
+    let r = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => v.parse(),
+    };
+    r.map_err(|_| OptsError::BadMask {
         option: k.to_string(),
         value: v.to_string(),
     })
@@ -326,6 +354,10 @@ pub fn parse(args: &[String]) -> Result<AppOpts, OptsError> {
                 }
                 o.txpkts = segs;
             }
+            "--enable-rx-cksum" if inline.is_none() => o.rx_offloads |= RX_CHECKSUM,
+            "--enable-lro" if inline.is_none() => o.rx_offloads |= RX_TCP_LRO,
+            "--rx-offloads" => o.rx_offloads = mask(key, &value(key)?)?,
+            "--tx-offloads" => o.tx_offloads = mask(key, &value(key)?)?,
             "--stats-period" => o.stats_period = Some(num(key, &value(key)?, 1, 86400)?),
             "--total-num-mbufs" => o.total_num_mbufs = Some(num(key, &value(key)?, 1025, 1 << 24)?),
             "--max-pkt-len" => o.max_pkt_len = Some(num(key, &value(key)?, 64, 65535)?),
@@ -380,6 +412,14 @@ mod tests {
         ))
         .unwrap();
         assert_eq!((o.rxq, o.txq, o.rxd, o.txd), (2, 2, 1024, 1024));
+        assert_eq!((o.tx_offloads, o.rx_offloads), (0x2c, 0x10));
+        assert!(o.ignored.is_empty());
+        let o = parse(&v("--enable-rx-cksum --rx-offloads 16 --tx-offloads=0X6")).unwrap();
+        assert_eq!((o.rx_offloads, o.tx_offloads), (16, 6));
+        let o = parse(&v("--enable-rx-cksum")).unwrap();
+        assert_eq!(o.rx_offloads, 0xe);
+        let e = parse(&v("--tx-offloads=0xzz")).unwrap_err();
+        assert!(e.to_string().contains("0xzz"), "{e}");
         let o = parse(&v(
             "--portmask=f -i --rxq=1 --txq=1 --nb-cores=4 --forward-mode=io",
         ))

@@ -19,7 +19,9 @@ Commands:
   show config fwd
   set fwd <io|mac|macswap|rxonly|txonly|flowgen|csum> | set portlist <list> | set nbcore N
   set txpkts <len[,len...]> | set burst N
-  port stop|start all|N";
+  port stop|start all|N
+  port config N rx_offload|tx_offload <name> on|off (port stopped; applied at port start)
+  csum set ip|udp|tcp hw|sw N | csum show N | tso set <segsz> N | tso show N";
 
 fn ports(app: &App, arg: Option<&str>) -> Result<Vec<u16>, String> {
     match arg {
@@ -29,6 +31,14 @@ fn ports(app: &App, arg: Option<&str>) -> Result<Vec<u16>, String> {
             .map(|p| vec![p])
             .map_err(|_| format!("Bad arguments: '{n}' is not a port number or 'all'")),
         None => Err("Bad arguments: give a port number or 'all'".into()),
+    }
+}
+
+fn on_off(s: &str) -> Option<bool> {
+    match s {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
     }
 }
 
@@ -148,10 +158,39 @@ pub fn run(app: &mut App, line: &str) -> Next {
         },
         ["port", "stop", p] => each_port(app, p, App::stop_port),
         ["port", "start", p] => each_port(app, p, App::start_port),
-        ["port", "config", _p, "rx_offload", ..] => {
-            println!("Note: Rx offloads have no effect on these virtual ports");
-            Ok(())
-        }
+        [
+            "port",
+            "config",
+            p,
+            dir @ ("rx_offload" | "tx_offload"),
+            name,
+            onoff,
+        ] => match (p.parse::<u16>(), on_off(onoff)) {
+            (Ok(p), Some(on)) => app
+                .config_offload(p, *dir == "rx_offload", name, on)
+                .map_err(msg),
+            _ => Err(format!(
+                "Bad arguments: port config <port> {dir} <name> on|off"
+            )),
+        },
+        ["csum", "set", what, mode @ ("hw" | "sw"), p] => match p.parse::<u16>() {
+            Ok(p) => app
+                .csum_set(p, what, *mode == "hw")
+                .and_then(|()| app.csum_show(p))
+                .map_err(msg),
+            Err(_) => Err(format!("Bad arguments: '{p}' is not a port number")),
+        },
+        ["csum", "show", p] | ["tso", "show", p] => match p.parse::<u16>() {
+            Ok(p) => app.csum_show(p).map_err(msg),
+            Err(_) => Err(format!("Bad arguments: '{p}' is not a port number")),
+        },
+        ["tso", "set", size, p] => match (size.parse::<u16>(), p.parse::<u16>()) {
+            (Ok(size), Ok(p)) => app
+                .tso_set(p, size)
+                .and_then(|()| app.csum_show(p))
+                .map_err(msg),
+            _ => Err("Bad arguments: tso set <segment size> <port>".into()),
+        },
         _ => Err(format!("Command not found: '{line}' (type 'help')")),
     };
     if let Err(e) = r {

@@ -15,6 +15,8 @@ pub struct FwdStats {
     pub tx: u64,
     /// Packets that could not be sent.
     pub tx_dropped: u64,
+    /// csum mode: packets received with a bad IP and a bad L4 checksum.
+    pub bad_csum: Option<(u64, u64)>,
 }
 
 /// Prints one port's forward statistics block, with `extra` lines (burst spreads) inside it.
@@ -35,6 +37,13 @@ fn print_fwd_lines(s: &FwdStats) {
         s.rx_dropped,
         s.rx + s.rx_dropped
     );
+    if let Some((ip, l4)) = s.bad_csum {
+        println!(
+            "  Bad-ipcsum: {ip:<14} Bad-l4csum: {l4:<14}Bad-outer-l4csum: {:<14}",
+            0
+        );
+        println!("  Bad-outer-ipcsum: {:<14}", 0);
+    }
     println!(
         "  TX-packets: {:<14} TX-dropped: {:<14}TX-total: {}",
         s.tx,

@@ -71,6 +71,21 @@ impl SharedPort {
     pub fn tx_queue(&self, q: u16) -> ferrovia_ethdev::Result<Box<dyn TxQueue>> {
         self.lock().tx_queue(q)
     }
+    /// Closes the port and opens it again with `open` (testpmd applies a changed offload
+    /// configuration this way). The old port is dropped first (its socket is free again);
+    /// if `open` fails, the slot holds a closed port whose every operation fails, and the
+    /// error is returned.
+    pub fn reopen(
+        &self,
+        open: impl FnOnce() -> ferrovia_ethdev::Result<Box<dyn Port>>,
+    ) -> ferrovia_ethdev::Result<()> {
+        let mut g = self.lock();
+        let info = g.info();
+        drop(std::mem::replace(&mut *g, Box::new(Closed(info))));
+        self.started.store(false, Ordering::Relaxed);
+        *g = open()?;
+        Ok(())
+    }
     fn snapshot(&self) -> PortSnapshot {
         let p = self.lock();
         let stats = p.stats();
@@ -81,6 +96,47 @@ impl SharedPort {
             stats,
             started: self.started.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// What a port slot holds while its port is being opened again, or after that failed.
+struct Closed(PortInfo);
+
+impl Closed {
+    fn err(&self) -> ferrovia_ethdev::Error {
+        ferrovia_ethdev::Error::State(format!(
+            "{}: the port is closed (reopening it failed); fix its configuration and run 'port start' again",
+            self.0.name
+        ))
+    }
+}
+
+impl Port for Closed {
+    fn info(&self) -> PortInfo {
+        self.0.clone()
+    }
+    fn start(&mut self) -> ferrovia_ethdev::Result<()> {
+        Err(self.err())
+    }
+    fn stop(&mut self) -> ferrovia_ethdev::Result<()> {
+        Ok(())
+    }
+    fn link(&self) -> Link {
+        Link {
+            up: false,
+            speed_mbps: 0,
+            full_duplex: true,
+        }
+    }
+    fn stats(&self) -> PortStats {
+        PortStats::default()
+    }
+    fn reset_stats(&self) {}
+    fn rx_queue(&mut self, _q: u16) -> ferrovia_ethdev::Result<Box<dyn RxQueue>> {
+        Err(self.err())
+    }
+    fn tx_queue(&mut self, _q: u16) -> ferrovia_ethdev::Result<Box<dyn TxQueue>> {
+        Err(self.err())
     }
 }
 

@@ -48,6 +48,10 @@ testpmd options (after --):
   --record-burst-stats      show burst-size spreads at stop
   --record-core-cycles      show CPU cycles per packet at stop
   --metrics=ADDR:PORT       serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)
+  --rx-offloads=0xN         Rx offloads of every port (RTE_ETH_RX_OFFLOAD_* bits)
+  --tx-offloads=0xN         Tx offloads of every port (RTE_ETH_TX_OFFLOAD_* bits, e.g. 0x2c)
+  --enable-rx-cksum         Rx checksum offload (IPv4, UDP, TCP)
+  --enable-lro              large receive offload (virtio ports: GUEST_TSO / HOST_TSO)
   -h, --help                this text
   accepted with no effect:
 {}
@@ -136,6 +140,9 @@ mod tests {
             "--no-pci",
             "--disable-rss",
             "--tx-offloads",
+            "--rx-offloads",
+            "--enable-rx-cksum",
+            "--enable-lro",
         ] {
             assert!(u.contains(o), "{o} missing from the usage");
         }

@@ -31,8 +31,10 @@ pub struct StreamCounters {
     pub tx_packets: AtomicU64,
     /// Packets dropped because the Tx queue had no room.
     pub fwd_dropped: AtomicU64,
-    /// Packets with a bad checksum (csum engine).
-    pub bad_csum: AtomicU64,
+    /// Packets received with a bad IPv4 header checksum (csum engine; DPDK's `Bad-ipcsum`).
+    pub rx_bad_ip_csum: AtomicU64,
+    /// Packets received with a bad TCP/UDP checksum (csum engine; DPDK's `Bad-l4csum`).
+    pub rx_bad_l4_csum: AtomicU64,
     /// CPU cycles (time-stamp counter ticks) spent in bursts that moved packets, counted by
     /// the forwarding loop when asked to (`--record-core-cycles`).
     pub busy_cycles: AtomicU64,
@@ -69,6 +71,8 @@ pub struct StreamParams {
     pub peer_mac: MacAddr,
     /// Count burst sizes (`--record-burst-stats`).
     pub record_burst_stats: bool,
+    /// What the csum engine does for the Tx port (`csum set`, `tso set`).
+    pub csum: csum::CsumConf,
 }
 
 /// One forwarding stream: an Rx queue feeding a Tx queue.

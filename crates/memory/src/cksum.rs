@@ -107,6 +107,9 @@ pub struct Layers {
     pub l4_proto: u8,
     /// The L3 packet is a fragment: its L4 header is not (all) in this frame.
     pub fragment: bool,
+    /// Where the IP packet ends (its length field; Ethernet padding after it is not part
+    /// of the L4 checksum).
+    pub l3_end: usize,
 }
 
 impl Layers {
@@ -137,7 +140,7 @@ pub fn parse(frame: &[u8]) -> Option<Layers> {
         }
     }
     let l2_len = off;
-    let (l3, l3_len, mut proto, fragment) = match et {
+    let (l3, l3_len, mut proto, fragment, l3_end) = match et {
         ETH_P_IPV4 => {
             let ip = frame.get(off..off + 20)?;
             if ip[0] >> 4 != 4 {
@@ -148,7 +151,11 @@ pub fn parse(frame: &[u8]) -> Option<Layers> {
                 return None;
             }
             let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-            (L3::Ipv4, ihl, ip[9], frag)
+            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            if total < ihl || frame.len() < off + total {
+                return None;
+            }
+            (L3::Ipv4, ihl, ip[9], frag, off + total)
         }
         ETH_P_IPV6 => {
             let ip = frame.get(off..off + 40)?;
@@ -177,10 +184,11 @@ pub fn parse(frame: &[u8]) -> Option<Layers> {
                     _ => break,
                 }
             }
-            if frame.len() < off + len {
+            let total = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            if frame.len() < off + len || total < len || frame.len() < off + total {
                 return None;
             }
-            (L3::Ipv6, len, next, frag)
+            (L3::Ipv6, len, next, frag, off + total)
         }
         _ => return None,
     };
@@ -189,13 +197,15 @@ pub fn parse(frame: &[u8]) -> Option<Layers> {
         _ if fragment => 0,
         IPPROTO_TCP => {
             let doff = usize::from(*frame.get(l4 + 12)? >> 4) * 4;
-            if doff < 20 || frame.len() < l4 + doff {
+            if doff < 20 || l3_end < l4 + doff {
                 return None;
             }
             doff
         }
         IPPROTO_UDP => {
-            frame.get(l4..l4 + 8)?;
+            if l3_end < l4 + 8 {
+                return None;
+            }
             8
         }
         _ => 0,
@@ -210,6 +220,7 @@ pub fn parse(frame: &[u8]) -> Option<Layers> {
         l3,
         l4_proto: proto,
         fragment,
+        l3_end,
     })
 }
 
@@ -241,7 +252,7 @@ pub fn l4_cksum_ok(frame: &[u8], l: &Layers) -> bool {
     let Some(off) = l.l4_csum_off() else {
         return true;
     };
-    let Some(seg) = frame.get(l.l4_off()..) else {
+    let Some(seg) = frame.get(l.l4_off()..l.l3_end) else {
         return false;
     };
     let Some(ip) = frame.get(l.l2_len..l.l4_off()) else {
@@ -455,7 +466,7 @@ mod tests {
         #[test]
         fn parse_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             if let Some(l) = parse(&data) {
-                prop_assert!(l.l4_off() + l.l4_len <= data.len());
+                prop_assert!(l.l4_off() + l.l4_len <= l.l3_end && l.l3_end <= data.len());
                 let _ = l4_cksum_ok(&data, &l);
                 let _ = ip_cksum_ok(&data, &l);
             }
