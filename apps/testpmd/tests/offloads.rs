@@ -77,7 +77,10 @@ fn offload_options_negotiate_and_csum_mode_forwards() {
         "some packets were forwarded:\n{out}"
     );
     for o in ["--enable-rx-cksum", "--tx-offloads"] {
-        assert!(!out.contains(&format!("option {o}")), "{o} takes effect:\n{out}");
+        assert!(
+            !out.contains(&format!("option {o}")),
+            "{o} takes effect:\n{out}"
+        );
     }
 }
 

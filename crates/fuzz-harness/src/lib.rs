@@ -1160,3 +1160,100 @@ pub fn switch_frames(data: &[u8]) {
         );
     });
 }
+
+/// A virtio-net header from a peer, then what our side does with it; and Tx offload metadata
+/// an application set, then the header we would write. Layout: byte 0 selects what was
+/// negotiated and accepted (bit 0 checksum, 1 TSOv4, 2 TSOv6, 3 the application's Rx checksum
+/// offload, 4 its LRO, 5 the packet spread over 64-byte segments); bytes 1..11 the header;
+/// bytes 11..27 Tx metadata (ol_flags, then l2/l3/l4 lengths and the segment size); the rest
+/// the packet. Nothing may panic; a header that is applied must have been valid, and a
+/// partial checksum completed in software must verify; a Tx request that is prepared must
+/// give a header the same peer accepts.
+pub fn net_hdr(data: &[u8]) {
+    use ferrovia_memory::cksum;
+    use ferrovia_memory::mbuf::OL_TX_OFFLOAD_MASK;
+    use ferrovia_virtqueue::net_hdr::{
+        HdrAccept, NetHdr, RxPolicy, VIRTIO_NET_HDR_F_NEEDS_CSUM, check_hdr, rx_apply, tx_hdr,
+        tx_prepare,
+    };
+    static SMALL: OnceLock<Mempool> = OnceLock::new();
+    let small = SMALL.get_or_init(|| {
+        Mempool::new(MempoolConfig {
+            name: "fuzz-small".into(),
+            count: 256,
+            data_room: 64,
+            cache_size: 0,
+            ..Default::default()
+        })
+        .expect("fuzz pool")
+    });
+    if data.len() < 27 {
+        return;
+    }
+    let sel = data[0];
+    let acc = HdrAccept {
+        csum: sel & 1 != 0,
+        tso4: sel & 2 != 0,
+        tso6: sel & 4 != 0,
+    };
+    let pol = RxPolicy {
+        csum: sel & 8 != 0,
+        lro: sel & 16 != 0,
+    };
+    let h = NetHdr::from_bytes(data[1..11].try_into().expect("10 bytes"));
+    let meta = &data[11..27];
+    let pkt = &data[27..data.len().min(27 + 2000)];
+    let (p, cut) = if sel & 32 != 0 {
+        (small, 64)
+    } else {
+        (pool(), 2048)
+    };
+    let build = || {
+        let mut head = p.alloc()?;
+        for (i, c) in pkt.chunks(cut).enumerate() {
+            if i == 0 {
+                head.append(c.len())?.copy_from_slice(c);
+            } else {
+                let mut s = p.alloc()?;
+                s.append(c.len())?.copy_from_slice(c);
+                head.chain(s);
+            }
+        }
+        Some(head)
+    };
+    if let Some(mut m) = build() {
+        let res = rx_apply(&mut m, &h, acc, pol);
+        if res.is_ok() {
+            assert!(check_hdr(&h, pkt.len(), acc).is_ok());
+            if h.gso_type == 0 && h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 && !pol.csum {
+                let start = h.csum_start as usize;
+                let v = m.to_vec();
+                assert_eq!(
+                    cksum::fold(cksum::raw_sum(&v[start..])),
+                    0xffff,
+                    "completed checksum verifies"
+                );
+            }
+        }
+    }
+    if let Some(mut m) = build() {
+        let w = |i: usize| u16::from_le_bytes([meta[i], meta[i + 1]]);
+        let flags = u64::from_le_bytes(meta[..8].try_into().expect("8 bytes"));
+        m.set_ol_flags(flags & (OL_TX_OFFLOAD_MASK | (3 << 55)));
+        m.set_header_lens(
+            usize::from(meta[8] & 0x7f),
+            usize::from(w(9) & 0x1ff),
+            usize::from(meta[11]),
+        );
+        m.set_tso_segsz(w(12));
+        if tx_prepare(&mut m, acc).is_ok() {
+            let th = tx_hdr(&m);
+            if th.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
+                assert!(acc.csum, "partial checksum asked of a peer without CSUM");
+            }
+            if th.gso_type != 0 {
+                assert!(check_hdr(&th, m.pkt_len(), acc).is_ok());
+            }
+        }
+    }
+}

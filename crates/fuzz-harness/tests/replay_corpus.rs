@@ -148,6 +148,36 @@ fn vhost_user_sequence_seeds_reach_the_handler() {
 }
 
 #[test]
+fn net_hdr_corpus() {
+    replay("net_hdr", ferrovia_fuzz_harness::net_hdr);
+}
+
+/// Random headers and metadata beyond the committed corpus, every selector.
+#[test]
+fn net_hdr_random() {
+    let mut x = 0x8f1b_c3d2_a4e5_f607u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..3000u32 {
+        let n = 27 + (next() % 400) as usize;
+        let mut d: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+        d[0] = (i % 64) as u8;
+        // Keep the offsets inside small packets a third of the time.
+        if i % 3 == 0 {
+            d[7] = (next() % 80) as u8;
+            d[8] = 0;
+            d[9] = (next() % 20) as u8;
+            d[10] = 0;
+        }
+        ferrovia_fuzz_harness::net_hdr(&d);
+    }
+}
+
+#[test]
 fn l3_parse_corpus() {
     replay("l3_parse", ferrovia_fuzz_harness::l3_parse);
 }

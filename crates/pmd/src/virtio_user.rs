@@ -436,7 +436,7 @@ impl VirtioUserPort {
             state: self.state.clone(),
             port_id: self.conf.port_id,
             max_rx_pkt: self.opts.max_rx_pkt,
-            is_rx: vr % 2 == 0,
+            is_rx: vr.is_multiple_of(2),
             rx_pol: offload::rx_policy(&self.conf),
             tx_ol: offload::tx_enabled(&self.conf),
             acc: HdrAccept::default(),

@@ -167,6 +167,9 @@ impl<'a> SegWriter<'a> {
 /// each reserved buffer in `bufs`, in order, to `put_used` with the bytes it received (`cap`
 /// gives a buffer's capacity; `need` is header plus packet).
 #[inline]
+// The two layouts' callers differ in every argument but the header's; a struct for them would
+// only move the list.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_merged<B: Copy>(
     segs: &[Seg],
     hdr_len: usize,
