@@ -86,7 +86,9 @@ impl Mbuf {
         hdr.pkt_len = 0;
         hdr.nb_segs = 1;
         hdr.ol_flags = 0;
-        hdr.tx_offload = 0;
+        // `tx_offload` is left as it was: its fields mean something only with the `ol_flags`
+        // that use them (as DPDK's drivers leave them), and resetting them cost a store on
+        // every allocation.
         // SAFETY: non-null by the caller's contract.
         Mbuf(unsafe { NonNull::new_unchecked(h) })
     }
@@ -343,7 +345,9 @@ impl Mbuf {
         self.hdr_mut().ol_flags = f;
     }
 
-    /// L2 header length in bytes (offload metadata; 0..=127).
+    /// L2 header length in bytes (offload metadata; 0..=127). The offload lengths and
+    /// `tso_segsz` are meaningful only with the `ol_flags` that use them: a fresh mbuf
+    /// clears `ol_flags` but may hold a previous packet's lengths.
     #[inline]
     pub fn l2_len(&self) -> usize {
         (self.hdr().tx_offload & 0x7f) as usize
@@ -520,7 +524,7 @@ mod tests {
     }
 
     #[test]
-    fn offload_lengths_pack_and_reset() {
+    fn offload_lengths_pack_and_flags_reset() {
         let p = Mempool::new(MempoolConfig {
             count: 2,
             ..Default::default()
@@ -541,11 +545,7 @@ mod tests {
         let a = p.alloc().unwrap();
         let b = p.alloc().unwrap();
         for m in [&a, &b] {
-            assert_eq!(m.ol_flags(), 0);
-            assert_eq!(
-                (m.l2_len(), m.l3_len(), m.l4_len(), m.tso_segsz()),
-                (0, 0, 0, 0)
-            );
+            assert_eq!(m.ol_flags(), 0, "flags are cleared; the lengths may be stale");
         }
     }
 }

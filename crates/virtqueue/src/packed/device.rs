@@ -356,7 +356,7 @@ impl PackedDevice {
     /// writable, badly sized or not translatable), leaving the latter to the per-chain path,
     /// which reports whatever is wrong with it. Returns the packets taken and why it stopped.
     #[inline]
-    fn dequeue_plain(
+    fn dequeue_plain<const KEEP: bool>(
         &mut self,
         cache: &mut MbufCache,
         out: &mut Burst,
@@ -368,7 +368,7 @@ impl PackedDevice {
         let size = self.ring.size();
         let hdr = self.hdr_len;
         // With offloads the header is copied too and kept in front of the data.
-        let keep = self.keep_hdr;
+        let keep = if KEEP { hdr } else { 0 };
         // (frame, frame length, buffer id) of each descriptor checked in the first pass.
         let mut frames: ArrayVec<(*const u8, u32, u16), PLAIN_MAX> = ArrayVec::new();
         let mut pos = self.avail;
@@ -436,7 +436,7 @@ impl PackedDevice {
                     plen as usize + keep,
                 )
             };
-            if keep != 0 {
+            if KEEP {
                 m.adj(keep);
             }
             m.set_port(port);
@@ -456,7 +456,11 @@ impl PackedDevice {
     /// [`PUBLISH_SLOTS`] boundary). Returns false with nothing
     /// consumed when the line or the packets do not qualify.
     #[inline]
-    fn enqueue_line(&mut self, pkts: &[ferrovia_memory::Mbuf], res: &mut BurstResult) -> bool {
+    fn enqueue_line<const OL: bool>(
+        &mut self,
+        pkts: &[ferrovia_memory::Mbuf],
+        res: &mut BurstResult,
+    ) -> bool {
         const N: usize = BATCH as usize;
         if pkts.iter().any(|m| m.nb_segs() != 1) {
             return false;
@@ -465,7 +469,6 @@ impl PackedDevice {
             return false;
         };
         let hdr_len = self.hdr_len;
-        let ol = self.ol_rx;
         let mut dsts = [std::ptr::null_mut::<u8>(); N];
         for ((dst, d), m) in dsts.iter_mut().zip(&descs).zip(pkts) {
             // Translated and copied below: the same bytes (the segment's data).
@@ -488,7 +491,7 @@ impl PackedDevice {
             let data = m.data();
             // SAFETY: dst spans hdr_len + data.len() bytes of guest memory, translated as one.
             unsafe {
-                if ol {
+                if OL {
                     write_rx_hdr_ol(dst, hdr_len, 1, &tx_hdr(m).to_bytes());
                 } else {
                     write_rx_hdr(dst, hdr_len, 1);
@@ -516,6 +519,24 @@ impl PackedDevice {
         port: u16,
         sink: &impl ErrorSink,
     ) -> BurstResult {
+        // Chosen once per burst: without offloads the header is skipped at no cost.
+        if self.keep_hdr == 0 {
+            self.dequeue_impl::<false>(cache, out, max, max_pkt, port, sink)
+        } else {
+            self.dequeue_impl::<true>(cache, out, max, max_pkt, port, sink)
+        }
+    }
+
+    #[inline]
+    fn dequeue_impl<const KEEP: bool>(
+        &mut self,
+        cache: &mut MbufCache,
+        out: &mut Burst,
+        max: usize,
+        max_pkt: usize,
+        port: u16,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
         let mut res = BurstResult::default();
         if self.broken {
             return res;
@@ -534,7 +555,7 @@ impl PackedDevice {
         let mut taken = 0;
         while taken < n {
             let limit = (n - taken).min(PLAIN_MAX);
-            let (k, stop) = self.dequeue_plain(cache, out, limit, max_pkt, port, &mut res);
+            let (k, stop) = self.dequeue_plain::<KEEP>(cache, out, limit, max_pkt, port, &mut res);
             taken += k;
             any |= k > 0;
             match stop {
@@ -566,8 +587,13 @@ impl PackedDevice {
             if let Some(e) = err {
                 sink.ring_error(e, 1);
             } else {
-                let Some(m) = copy_into_mbufs(cache, &segs, self.hdr_len, self.keep_hdr, port)
-                else {
+                let Some(m) = copy_into_mbufs(
+                    cache,
+                    &segs,
+                    self.hdr_len,
+                    if KEEP { self.hdr_len } else { 0 },
+                    port,
+                ) else {
                     sink.ring_error(RingError::NoMbuf, 1);
                     break;
                 };
@@ -591,6 +617,21 @@ impl PackedDevice {
         pkts: &mut Burst,
         sink: &impl ErrorSink,
     ) -> BurstResult {
+        // Chosen once per burst: without offloads the headers stay zero at no cost.
+        if self.ol_rx {
+            self.enqueue_impl::<true>(cache, pkts, sink)
+        } else {
+            self.enqueue_impl::<false>(cache, pkts, sink)
+        }
+    }
+
+    #[inline]
+    fn enqueue_impl<const OL: bool>(
+        &mut self,
+        cache: &mut MbufCache,
+        pkts: &mut Burst,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
         let mut res = BurstResult::default();
         if self.broken {
             return res;
@@ -604,7 +645,7 @@ impl PackedDevice {
         let total = pkts.len();
         'pkts: while processed < total {
             if total - processed >= BATCH as usize
-                && self.enqueue_line(&pkts[processed..processed + BATCH as usize], &mut res)
+                && self.enqueue_line::<OL>(&pkts[processed..processed + BATCH as usize], &mut res)
             {
                 processed += BATCH as usize;
                 any = true;
@@ -628,7 +669,7 @@ impl PackedDevice {
                     {
                         // SAFETY: dst spans `need` bytes of guest memory, translated as one.
                         unsafe {
-                            if self.ol_rx {
+                            if OL {
                                 write_rx_hdr_ol(dst, self.hdr_len, 1, &tx_hdr(m).to_bytes());
                             } else {
                                 write_rx_hdr(dst, self.hdr_len, 1);
@@ -697,7 +738,7 @@ impl PackedDevice {
             write_merged(
                 &segs,
                 self.hdr_len,
-                self.ol_rx,
+                OL,
                 m,
                 need,
                 &bufs,

@@ -451,15 +451,17 @@ impl PackedDriver {
         pkts: &mut Burst,
         sink: &impl ErrorSink,
     ) -> (usize, usize) {
-        if self.io {
-            self.transmit_impl::<true>(cache, pkts, sink)
-        } else {
-            self.transmit_impl::<false>(cache, pkts, sink)
+        // Layout and offloads chosen once per burst, each combination its own fast path.
+        match (self.io, self.ol_tx) {
+            (true, false) => self.transmit_impl::<true, false>(cache, pkts, sink),
+            (false, false) => self.transmit_impl::<false, false>(cache, pkts, sink),
+            (true, true) => self.transmit_impl::<true, true>(cache, pkts, sink),
+            (false, true) => self.transmit_impl::<false, true>(cache, pkts, sink),
         }
     }
 
     #[inline]
-    fn transmit_impl<const IO: bool>(
+    fn transmit_impl<const IO: bool, const OL: bool>(
         &mut self,
         cache: &mut MbufCache,
         pkts: &mut Burst,
@@ -495,18 +497,16 @@ impl PackedDriver {
             if !IO {
                 self.track_order(id);
             }
-            let ol = if self.ol_tx {
-                Some(tx_hdr(&m).to_bytes())
-            } else {
-                None
-            };
+            // The offload fields (with OL only: without, the header is zero).
+            let ol = if OL { tx_hdr(&m).to_bytes() } else { [0; 10] };
             if m.nb_segs() == 1
                 && let Some(h) = m.prepend(self.hdr_len)
             {
                 // Fast path: header pushed into the headroom, one descriptor.
-                match &ol {
-                    None => clear_tx_hdr(h),
-                    Some(ol) => write_tx_hdr(h, ol),
+                if OL {
+                    write_tx_hdr(h, &ol);
+                } else {
+                    clear_tx_hdr(h);
                 }
                 let (addr, len) = (m.data_addr(), m.data_len() as u32);
                 self.post_one(id, addr, len, false);
@@ -523,16 +523,17 @@ impl PackedDriver {
             bufs.clear();
             if m.headroom() >= self.hdr_len {
                 let h = m.prepend(self.hdr_len).expect("headroom checked");
-                match &ol {
-                    None => clear_tx_hdr(h),
-                    Some(ol) => write_tx_hdr(h, ol),
+                if OL {
+                    write_tx_hdr(h, &ol);
+                } else {
+                    clear_tx_hdr(h);
                 }
             } else {
                 // SAFETY: id < size; each cell is HDR_CELL bytes inside the area.
                 let cell = unsafe { self.hdr_cells.add(id as usize * HDR_CELL) };
                 // SAFETY: as above.
                 unsafe { std::ptr::write_bytes(cell, 0, self.hdr_len) };
-                if let Some(ol) = &ol {
+                if OL {
                     // SAFETY: as above; hdr_len >= 10.
                     unsafe { std::ptr::copy_nonoverlapping(ol.as_ptr(), cell, 10) };
                 }

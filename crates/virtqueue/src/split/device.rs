@@ -295,6 +295,25 @@ impl SplitDevice {
         port: u16,
         sink: &impl ErrorSink,
     ) -> BurstResult {
+        // Chosen once per burst: without offloads the header is skipped at no cost.
+        if self.keep_hdr == 0 {
+            self.dequeue_impl::<false>(cache, out, max, max_pkt, port, sink)
+        } else {
+            self.dequeue_impl::<true>(cache, out, max, max_pkt, port, sink)
+        }
+    }
+
+    #[inline]
+    fn dequeue_impl<const KEEP: bool>(
+        &mut self,
+        cache: &mut MbufCache,
+        out: &mut Burst,
+        max: usize,
+        max_pkt: usize,
+        port: u16,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
+        let keep = if KEEP { self.hdr_len } else { 0 };
         let Some(pending) = self.pending(sink) else {
             return BurstResult::default();
         };
@@ -319,7 +338,6 @@ impl SplitDevice {
                         break;
                     };
                     // With offloads, the header is copied too and kept in front of the data.
-                    let keep = self.keep_hdr;
                     if let Some(dst) = m.append(plen + keep) {
                         // SAFETY: src spans d.len = hdr + plen bytes inside guest memory,
                         // keep <= hdr; dst is plen + keep bytes of our mbuf.
@@ -330,7 +348,7 @@ impl SplitDevice {
                                 plen + keep,
                             )
                         };
-                        if keep != 0 {
+                        if KEEP {
                             m.adj(keep);
                         }
                         m.set_port(port);
@@ -378,7 +396,7 @@ impl SplitDevice {
                 self.last_avail = self.last_avail.wrapping_add(1);
                 continue;
             }
-            let Some(m) = copy_into_mbufs(cache, &segs, self.hdr_len, self.keep_hdr, port) else {
+            let Some(m) = copy_into_mbufs(cache, &segs, self.hdr_len, keep, port) else {
                 sink.ring_error(RingError::NoMbuf, 1);
                 break; // retry this entry on the next burst
             };
@@ -396,6 +414,21 @@ impl SplitDevice {
     /// Device → driver: copies packets from the front of `pkts` into the driver's receive
     /// buffers and removes (and frees) the ones delivered. Packets left in `pkts` found no room.
     pub fn enqueue_burst(
+        &mut self,
+        cache: &mut MbufCache,
+        pkts: &mut Burst,
+        sink: &impl ErrorSink,
+    ) -> BurstResult {
+        // Chosen once per burst: without offloads the headers stay zero at no cost.
+        if self.ol_rx {
+            self.enqueue_impl::<true>(cache, pkts, sink)
+        } else {
+            self.enqueue_impl::<false>(cache, pkts, sink)
+        }
+    }
+
+    #[inline]
+    fn enqueue_impl<const OL: bool>(
         &mut self,
         cache: &mut MbufCache,
         pkts: &mut Burst,
@@ -431,7 +464,7 @@ impl SplitDevice {
                         // SAFETY: dst spans `need` = hdr_len + data.len() bytes of guest
                         // memory, translated as one range.
                         unsafe {
-                            if self.ol_rx {
+                            if OL {
                                 write_rx_hdr_ol(dst, self.hdr_len, 1, &tx_hdr(m).to_bytes());
                             } else {
                                 write_rx_hdr(dst, self.hdr_len, 1);
@@ -508,7 +541,7 @@ impl SplitDevice {
             write_merged(
                 &segs,
                 self.hdr_len,
-                self.ol_rx,
+                OL,
                 m,
                 need,
                 &bufs,

@@ -471,15 +471,17 @@ impl SplitDriver {
         pkts: &mut Burst,
         sink: &impl ErrorSink,
     ) -> (usize, usize) {
-        if self.in_order {
-            self.transmit_impl::<true>(cache, pkts, sink)
-        } else {
-            self.transmit_impl::<false>(cache, pkts, sink)
+        // Layout and offloads chosen once per burst, each combination its own fast path.
+        match (self.in_order, self.ol_tx) {
+            (true, false) => self.transmit_impl::<true, false>(cache, pkts, sink),
+            (false, false) => self.transmit_impl::<false, false>(cache, pkts, sink),
+            (true, true) => self.transmit_impl::<true, true>(cache, pkts, sink),
+            (false, true) => self.transmit_impl::<false, true>(cache, pkts, sink),
         }
     }
 
     #[inline]
-    fn transmit_impl<const IO: bool>(
+    fn transmit_impl<const IO: bool, const OL: bool>(
         &mut self,
         cache: &mut MbufCache,
         pkts: &mut Burst,
@@ -501,7 +503,7 @@ impl SplitDriver {
             let head = if push_hdr && m.nb_segs() == 1 {
                 // Fast path: header pushed into the headroom, one descriptor.
                 let head = self.alloc_one::<IO>();
-                self.put_tx_hdr(&mut m);
+                self.put_tx_hdr::<OL>(&mut m);
                 self.ring.set_desc(
                     head,
                     Desc {
@@ -536,8 +538,8 @@ impl SplitDriver {
     /// Pushes the transmit header into `m`'s headroom (checked by the caller): zero, or
     /// with offloads negotiated what `m`'s Tx flags ask for.
     #[inline(always)]
-    fn put_tx_hdr(&self, m: &mut Mbuf) {
-        if self.ol_tx {
+    fn put_tx_hdr<const OL: bool>(&self, m: &mut Mbuf) {
+        if OL {
             let ol = tx_hdr(m).to_bytes();
             write_tx_hdr(m.prepend(self.hdr_len).expect("headroom checked"), &ol);
         } else {
@@ -567,7 +569,11 @@ impl SplitDriver {
     fn post_chain(&mut self, head: u16, m: &mut Mbuf, push_hdr: bool) {
         let mut id = head;
         if push_hdr {
-            self.put_tx_hdr(m);
+            if self.ol_tx {
+                self.put_tx_hdr::<true>(m);
+            } else {
+                self.put_tx_hdr::<false>(m);
+            }
         } else {
             // SAFETY: id < size and each cell is HDR_CELL bytes inside the area.
             let cell = unsafe { self.hdr_cells.add(id as usize * HDR_CELL) };
