@@ -545,7 +545,11 @@ mod tests {
         let a = p.alloc().unwrap();
         let b = p.alloc().unwrap();
         for m in [&a, &b] {
-            assert_eq!(m.ol_flags(), 0, "flags are cleared; the lengths may be stale");
+            assert_eq!(
+                m.ol_flags(),
+                0,
+                "flags are cleared; the lengths may be stale"
+            );
         }
     }
 }

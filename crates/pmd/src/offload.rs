@@ -7,7 +7,7 @@
 //! offload, and otherwise takes the zero-header path unchanged.
 
 use ferrovia_ethdev::{Burst, ErrorCause, PortConf, QueueStats, RxOffloads, TxOffloads};
-use ferrovia_memory::{Mbuf, MbufCache};
+use ferrovia_memory::{LcoreCaches, Mbuf, MbufCache};
 use ferrovia_virtqueue::layout::{bit, feature};
 use ferrovia_virtqueue::net_hdr::{HdrAccept, RxPolicy, rx_apply_in_front, tx_prepare};
 
@@ -96,7 +96,7 @@ pub(crate) fn tx_enabled(conf: &PortConf) -> bool {
 /// Receive pass over `burst[start..]`: applies the virtio-net header each packet carries
 /// `hdr_len` bytes in front of its data; a packet whose header is malformed (or asks for
 /// what was not negotiated or accepted) is removed, freed and counted as `BadNetHdr`.
-/// Returns the bytes of the packets removed.
+/// Returns how many were removed and their bytes.
 pub(crate) fn rx_pass(
     burst: &mut Burst,
     start: usize,
@@ -106,9 +106,14 @@ pub(crate) fn rx_pass(
     cache: &mut MbufCache,
     stats: &QueueStats,
 ) -> (usize, usize) {
-    remove_if(burst, start, cache, stats, ErrorCause::BadNetHdr, |m| {
-        rx_apply_in_front(m, hdr_len, acc, pol).is_err()
-    })
+    remove_if(
+        burst,
+        start,
+        stats,
+        ErrorCause::BadNetHdr,
+        |m| rx_apply_in_front(m, hdr_len, acc, pol).is_err(),
+        |m| cache.free(m),
+    )
 }
 
 /// Transmit pass over `burst`: does in software what the peer cannot ([`tx_prepare`]); a
@@ -123,22 +128,40 @@ pub(crate) fn tx_pass(
     remove_if(
         burst,
         0,
-        cache,
         stats,
         ErrorCause::OffloadUnsupported,
         |m| tx_prepare(m, peer).is_err(),
+        |m| cache.free(m),
     );
 }
 
-/// Removes (keeping the order of the rest), frees and counts the packets of `burst[start..]`
-/// for which `bad` is true. Returns how many were removed and their bytes.
+/// [`tx_pass`] for a port whose queues have no pool of their own (tap): refused packets go
+/// back to their pools through the thread's caches.
+pub(crate) fn tx_pass_any_pool(
+    burst: &mut Burst,
+    peer: HdrAccept,
+    caches: &mut LcoreCaches,
+    stats: &QueueStats,
+) {
+    remove_if(
+        burst,
+        0,
+        stats,
+        ErrorCause::OffloadUnsupported,
+        |m| tx_prepare(m, peer).is_err(),
+        |m| caches.free(m),
+    );
+}
+
+/// Removes (keeping the order of the rest), frees with `free` and counts the packets of
+/// `burst[start..]` for which `bad` is true. Returns how many were removed and their bytes.
 fn remove_if(
     burst: &mut Burst,
     start: usize,
-    cache: &mut MbufCache,
     stats: &QueueStats,
     cause: ErrorCause,
     mut bad: impl FnMut(&mut Mbuf) -> bool,
+    mut free: impl FnMut(Mbuf),
 ) -> (usize, usize) {
     let mut i = start;
     let (mut n, mut bytes) = (0, 0);
@@ -147,7 +170,7 @@ fn remove_if(
             let m = burst.remove(i);
             bytes += m.pkt_len();
             n += 1;
-            cache.free(m);
+            free(m);
         } else {
             i += 1;
         }

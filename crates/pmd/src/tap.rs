@@ -18,6 +18,15 @@
 //! drops and counts frames shorter than an Ethernet header or longer than 65535 bytes, and
 //! frames the kernel refuses; `EAGAIN` leaves the rest of the burst to the caller.
 //!
+//! **Offloads.** When the application enables checksum, TSO or LRO offloads
+//! (`PortConf::rx_offloads`/`tx_offloads`), each fd is opened with `IFF_VNET_HDR` and every
+//! frame carries a 10-byte virtio-net header, translated as on the virtio ports
+//! (`virtqueue::net_hdr`): Tx requests become `NEEDS_CSUM`/GSO headers the kernel completes
+//! or segments; `TUNSETOFFLOAD` tells the kernel what we take on Rx (`TUN_F_CSUM` with Rx
+//! checksum offload or LRO, `TUN_F_TSO4/6` with LRO), and its headers become Rx flags (or a
+//! checksum completed in software); a malformed one is dropped and counted
+//! (`bad_virtio_net_hdr`). Without offloads nothing changes (no header).
+//!
 //! On close the interface is removed unless `persist=1` (`TUNSETPERSIST`), whoever created it.
 //! Devargs: `iface` (default `dtap<N>`, N the instance number), `persist`, `mac` (see
 //! [`DRIVER`]). Opening needs `CAP_NET_ADMIN`.
@@ -28,11 +37,14 @@ use std::sync::Arc;
 
 use ferrovia_ethdev::{
     Burst, Devargs, DriverSpec, Error, ErrorCause, KeyKind, KeySpec, Link, MacAddr, Offloads, Port,
-    PortConf, PortInfo, PortStats, QueueStats, Result, RxOffloads, RxQueue, TxOffloads, TxQueue,
+    PortConf, PortInfo, PortStats, QueueStats, Result, RxOffloads, RxQueue, TxQueue,
 };
 use ferrovia_memory::{LcoreCaches, Mempool};
 
+use ferrovia_virtqueue::net_hdr::{HdrAccept, NetHdr, RxPolicy, rx_apply, tx_hdr};
+
 use crate::netif;
+use crate::offload;
 use crate::shared::{RunState, Taken, TakenGuard};
 
 /// The devargs keys of `net_tap`.
@@ -96,8 +108,62 @@ impl TapConfig {
 #[derive(Debug)]
 struct TapFd(OwnedFd);
 
-/// Opens `/dev/net/tun` and attaches it to (or creates) tap `iface`.
-fn open_tap(port: &str, iface: &str, multi: bool) -> Result<TapFd> {
+/// `TUNSETOFFLOAD` flags (linux/if_tun.h): what the reader of the fd takes.
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+
+/// Bytes of the virtio-net header in front of each frame with `IFF_VNET_HDR` (the kernel's
+/// default size: no `num_buffers`).
+const VNET_HDR_LEN: usize = 10;
+
+/// The offloads of a tap port opened with `IFF_VNET_HDR`.
+#[derive(Debug, Clone, Copy)]
+struct Vnet {
+    /// What the kernel may ask of us on Rx (as set with `TUNSETOFFLOAD`).
+    rx_acc: HdrAccept,
+    /// The application's Rx choices.
+    rx_pol: RxPolicy,
+}
+
+impl Vnet {
+    /// From the application's offloads; None when it enabled none a tap can do.
+    fn from_conf(conf: &PortConf) -> Option<Vnet> {
+        let rx = conf.rx_offloads & offload::RX_CAPA;
+        let rx_csum = rx.intersects(RxOffloads::TCP_CKSUM | RxOffloads::UDP_CKSUM);
+        let lro = rx.contains(RxOffloads::TCP_LRO);
+        if !rx_csum && !lro && !offload::tx_enabled(conf) {
+            return None;
+        }
+        Some(Vnet {
+            rx_acc: HdrAccept {
+                csum: rx_csum || lro,
+                tso4: lro,
+                tso6: lro,
+            },
+            rx_pol: offload::rx_policy(conf),
+        })
+    }
+
+    /// The `TUNSETOFFLOAD` argument.
+    fn tun_flags(&self) -> libc::c_uint {
+        let mut f = 0;
+        if self.rx_acc.csum {
+            f |= TUN_F_CSUM;
+        }
+        if self.rx_acc.tso4 {
+            f |= TUN_F_TSO4;
+        }
+        if self.rx_acc.tso6 {
+            f |= TUN_F_TSO6;
+        }
+        f
+    }
+}
+
+/// Opens `/dev/net/tun` and attaches it to (or creates) tap `iface`; with `vnet`, with a
+/// virtio-net header in front of every frame and the kernel told what we take on Rx.
+fn open_tap(port: &str, iface: &str, multi: bool, vnet: Option<&Vnet>) -> Result<TapFd> {
     const PATH: &std::ffi::CStr = c"/dev/net/tun";
     // SAFETY: PATH is a valid C string; the result is checked before use.
     let raw = unsafe {
@@ -126,6 +192,9 @@ fn open_tap(port: &str, iface: &str, multi: bool) -> Result<TapFd> {
     let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
     if multi {
         flags |= libc::IFF_MULTI_QUEUE;
+    }
+    if vnet.is_some() {
+        flags |= libc::IFF_VNET_HDR;
     }
     req.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes one struct ifreq; req is a valid exclusive one.
@@ -156,6 +225,17 @@ fn open_tap(port: &str, iface: &str, multi: bool) -> Result<TapFd> {
             "{port}: TUNSETIFF for tap {iface} failed: {e}{why}"
         )));
     }
+    if let Some(v) = vnet {
+        let f = v.tun_flags();
+        // SAFETY: TUNSETOFFLOAD takes its argument by value; the fd is a tun fd.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, f as libc::c_ulong) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return Err(Error::Config(format!(
+                "{port}: the kernel refused TUNSETOFFLOAD {f:#x} on tap {iface} ({e}); turn off the Rx checksum/LRO offloads of this port"
+            )));
+        }
+    }
     Ok(TapFd(fd))
 }
 
@@ -165,6 +245,8 @@ pub struct TapPort {
     name: String,
     mac: MacAddr,
     conf: PortConf,
+    /// Offloads through a virtio-net header (None: plain frames).
+    vnet: Option<Vnet>,
     cfg: TapConfig,
     nq: u16,
     fds: Vec<Arc<TapFd>>,
@@ -191,9 +273,15 @@ impl TapPort {
         }
         let ctl = netif::ctl_socket()
             .map_err(|e| Error::io(format!("{name}: control socket for {}", cfg.iface), e))?;
+        let vnet = Vnet::from_conf(conf);
         let mut fds = Vec::with_capacity(nq as usize);
         for _ in 0..nq {
-            fds.push(Arc::new(open_tap(&name, &cfg.iface, nq > 1)?));
+            fds.push(Arc::new(open_tap(
+                &name,
+                &cfg.iface,
+                nq > 1,
+                vnet.as_ref(),
+            )?));
         }
         let persist = cfg.persist as libc::c_ulong;
         // SAFETY: TUNSETPERSIST takes its argument by value; the fd is a tun fd.
@@ -213,6 +301,7 @@ impl TapPort {
             name,
             mac,
             conf: conf.clone(),
+            vnet,
             cfg,
             nq,
             fds,
@@ -259,8 +348,8 @@ impl Port for TapPort {
             nb_txd: self.conf.nb_txd,
             max_frame_size: self.conf.max_rx_pktlen.min(TAP_MAX_FRAME as u32),
             offloads: Offloads {
-                rx: RxOffloads::SCATTER,
-                tx: TxOffloads::MULTI_SEGS,
+                rx: offload::RX_CAPA,
+                tx: offload::TX_CAPA,
             },
             virtio_features: None,
             virtio_offered: None,
@@ -303,7 +392,12 @@ impl Port for TapPort {
             fd: self.fds[q as usize].clone(),
             pool: self.conf.pool.clone(),
             scratch: vec![0; TAP_MAX_FRAME + 1].into_boxed_slice(),
-            max_len: self.conf.max_rx_pktlen as usize,
+            max_len: if self.conf.rx_offloads.contains(RxOffloads::TCP_LRO) {
+                TAP_MAX_FRAME
+            } else {
+                self.conf.max_rx_pktlen as usize
+            },
+            vnet: self.vnet,
             port_id: self.conf.port_id,
             state: self.state.clone(),
             stats: self.rx_stats[q as usize].clone(),
@@ -313,6 +407,7 @@ impl Port for TapPort {
         let guard = self.tx_taken.take(&self.name, "tx", q)?;
         Ok(Box::new(TapTx {
             _guard: guard,
+            vnet: self.vnet.is_some(),
             fd: self.fds[q as usize].clone(),
             state: self.state.clone(),
             stats: self.tx_stats[q as usize].clone(),
@@ -331,6 +426,8 @@ struct TapRx {
     /// Where the part of a frame that does not fit in the first mbuf lands.
     scratch: Box<[u8]>,
     max_len: usize,
+    /// Frames come with a virtio-net header in front.
+    vnet: Option<Vnet>,
     port_id: u16,
     state: Arc<RunState>,
     stats: Arc<QueueStats>,
@@ -351,7 +448,13 @@ impl RxQueue for TapRx {
             };
             let room = m.tailroom();
             let head = m.data_ptr();
+            let mut vh = [0u8; VNET_HDR_LEN];
+            let hlen = if self.vnet.is_some() { VNET_HDR_LEN } else { 0 };
             let iov = [
+                libc::iovec {
+                    iov_base: vh.as_mut_ptr().cast(),
+                    iov_len: hlen,
+                },
                 libc::iovec {
                     // SAFETY: data_ptr + data_len (0 for a fresh mbuf) starts the tailroom.
                     iov_base: unsafe { head.add(m.data_len()) }.cast(),
@@ -362,9 +465,11 @@ impl RxQueue for TapRx {
                     iov_len: self.scratch.len(),
                 },
             ];
-            // SAFETY: both iovecs describe writable memory we own exclusively (the mbuf's
-            // tailroom, the scratch buffer) for their whole length.
-            let n = unsafe { libc::readv(self.fd.0.as_raw_fd(), iov.as_ptr(), 2) };
+            // Without a virtio-net header the first iovec is left out.
+            let (first_iov, count) = if hlen == 0 { (1, 2) } else { (0, 3) };
+            // SAFETY: the iovecs describe writable memory we own exclusively (the header
+            // array, the mbuf's tailroom, the scratch buffer) for their whole length.
+            let n = unsafe { libc::readv(self.fd.0.as_raw_fd(), iov[first_iov..].as_ptr(), count) };
             if n < 0 {
                 cache.free(m);
                 let e = io::Error::last_os_error();
@@ -373,7 +478,11 @@ impl RxQueue for TapRx {
                 }
                 break;
             }
-            let n = n as usize;
+            let Some(n) = (n as usize).checked_sub(hlen) else {
+                cache.free(m);
+                self.stats.error(ErrorCause::DescLen, 1);
+                continue;
+            };
             if n > self.max_len || n >= self.scratch.len() + room {
                 cache.free(m);
                 self.stats.error(ErrorCause::TooLong, 1);
@@ -394,6 +503,13 @@ impl RxQueue for TapRx {
                 };
                 m.chain(tail);
             }
+            if let Some(v) = &self.vnet
+                && rx_apply(&mut m, &NetHdr::from_bytes(&vh), v.rx_acc, v.rx_pol).is_err()
+            {
+                cache.free(m);
+                self.stats.error(ErrorCause::BadNetHdr, 1);
+                continue;
+            }
             m.set_port(self.port_id);
             pkts.push(m);
             got += 1;
@@ -406,6 +522,8 @@ impl RxQueue for TapRx {
 
 struct TapTx {
     _guard: TakenGuard,
+    /// Frames go out with a virtio-net header in front.
+    vnet: bool,
     fd: Arc<TapFd>,
     state: Arc<RunState>,
     stats: Arc<QueueStats>,
@@ -418,6 +536,16 @@ impl TxQueue for TapTx {
     fn tx_burst(&mut self, caches: &mut LcoreCaches, pkts: &mut Burst) -> usize {
         if !self.state.started() {
             return 0;
+        }
+        if self.vnet {
+            // The kernel completes checksums and segments whatever the header asks; only the
+            // IPv4 header checksum is done here (the header has no field for it).
+            let all = HdrAccept {
+                csum: true,
+                tso4: true,
+                tso6: true,
+            };
+            offload::tx_pass_any_pool(pkts, all, caches, &self.stats);
         }
         let (mut done, mut sent, mut bytes) = (0, 0, 0);
         for m in pkts.iter() {
@@ -433,7 +561,28 @@ impl TxQueue for TapTx {
                 continue;
             }
             let fd = self.fd.0.as_raw_fd();
-            let r = if m.nb_segs() == 1 {
+            let r = if self.vnet {
+                let vh = tx_hdr(m).to_bytes();
+                let mut iov = [libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                }; MAX_IOV + 1];
+                iov[0] = libc::iovec {
+                    iov_base: vh.as_ptr() as *mut libc::c_void,
+                    iov_len: VNET_HDR_LEN,
+                };
+                let mut k = 1;
+                for s in m.segments() {
+                    iov[k] = libc::iovec {
+                        iov_base: s.as_ptr() as *mut libc::c_void,
+                        iov_len: s.len(),
+                    };
+                    k += 1;
+                }
+                // SAFETY: the first k iovecs describe the header array and the chain's
+                // segments, live while m is borrowed; writev only reads them.
+                unsafe { libc::writev(fd, iov.as_ptr(), k as libc::c_int) }
+            } else if m.nb_segs() == 1 {
                 let d = m.data();
                 // SAFETY: d is a live byte slice of d.len() bytes; write only reads it.
                 unsafe { libc::write(fd, d.as_ptr().cast(), d.len()) }

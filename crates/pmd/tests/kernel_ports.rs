@@ -734,3 +734,125 @@ fn af_packet_keeps_vlan_tags() {
         "peer got {v:02x?}"
     );
 }
+
+/// With checksum offloads on, the tap carries virtio-net headers: a UDP datagram the kernel
+/// sends with a partial checksum arrives complete (LRO on, Rx checksum offload off: completed
+/// in software, `L4_CKSUM_GOOD`); one we send with a partial checksum (`OL_TX_UDP_CKSUM`, the
+/// pseudo-header checksum in the field) is completed by the kernel and reaches a socket.
+#[test]
+fn tap_offloads_through_the_vnet_header() {
+    use ferrovia_ethdev::{RxOffloads, TxOffloads};
+    use ferrovia_memory::cksum;
+    use ferrovia_memory::mbuf::{
+        OL_RX_L4_CKSUM_GOOD, OL_RX_L4_CKSUM_MASK, OL_TX_IP_CKSUM, OL_TX_IPV4, OL_TX_UDP_CKSUM,
+    };
+    use std::net::{Ipv4Addr, UdpSocket};
+    need_root!();
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!("skipped: /dev/net/tun is missing (no tun module)");
+        return;
+    }
+    let ifname = format!("fvo{}", std::process::id());
+    let _g = IfGuard(ifname.clone());
+    let pool = pool("tapo");
+    let mut conf = PortConf::new(0, pool.clone());
+    conf.rx_offloads = RxOffloads::TCP_LRO;
+    conf.tx_offloads = TxOffloads::UDP_CKSUM | TxOffloads::IPV4_CKSUM;
+    let mut p = ferrovia_pmd::open(
+        &format!("net_tap0,iface={ifname},mac=02:00:00:00:ab:01"),
+        &conf,
+    )
+    .unwrap();
+    quiet(&ifname);
+    p.start().unwrap();
+    wait_link(&*p, true);
+    let (kip, our_ip) = tap_subnet();
+    let s4 = |a: [u8; 4]| format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
+    ip(&["addr", "add", &format!("{}/24", s4(kip)), "dev", &ifname]).unwrap();
+    let ours = p.info().mac.0;
+    let mac_s = ours
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    ip(&[
+        "neigh",
+        "replace",
+        &s4(our_ip),
+        "lladdr",
+        &mac_s,
+        "dev",
+        &ifname,
+    ])
+    .unwrap();
+    let kmac = hwaddr(&ifname);
+    let mut rx = p.rx_queue(0).unwrap();
+    let mut tx = p.tx_queue(0).unwrap();
+    let mut caches = LcoreCaches::new();
+
+    // Kernel → us.
+    let sock = UdpSocket::bind((Ipv4Addr::from(kip), 0)).unwrap();
+    let payload: Vec<u8> = (0..700u32).map(|i| (i * 7) as u8).collect();
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut got = None;
+    let mut b = Burst::new();
+    while got.is_none() {
+        assert!(Instant::now() < end, "no datagram from the kernel");
+        sock.send_to(&payload, (Ipv4Addr::from(our_ip), 5555))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        rx.rx_burst(&mut caches, &mut b, 32);
+        for m in b.drain(..) {
+            let v = m.to_vec();
+            if v.len() > 42 && v[12..14] == [8, 0] && v[23] == 17 && v[36..38] == [0x15, 0xb3] {
+                got = Some((v, m.ol_flags()));
+            }
+            caches.free(m);
+        }
+    }
+    let (v, flags) = got.unwrap();
+    let l = cksum::parse(&v).unwrap();
+    assert!(cksum::l4_cksum_ok(&v, &l), "UDP checksum completed");
+    assert_eq!(&v[42..], &payload[..]);
+    assert_eq!(
+        flags & OL_RX_L4_CKSUM_MASK,
+        OL_RX_L4_CKSUM_GOOD,
+        "the kernel sent a partial checksum, completed here"
+    );
+
+    // Us → kernel: a partial checksum the kernel completes.
+    let rs = UdpSocket::bind((Ipv4Addr::from(kip), 0)).unwrap();
+    rs.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let dport = rs.local_addr().unwrap().port();
+    let body = b"offloaded through the tap".to_vec();
+    let mut f = Vec::new();
+    f.extend_from_slice(&kmac);
+    f.extend_from_slice(&ours);
+    f.extend_from_slice(&[8, 0, 0x45, 0]);
+    f.extend_from_slice(&((28 + body.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&our_ip);
+    f.extend_from_slice(&kip);
+    f.extend_from_slice(&4444u16.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+    let ph = cksum::phdr_cksum(&f[14..34], cksum::L3::Ipv4, 17, 8 + body.len()).unwrap();
+    f.extend_from_slice(&ph.to_be_bytes());
+    f.extend_from_slice(&body);
+    let mut m = mbuf(&pool, &f, 1);
+    m.set_ol_flags(OL_TX_IPV4 | OL_TX_IP_CKSUM | OL_TX_UDP_CKSUM);
+    m.set_header_lens(14, 20, 8);
+    let mut bu = Burst::new();
+    bu.push(m);
+    assert_eq!(tx.tx_burst(&mut caches, &mut bu), 1);
+    let mut buf = [0u8; 2048];
+    let (n, from) = rs
+        .recv_from(&mut buf)
+        .expect("the kernel delivered our datagram");
+    assert_eq!(&buf[..n], &body[..]);
+    assert_eq!(from.port(), 4444);
+    assert_eq!(p.stats().ierrors() + p.stats().oerrors(), 0);
+    p.stop().unwrap();
+    drop((rx, tx));
+    drop(p);
+}
