@@ -393,7 +393,8 @@ impl Port for TapPort {
             pool: self.conf.pool.clone(),
             scratch: vec![0; TAP_MAX_FRAME + 1].into_boxed_slice(),
             max_len: if self.conf.rx_offloads.contains(RxOffloads::TCP_LRO) {
-                TAP_MAX_FRAME
+                // A 64 KiB GSO packet plus its Ethernet header and VLAN tags.
+                TAP_MAX_FRAME + 14 + 8
             } else {
                 self.conf.max_rx_pktlen as usize
             },

@@ -40,6 +40,10 @@ mod ctl;
 /// Largest frame accepted from a guest (bigger chains are refused and counted).
 const MAX_FRAME: usize = 65535;
 
+/// Largest frame accepted from a guest with LRO on: a 64 KiB GSO packet plus its Ethernet
+/// header and two VLAN tags.
+const MAX_LRO_FRAME: usize = 65535 + 14 + 8;
+
 /// The vhost port.
 pub struct VhostPort {
     name: String,
@@ -418,7 +422,11 @@ impl RxQueue for VhostQueue {
             cache,
             pkts,
             max,
-            MAX_FRAME,
+            if self.rx_pol.lro {
+                MAX_LRO_FRAME
+            } else {
+                MAX_FRAME
+            },
             self.port_id,
             &StatsSink(&self.stats),
         );
