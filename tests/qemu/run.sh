@@ -27,9 +27,10 @@ WORK=$(mktemp -d /tmp/ferrovia-qemu.XXXXXX)
 trap 'pkill -INT -f "$WORK" 2>/dev/null || true; sleep 1; pkill -KILL -f "$WORK" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 fails=0
 
-start_testpmd() { # name vdev queues
+start_testpmd() { # name vdev queues (TP_EXTRA: more testpmd options)
+    # shellcheck disable=SC2086
     "$TESTPMD" -l 0-1 --vdev "$2" -- --forward-mode=macswap --rxq="$3" --txq="$3" --stats-period 1000 \
-        > "$WORK/$1.testpmd.log" 2>&1 &
+        ${TP_EXTRA:-} > "$WORK/$1.testpmd.log" 2>&1 &
     echo $!
 }
 
@@ -91,5 +92,8 @@ client_case vhost-server-packed 1 ",packed=on" 1
 client_case vhost-server-restart 1 "" 3
 server_case vhost-client-1q 1 "" 1
 server_case vhost-client-2q-restart 2 ",mq=on" 3
+# Offloads offered (checksums both ways, TSO/LRO with tso=1): the Linux guest negotiates them
+# (CSUM, GUEST_CSUM, HOST_TSO4/6, GUEST_TSO4/6) and frames still come back intact.
+TP_EXTRA="--enable-rx-cksum --enable-lro --tx-offloads=0x2e" client_case vhost-server-offloads 1 "" 1
 echo "qemu tests: $fails failure(s) in $(( $(date +%s) - t0 )) s"
 [ "$fails" = 0 ]
