@@ -41,29 +41,23 @@ done
 install -m 0755 "$REL/ferrovia-cni" "$P/usr/lib/cni/ferrovia-cni"
 strip --strip-unneeded "$P"/usr/bin/* "$P/usr/lib/cni/ferrovia-cni" 2>/dev/null || true
 
-"$REL/ferrovia-docgen" man "$STAGE/man" >/dev/null
-"$REL/ferrovia-docgen" completions "$STAGE/comp" >/dev/null
-for f in "$STAGE"/man/*.1; do
-    name=$(basename "$f" .1)
-    [ "$name" = testpmd ] && name=ferrovia-testpmd
-    sed "s/^\.TH testpmd /.TH ferrovia-testpmd /" "$f" | gzip -9n > "$P/usr/share/man/man1/$name.1.gz"
-done
 # testpmd is installed as ferrovia-testpmd (Debian's dpdk package owns /usr/bin/dpdk-testpmd,
 # and "testpmd" is too generic a name for /usr/bin).
-for sh in bash zsh fish; do
-    for f in "$STAGE/comp/$sh"/*; do
-        base=$(basename "$f")
-        case $sh in
-            bash) dst="$P/usr/share/bash-completion/completions/${base/testpmd/ferrovia-testpmd}" ;;
-            zsh) dst="$P/usr/share/zsh/vendor-completions/${base/testpmd/ferrovia-testpmd}" ;;
-            fish) dst="$P/usr/share/fish/vendor_completions.d/${base/testpmd/ferrovia-testpmd}" ;;
-        esac
-        if [[ $base == *testpmd* ]]; then
-            sed 's/\btestpmd\b/ferrovia-testpmd/g' "$f" > "$dst"
-        else
-            cp "$f" "$dst"
-        fi
-    done
+"$REL/ferrovia-docgen" man "$STAGE/man" --rename testpmd=ferrovia-testpmd >/dev/null
+"$REL/ferrovia-docgen" completions "$STAGE/comp" --rename testpmd=ferrovia-testpmd >/dev/null
+for f in "$STAGE"/man/*.1; do
+    gzip -9n < "$f" > "$P/usr/share/man/man1/$(basename "$f").gz"
+done
+# ferrovia-cni is run by container runtimes, not typed: no completion for it.
+for f in "$STAGE"/comp/bash/*; do
+    b=$(basename "$f" .bash)   # bash-completion loads by command name, no suffix
+    [ "$b" = ferrovia-cni ] || cp "$f" "$P/usr/share/bash-completion/completions/$b"
+done
+for f in "$STAGE"/comp/zsh/*; do
+    [ "$(basename "$f")" = _ferrovia-cni ] || cp "$f" "$P/usr/share/zsh/vendor-completions/"
+done
+for f in "$STAGE"/comp/fish/*; do
+    [ "$(basename "$f")" = ferrovia-cni.fish ] || cp "$f" "$P/usr/share/fish/vendor_completions.d/"
 done
 
 sed 's|/usr/local/bin/ferrovia-switch|/usr/bin/ferrovia-switch|' dist/ferrovia-switch.service \
@@ -125,11 +119,13 @@ echo "build-deb: $DEB ($(du -h "$DEB" | cut -f1))"
 [ "$CHECK" = 1 ] || exit 0
 
 fail() { echo "build-deb --check: $*" >&2; exit 1; }
-dpkg-deb --info "$DEB" | grep -q "Package: ferrovia" || fail "control has no Package field"
+INFO=$(dpkg-deb --info "$DEB")
+grep -q "Package: ferrovia" <<< "$INFO" || fail "control has no Package field"
 LIST=$(dpkg-deb --contents "$DEB")
 for f in ./usr/bin/ferrovia-testpmd ./usr/bin/ferrovia-switch ./usr/bin/ferrovia-ctl \
     ./usr/lib/cni/ferrovia-cni ./usr/share/man/man1/ferrovia-switch.1.gz \
-    ./usr/share/man/man1/ferrovia-ctl.1.gz ./usr/share/man/man1/ferrovia-testpmd.1.gz \
+    ./usr/share/man/man1/ferrovia-ctl.1.gz ./usr/share/man/man1/ferrovia-ctl-add-port.1.gz \
+    ./usr/share/man/man1/ferrovia-testpmd.1.gz \
     ./usr/share/man/man1/ferrovia-cni.1.gz ./lib/systemd/system/ferrovia-switch.service \
     ./etc/ferrovia/switch.toml ./usr/share/bash-completion/completions/ferrovia-ctl \
     ./usr/share/zsh/vendor-completions/_ferrovia-switch \

@@ -26,6 +26,9 @@ python3 scripts/check-module-cycles.py
 step "cargo test (release; unit, property, loopback, interop, how-to)"
 cargo test --workspace --release
 
+step "Debian package: man pages and completions match the binaries, the package installs"
+scripts/build-deb.sh --check
+
 step "loom models (ring, mempool caches, quiesce handshake)"
 scripts/loom.sh
 

@@ -7,6 +7,9 @@
 //! ferrovia-docgen completions DIR   # DIR/bash/<binary>, DIR/zsh/_<binary>, DIR/fish/<binary>.fish
 //! ferrovia-docgen check BINDIR      # run BINDIR/<binary> --help and compare the options
 //! ```
+//!
+//! `man` and `completions` take `--rename OLD=NEW` to document a binary installed under
+//! another name (the Debian package installs testpmd as ferrovia-testpmd).
 
 mod commands;
 
@@ -16,13 +19,42 @@ use std::process::ExitCode;
 
 use clap_complete::Shell;
 
-const USAGE: &str = "usage: ferrovia-docgen man DIR | completions DIR | check BINDIR";
+const USAGE: &str = "usage: ferrovia-docgen man DIR [--rename OLD=NEW] | completions DIR [--rename OLD=NEW] | check BINDIR";
+
+/// The commands, with `--rename OLD=NEW` applied.
+fn commands_renamed(args: &[String]) -> Result<Vec<clap::Command>, String> {
+    let mut renames = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rename" => {
+                let v = it.next().ok_or("--rename needs OLD=NEW")?;
+                let (old, new) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--rename {v:?}: expected OLD=NEW"))?;
+                renames.push((old.to_string(), new.to_string()));
+            }
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let mut cmds = commands::all();
+    for (old, new) in renames {
+        let c = cmds
+            .iter_mut()
+            .find(|c| c.get_name() == old)
+            .ok_or_else(|| format!("--rename: no command named {old:?}"))?;
+        *c = c.clone().name(new.clone()).bin_name(new);
+    }
+    Ok(cmds)
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match (args.first().map(String::as_str), args.get(1)) {
-        (Some("man"), Some(d)) => man(Path::new(d)),
-        (Some("completions"), Some(d)) => completions(Path::new(d)),
+        (Some("man"), Some(d)) => commands_renamed(&args[2..]).and_then(|c| man(Path::new(d), c)),
+        (Some("completions"), Some(d)) => {
+            commands_renamed(&args[2..]).and_then(|c| completions(Path::new(d), c))
+        }
         (Some("check"), Some(d)) => check(Path::new(d)),
         (Some("-h" | "--help"), _) => {
             println!("{USAGE}");
@@ -43,24 +75,22 @@ fn create_dir(d: &Path) -> Result<(), String> {
     std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))
 }
 
-fn man(dir: &Path) -> Result<(), String> {
+fn man(dir: &Path, cmds: Vec<clap::Command>) -> Result<(), String> {
     create_dir(dir)?;
-    for cmd in commands::all() {
-        let path = dir.join(format!("{}.1", cmd.get_name()));
-        let mut buf = Vec::new();
-        clap_mangen::Man::new(cmd.clone())
-            .date("2026-12")
-            .source(format!("Ferrovia {}", env!("CARGO_PKG_VERSION")))
-            .manual("Ferrovia")
-            .render(&mut buf)
-            .map_err(|e| format!("rendering {}: {e}", path.display()))?;
-        std::fs::write(&path, buf).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        println!("{}", path.display());
+    for cmd in cmds {
+        // One page per command, and one per subcommand (ferrovia-ctl-add-br.1, ...), which the
+        // command's page lists.
+        let cmd = cmd
+            .version(env!("CARGO_PKG_VERSION"))
+            .disable_version_flag(true);
+        clap_mangen::generate_to(cmd.clone(), dir)
+            .map_err(|e| format!("writing the pages of {}: {e}", cmd.get_name()))?;
+        println!("{}", dir.join(format!("{}.1", cmd.get_name())).display());
     }
     Ok(())
 }
 
-fn completions(dir: &Path) -> Result<(), String> {
+fn completions(dir: &Path, cmds: Vec<clap::Command>) -> Result<(), String> {
     for (shell, sub) in [
         (Shell::Bash, "bash"),
         (Shell::Zsh, "zsh"),
@@ -68,7 +98,7 @@ fn completions(dir: &Path) -> Result<(), String> {
     ] {
         let d = dir.join(sub);
         create_dir(&d)?;
-        for mut cmd in commands::all() {
+        for mut cmd in cmds.iter().cloned() {
             let name = cmd.get_name().to_string();
             let path = clap_complete::generate_to(shell, &mut cmd, &name, &d)
                 .map_err(|e| format!("{sub} completion for {name}: {e}"))?;
