@@ -47,5 +47,10 @@ if [ -x tests/vswitch/run.sh ] && [ "${FERROVIA_VSWITCH_TESTS:-1}" = 1 ]; then
     fi
 fi
 
+if [ "$(id -u)" = 0 ]; then
+    step "CNI plugin end to end (switch daemon, two pods in network namespaces, host-local IPAM)"
+    tests/cni/run.sh
+fi
+
 echo
 echo "test-all.sh: all tests passed"
