@@ -43,6 +43,7 @@ struct Netns {
 impl Netns {
     fn new(dir: &Path, tag: &str) -> Netns {
         let name = format!("fcni-{}-{tag}", std::process::id());
+        // SAFETY: geteuid has no preconditions.
         let is_root = unsafe { libc::geteuid() } == 0;
         if is_root
             && Command::new("ip")
