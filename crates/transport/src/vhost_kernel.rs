@@ -14,7 +14,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
 mod sys;
@@ -311,13 +311,14 @@ impl VhostNet {
     }
 
     /// Sets up vring `index` (0: Rx, 1: Tx): size, base, addresses, kick and call eventfds
-    /// (`VHOST_SET_VRING_NUM`, `_BASE`, `_ADDR`, `_KICK`, `_CALL`).
+    /// (`VHOST_SET_VRING_NUM`, `_BASE`, `_ADDR`, `_KICK`, `_CALL`). The kernel takes its own
+    /// reference to both eventfds; a bad fd is refused with `EBADF`.
     pub fn set_vring(
         &self,
         index: u32,
         ring: &KernelVring,
-        kick: BorrowedFd<'_>,
-        call: BorrowedFd<'_>,
+        kick: RawFd,
+        call: RawFd,
     ) -> Result<(), KernelError> {
         let w = &self.what;
         sys::set_vring_state(
@@ -367,10 +368,7 @@ impl VhostNet {
                 ),
             )
         })?;
-        let file = |fd: BorrowedFd<'_>| sys::VringFile {
-            index,
-            fd: fd.as_raw_fd(),
-        };
+        let file = |fd: RawFd| sys::VringFile { index, fd };
         sys::set_vring_file(self.raw(), sys::VHOST_SET_VRING_KICK, file(kick))
             .map_err(|e| ioctl_err("VHOST_SET_VRING_KICK", w, e, &format!("vring {index}")))?;
         sys::set_vring_file(self.raw(), sys::VHOST_SET_VRING_CALL, file(call))
