@@ -52,6 +52,29 @@ tp_start() {
     TP_PID=$!
 }
 
+# testpmd in interactive mode (-i --auto-start given by the caller), reading commands from a
+# fifo that tp_cmd writes to; its output goes to $1.
+CMDS=/tmp/testpmd.cmds
+HOLD_CMDS=
+tp_start_i() {
+    log=$1
+    shift
+    rm -f $CMDS
+    mkfifo $CMDS
+    sleep 600 >$CMDS &
+    HOLD_CMDS=$!
+    $TP "$@" <$CMDS >"$log" 2>&1 &
+    TP_PID=$!
+}
+
+# Sends command $1 to the interactive testpmd writing $2, and waits (up to 10 s) until $2 holds
+# $4 lines matching $3.
+tp_cmd() {
+    echo "$1" >$CMDS
+    i=0
+    while [ "$(grep -c -- "$3" "$2")" -lt "$4" ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+}
+
 # Stops testpmd (SIGINT, then SIGKILL after 15 s) and prints its totals.
 tp_stop() {
     [ -n "$TP_PID" ] || return 0
@@ -64,6 +87,11 @@ tp_stop() {
     fi
     wait "$TP_PID" 2>/dev/null
     TP_PID=
+    if [ -n "$HOLD_CMDS" ]; then
+        kill "$HOLD_CMDS" 2>/dev/null
+        wait "$HOLD_CMDS" 2>/dev/null
+        HOLD_CMDS=
+    fi
 }
 
 # Waits up to $2 seconds for interface $1 (testpmd creates its taps when it opens its ports).
@@ -115,25 +143,35 @@ if want errors; then
         -l 0 --vdev=virtio_user0,path=/dev/vhost-net,packed_vq=1 -- $TPARGS
 fi
 
-# ---- 3. raw frames, byte for byte ----------------------------------------------------------
+# ---- 3. raw frames, byte for byte; the link follows the tap ----------------------------------
 if want raw; then
-    tp_start /tmp/raw.log -l 0-1 --vdev=virtio_user0,path=/dev/vhost-net,queues=1,queue_size=1024 \
-        -- --forward-mode=macswap --port-topology=loop $TPARGS
+    L=/tmp/raw.log
+    tp_start_i $L -l 0-1 --vdev=virtio_user0,path=/dev/vhost-net,queues=1,queue_size=1024 \
+        -- -i --auto-start --forward-mode=macswap --port-topology=loop $TPARGS
     # iface not given: the kernel picks tapN, and the port's log says which
     i=0
-    while ! grep -q "vhost-kernel on /dev/vhost-net: tap " /tmp/raw.log && [ $i -lt 200 ]; do
+    while ! grep -q "vhost-kernel on /dev/vhost-net: tap " $L && [ $i -lt 200 ]; do
         kill -0 "$TP_PID" 2>/dev/null || break
         usleep 100000
         i=$((i + 1))
     done
-    TAP=$(sed -n 's/.*vhost-kernel on \/dev\/vhost-net: tap \([^ ]*\) .*/\1/p' /tmp/raw.log | head -1)
+    TAP=$(sed -n 's/.*vhost-kernel on \/dev\/vhost-net: tap \([^ ]*\) .*/\1/p' $L | head -1)
     if [ -z "$TAP" ] || ! wait_if "$TAP" 20; then
         fail "raw-frames: no tap reported by testpmd"
-        show_log /tmp/raw.log testpmd
+        show_log $L testpmd
     else
-        say "testpmd created $TAP: $(grep -m1 'vhost-kernel on' /tmp/raw.log | sed 's/^.*vhost-kernel on/vhost-kernel on/')"
+        say "testpmd created $TAP: $(grep -m1 'vhost-kernel on' $L | sed 's/^.*vhost-kernel on/vhost-kernel on/')"
+        tp_cmd "show port info 0" $L "Link status:" 1
+        before=$(grep "Link status:" $L | tail -1)
         echo 1 >/proc/sys/net/ipv6/conf/"$TAP"/disable_ipv6
         ip link set "$TAP" up
+        tp_cmd "show port info 0" $L "Link status:" 2
+        after=$(grep "Link status:" $L | tail -1)
+        if [ "$before" = "Link status: down" ] && [ "$after" = "Link status: up" ]; then
+            pass "link-state: port 0 '$before' while $TAP is down, '$after' once it is up"
+        else
+            fail "link-state: '$before' with $TAP down, '$after' with it up"
+        fi
         sleep 1
         /bin/qg-pktcheck "$TAP" 60 02:00:00:00:00:02 1000 >/tmp/pkt.out 2>&1
         sum=$(grep 'QG-PKT summary' /tmp/pkt.out | sed 's/.*summary //')
@@ -143,9 +181,19 @@ if want raw; then
             fail "raw-frames ($TAP): ${sum:-no summary}"
             show_log /tmp/pkt.out pktcheck
         fi
+        tp_cmd "show port xstats 0" $L "rx_q0_packets" 1
+        say "testpmd xstats: $(grep -E '^(rx|tx)_(good_packets|q0_packets|errors)' $L | tr -s ' ' | tr '\n' ' ')"
     fi
     tp_stop
-    grep -E "RX-packets|TX-packets" /tmp/raw.log | head -2 | sed 's/^ */VK:   testpmd: /'
+fi
+
+# A tap that exists as a single-queue tap cannot take two queue pairs: the kernel refuses
+# TUNSETIFF, and the error names it.
+if want errors; then
+    tunctl -t vksq >/dev/null
+    expect_refusal refused-ioctl "TUNSETIFF on /dev/net/tun (tap vksq) failed: EINVAL" \
+        -l 0 --vdev=virtio_user0,path=/dev/vhost-net,iface=vksq,queues=2 -- --rxq=2 --txq=2 $TPARGS
+    tunctl -d vksq >/dev/null
 fi
 
 # ---- 4/5. two ports in io mode between two network namespaces ------------------------------
@@ -155,10 +203,11 @@ SUM_TX=$(md5sum /tmp/payload | cut -d' ' -f1)
 # io forwarding between tap $2 (namespace A, 10.9.$5.1) and tap $3 (namespace B, 10.9.$5.2)
 io_case() { # name tap0 tap1 queues subnet
     name=$1 t0=$2 t1=$3 q=$4 net=$5
-    tp_start /tmp/$name.log -l 0-1 \
+    L=/tmp/$name.log
+    tp_start_i $L -l 0-1 \
         --vdev=virtio_user0,path=/dev/vhost-net,queues=$q,queue_size=1024,iface=$t0 \
         --vdev=virtio_user1,path=/dev/vhost-net,queues=$q,queue_size=1024,iface=$t1 \
-        -- --forward-mode=io --rxq=$q --txq=$q $TPARGS
+        -- -i --auto-start --forward-mode=io --rxq=$q --txq=$q $TPARGS
     if ! wait_if "$t0" 20 || ! wait_if "$t1" 20; then
         fail "$name: taps $t0/$t1 did not appear"
         show_log /tmp/$name.log testpmd
@@ -208,10 +257,14 @@ io_case() { # name tap0 tap1 queues subnet
         fail "$name tcp (nc rc=$rc): received $SZ bytes md5 $SUM_RX, sent $((MB * 1048576)) md5 $SUM_TX"
         show_log /tmp/$name.nc nc 5
     fi
+    tp_cmd "show port xstats all" $L "rx_q0_packets" 2
+    for p in 0 1; do
+        say "$name: port $p per-queue packets: $(sed -n "/extended statistics for port $p/,/extended statistics for port $((p + 1))/p" $L | grep -E '^(rx|tx)_q[0-9]+_packets' | tr -s ' ' | tr '\n' ' ')"
+    done
     tp_stop
     kill $NSA $NSB 2>/dev/null
     wait $NSA $NSB 2>/dev/null
-    grep -E "Forward statistics for port|RX-packets|Queue=" /tmp/$name.log | head -12 | sed 's/^ */VK:   testpmd: /'
+    grep -E "RX-packets|TX-packets" $L | tail -2 | sed 's/^ */VK:   testpmd total: /'
 }
 
 want io && io_case io-1q vk0 vk1 1 1
