@@ -59,7 +59,7 @@ const KEYS: &[KeySpec] = &[
         "queues",
         1,
         128,
-        "queue pairs; more than 1 needs a backend offering VIRTIO_NET_F_MQ",
+        "queue pairs; more than 1 needs a vhost-user backend offering VIRTIO_NET_F_MQ, or with vhost-kernel a multi-queue tap",
     )
     .default_value("1"),
     KeySpec::number("queue_size", 2, 32768, "ring size, a power of two").default_value("256"),
