@@ -145,9 +145,12 @@ if want errors; then
 fi
 
 # ---- 3. raw frames, byte for byte; the link follows the tap ----------------------------------
-if want raw; then
-    L=/tmp/raw.log
-    tp_start_i $L -l 0-1 --vdev=virtio_user0,path=/dev/vhost-net,queues=1,queue_size=1024 \
+# raw_case name extra-devargs: one port in macswap loop, the kernel choosing the tap's name;
+# the link state is checked in the first run.
+raw_case() {
+    name=$1
+    L=/tmp/$name.log
+    tp_start_i $L -l 0-1 --vdev=virtio_user0,path=/dev/vhost-net,queues=1,queue_size=1024$2 \
         -- -i --auto-start --forward-mode=macswap --port-topology=loop $TPARGS
     # iface not given: the kernel picks tapN, and the port's log says which
     i=0
@@ -158,34 +161,42 @@ if want raw; then
     done
     TAP=$(sed -n 's/.*vhost-kernel on \/dev\/vhost-net: tap \([^ ]*\) .*/\1/p' $L | head -1)
     if [ -z "$TAP" ] || ! wait_if "$TAP" 20; then
-        fail "raw-frames: no tap reported by testpmd"
+        fail "$name: no tap reported by testpmd"
         show_log $L testpmd
-    else
-        say "testpmd created $TAP: $(grep -m1 'vhost-kernel on' $L | sed 's/^.*vhost-kernel on/vhost-kernel on/')"
-        tp_cmd "show port info 0" $L "Link status:" 1
-        before=$(grep "Link status:" $L | tail -1)
-        echo 1 >/proc/sys/net/ipv6/conf/"$TAP"/disable_ipv6
-        ip link set "$TAP" up
-        tp_cmd "show port info 0" $L "Link status:" 2
-        after=$(grep "Link status:" $L | tail -1)
+        tp_stop
+        return
+    fi
+    say "$name: testpmd created $TAP: $(grep -m1 'vhost-kernel on' $L | sed 's/^.*vhost-kernel on/vhost-kernel on/')"
+    tp_cmd "show port info 0" $L "Link status:" 1
+    before=$(grep "Link status:" $L | tail -1)
+    echo 1 >/proc/sys/net/ipv6/conf/"$TAP"/disable_ipv6
+    ip link set "$TAP" up
+    tp_cmd "show port info 0" $L "Link status:" 2
+    after=$(grep "Link status:" $L | tail -1)
+    if [ "$name" = raw-frames ]; then
         if [ "$before" = "Link status: down" ] && [ "$after" = "Link status: up" ]; then
             pass "link-state: port 0 '$before' while $TAP is down, '$after' once it is up"
         else
             fail "link-state: '$before' with $TAP down, '$after' with it up"
         fi
-        sleep 1
-        /bin/qg-pktcheck "$TAP" 60 02:00:00:00:00:02 1000 >/tmp/pkt.out 2>&1
-        sum=$(grep 'QG-PKT summary' /tmp/pkt.out | sed 's/.*summary //')
-        if echo "$sum" | grep -q "sent=60 back=60 intact=60 corrupt=0 macswapped=60"; then
-            pass "raw-frames ($TAP, 60 frames of 60..1514 B, macswap loop): $sum"
-        else
-            fail "raw-frames ($TAP): ${sum:-no summary}"
-            show_log /tmp/pkt.out pktcheck
-        fi
-        tp_cmd "show port xstats 0" $L "rx_q0_packets" 1
-        say "testpmd xstats: $(grep -E '^(rx|tx)_(good_packets|q0_packets|errors)' $L | tr -s ' ' | tr '\n' ' ')"
     fi
+    sleep 1
+    /bin/qg-pktcheck "$TAP" 60 02:00:00:00:00:02 1000 >/tmp/pkt.out 2>&1
+    sum=$(grep 'QG-PKT summary' /tmp/pkt.out | sed 's/.*summary //')
+    if echo "$sum" | grep -q "sent=60 back=60 intact=60 corrupt=0 macswapped=60"; then
+        pass "$name ($TAP, 60 frames of 60..1514 B, macswap loop${2:+, $2}): $sum"
+    else
+        fail "$name ($TAP${2:+, $2}): ${sum:-no summary}"
+        show_log /tmp/pkt.out pktcheck
+    fi
+    tp_cmd "show port xstats 0" $L "rx_q0_packets" 1
+    say "$name: testpmd xstats: $(grep -E '^(rx|tx)_(good_packets|q0_packets|errors)' $L | tr -s ' ' | tr '\n' ' ')"
     tp_stop
+}
+
+if want raw; then
+    raw_case raw-frames ""
+    raw_case raw-frames-nomrg ",mrg_rxbuf=0"
 fi
 
 # A tap that exists as a single-queue tap cannot take two queue pairs: the kernel refuses
