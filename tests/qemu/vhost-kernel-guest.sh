@@ -269,10 +269,37 @@ io_case() { # name tap0 tap1 queues subnet [testpmd options]
         fail "$name tcp (nc rc=$rc): received $SZ bytes md5 $SUM_RX, sent $((MB * 1048576)) md5 $SUM_TX"
         show_log /tmp/$name.nc nc 5
     fi
+    if [ "$q" -gt 1 ]; then
+        # The tap spreads flows over its queues by a flow hash (seeded at boot), so one TCP
+        # connection uses one queue pair; 16 short connections (an echo server, a new source
+        # port each) put traffic on every queue but with probability 2^-16 per queue.
+        nsenter -t $NSB -n timeout 60 nc -ll -p 5002 -e /bin/cat </dev/null >/dev/null 2>&1 &
+        ECHO=$!
+        usleep 300000
+        ok=0
+        i=0
+        while [ $i -lt 16 ]; do
+            got=$(echo "flow $i" | nsenter -t $NSA -n timeout 10 nc 10.9.$net.2 5002 2>/dev/null)
+            [ "$got" = "flow $i" ] && ok=$((ok + 1))
+            i=$((i + 1))
+        done
+        kill $ECHO 2>/dev/null
+        wait $ECHO 2>/dev/null
+    fi
     tp_cmd "show port xstats all" $L "rx_q0_packets" 2
     for p in 0 1; do
-        say "$name: port $p per-queue packets: $(sed -n "/extended statistics for port $p/,/extended statistics for port $((p + 1))/p" $L | grep -E '^(rx|tx)_q[0-9]+_packets' | tr -s ' ' | tr '\n' ' ')"
+        sed -n "/extended statistics for port $p/,/extended statistics for port $((p + 1))/p" $L |
+            grep -E '^(rx|tx)_q[0-9]+_packets' | tr -d ' ' >/tmp/$name.q$p
+        say "$name: port $p per-queue packets: $(tr '\n' ' ' </tmp/$name.q$p)"
     done
+    if [ "$q" -gt 1 ]; then
+        idle=$(grep -E '^rx_q[0-9]+_packets:0$' /tmp/$name.q0 /tmp/$name.q1 | tr '\n' ' ')
+        if [ "$ok" = 16 ] && [ -z "$idle" ]; then
+            pass "$name queues: 16 TCP echo connections answered; every Rx queue of both ports carried packets ($(cat /tmp/$name.q0 /tmp/$name.q1 | grep '^rx' | tr '\n' ' '))"
+        else
+            fail "$name queues: $ok of 16 echo connections answered; Rx queues without packets: ${idle:-none}"
+        fi
+    fi
     tp_stop
     kill $NSA $NSB 2>/dev/null
     wait $NSA $NSB 2>/dev/null
