@@ -17,7 +17,7 @@
 //! the queues, and on the next connection it renegotiates and resumes every ring where the old
 //! backend stopped. For vhost-kernel (`virtio_user/kernel.rs`) the port opens one vhost-net fd
 //! and one tap queue per queue pair and hands the kernel the rings when it opens. Link and
-//! queue changes go to `PortConf::events` (vhost-user).
+//! queue changes go to `PortConf::events` (vhost-kernel: link up once, when the port opens).
 
 use std::cell::UnsafeCell;
 use std::fs::File;
@@ -317,7 +317,8 @@ impl VirtioUserPort {
                 queue_size,
                 pool: &conf.pool,
             };
-            if let Err(e) = k.start(rings, &negotiated) {
+            let events = conf.events.clone().map(|s| (s, conf.port_id));
+            if let Err(e) = k.start(rings, &negotiated, events.as_ref()) {
                 k.shutdown();
                 let mut cache = conf.pool.cache();
                 for v in vrings.iter() {

@@ -662,6 +662,20 @@ mod tests {
     }
 
     #[test]
+    fn a_permission_error_says_what_access_is_needed() {
+        let e = KernelError::Permission {
+            path: VHOST_NET_PATH.into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        }
+        .to_string();
+        assert!(e.starts_with("/dev/vhost-net: permission denied ("), "{e}");
+        assert!(
+            e.contains("run as root, or give this user read-write access to /dev/vhost-net"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn ioctl_errors_name_the_ioctl_and_errno() {
         let e = ioctl_err(
             "VHOST_SET_MEM_TABLE",

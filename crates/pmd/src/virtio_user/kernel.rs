@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ferrovia_ethdev::{Error, Result};
+use ferrovia_ethdev::{Error, EventSink, PortEventKind, Result};
 use ferrovia_memory::{Mempool, registry};
 use ferrovia_transport::vhost_kernel::{self, KernelError, KernelVring, Tap, VhostNet};
 use ferrovia_virtqueue::driver::DriverQueue;
@@ -140,11 +140,13 @@ impl KernelBackend {
     }
 
     /// Sends the memory table and the rings to every device, attaches them to the taps and
-    /// lets the queues run. The vrings must be paused and have no queue handle yet.
+    /// lets the queues run. The vrings must be paused and have no queue handle yet. Emits
+    /// `LinkUp` and every queue enabled to `events`, if given.
     pub(crate) fn start(
         &mut self,
         rings: Rings<'_>,
         negotiated: &Mutex<Option<u64>>,
+        events: Option<&(EventSink, u16)>,
     ) -> Result<()> {
         let port = self.name.clone();
         let regions = registry::snapshot();
@@ -209,6 +211,23 @@ impl KernelBackend {
         }
         self.vrings = rings.vrings.to_vec();
         self.running.store(true, Ordering::Release);
+        if let Some((sink, port)) = events {
+            // The devices run from here on; later changes of the tap's state are seen by
+            // `Port::link` only (nothing watches the tap).
+            sink.emit(*port, PortEventKind::LinkUp);
+            for queue in 0..self.pairs.len() as u16 {
+                for rx in [true, false] {
+                    sink.emit(
+                        *port,
+                        PortEventKind::QueueState {
+                            queue,
+                            rx,
+                            enabled: true,
+                        },
+                    );
+                }
+            }
+        }
         Ok(())
     }
 }
