@@ -184,9 +184,9 @@ raw_case() {
     /bin/qg-pktcheck "$TAP" 60 02:00:00:00:00:02 1000 >/tmp/pkt.out 2>&1
     sum=$(grep 'QG-PKT summary' /tmp/pkt.out | sed 's/.*summary //')
     if echo "$sum" | grep -q "sent=60 back=60 intact=60 corrupt=0 macswapped=60"; then
-        pass "$name ($TAP, 60 frames of 60..1514 B, macswap loop${2:+, $2}): $sum"
+        pass "$name ($TAP, 60 frames of 60..1514 B, macswap loop${2:+, ${2#,}}): $sum"
     else
-        fail "$name ($TAP${2:+, $2}): ${sum:-no summary}"
+        fail "$name ($TAP${2:+, ${2#,}}): ${sum:-no summary}"
         show_log /tmp/pkt.out pktcheck
     fi
     tp_cmd "show port xstats 0" $L "rx_q0_packets" 1
