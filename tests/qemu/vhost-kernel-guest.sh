@@ -3,12 +3,15 @@
 # to the harness's initramfs. It runs our testpmd with virtio-user on /dev/vhost-net and checks,
 # inside the guest:
 #   1. path=/dev/vhost-net before vhost_net is loaded: the clear error, non-zero exit;
-#   2. a tap name the kernel cannot take: the clear error, non-zero exit;
-#   3. raw frames byte for byte: one port, macswap in loop topology, qg-pktcheck on its tap;
+#   2. a tap name the kernel cannot take, packed_vq=1, and two queue pairs on an existing
+#      single-queue tap (the kernel refuses TUNSETIFF): each a clear error, non-zero exit;
+#   3. raw frames byte for byte: one port, macswap in loop topology, qg-pktcheck on its tap
+#      (mergeable Rx buffers on and off); the port's link follows the tap's state;
 #   4. two ports in io mode, each tap in its own network namespace: ping, and a TCP transfer
 #      (busybox nc) whose payload's md5sum must match on both ends;
 #   5. the same with queues=2 and the how-to's "-i --tx-offloads=0x002c --enable-lro --txq=2
-#      --rxq=2 --txd=1024 --rxd=1024" (multi-queue taps).
+#      --rxq=2 --txd=1024 --rxd=1024" (multi-queue taps), with traffic on every queue;
+#   6. vhost reloaded with max_mem_regions=1: the clear "too many regions" error.
 # Each check prints "VK: PASS <name> ..." or "VK: FAIL <name> ..."; the last line is
 # "VK-DONE fails=<n>". Tunables on the kernel command line: vk.mb=<payload MiB>, vk.only=<list>.
 
@@ -310,5 +313,18 @@ want io && io_case io-1q vk0 vk1 1 1
 # the how-to's second command line (its offload options are accepted; no offload is negotiated
 # on vhost-kernel yet), with a second port
 want mq && io_case io-2q vq0 vq1 2 2 "--tx-offloads=0x002c --enable-lro --txd=1024 --rxd=1024"
+
+# ---- 6. more memory regions than the vhost module takes --------------------------------------
+# max_mem_regions is read-only once loaded: reload vhost with a limit of 1 (testpmd has at least
+# its mempool and the ring arena).
+if want errors; then
+    rmmod vhost_net vhost 2>&1 | sed 's/^/VK: rmmod: /'
+    insmod /lib/modules/vk/vhost.ko max_mem_regions=1 2>&1 | sed 's/^/VK: insmod vhost: /'
+    insmod /lib/modules/vk/vhost_net.ko 2>&1 | sed 's/^/VK: insmod vhost_net: /'
+    i=0
+    while [ ! -e /dev/vhost-net ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
+    expect_refusal too-many-regions "shared memory regions but vhost-net accepts at most 1" \
+        -l 0 --vdev=virtio_user0,path=/dev/vhost-net -- $TPARGS
+fi
 
 finish

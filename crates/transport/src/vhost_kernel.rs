@@ -107,7 +107,7 @@ pub enum KernelError {
     },
     /// Our memory has more regions than vhost-net accepts.
     #[error(
-        "this process has {have} shared memory regions but vhost-net accepts at most {max} ({MAX_MEM_REGIONS_PATH}); use fewer mempools, or raise the limit: modprobe vhost max_mem_regions={have} (or echo {have} > {MAX_MEM_REGIONS_PATH} as root)"
+        "this process has {have} shared memory regions but vhost-net accepts at most {max} ({MAX_MEM_REGIONS_PATH}); use fewer mempools, or load the vhost module with a higher limit (modprobe -r vhost_net vhost; modprobe vhost max_mem_regions={have}; modprobe vhost_net)"
     )]
     TooManyRegions {
         /// Regions we would send.
