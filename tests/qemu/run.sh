@@ -3,7 +3,9 @@
 # our vhost port, with our testpmd in macswap mode: every frame the guest's qg-pktcheck sends
 # must come back intact with MACs swapped. Cases: our vhost as server (QEMU client) and as
 # client (QEMU server), 1 and 2 queue pairs, mergeable buffers off, the packed ring, and QEMU
-# killed and restarted twice against the same testpmd (server and client modes).
+# killed and restarted twice against the same testpmd (server and client modes). Then
+# tests/qemu/vhost-kernel.sh: our testpmd inside the guest on /dev/vhost-net (set
+# FERROVIA_QEMU_VHOST_KERNEL=0 to leave it out).
 #
 # Needs the harness in ../shared/tools/qemu-guest (built on first use; installs
 # qemu-system-x86 and busybox-static) and target/release/testpmd (built here).
@@ -91,5 +93,12 @@ client_case vhost-server-packed 1 ",packed=on" 1
 client_case vhost-server-restart 1 "" 3
 server_case vhost-client-1q 1 "" 1
 server_case vhost-client-2q-restart 2 ",mq=on" 3
+# virtio-user over vhost-kernel, inside the guest (its own QEMU run; see vhost-kernel.sh)
+if [ "${FERROVIA_QEMU_VHOST_KERNEL:-1}" = 1 ]; then
+    if ! tests/qemu/vhost-kernel.sh; then
+        echo "FAIL vhost-kernel (tests/qemu/vhost-kernel.sh)"
+        fails=$((fails + 1))
+    fi
+fi
 echo "qemu tests: $fails failure(s) in $(( $(date +%s) - t0 )) s"
 [ "$fails" = 0 ]

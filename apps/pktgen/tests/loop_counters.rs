@@ -113,19 +113,19 @@ impl TxQueue for Dropper {
             self.n += 1;
             if self.dup {
                 // Every 100th frame is sent twice, and every 50th swaps with the next.
-                if self.n % 100 == 0 {
+                if self.n.is_multiple_of(100) {
                     let mut c = caches.for_pool(&self.pool).alloc().unwrap();
                     c.append(m.data_len()).unwrap().copy_from_slice(m.data());
                     extra.push(c);
                 }
                 keep.push(m);
-                if self.n % 50 == 0 && keep.len() >= 2 {
+                if self.n.is_multiple_of(50) && keep.len() >= 2 {
                     let l = keep.len();
                     keep.swap(l - 1, l - 2);
                     self.swaps
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-            } else if self.n % 10 == 0 {
+            } else if self.n.is_multiple_of(10) {
                 caches.free(m);
             } else {
                 keep.push(m);
