@@ -22,7 +22,7 @@ OUT=${OUT:-$ROOT/bench-out/deb}
 STAGE=$(mktemp -d /tmp/ferrovia-deb.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 
-cargo build --release -q -p ferrovia-testpmd -p ferrovia-switch -p ferrovia-cni -p ferrovia-docgen
+cargo build --release -q -p ferrovia-testpmd -p ferrovia-switch -p ferrovia-cni -p ferrovia-pktgen -p ferrovia-docgen
 REL=$ROOT/target/release
 
 # The man page definitions must still match the binaries.
@@ -34,7 +34,7 @@ install -d "$P/DEBIAN" "$P/usr/bin" "$P/usr/lib/cni" "$P/usr/share/man/man1" \
     "$P/usr/share/bash-completion/completions" "$P/usr/share/zsh/vendor-completions" \
     "$P/usr/share/fish/vendor_completions.d"
 install -m 0755 "$REL/testpmd" "$P/usr/bin/ferrovia-testpmd"
-for b in ferrovia-switch ferrovia-ctl ferrovia-pktcheck; do
+for b in ferrovia-switch ferrovia-ctl ferrovia-pktcheck ferrovia-pktgen; do
     install -m 0755 "$REL/$b" "$P/usr/bin/$b"
 done
 [ -x "$REL/ferrovia-pdump" ] && install -m 0755 "$REL/ferrovia-pdump" "$P/usr/bin/ferrovia-pdump"

@@ -415,7 +415,42 @@ pub fn cni() -> Command {
         )
 }
 
+/// `ferrovia-pktgen`.
+pub fn pktgen() -> Command {
+    Command::new("ferrovia-pktgen")
+        .about("software traffic generator on Ferrovia's ports")
+        .long_about(
+            "ferrovia-pktgen sends paced UDP/IPv4 streams on one or two ports (any devargs: \
+             virtio-user, vhost-user, tap, af_packet, ring) and receives them back. Every frame \
+             carries a stream number, a sequence number and a send timestamp, so loss, \
+             reordering and duplicates are counted exactly and latency goes into an HDR \
+             histogram. With one port a reflector (testpmd macswap) returns the frames; with \
+             two, port 0 sends to port 1 (and back with --bidir). Frame sizes exclude the FCS.",
+        )
+        .arg(opt("port", "DEVARGS", "a port (repeat for a second)").action(ArgAction::Append))
+        .arg(flag("bidir", "with two ports, port 1 sends to port 0 as well"))
+        .arg(opt("dst-mac", "MAC", "destination MAC of every stream"))
+        .arg(opt("link-timeout", "SECS", "wait this long for links to come up (30)"))
+        .arg(opt("rate", "RATE", "per stream: 2Mpps, 500kpps, 10Gbps, 40%, or max (max)"))
+        .arg(opt("line-rate", "RATE", "the line rate percentages refer to (10Gbps)"))
+        .arg(opt("size", "N", "frame size without FCS (60..9728; 60)"))
+        .arg(opt("sizes", "N,N,..", "a sweep: one trial per size"))
+        .arg(flag("imix", "simple IMIX 7:4:1 of 60, 590 and 1514 bytes"))
+        .arg(opt("flows", "N", "UDP flows per stream (1..1000000; 1)"))
+        .arg(opt("burst", "N", "frames per burst (1..32; 32)"))
+        .arg(opt("duration", "SECS", "measured seconds per trial (10)"))
+        .arg(opt("count", "N", "exactly N measured frames per stream"))
+        .arg(opt("warmup", "SECS", "sent before measuring, not counted (1)"))
+        .arg(opt("drain", "SECS", "keep receiving after the last frame (0.2)"))
+        .arg(opt("json", "FILE", "write the results as JSON (- for stdout)"))
+        .arg(flag("quiet", "no live progress"))
+        .after_help(
+            "EXAMPLE\n\
+             ferrovia-pktgen --port net_virtio_user0,path=/tmp/sock0 --rate 1Mpps --sizes 60,1514 --json r.json",
+        )
+}
+
 /// Every command, with the binary that implements it.
 pub fn all() -> Vec<Command> {
-    vec![testpmd(), switch(), ctl(), cni()]
+    vec![testpmd(), switch(), ctl(), cni(), pktgen()]
 }
