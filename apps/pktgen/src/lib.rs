@@ -8,5 +8,6 @@
 pub mod clock;
 pub mod frame;
 pub mod rate;
+pub mod search;
 pub mod track;
 pub mod trial;

@@ -140,7 +140,8 @@ struct StreamState {
     tracker: Tracker,
 }
 
-/// Runs one trial. `progress` is called about once a second.
+/// Runs one trial. `progress` is called about once a second; `side` on every loop, for work
+/// that shares the thread (the VNF's forwarding in PVP's single-thread mode).
 pub fn run_trial(
     ports: &mut [GenPort],
     pool: &Mempool,
@@ -148,6 +149,7 @@ pub fn run_trial(
     clock: &Clock,
     spec: &TrialSpec,
     mut progress: impl FnMut(&Progress),
+    side: &mut dyn FnMut(&mut LcoreCaches),
 ) -> TrialReport {
     let burst = spec.burst.clamp(1, 32);
     let t_start = ticks();
@@ -177,6 +179,7 @@ pub fn run_trial(
     let (mut tx_total, mut rx_total) = (0u64, 0u64);
     let mut drain_until = None;
     loop {
+        side(caches);
         let now = ticks();
         // Phases: warm-up, measured, drain.
         if measure_start.is_none() && now >= warm_end {

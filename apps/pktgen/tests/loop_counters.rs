@@ -72,6 +72,7 @@ fn ring_loop_is_exact() {
             &clock,
             &spec(pps, 20_000, sizes),
             |_| {},
+            &mut |_| {},
         );
         assert_eq!(r.sent, 20_000, "{r:?}");
         assert_eq!(r.received, 20_000, "{r:?}");
@@ -160,7 +161,15 @@ fn deliberate_drops_are_counted_exactly() {
     let mut caches = LcoreCaches::new();
     let mut s = spec(Some(300_000.0), 10_000, SizePattern::fixed(128));
     s.warmup = 0.0; // the drop pattern then lines up with the measured frames
-    let r = run_trial(&mut ports, &pool, &mut caches, &clock, &s, |_| {});
+    let r = run_trial(
+        &mut ports,
+        &pool,
+        &mut caches,
+        &clock,
+        &s,
+        |_| {},
+        &mut |_| {},
+    );
     assert_eq!(r.sent, 10_000);
     assert_eq!(r.lost, 1_000, "{r:?}");
     assert_eq!(r.received, 9_000);
@@ -187,7 +196,15 @@ fn duplicates_and_reordering_are_counted() {
     // Unpaced: full bursts, so the swaps happen.
     let mut s = spec(None, 10_000, SizePattern::fixed(60));
     s.warmup = 0.0;
-    let r = run_trial(&mut ports, &pool, &mut caches, &clock, &s, |_| {});
+    let r = run_trial(
+        &mut ports,
+        &pool,
+        &mut caches,
+        &clock,
+        &s,
+        |_| {},
+        &mut |_| {},
+    );
     assert_eq!(r.sent, 10_000);
     assert_eq!(r.lost, 0, "{r:?}");
     assert_eq!(r.streams[0].duplicates, 100, "{r:?}");
