@@ -348,6 +348,7 @@ fn run(a: &Args) -> Result<Vec<TrialReport>, String> {
                     );
                 }
             },
+            &mut |_| {},
         );
         out.push(r);
     }
