@@ -306,7 +306,13 @@ fn run(a: &Args) -> Result<Vec<TrialReport>, String> {
             dst: a.dst_mac.unwrap_or(macs[0]),
         });
     }
-    let clock = Clock::calibrate(Duration::from_millis(50));
+    let clock = Clock::calibrate(Duration::from_millis(100));
+    if !a.quiet {
+        eprintln!(
+            "ferrovia-pktgen: tick counter at {:.1} MHz",
+            clock.hz() / 1e6
+        );
+    }
     let mut caches = LcoreCaches::new();
     let mut out = Vec::new();
     for sizes in &a.sizes {
