@@ -164,12 +164,10 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if (a.hosts.contains(&"ours".to_string()) || a.vnf == "ours") && !a.testpmd.exists() {
-        {
-            return Err(format!(
-                "our testpmd is not at {} (build it: cargo build --release -p ferrovia-testpmd, or pass --testpmd)",
-                a.testpmd.display()
-            ));
-        }
+        return Err(format!(
+            "our testpmd is not at {} (build it: cargo build --release -p ferrovia-testpmd, or pass --testpmd)",
+            a.testpmd.display()
+        ));
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let needed = if a.vnf == "inproc" { 2 } else { 3 };
