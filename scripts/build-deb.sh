@@ -34,7 +34,7 @@ install -d "$P/DEBIAN" "$P/usr/bin" "$P/usr/lib/cni" "$P/usr/share/man/man1" \
     "$P/usr/share/bash-completion/completions" "$P/usr/share/zsh/vendor-completions" \
     "$P/usr/share/fish/vendor_completions.d"
 install -m 0755 "$REL/testpmd" "$P/usr/bin/ferrovia-testpmd"
-for b in ferrovia-switch ferrovia-ctl ferrovia-pktcheck ferrovia-pktgen; do
+for b in ferrovia-switch ferrovia-ctl ferrovia-pktcheck ferrovia-pktgen ferrovia-pvp; do
     install -m 0755 "$REL/$b" "$P/usr/bin/$b"
 done
 [ -x "$REL/ferrovia-pdump" ] && install -m 0755 "$REL/ferrovia-pdump" "$P/usr/bin/ferrovia-pdump"

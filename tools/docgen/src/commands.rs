@@ -450,7 +450,62 @@ pub fn pktgen() -> Command {
         )
 }
 
+/// `ferrovia-pvp`.
+pub fn pvp() -> Command {
+    Command::new("ferrovia-pvp")
+        .about("the PVP benchmark in one command, with a container VNF")
+        .long_about(
+            "ferrovia-pvp starts a host forwarder (our testpmd or DPDK's) in io mode on four \
+             vhost-user ports, connects ferrovia-pktgen's two virtio-user ports and a macswap \
+             VNF, and for each frame size searches NDR and PDR (MLRsearch-style), then measures \
+             latency at 10, 50 and 90 % of NDR. It prints the how-to's results template.",
+        )
+        .arg(opt("host", "ours|dpdk[,..]", "host forwarder(s) (ours)"))
+        .arg(opt(
+            "vnf",
+            "inproc|ours|dpdk",
+            "the VNF (inproc: on the generator's thread)",
+        ))
+        .arg(opt("sizes", "N,N,..", "frame sizes without FCS (60,1514)"))
+        .arg(opt(
+            "line-rate",
+            "RATE",
+            "per generator port, the search's ceiling (10Gbps)",
+        ))
+        .arg(opt(
+            "initial-duration",
+            "S",
+            "first phase's trial seconds (1)",
+        ))
+        .arg(opt(
+            "final-duration",
+            "S",
+            "last phase's trial seconds (10)",
+        ))
+        .arg(opt("phases", "N", "search phases (3)"))
+        .arg(opt(
+            "width",
+            "W",
+            "relative width of the final bounds (0.005)",
+        ))
+        .arg(opt(
+            "latency-duration",
+            "S",
+            "seconds of each latency run (5)",
+        ))
+        .arg(opt("host-cpu", "N", "CPU of the host forwarder (0)"))
+        .arg(opt("gen-cpu", "N", "CPU of the generator (1)"))
+        .arg(opt("vnf-cpu", "N", "CPU of a testpmd VNF (2)"))
+        .arg(opt(
+            "testpmd",
+            "PATH",
+            "our testpmd (default: next to this binary)",
+        ))
+        .arg(opt("json", "FILE", "results as JSON"))
+        .arg(opt("report", "FILE", "an HTML report with SVG charts"))
+}
+
 /// Every command, with the binary that implements it.
 pub fn all() -> Vec<Command> {
-    vec![testpmd(), switch(), ctl(), cni(), pktgen()]
+    vec![testpmd(), switch(), ctl(), cni(), pktgen(), pvp()]
 }

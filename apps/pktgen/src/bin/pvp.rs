@@ -90,7 +90,12 @@ fn parse_args() -> Result<Args, String> {
         host_cpu: 0,
         gen_cpu: 1,
         vnf_cpu: 2,
-        testpmd: exe_dir.join("testpmd"),
+        // A build tree has testpmd beside us; the Debian package installs ferrovia-testpmd.
+        testpmd: if exe_dir.join("testpmd").exists() {
+            exe_dir.join("testpmd")
+        } else {
+            exe_dir.join("ferrovia-testpmd")
+        },
         json: None,
         report: None,
     };
