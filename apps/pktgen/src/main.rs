@@ -37,6 +37,8 @@ trial
   --drain SECS          keep receiving after the last frame (default 0.2)
 output
   --json FILE           write the results as JSON (- for stdout)
+  --verify              fill payloads with a pattern and check every received byte
+                        (reports corrupt frames; costs generator speed)
   --quiet               no live progress
   -h, --help            this text";
 
@@ -56,6 +58,7 @@ struct Args {
     drain: f64,
     json: Option<String>,
     quiet: bool,
+    verify: bool,
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
@@ -90,6 +93,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         drain: 0.2,
         json: None,
         quiet: false,
+        verify: false,
     };
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
@@ -148,6 +152,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--drain" => a.drain = num(key, val()?)?,
             "--json" => a.json = Some(val()?),
             "--quiet" => a.quiet = true,
+            "--verify" => a.verify = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -237,6 +242,9 @@ fn print_table(trials: &[TrialReport]) {
             fmt_us(l.p999_ns),
             fmt_us(l.max_ns),
         );
+        if t.corrupt > 0 {
+            println!("       {} frames arrived corrupt", t.corrupt);
+        }
     }
 }
 
@@ -334,6 +342,7 @@ fn run(a: &Args) -> Result<Vec<TrialReport>, String> {
             count: a.count,
             drain: a.drain,
             burst: a.burst,
+            verify: a.verify,
         };
         let quiet = a.quiet;
         let label = sizes.label();

@@ -58,6 +58,9 @@ pub struct TrialSpec {
     pub drain: f64,
     /// Packets per burst (1..=32).
     pub burst: usize,
+    /// Fill every frame's payload with a pattern and check every received byte (costs the
+    /// generator a write and a compare per byte).
+    pub verify: bool,
 }
 
 /// One stream's results.
@@ -79,6 +82,8 @@ pub struct StreamReport {
     pub duplicates: u64,
     /// Frames received after a later-numbered one.
     pub reordered: u64,
+    /// Frames received with a byte changed (with `verify`; counted in `received` too).
+    pub corrupt: u64,
     /// Latency of the measured frames.
     pub latency: LatencySummary,
 }
@@ -106,6 +111,8 @@ pub struct TrialReport {
     pub lost: u64,
     /// `lost / sent`, all streams.
     pub loss_ratio: f64,
+    /// Frames received with a byte changed, all streams (with `verify`).
+    pub corrupt: u64,
     /// Frames a port refused (the pacer retried them; not loss).
     pub tx_full_retries: u64,
     /// Frames received that were not ours, or were warm-up frames.
@@ -137,6 +144,7 @@ struct StreamState {
     start_seq: u64,
     sent: u64,
     sent_bytes: u64,
+    corrupt: u64,
     tracker: Tracker,
 }
 
@@ -164,6 +172,7 @@ pub fn run_trial(
             start_seq: u64::MAX,
             sent: 0,
             sent_bytes: 0,
+            corrupt: 0,
             tracker: Tracker::new(),
         })
         .collect();
@@ -178,6 +187,7 @@ pub fn run_trial(
     let (mut tx_mark, mut rx_mark) = (0u64, 0u64);
     let (mut tx_total, mut rx_total) = (0u64, 0u64);
     let mut drain_until = None;
+    let mut scratch = vec![0u8; if spec.verify { 10_000 } else { 0 }];
     loop {
         side(caches);
         let now = ticks();
@@ -232,6 +242,7 @@ pub fn run_trial(
                     let Some(mut m) = cache.alloc() else { break };
                     let len = spec.sizes.size(seq);
                     match m.append(len) {
+                        Some(buf) if spec.verify => s.tmpl.write_patterned(buf, seq, now),
                         Some(buf) => s.tmpl.write(buf, seq, now),
                         None => break,
                     }
@@ -274,6 +285,13 @@ pub fn run_trial(
                     Some(st) if usize::from(st.stream) < streams.len() => {
                         let s = &mut streams[usize::from(st.stream)];
                         if st.seq >= s.start_seq && st.seq < s.seq {
+                            if spec.verify
+                                && (m.nb_segs() != 1
+                                    || m.data_len() != spec.sizes.size(st.seq)
+                                    || !s.tmpl.verify(m.data(), st.seq, st.tick, &mut scratch))
+                            {
+                                s.corrupt += 1;
+                            }
                             let lat = rx_tick.checked_sub(st.tick).map(|d| clock.ns(d) as u64);
                             s.tracker.record(st.seq - s.start_seq, m.pkt_len(), lat);
                             rx_total += 1;
@@ -324,6 +342,7 @@ pub fn run_trial(
                 },
                 duplicates: s.tracker.duplicates,
                 reordered: s.tracker.reordered,
+                corrupt: s.corrupt,
                 latency: summarize(&s.tracker.latency),
             }
         })
@@ -353,6 +372,7 @@ pub fn run_trial(
         } else {
             (sent - received) as f64 / sent as f64
         },
+        corrupt: stream_reports.iter().map(|s| s.corrupt).sum(),
         tx_full_retries: full_retries,
         foreign,
         streams: stream_reports,

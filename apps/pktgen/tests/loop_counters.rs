@@ -52,6 +52,7 @@ fn spec(pps: Option<f64>, count: u64, sizes: SizePattern) -> TrialSpec {
         count: Some(count),
         drain: 0.2,
         burst: 32,
+        verify: true,
     }
 }
 
@@ -77,6 +78,7 @@ fn ring_loop_is_exact() {
         assert_eq!(r.sent, 20_000, "{r:?}");
         assert_eq!(r.received, 20_000, "{r:?}");
         assert_eq!(r.lost, 0);
+        assert_eq!(r.corrupt, 0, "every byte checked");
         assert_eq!(r.streams[0].duplicates, 0);
         assert_eq!(r.streams[0].reordered, 0);
         let l = &r.latency;

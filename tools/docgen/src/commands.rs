@@ -444,6 +444,10 @@ pub fn pktgen() -> Command {
         .arg(opt("drain", "SECS", "keep receiving after the last frame (0.2)"))
         .arg(opt("json", "FILE", "write the results as JSON (- for stdout)"))
         .arg(flag("quiet", "no live progress"))
+        .arg(flag(
+            "verify",
+            "fill payloads with a pattern and check every received byte",
+        ))
         .after_help(
             "EXAMPLE\n\
              ferrovia-pktgen --port net_virtio_user0,path=/tmp/sock0 --rate 1Mpps --sizes 60,1514 --json r.json",

@@ -348,6 +348,7 @@ impl Pvp {
             count: None,
             drain: 0.2,
             burst: 32,
+            verify: false,
         };
         let vnf = &mut self.vnf;
         let mut side = |c: &mut LcoreCaches| {
