@@ -7,9 +7,20 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// Our testpmd beside ferrovia-pvp (`cargo test --workspace` builds it; a test of this
+/// package alone builds it here).
 fn testpmd() -> Option<PathBuf> {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_ferrovia-pvp"));
     let p = exe.parent()?.join("testpmd");
+    if !p.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut c = Command::new(cargo);
+        c.args(["build", "-q", "-p", "ferrovia-testpmd", "--bin", "testpmd"]);
+        if !cfg!(debug_assertions) {
+            c.arg("--release");
+        }
+        let _ = c.status();
+    }
     p.exists().then_some(p)
 }
 
