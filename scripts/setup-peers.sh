@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs and prepares what the interop tests need on a fresh Debian 12 machine: DPDK 22.11
 # (dpdk-testpmd is in dpdk-dev), iproute2, util-linux (setpriv), QEMU for the guest tests, tcpdump
-# for the switch's tests with real peers, and hugepages for the DPDK peer. Ferrovia itself needs
-# none of this. Idempotent; run as root.
+# for the switch's tests with real peers, containernetworking-plugins (host-local IPAM for the
+# CNI plugin's test), groff-base (the man page check), and hugepages for the DPDK peer. Ferrovia
+# itself needs none of this. Idempotent; run as root.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -23,6 +24,10 @@ if [ "${FERROVIA_VSWITCH_TESTS:-1}" = 1 ]; then
     command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
     command -v python3 >/dev/null 2>&1 || need+=(python3)
 fi
+# The CNI plugin's test delegates to a real IPAM plugin (host-local); the package check
+# renders the man pages with groff.
+[ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
+command -v groff >/dev/null 2>&1 || need+=(groff-base)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup-peers.sh: installing ${need[*]}"
     apt-get update -qq

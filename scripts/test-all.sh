@@ -26,6 +26,9 @@ python3 scripts/check-module-cycles.py
 step "cargo test (release; unit, property, loopback, interop, how-to)"
 cargo test --workspace --release
 
+step "Debian package: man pages and completions match the binaries, the package installs"
+scripts/build-deb.sh --check
+
 step "loom models (ring, mempool caches, quiesce handshake)"
 scripts/loom.sh
 
@@ -42,6 +45,11 @@ if [ -x tests/vswitch/run.sh ] && [ "${FERROVIA_VSWITCH_TESTS:-1}" = 1 ]; then
         echo
         echo "==> vswitch tests skipped: they need root (network namespaces, veth pairs, hugepages)"
     fi
+fi
+
+if [ "$(id -u)" = 0 ]; then
+    step "CNI plugin end to end (switch daemon, two pods in network namespaces, host-local IPAM)"
+    tests/cni/run.sh
 fi
 
 echo

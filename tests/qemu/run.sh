@@ -3,7 +3,9 @@
 # our vhost port, with our testpmd in macswap mode: every frame the guest's qg-pktcheck sends
 # must come back intact with MACs swapped. Cases: our vhost as server (QEMU client) and as
 # client (QEMU server), 1 and 2 queue pairs, mergeable buffers off, the packed ring, and QEMU
-# killed and restarted twice against the same testpmd (server and client modes).
+# killed and restarted twice against the same testpmd (server and client modes). Then
+# tests/qemu/vhost-kernel.sh: our testpmd inside the guest on /dev/vhost-net (set
+# FERROVIA_QEMU_VHOST_KERNEL=0 to leave it out).
 #
 # Needs the harness in ../shared/tools/qemu-guest (built on first use; installs
 # qemu-system-x86 and busybox-static) and target/release/testpmd (built here).
@@ -95,5 +97,12 @@ server_case vhost-client-2q-restart 2 ",mq=on" 3
 # Offloads offered (checksums both ways, TSO/LRO with tso=1): the Linux guest negotiates them
 # (CSUM, GUEST_CSUM, HOST_TSO4/6, GUEST_TSO4/6) and frames still come back intact.
 TP_EXTRA="--enable-rx-cksum --enable-lro --tx-offloads=0x2e" client_case vhost-server-offloads 1 "" 1
+# virtio-user over vhost-kernel, inside the guest (its own QEMU run; see vhost-kernel.sh)
+if [ "${FERROVIA_QEMU_VHOST_KERNEL:-1}" = 1 ]; then
+    if ! tests/qemu/vhost-kernel.sh; then
+        echo "FAIL vhost-kernel (tests/qemu/vhost-kernel.sh)"
+        fails=$((fails + 1))
+    fi
+fi
 echo "qemu tests: $fails failure(s) in $(( $(date +%s) - t0 )) s"
 [ "$fails" = 0 ]

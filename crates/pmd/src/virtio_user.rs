@@ -1,32 +1,37 @@
-//! `net_virtio_user` / `virtio_user`: a virtio-net driver in this process, talking vhost-user to
-//! a backend over a unix socket.
+//! `net_virtio_user` / `virtio_user`: a virtio-net driver in this process, talking to a vhost
+//! device: a vhost-user backend over a unix socket, or the kernel's vhost-net with a tap
+//! interface (the exception path).
 //!
-//! Devargs: `path` (required), `queues` (1..=128, default 1), `queue_size` (power of two,
-//! default 256), `server` (1: listen on `path` and accept the backend, again after each
+//! Devargs: `path` (required: a vhost-user socket, or a vhost-net character device such as
+//! `/dev/vhost-net`), `queues` (1..=128, default 1), `queue_size` (power of two, default 256),
+//! `server` (vhost-user only; 1: listen on `path` and accept the backend, again after each
 //! disconnection; 0: connect, and reconnect if the backend restarts), `mrg_rxbuf` (default 1),
-//! `in_order` (default 1), `mac`, `cq` (0 only), `packed_vq` (default 0; 1: packed ring), `speed`,
-//! `vectorized` (accepted, ignored), `iface` (vhost-kernel only). The keys, with types and docs,
+//! `in_order` (default 1), `mac`, `cq` (0 only), `packed_vq` (default 0; 1: packed ring,
+//! vhost-user only), `speed`, `vectorized` (accepted, ignored), `iface` (vhost-kernel only: the
+//! tap's name, default `tap%d`, the kernel choosing the number). The keys, with types and docs,
 //! are in [`DRIVER`].
 //!
-//! The rings and every mempool live in memfd-backed shared memory whose fds go to the backend,
-//! so neither root nor hugepages are needed. The process's control loop owns the socket
-//! (`virtio_user/ctl.rs`); on a disconnection it pauses the queues, and on the next connection
-//! it renegotiates and resumes every ring where the old backend stopped. Link and queue
-//! changes go to `PortConf::events`.
+//! The rings and every mempool live in memfd-backed shared memory. Which device drives them
+//! is the port's backend (`virtio_user/backend.rs`), picked by `path`: for vhost-user the
+//! process's control loop owns the socket (`virtio_user/ctl.rs`); on a disconnection it pauses
+//! the queues, and on the next connection it renegotiates and resumes every ring where the old
+//! backend stopped. For vhost-kernel (`virtio_user/kernel.rs`) the port opens one vhost-net fd
+//! and one tap queue per queue pair and hands the kernel the rings when it opens. Link and
+//! queue changes go to `PortConf::events` (vhost-kernel: link up once, when the port opens).
 
 use std::cell::UnsafeCell;
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, mpsc};
 
 use ferrovia_ethdev::{
-    Burst, Devargs, DriverSpec, Error, KeySpec, Link, MacAddr, Offloads, Port, PortConf, PortInfo,
-    PortStats, QueueStats, Result, RxOffloads, RxQueue, TxQueue, VirtioFeatures,
+    Burst, Devargs, DriverSpec, Error, KeyKind, KeySpec, Link, MacAddr, Offloads, Port, PortConf,
+    PortInfo, PortStats, QueueStats, Result, RxOffloads, RxQueue, TxQueue, VirtioFeatures,
 };
 use ferrovia_memory::arena::{self, ArenaSlice};
 use ferrovia_memory::{LcoreCaches, Mempool};
-use ferrovia_transport::reactor::{Reactor, SourceId};
 use ferrovia_transport::socket;
+use ferrovia_transport::vhost_kernel::DEFAULT_TAP_NAME;
 use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue};
 use ferrovia_virtqueue::layout::{bit, feature, net_hdr_len, valid_queue_size};
 use ferrovia_virtqueue::net_hdr::{HdrAccept, RxPolicy};
@@ -36,9 +41,13 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use crate::offload;
 use crate::shared::{RunState, Taken, TakenGuard};
 use crate::sink::StatsSink;
-use ctl::VirtioUserSource;
+use backend::{Backend, BackendKind};
+use ctl::{UserBackend, VirtioUserSource};
+use kernel::KernelBackend;
 
+mod backend;
 mod ctl;
+mod kernel;
 
 /// Largest packet received with LRO on (a 64 KiB IP packet plus its Ethernet header and
 /// VLAN tags).
@@ -46,23 +55,31 @@ const LRO_MAX_PKT: usize = 65535 + 14 + 8;
 
 /// The devargs keys of `net_virtio_user`.
 const KEYS: &[KeySpec] = &[
-    KeySpec::path("path", "the vhost-user socket path").required(),
+    KeySpec::path(
+        "path",
+        "the vhost-user socket path, or the vhost-net device (/dev/vhost-net) for the exception path",
+    )
+    .required(),
     KeySpec::number(
         "queues",
         1,
         128,
-        "queue pairs; more than 1 needs a backend offering VIRTIO_NET_F_MQ",
+        "queue pairs; more than 1 needs a vhost-user backend offering VIRTIO_NET_F_MQ, or with vhost-kernel a multi-queue tap",
     )
     .default_value("1"),
     KeySpec::number("queue_size", 2, 32768, "ring size, a power of two").default_value("256"),
     KeySpec::flag(
         "server",
-        "1: listen on path (the backend may come and go); 0: connect, reconnecting if it restarts",
+        "vhost-user only; 1: listen on path (the backend may come and go); 0: connect, reconnecting if it restarts",
     )
     .default_value("0"),
     KeySpec::flag("mrg_rxbuf", "offer mergeable Rx buffers").default_value("1"),
     KeySpec::flag("in_order", "offer VIRTIO_F_IN_ORDER").default_value("1"),
-    KeySpec::flag("packed_vq", "1: use the packed virtqueue layout").default_value("0"),
+    KeySpec::flag(
+        "packed_vq",
+        "1: use the packed virtqueue layout (vhost-user only)",
+    )
+    .default_value("0"),
     KeySpec::MAC,
     KeySpec::flag("cq", "the control queue; only 0 is accepted").default_value("0"),
     KeySpec::number(
@@ -72,14 +89,19 @@ const KEYS: &[KeySpec] = &[
         "link speed in Mbps; accepted, no effect",
     ),
     KeySpec::flag("vectorized", "accepted, no effect"),
-    KeySpec::path("iface", "vhost-kernel only; not implemented yet (refused)"),
+    KeySpec::new(
+        "iface",
+        KeyKind::Text,
+        "vhost-kernel only: the tap interface to create or attach to (%d: the kernel picks the number)",
+    )
+    .default_value("tap%d"),
 ];
 
 /// The `net_virtio_user` driver, for the registry.
 pub static DRIVER: DriverSpec = DriverSpec {
     name: "net_virtio_user",
     aliases: &["virtio_user"],
-    summary: "virtio-net driver in this process, talking vhost-user to a backend",
+    summary: "virtio-net driver in this process, talking to a vhost-user backend or to vhost-net and a tap",
     keys: KEYS,
     open: |d, c| Ok(Box::new(VirtioUserPort::open(d, c)?)),
 };
@@ -135,14 +157,13 @@ pub struct VirtioUserPort {
     mac: MacAddr,
     conf: PortConf,
     vrings: Arc<Vec<Arc<VringShared>>>,
-    link_up: Arc<AtomicBool>,
+    backend: Box<dyn Backend>,
     negotiated: Arc<Mutex<Option<u64>>>,
     state: Arc<RunState>,
     rx_stats: Vec<Arc<QueueStats>>,
     tx_stats: Vec<Arc<QueueStats>>,
     rx_taken: Taken,
     tx_taken: Taken,
-    source: Option<SourceId>,
     _area: Arc<ArenaSlice>,
 }
 
@@ -151,6 +172,7 @@ impl std::fmt::Debug for VirtioUserPort {
         f.debug_struct("VirtioUserPort")
             .field("name", &self.name)
             .field("path", &self.opts.path)
+            .field("backend", &self.backend.kind().as_str())
             .finish()
     }
 }
@@ -160,12 +182,16 @@ fn eventfd(what: &str) -> Result<EventFd> {
 }
 
 impl VirtioUserPort {
-    /// Opens the port. In client mode (default) the first connection is made here and the
-    /// call fails with an explanation if the backend is not there; in server mode the socket
-    /// is created here and the backend may connect at any time.
+    /// Opens the port. With vhost-user in client mode (default) the first connection is made
+    /// here and the call fails with an explanation if the backend is not there; in server mode
+    /// the socket is created here and the backend may connect at any time. With vhost-kernel
+    /// the devices and the tap are set up here, and any refusal is the error.
     pub fn open(d: &Devargs, conf: &PortConf) -> Result<VirtioUserPort> {
         d.check_keys(KEYS)?;
-        let path = d.required("path", "the vhost-user socket path")?;
+        let path = d.required(
+            "path",
+            "the vhost-user socket path, or /dev/vhost-net for vhost-kernel",
+        )?;
         let queues = d.number("queues", 1, 1, 128)? as u16;
         let queue_size = d.number("queue_size", 256, 2, 32768)? as u16;
         if !valid_queue_size(queue_size as u32) {
@@ -184,11 +210,30 @@ impl VirtioUserPort {
                 d.name
             )));
         }
-        if path.starts_with("/dev/vhost") || d.get("iface").is_some() {
-            return Err(Error::Unsupported(format!(
-                "{}: path={path}: the vhost-kernel exception path is not implemented yet (and this host has no /dev/vhost-net); use a vhost-user socket path",
-                d.name
-            )));
+        let kind = BackendKind::of(&path);
+        match kind {
+            BackendKind::VhostKernel => {
+                if server {
+                    return Err(Error::Devargs(format!(
+                        "{}: server=1 is for vhost-user sockets; path={path} is a vhost-kernel device, remove server",
+                        d.name
+                    )));
+                }
+                if packed {
+                    return Err(Error::Unsupported(format!(
+                        "{}: packed_vq=1: vhost-net has no packed ring; remove packed_vq to use {path}",
+                        d.name
+                    )));
+                }
+            }
+            BackendKind::VhostUser => {
+                if d.get("iface").is_some() {
+                    return Err(Error::Devargs(format!(
+                        "{}: iface= names the tap of a vhost-kernel port, but path={path} is not a vhost-net device (e.g. /dev/vhost-net); remove iface",
+                        d.name
+                    )));
+                }
+            }
         }
         let mac = d.mac_or_derived(conf.port_id)?;
         let nq = queues.max(conf.nb_rxq).max(conf.nb_txq);
@@ -220,6 +265,15 @@ impl VirtioUserPort {
             conf.tx_offloads & offload::TX_CAPA,
         );
         let lro = conf.rx_offloads.contains(RxOffloads::TCP_LRO);
+        // vhost-kernel: the devices and taps are opened first, so that the rings are built for
+        // the features the kernel agreed to.
+        let mut kernel = None;
+        if kind == BackendKind::VhostKernel {
+            let iface = d.get("iface").unwrap_or(DEFAULT_TAP_NAME);
+            let k = KernelBackend::open(&d.name, &path, iface, queues, want)?;
+            want = k.features();
+            kernel = Some(k);
+        }
         let opts = Opts {
             path: path.clone(),
             server,
@@ -268,34 +322,60 @@ impl VirtioUserPort {
         let vrings = Arc::new(vrings);
         let kicks: Vec<EventFd> = (0..nvr).map(|_| eventfd("kick")).collect::<Result<_>>()?;
         let calls: Vec<EventFd> = (0..nvr).map(|_| eventfd("call")).collect::<Result<_>>()?;
-        let link_up = Arc::new(AtomicBool::new(false));
         let negotiated = Arc::new(Mutex::new(None));
-        let (listener, first, first_rx) = if server {
-            let l = socket::listen(&path).map_err(|e| Error::io(d.name.clone(), e))?;
-            (Some(l), None, None)
+        let mut first_rx = None;
+        let backend: Box<dyn Backend> = if let Some(mut k) = kernel {
+            let rings = kernel::Rings {
+                vrings: &vrings,
+                kicks: &kicks,
+                calls: &calls,
+                area_base: area.base() as u64,
+                qbytes,
+                queue_size,
+                pool: &conf.pool,
+            };
+            let events = conf.events.clone().map(|s| (s, conf.port_id));
+            if let Err(e) = k.start(rings, &negotiated, events.as_ref()) {
+                k.shutdown();
+                let mut cache = conf.pool.cache();
+                for v in vrings.iter() {
+                    // SAFETY: paused by shutdown; no queue handle exists (the port was never
+                    // returned) and the kernel's devices are closed.
+                    unsafe { v.queue() }.drain(&mut cache);
+                }
+                return Err(e);
+            }
+            log::info!("{}: link up on tap {}", d.name, k.tap_name());
+            Box::new(k)
         } else {
-            let s = socket::connect_nonblocking(&path, "vhost-user backend", "server=1")
-                .map_err(|e| Error::io(d.name.clone(), e))?;
-            let (tx, rx) = mpsc::channel();
-            (None, Some((s, tx)), Some(rx))
+            let (listener, first) = if server {
+                let l = socket::listen(&path).map_err(|e| Error::io(d.name.clone(), e))?;
+                (Some(l), None)
+            } else {
+                let s = socket::connect_nonblocking(&path, "vhost-user backend", "server=1")
+                    .map_err(|e| Error::io(d.name.clone(), e))?;
+                let (tx, rx) = mpsc::channel();
+                first_rx = Some(rx);
+                (None, Some((s, tx)))
+            };
+            let source = VirtioUserSource::new(
+                d.name.clone(),
+                opts.clone(),
+                conf.pool.clone(),
+                qbytes,
+                area.base() as u64,
+                queue_size,
+                vrings.clone(),
+                kicks,
+                calls,
+                Arc::new(AtomicBool::new(false)),
+                negotiated.clone(),
+                listener,
+                first,
+                conf.events.clone().map(|s| (s, conf.port_id)),
+            );
+            Box::new(UserBackend::add(source))
         };
-        let source = VirtioUserSource::new(
-            d.name.clone(),
-            opts.clone(),
-            conf.pool.clone(),
-            qbytes,
-            area.base() as u64,
-            queue_size,
-            vrings.clone(),
-            kicks,
-            calls,
-            link_up.clone(),
-            negotiated.clone(),
-            listener,
-            first,
-            conf.events.clone().map(|s| (s, conf.port_id)),
-        );
-        let source = Reactor::global().add(Box::new(source));
         let mut port = VirtioUserPort {
             name: d.name.clone(),
             opts,
@@ -303,14 +383,13 @@ impl VirtioUserPort {
             mac,
             conf: conf.clone(),
             vrings,
-            link_up,
+            backend,
             negotiated,
             state: Arc::default(),
             rx_stats: (0..queues).map(|_| Arc::default()).collect(),
             tx_stats: (0..queues).map(|_| Arc::default()).collect(),
             rx_taken: Taken::new(queues),
             tx_taken: Taken::new(queues),
-            source: Some(source),
             _area: area,
         };
         if let Some(rx) = first_rx {
@@ -335,10 +414,8 @@ impl VirtioUserPort {
     }
 
     fn shutdown(&mut self) {
-        if let Some(id) = self.source.take() {
-            // Returns once the control loop has stopped the source, which pauses every vring.
-            Reactor::global().remove(id);
-        }
+        // Returns once the device no longer uses the rings, every vring paused.
+        self.backend.shutdown();
     }
 }
 
@@ -390,7 +467,7 @@ impl Port for VirtioUserPort {
     }
     fn link(&self) -> Link {
         Link {
-            up: self.link_up.load(Ordering::Acquire),
+            up: self.backend.link_up(),
             speed_mbps: 10_000,
             full_duplex: true,
         }

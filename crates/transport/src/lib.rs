@@ -10,6 +10,9 @@
 //!   every port, with a deadline per source.
 //! * [`session`]: a vhost-user backend session driven by the reactor: it hands rust-vmm's
 //!   parser only complete messages, so a slow or stalled peer never blocks the loop.
+//! * [`vhost_kernel`]: the vhost-kernel exception path: `/dev/vhost-net` and tap fds, one of
+//!   each per queue pair, set up with ioctls (the only kernel-facing `unsafe` is in its `sys`
+//!   module).
 //! * [`socket`]: listening, connecting and reconnecting on unix sockets, with errors that say
 //!   what to do.
 
@@ -18,3 +21,4 @@ pub mod frontend;
 pub mod reactor;
 pub mod session;
 pub mod socket;
+pub mod vhost_kernel;

@@ -12,6 +12,7 @@
 //! A bad request never disturbs the switch or the other clients.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -258,6 +259,9 @@ fn error_response(id: Value, code: i64, message: &str) -> String {
 /// The control socket server: a thread that accepts clients, and one thread per client.
 pub struct RpcServer {
     path: PathBuf,
+    /// A second handle on the listening socket: shutting it down wakes the accept thread
+    /// even when the socket file is gone (its directory removed first).
+    waker: UnixListener,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -295,6 +299,7 @@ impl RpcServer {
                 format!("cannot listen on {}: {e}", path.display()),
             )
         })?;
+        let waker = listener.try_clone()?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
@@ -304,6 +309,7 @@ impl RpcServer {
         };
         Ok(RpcServer {
             path: path.to_path_buf(),
+            waker,
             stop,
             thread: Some(thread),
         })
@@ -318,7 +324,9 @@ impl RpcServer {
 impl Drop for RpcServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        let _ = UnixStream::connect(&self.path); // wakes accept()
+        // Wakes accept(): it fails with EINVAL once the listening socket is shut down.
+        // SAFETY: shutdown(2) on a descriptor this struct owns; no memory is involved.
+        unsafe { libc::shutdown(self.waker.as_raw_fd(), libc::SHUT_RDWR) };
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

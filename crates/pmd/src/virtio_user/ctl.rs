@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use ferrovia_ethdev::{EventSink, PortEventKind};
 use ferrovia_memory::registry;
 use ferrovia_transport::frontend::{FrontendError, Handshake, Progress, VringSpec};
-use ferrovia_transport::reactor::{Ctx, Source};
+use ferrovia_transport::reactor::{Ctx, Reactor, Source, SourceId};
 use ferrovia_virtqueue::driver::DriverQueue;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::backend::{Backend, BackendKind};
 use super::{LinkCfg, Opts, VringShared};
 use crate::shared::{RECONNECT_EVERY, Retry};
 
@@ -31,6 +32,41 @@ enum State {
     Reconnect,
     Handshake(Box<Handshake>),
     Up(UnixStream),
+}
+
+/// The vhost-user backend of a port: its source on the process's control loop, which owns
+/// the socket, the handshake and reconnections.
+pub(crate) struct UserBackend {
+    source: Option<SourceId>,
+    link_up: Arc<AtomicBool>,
+}
+
+impl UserBackend {
+    /// Registers `source` on the control loop.
+    pub(crate) fn add(source: VirtioUserSource) -> UserBackend {
+        let link_up = source.link_up.clone();
+        UserBackend {
+            source: Some(Reactor::global().add(Box::new(source))),
+            link_up,
+        }
+    }
+}
+
+impl Backend for UserBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::VhostUser
+    }
+
+    fn link_up(&self) -> bool {
+        self.link_up.load(Ordering::Acquire)
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(id) = self.source.take() {
+            // Returns once the control loop has stopped the source, which pauses every vring.
+            Reactor::global().remove(id);
+        }
+    }
 }
 
 /// One virtio-user port's socket and rings, as the control loop sees them.

@@ -1,0 +1,896 @@
+//! `ferrovia-pvp`: the PVP benchmark in one command, with a container VNF.
+//!
+//! ```text
+//!   ferrovia-pktgen port A ─┐                          ┌─ VNF port 0 ─┐
+//!                           ├─ host testpmd io ────────┤              macswap
+//!   ferrovia-pktgen port B ─┘  (4 vhost-user ports)    └─ VNF port 1 ─┘
+//! ```
+//!
+//! The host side is our testpmd or DPDK's dpdk-testpmd, in io mode, with four vhost-user
+//! ports paired generator A ↔ VNF 0 and generator B ↔ VNF 1 (the how-to's `set portlist
+//! 0,2,1,3`). The generator's two "NIC" ports are virtio-user ports on the first pair of
+//! sockets. The VNF is a macswap forwarder on two virtio-user ports: by default it runs on
+//! the generator's own thread (`--vnf inproc`), so that host and generator+VNF each get one
+//! of two cores; `--vnf ours|dpdk` runs a testpmd in macswap mode instead, which needs a third
+//! core. For each frame size, an NDR/PDR search (see `ferrovia_pktgen::search`), then latency
+//! runs at 10, 50 and 90 % of NDR. Output: the how-to's results template, a table, JSON, and
+//! an HTML report with SVG charts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrovia_ethdev::{Burst, PortConf, RxQueue, TxQueue};
+use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
+use ferrovia_pktgen::clock::Clock;
+use ferrovia_pktgen::frame::{MIN_FRAME, SizePattern};
+use ferrovia_pktgen::rate::WIRE_OVERHEAD;
+use ferrovia_pktgen::search::{
+    GoalResult, SearchConfig, TrialOutcome, TrialRunner, ndr_pdr, search,
+};
+use ferrovia_pktgen::track::LatencySummary;
+use ferrovia_pktgen::trial::{GenPort, StreamSpec, TrialSpec, run_trial};
+use serde::Serialize;
+
+const USAGE: &str = "\
+usage: ferrovia-pvp [options]
+
+  --host ours|dpdk[,..]    host forwarder(s), each measured in turn per frame size (ours)
+  --vnf inproc|ours|dpdk   the VNF: macswap on the generator's thread (inproc, default), or a
+                           testpmd in macswap mode (needs a third core)
+  --sizes N,N,..           frame sizes without FCS (60,1514)
+  --line-rate RATE         per generator port, the search's ceiling (10Gbps)
+  --initial-duration S     first phase's trial seconds (1)
+  --final-duration S       last phase's trial seconds (10)
+  --phases N               search phases (3)
+  --width W                relative width of the final bounds (0.005)
+  --latency-duration S     seconds of each latency run at 10/50/90 % of NDR (5)
+  --host-cpu N             CPU of the host forwarder (0)
+  --gen-cpu N              CPU of the generator (1)
+  --vnf-cpu N              CPU of a testpmd VNF (2)
+  --testpmd PATH           our testpmd (default: next to this binary)
+  --json FILE              results as JSON
+  --report FILE            an HTML report with SVG charts
+  -h, --help               this text";
+
+#[derive(Clone, Debug)]
+struct Args {
+    hosts: Vec<String>,
+    vnf: String,
+    sizes: Vec<usize>,
+    line_rate: f64,
+    initial: f64,
+    fin: f64,
+    phases: u32,
+    width: f64,
+    lat_dur: f64,
+    host_cpu: usize,
+    gen_cpu: usize,
+    vnf_cpu: usize,
+    testpmd: PathBuf,
+    json: Option<PathBuf>,
+    report: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let mut a = Args {
+        hosts: vec!["ours".into()],
+        vnf: "inproc".into(),
+        sizes: vec![60, 1514],
+        line_rate: 10e9,
+        initial: 1.0,
+        fin: 10.0,
+        phases: 3,
+        width: 0.005,
+        lat_dur: 5.0,
+        host_cpu: 0,
+        gen_cpu: 1,
+        vnf_cpu: 2,
+        // A build tree has testpmd beside us; the Debian package installs ferrovia-testpmd.
+        testpmd: if exe_dir.join("testpmd").exists() {
+            exe_dir.join("testpmd")
+        } else {
+            exe_dir.join("ferrovia-testpmd")
+        },
+        json: None,
+        report: None,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(arg) = it.next() {
+        let (k, inline) = match arg.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut v = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{k} needs a value (see --help)"))
+        };
+        let f = |k: &str, s: String| -> Result<f64, String> {
+            s.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| format!("{k} {s:?} is not a positive number"))
+        };
+        match k {
+            "--host" => a.hosts = v()?.split(',').map(str::to_string).collect(),
+            "--vnf" => a.vnf = v()?,
+            "--sizes" => {
+                a.sizes = v()?
+                    .split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse::<usize>()
+                            .map_err(|_| format!("frame size {s:?} is not a number"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--line-rate" => match ferrovia_pktgen::rate::Rate::parse(&v()?)? {
+                ferrovia_pktgen::rate::Rate::Bps(b) => a.line_rate = b,
+                _ => return Err("--line-rate takes a bit rate such as 10Gbps".into()),
+            },
+            "--initial-duration" => a.initial = f(k, v()?)?,
+            "--final-duration" => a.fin = f(k, v()?)?,
+            "--phases" => a.phases = f(k, v()?)? as u32,
+            "--width" => a.width = f(k, v()?)?,
+            "--latency-duration" => a.lat_dur = f(k, v()?)?,
+            "--host-cpu" => a.host_cpu = f(k, v()?)? as usize,
+            "--gen-cpu" => a.gen_cpu = v()?.parse().map_err(|_| "--gen-cpu takes a CPU number")?,
+            "--vnf-cpu" => a.vnf_cpu = v()?.parse().map_err(|_| "--vnf-cpu takes a CPU number")?,
+            "--testpmd" => a.testpmd = v()?.into(),
+            "--json" => a.json = Some(v()?.into()),
+            "--report" => a.report = Some(v()?.into()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown option {other:?} (see --help)")),
+        }
+    }
+    for h in &a.hosts {
+        if h != "ours" && h != "dpdk" {
+            return Err(format!("--host {h:?}: use ours or dpdk"));
+        }
+    }
+    if !["inproc", "ours", "dpdk"].contains(&a.vnf.as_str()) {
+        return Err(format!("--vnf {:?}: use inproc, ours or dpdk", a.vnf));
+    }
+    for &s in &a.sizes {
+        if !(MIN_FRAME..=9728).contains(&s) {
+            return Err(format!(
+                "frame size {s} is outside {MIN_FRAME}..9728 (sizes exclude the FCS: 60 is 64 on the wire)"
+            ));
+        }
+    }
+    if (a.hosts.contains(&"ours".to_string()) || a.vnf == "ours") && !a.testpmd.exists() {
+        return Err(format!(
+            "our testpmd is not at {} (build it: cargo build --release -p ferrovia-testpmd, or pass --testpmd)",
+            a.testpmd.display()
+        ));
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let needed = if a.vnf == "inproc" { 2 } else { 3 };
+    if cpus < needed {
+        eprintln!(
+            "ferrovia-pvp: note: {cpus} CPU(s) for {needed} busy components; they will share CPUs and the figures will mean less"
+        );
+    }
+    if a.vnf != "inproc" && cpus < 3 {
+        eprintln!(
+            "ferrovia-pvp: note: --vnf {} needs a third CPU for the VNF; with {cpus}, use --vnf inproc (the VNF on the generator's thread)",
+            a.vnf
+        );
+    }
+    Ok(a)
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid; no memory involved.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn testpmd_cmd(
+    which: &str,
+    a: &Args,
+    cpu: usize,
+    vdevs: &[String],
+    mode: &str,
+    prefix: &str,
+) -> Command {
+    let mut c = if which == "dpdk" {
+        let mut c = Command::new("dpdk-testpmd");
+        c.args(["--no-pci", "--in-memory", "--single-file-segments"])
+            .arg(format!("--file-prefix={prefix}"));
+        c
+    } else {
+        let mut c = Command::new(&a.testpmd);
+        c.arg("--no-telemetry");
+        c
+    };
+    c.arg("--lcores").arg(format!("0@{cpu},1@{cpu}"));
+    for v in vdevs {
+        c.arg(format!("--vdev={v}"));
+    }
+    c.args([
+        "--",
+        &format!("--forward-mode={mode}"),
+        "--stats-period",
+        "3600",
+        "--rxd=1024",
+        "--txd=1024",
+    ]);
+    if which == "dpdk" {
+        c.arg("--total-num-mbufs=32768");
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+fn wait_sockets(paths: &[PathBuf], secs: u64) -> Result<(), String> {
+    let t0 = Instant::now();
+    for p in paths {
+        while !p.exists() {
+            if t0.elapsed() > Duration::from_secs(secs) {
+                return Err(format!(
+                    "{} did not appear within {secs} s (did the host testpmd start? see its log)",
+                    p.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
+fn open_port(devargs: &str, id: u16, pool: &Mempool) -> Result<GenPort, String> {
+    let mut port = ferrovia_pmd::open(devargs, &PortConf::new(id, pool.clone()))
+        .map_err(|e| format!("{devargs}: {e}"))?;
+    port.start().map_err(|e| format!("{devargs}: {e}"))?;
+    let t0 = Instant::now();
+    while !port.link().up {
+        if t0.elapsed() > Duration::from_secs(30) {
+            return Err(format!("{devargs}: the link did not come up within 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let rx = port.rx_queue(0).map_err(|e| e.to_string())?;
+    let tx = port.tx_queue(0).map_err(|e| e.to_string())?;
+    Ok(GenPort {
+        port,
+        rx,
+        tx,
+        name: devargs.to_string(),
+    })
+}
+
+/// The VNF's macswap on the generator's thread: port 0 → port 1 and back.
+struct InprocVnf {
+    rx: [Box<dyn RxQueue>; 2],
+    tx: [Box<dyn TxQueue>; 2],
+    burst: Burst,
+    dropped: u64,
+}
+
+impl InprocVnf {
+    fn poll(&mut self, caches: &mut LcoreCaches) {
+        for i in 0..2 {
+            if self.rx[i].rx_burst(caches, &mut self.burst, 32) == 0 {
+                continue;
+            }
+            for m in self.burst.iter_mut() {
+                if let Some(d) = m.data_mut().get_mut(..12) {
+                    let (a, b) = d.split_at_mut(6);
+                    a.swap_with_slice(b);
+                }
+            }
+            self.tx[1 - i].tx_burst(caches, &mut self.burst);
+            for m in self.burst.drain(..) {
+                self.dropped += 1;
+                caches.free(m);
+            }
+        }
+    }
+}
+
+struct Pvp {
+    generator: Vec<GenPort>,
+    vnf: Option<InprocVnf>,
+    pool: Mempool,
+    caches: LcoreCaches,
+    clock: Clock,
+    size: usize,
+}
+
+impl Pvp {
+    fn run(
+        &mut self,
+        per_stream_pps: Option<f64>,
+        duration: f64,
+    ) -> ferrovia_pktgen::trial::TrialReport {
+        let macs: Vec<[u8; 6]> = self.generator.iter().map(|p| p.port.info().mac.0).collect();
+        let spec = TrialSpec {
+            streams: vec![
+                StreamSpec {
+                    port: 0,
+                    src: macs[0],
+                    dst: [2, 0, 0, 0, 0, 0xb0],
+                },
+                StreamSpec {
+                    port: 1,
+                    src: macs[1],
+                    dst: [2, 0, 0, 0, 0, 0xb1],
+                },
+            ],
+            sizes: SizePattern::fixed(self.size as u16),
+            pps: per_stream_pps,
+            flows: 256,
+            warmup: 0.5,
+            duration,
+            count: None,
+            drain: 0.2,
+            burst: 32,
+            verify: false,
+        };
+        let vnf = &mut self.vnf;
+        let mut side = |c: &mut LcoreCaches| {
+            if let Some(v) = vnf.as_mut() {
+                v.poll(c);
+            }
+        };
+        run_trial(
+            &mut self.generator,
+            &self.pool,
+            &mut self.caches,
+            &self.clock,
+            &spec,
+            |_| {},
+            &mut side,
+        )
+    }
+}
+
+impl TrialRunner for Pvp {
+    fn trial(&mut self, load: f64, duration: f64) -> Result<TrialOutcome, String> {
+        let r = self.run(Some(load / 2.0), duration);
+        // Frames the generator meant to send but could not (the host's rings were full, or the
+        // generator's core fell behind) count as lost: the trial did not carry its load.
+        let intended = (load * r.seconds).round() as u64;
+        let sent = if r.sent + r.sent / 1000 < intended {
+            intended
+        } else {
+            r.sent
+        };
+        eprintln!(
+            "  trial {:>7.3} Mpps x {:>4.1} s: sent {} of {} intended, received {}, loss {:.4} %",
+            load / 1e6,
+            duration,
+            r.sent,
+            intended,
+            r.received,
+            (sent - r.received.min(sent)) as f64 / sent.max(1) as f64 * 100.0
+        );
+        Ok(TrialOutcome {
+            load,
+            duration: r.seconds.max(1e-9),
+            sent,
+            received: r.received,
+        })
+    }
+}
+
+#[derive(Serialize, Clone)]
+struct LatencyRun {
+    percent_of_ndr: u32,
+    load_pps: f64,
+    loss_ratio: f64,
+    latency: LatencySummary,
+}
+
+#[derive(Serialize, Clone)]
+struct SizeResult {
+    host: String,
+    size: usize,
+    max_load_pps: f64,
+    goals: Vec<GoalResult>,
+    trials: Vec<TrialOutcome>,
+    latency: Vec<LatencyRun>,
+    vnf_dropped: u64,
+}
+
+fn run_host(
+    a: &Args,
+    host: &str,
+    size: usize,
+    work: &Path,
+    n: usize,
+) -> Result<SizeResult, String> {
+    let socks: Vec<PathBuf> = ["genA", "vnf0", "genB", "vnf1"]
+        .iter()
+        .map(|s| work.join(format!("{s}-{n}.sock")))
+        .collect();
+    let vdevs: Vec<String> = socks
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("net_vhost{i},iface={}", s.display()))
+        .collect();
+    let log =
+        std::fs::File::create(work.join(format!("host-{n}.log"))).map_err(|e| e.to_string())?;
+    let mut hc = testpmd_cmd(
+        host,
+        a,
+        a.host_cpu,
+        &vdevs,
+        "io",
+        &format!("pvp{}-{n}", std::process::id()),
+    );
+    hc.stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    let _host = Proc(
+        hc.spawn().map_err(|e| format!("cannot start the {host} host testpmd: {e} (is it installed? DPDK's comes from apt-get install dpdk)"))?);
+    wait_sockets(&socks, 30)?;
+    let pool = Mempool::new(MempoolConfig {
+        name: "pvp".into(),
+        count: 16384,
+        ..Default::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let mut _vnf_proc = None;
+    let vnf = match a.vnf.as_str() {
+        "inproc" => {
+            let p0 = open_port(
+                &format!(
+                    "net_virtio_user20,path={},queue_size=1024",
+                    socks[1].display()
+                ),
+                20,
+                &pool,
+            )?;
+            let p1 = open_port(
+                &format!(
+                    "net_virtio_user21,path={},queue_size=1024",
+                    socks[3].display()
+                ),
+                21,
+                &pool,
+            )?;
+            // Keep the ports open for the run: move them into the VNF with their queues.
+            let GenPort {
+                port: port0,
+                rx: rx0,
+                tx: tx0,
+                ..
+            } = p0;
+            let GenPort {
+                port: port1,
+                rx: rx1,
+                tx: tx1,
+                ..
+            } = p1;
+            std::mem::forget(port0);
+            std::mem::forget(port1);
+            Some(InprocVnf {
+                rx: [rx0, rx1],
+                tx: [tx0, tx1],
+                burst: Burst::new(),
+                dropped: 0,
+            })
+        }
+        which => {
+            let vd = [
+                format!(
+                    "net_virtio_user0,path={},queue_size=1024",
+                    socks[1].display()
+                ),
+                format!(
+                    "net_virtio_user1,path={},queue_size=1024",
+                    socks[3].display()
+                ),
+            ];
+            let log = std::fs::File::create(work.join(format!("vnf-{n}.log")))
+                .map_err(|e| e.to_string())?;
+            let mut vc = testpmd_cmd(
+                which,
+                a,
+                a.vnf_cpu,
+                &vd,
+                "macswap",
+                &format!("pvpvnf{}-{n}", std::process::id()),
+            );
+            vc.stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log);
+            _vnf_proc = Some(Proc(
+                vc.spawn()
+                    .map_err(|e| format!("cannot start the VNF testpmd: {e}"))?,
+            ));
+            None
+        }
+    };
+    pin(a.gen_cpu);
+    let generator = vec![
+        open_port(
+            &format!(
+                "net_virtio_user10,path={},queue_size=1024",
+                socks[0].display()
+            ),
+            10,
+            &pool,
+        )?,
+        open_port(
+            &format!(
+                "net_virtio_user11,path={},queue_size=1024",
+                socks[2].display()
+            ),
+            11,
+            &pool,
+        )?,
+    ];
+    let mut pvp = Pvp {
+        generator,
+        vnf,
+        pool,
+        caches: LcoreCaches::new(),
+        clock: Clock::calibrate(Duration::from_millis(50)),
+        size,
+    };
+    let max_load = 2.0 * a.line_rate / ((size as u64 + WIRE_OVERHEAD) * 8) as f64;
+    let cfg = SearchConfig {
+        min_load: 10_000.0,
+        max_load,
+        initial_duration: a.initial,
+        final_duration: a.fin,
+        width: a.width,
+        phases: a.phases,
+        max_trials: 200,
+    };
+    eprintln!(
+        "ferrovia-pvp: host {host}, {size} B: searching NDR and PDR up to {:.3} Mpps",
+        max_load / 1e6
+    );
+    let res = search(&cfg, &ndr_pdr(), &mut pvp)?;
+    let ndr = res.goals[0].lower_bound;
+    let mut latency = Vec::new();
+    for pct in [10u32, 50, 90] {
+        let load = ndr * f64::from(pct) / 100.0;
+        let r = pvp.run(Some(load / 2.0), a.lat_dur);
+        latency.push(LatencyRun {
+            percent_of_ndr: pct,
+            load_pps: load,
+            loss_ratio: r.loss_ratio,
+            latency: r.latency.clone(),
+        });
+    }
+    let vnf_dropped = pvp.vnf.as_ref().map_or(0, |v| v.dropped);
+    Ok(SizeResult {
+        host: host.into(),
+        size,
+        max_load_pps: max_load,
+        goals: res.goals,
+        trials: res.trials,
+        latency,
+        vnf_dropped,
+    })
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity take
+    // pointers to it, which live across the calls.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+            eprintln!("ferrovia-pvp: note: cannot pin the generator to CPU {cpu}");
+        }
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn template(a: &Args, r: &SizeResult) -> String {
+    let host = if r.host == "dpdk" {
+        "DPDK 22.11 dpdk-testpmd (Debian)".to_string()
+    } else {
+        format!("Ferrovia testpmd {}", env!("CARGO_PKG_VERSION"))
+    };
+    let guest = match a.vnf.as_str() {
+        "inproc" => {
+            "Ferrovia in-process macswap on 2 virtio-user ports (container VNF, generator's thread)"
+                .to_string()
+        }
+        "ours" => format!(
+            "Ferrovia testpmd {} macswap (container VNF)",
+            env!("CARGO_PKG_VERSION")
+        ),
+        _ => "DPDK 22.11 dpdk-testpmd macswap (container VNF)".into(),
+    };
+    format!(
+        "Traffic Generator: ferrovia-pktgen {}\n\
+         Acceptable Loss: 0% (NDR), 0.5% (PDR)\n\
+         Validation run time: {} s per final trial\n\
+         Host DPDK version/commit: {host}\n\
+         Guest DPDK version/commit: {guest}\n\
+         Patches applied: none\n\
+         QEMU version/commit: none (container VNF on virtio-user)\n\
+         Virtio features: split ring, mrg_rxbuf on, queue_size 1024\n\
+         CPU: {}\n\
+         NIC: none (the generator's ports are virtio-user on the host's vhost-user ports)\n\
+         Frame size: {} B ({} B with FCS)\n\
+         Result: {:.3} Mpps NDR, {:.3} Mpps PDR\n",
+        env!("CARGO_PKG_VERSION"),
+        a.fin,
+        cpu_model(),
+        r.size,
+        r.size + 4,
+        r.goals[0].lower_bound / 1e6,
+        r.goals[1].lower_bound / 1e6,
+    )
+}
+
+fn svg_bars(title: &str, labels: &[String], series: &[(&str, Vec<f64>)], unit: &str) -> String {
+    let w = 640.0;
+    let h = 300.0;
+    let (l, b) = (60.0, 40.0);
+    let max = series
+        .iter()
+        .flat_map(|s| s.1.iter().copied())
+        .fold(0.0, f64::max)
+        .max(1e-9)
+        * 1.1;
+    let groups = labels.len().max(1) as f64;
+    let gw = (w - l - 10.0) / groups;
+    let bw = gw / (series.len() as f64 + 1.0);
+    let colors = ["#3b6fb6", "#d9822b", "#5a9e4b", "#9b59b6"];
+    let mut s = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n<text x='{}' y='16' text-anchor='middle' font-size='14'>{title}</text>\n",
+        w / 2.0
+    );
+    s += &format!(
+        "<line x1='{l}' y1='{}' x2='{}' y2='{}' stroke='black'/>\n<line x1='{l}' y1='24' x2='{l}' y2='{}' stroke='black'/>\n",
+        h - b,
+        w - 10.0,
+        h - b,
+        h - b
+    );
+    for t in 0..=4 {
+        let v = max * f64::from(t) / 4.0;
+        let y = h - b - (h - b - 24.0) * f64::from(t) / 4.0;
+        s += &format!(
+            "<text x='{}' y='{}' text-anchor='end'>{:.2}</text>\n",
+            l - 4.0,
+            y + 4.0,
+            v
+        );
+    }
+    s += &format!(
+        "<text x='14' y='{}' transform='rotate(-90 14 {})' text-anchor='middle'>{unit}</text>\n",
+        h / 2.0,
+        h / 2.0
+    );
+    for (gi, lab) in labels.iter().enumerate() {
+        let gx = l + gw * gi as f64;
+        s += &format!(
+            "<text x='{}' y='{}' text-anchor='middle'>{lab}</text>\n",
+            gx + gw / 2.0,
+            h - b + 16.0
+        );
+        for (si, (_, vals)) in series.iter().enumerate() {
+            let v = vals.get(gi).copied().unwrap_or(0.0);
+            let bh = (h - b - 24.0) * v / max;
+            s += &format!(
+                "<rect x='{:.1}' y='{:.1}' width='{:.1}' height='{:.1}' fill='{}'/><text x='{:.1}' y='{:.1}' text-anchor='middle' font-size='10'>{:.2}</text>\n",
+                gx + bw * (si as f64 + 0.5),
+                h - b - bh,
+                bw * 0.9,
+                bh,
+                colors[si % 4],
+                gx + bw * (si as f64 + 0.95),
+                h - b - bh - 3.0,
+                v
+            );
+        }
+    }
+    for (si, (name, _)) in series.iter().enumerate() {
+        s += &format!(
+            "<rect x='{}' y='{}' width='10' height='10' fill='{}'/><text x='{}' y='{}'>{name}</text>\n",
+            l + 10.0 + 130.0 * si as f64,
+            h - 14.0,
+            colors[si % 4],
+            l + 24.0 + 130.0 * si as f64,
+            h - 5.0
+        );
+    }
+    s + "</svg>\n"
+}
+
+fn html_report(a: &Args, results: &[SizeResult]) -> String {
+    let labels: Vec<String> = a.sizes.iter().map(|s| format!("{s} B")).collect();
+    let mut series = Vec::new();
+    for h in &a.hosts {
+        for (gi, g) in ["NDR", "PDR"].iter().enumerate() {
+            let vals: Vec<f64> = a
+                .sizes
+                .iter()
+                .map(|s| {
+                    results
+                        .iter()
+                        .find(|r| &r.host == h && r.size == *s)
+                        .map_or(0.0, |r| r.goals[gi].lower_bound / 1e6)
+                })
+                .collect();
+            series.push((format!("{h} {g}"), vals));
+        }
+    }
+    let series_ref: Vec<(&str, Vec<f64>)> = series
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.clone()))
+        .collect();
+    let mut body = format!(
+        "<h1>PVP: ferrovia-pvp</h1>\n<p>Host forwarders: {}; VNF: {}; trials {}–{} s in {} phases, width {}.</p>\n",
+        a.hosts.join(", "),
+        a.vnf,
+        a.initial,
+        a.fin,
+        a.phases,
+        a.width
+    );
+    body += &svg_bars(
+        "Throughput (frames/s, both directions)",
+        &labels,
+        &series_ref,
+        "Mpps",
+    );
+    let mut lat_series = Vec::new();
+    for r in results {
+        for l in &r.latency {
+            lat_series.push((
+                format!("{} {} B {}%", r.host, r.size, l.percent_of_ndr),
+                l.latency.p99_ns as f64 / 1e3,
+            ));
+        }
+    }
+    let lat_labels: Vec<String> = lat_series.iter().map(|x| x.0.clone()).collect();
+    let lat_vals = vec![(
+        "p99 latency",
+        lat_series.iter().map(|x| x.1).collect::<Vec<_>>(),
+    )];
+    body += &svg_bars(
+        "p99 latency at 10/50/90 % of NDR",
+        &lat_labels,
+        &lat_vals,
+        "us",
+    );
+    body += "<h2>Results</h2>\n<table border='1' cellpadding='4'><tr><th>host</th><th>size</th><th>NDR Mpps</th><th>PDR Mpps</th><th>latency p50/p99/max us at 10/50/90 %</th></tr>\n";
+    for r in results {
+        let lat: Vec<String> = r
+            .latency
+            .iter()
+            .map(|l| {
+                format!(
+                    "{:.1}/{:.1}/{:.1}",
+                    l.latency.p50_ns as f64 / 1e3,
+                    l.latency.p99_ns as f64 / 1e3,
+                    l.latency.max_ns as f64 / 1e3
+                )
+            })
+            .collect();
+        body += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>\n",
+            r.host,
+            r.size,
+            r.goals[0].lower_bound / 1e6,
+            r.goals[1].lower_bound / 1e6,
+            lat.join(" · ")
+        );
+    }
+    body += "</table>\n<h2>Results template</h2>\n";
+    for r in results {
+        body += &format!("<pre>{}</pre>\n", template(a, r));
+    }
+    format!(
+        "<!doctype html>\n<html><head><meta charset='utf-8'><title>ferrovia-pvp</title></head><body>\n{body}</body></html>\n"
+    )
+}
+
+fn main() -> ExitCode {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ferrovia-pvp: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let work = std::env::temp_dir().join(format!("ferrovia-pvp-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&work) {
+        eprintln!("ferrovia-pvp: cannot create {}: {e}", work.display());
+        return ExitCode::FAILURE;
+    }
+    let mut results = Vec::new();
+    let mut n = 0;
+    for &size in &a.sizes {
+        for host in &a.hosts {
+            n += 1;
+            match run_host(&a, host, size, &work, n) {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    eprintln!(
+                        "ferrovia-pvp: host {host}, {size} B: {e} (logs in {})",
+                        work.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    println!(
+        "{:>6} {:>6} {:>10} {:>10}   latency p50/p99/max us at 10 / 50 / 90 % of NDR",
+        "host", "size", "NDR Mpps", "PDR Mpps"
+    );
+    for r in &results {
+        let lat: Vec<String> = r
+            .latency
+            .iter()
+            .map(|l| {
+                format!(
+                    "{:.1}/{:.1}/{:.1}",
+                    l.latency.p50_ns as f64 / 1e3,
+                    l.latency.p99_ns as f64 / 1e3,
+                    l.latency.max_ns as f64 / 1e3
+                )
+            })
+            .collect();
+        println!(
+            "{:>6} {:>6} {:>10.3} {:>10.3}   {}",
+            r.host,
+            r.size,
+            r.goals[0].lower_bound / 1e6,
+            r.goals[1].lower_bound / 1e6,
+            lat.join("   ")
+        );
+    }
+    println!();
+    for r in &results {
+        println!("{}", template(&a, r));
+    }
+    if let Some(p) = &a.json {
+        let v = serde_json::json!({ "results": results });
+        if let Err(e) = std::fs::write(p, serde_json::to_string_pretty(&v).expect("serialises")) {
+            eprintln!("ferrovia-pvp: cannot write {}: {e}", p.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(p) = &a.report
+        && let Err(e) = std::fs::write(p, html_report(&a, &results))
+    {
+        eprintln!("ferrovia-pvp: cannot write {}: {e}", p.display());
+        return ExitCode::FAILURE;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    ExitCode::SUCCESS
+}

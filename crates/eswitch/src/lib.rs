@@ -1,0 +1,10 @@
+//! The slicing model's software NIC: one PF, N VFs and an uplink behind an embedded switch.
+//!
+//! This crate holds the parts that do not depend on ports:
+//! - [`vfconfig`] reads and checks one VF's policy in AT&T VFd's JSON form;
+//! - [`policy`] applies a policy to frames leaving a VF and frames going to it.
+//!
+//! Both are pure. Nothing here allocates per frame, takes a lock or makes a syscall.
+
+pub mod policy;
+pub mod vfconfig;

@@ -1,0 +1,515 @@
+//! The command-line definitions of every Ferrovia binary, as clap commands: the one place
+//! man pages and shell completions come from. The binaries parse their own arguments (testpmd
+//! takes DPDK's EAL form, which clap cannot express); `ferrovia-docgen check` compares each
+//! definition with the options the binary's `--help` names, so the two cannot drift apart.
+
+use clap::{Arg, ArgAction, Command, ValueHint};
+
+fn flag(long: &'static str, help: &'static str) -> Arg {
+    Arg::new(long)
+        .long(long)
+        .action(ArgAction::SetTrue)
+        .help(help)
+}
+
+fn opt(long: &'static str, value: &'static str, help: &'static str) -> Arg {
+    Arg::new(long).long(long).value_name(value).help(help)
+}
+
+/// The EAL options testpmd accepts and ignores, with a value.
+pub const TESTPMD_EAL_IGNORED_WITH_VALUE: &[&str] = &[
+    "socket-mem",
+    "socket-limit",
+    "proc-type",
+    "log-level",
+    "iova-mode",
+    "base-virtaddr",
+    "huge-dir",
+    "mbuf-pool-ops-name",
+    "vfio-intr",
+    "syslog",
+    "trace",
+    "huge-worker-stack",
+];
+/// The EAL flags testpmd accepts and ignores.
+pub const TESTPMD_EAL_IGNORED_FLAGS: &[&str] = &[
+    "no-pci",
+    "in-memory",
+    "single-file-segments",
+    "no-huge",
+    "huge-unlink",
+    "no-shconf",
+    "legacy-mem",
+    "no-hpet",
+    "match-allocations",
+    "create-uio-dev",
+];
+/// The application flags testpmd accepts and ignores.
+pub const TESTPMD_APP_IGNORED_FLAGS: &[&str] = &[
+    "disable-rss",
+    "enable-lro",
+    "enable-rx-cksum",
+    "enable-scatter",
+    "no-flush-rx",
+    "no-lsc-interrupt",
+    "no-rmv-interrupt",
+    "rss-ip",
+    "rss-udp",
+    "disable-crc-strip",
+    "enable-drop-en",
+    "no-numa",
+    "numa",
+];
+/// The application options testpmd accepts and ignores, with a value.
+pub const TESTPMD_APP_IGNORED_WITH_VALUE: &[&str] = &[
+    "tx-offloads",
+    "rx-offloads",
+    "mp-alloc",
+    "rxfreet",
+    "txfreet",
+    "rxpt",
+    "rxht",
+    "rxwt",
+    "txpt",
+    "txht",
+    "txwt",
+    "txrst",
+    "coremask",
+    "nb-ports",
+    "rss-queues",
+    "port-numa-config",
+    "ring-numa-config",
+    "socket-num",
+    "flow-isolate-all",
+];
+
+/// `testpmd`.
+pub fn testpmd() -> Command {
+    let mut c = Command::new("testpmd")
+        .about("packet forwarder with DPDK testpmd's command line, on Ferrovia's ports")
+        .long_about(
+            "testpmd forwards packets between ports (vhost-user, virtio-user, tap, af_packet, \
+             ring, null) in io, mac, macswap, rxonly, txonly, flowgen or csum mode. It takes DPDK \
+             testpmd's command line: EAL options, then --, then testpmd options, so published \
+             how-to command lines run unchanged. It needs no root and no hugepages. \
+             --vdev help lists the drivers and their keys.",
+        )
+        .override_usage("testpmd [EAL options] -- [testpmd options]")
+        .disable_help_flag(true)
+        .next_help_heading("EAL options")
+        .arg(
+            Arg::new("lcores")
+                .short('l')
+                .long("lcores")
+                .value_name("LIST")
+                .help("lcores to use: 0-3, 0,2,3, 1@0, (2,3)@1; the first is the main lcore"),
+        )
+        .arg(
+            Arg::new("coremask-eal")
+                .short('c')
+                .value_name("MASK")
+                .help("lcores as a hex mask"),
+        )
+        .arg(opt(
+            "main-lcore",
+            "N",
+            "the main lcore (default: the first one)",
+        ))
+        .arg(
+            opt(
+                "vdev",
+                "DEVARGS",
+                "add a port: NAME[,key=value...] (repeatable)",
+            )
+            .action(ArgAction::Append),
+        )
+        .arg(opt(
+            "file-prefix",
+            "NAME",
+            "telemetry socket directory <runtime dir>/dpdk/NAME (default rte)",
+        ))
+        .arg(flag("no-telemetry", "no DPDK telemetry socket"))
+        .arg(
+            Arg::new("help")
+                .short('h')
+                .long("help")
+                .action(ArgAction::Help)
+                .help("print the usage and the drivers' keys"),
+        );
+    for o in TESTPMD_EAL_IGNORED_WITH_VALUE {
+        c = c.arg(opt(o, "VALUE", "accepted with no effect"));
+    }
+    for o in TESTPMD_EAL_IGNORED_FLAGS {
+        c = c.arg(flag(o, "accepted with no effect"));
+    }
+    c = c
+        .next_help_heading("testpmd options (after --)")
+        .arg(
+            Arg::new("interactive")
+                .short('i')
+                .long("interactive")
+                .action(ArgAction::SetTrue)
+                .help("interactive prompt (type help there)"),
+        )
+        .arg(
+            Arg::new("auto-start")
+                .long("auto-start")
+                .action(ArgAction::SetTrue)
+                .help("start forwarding at once in interactive mode"),
+        )
+        .arg(
+            opt("forward-mode", "MODE", "forwarding mode").value_parser([
+                "io", "mac", "macswap", "rxonly", "txonly", "flowgen", "csum",
+            ]),
+        )
+        .arg(opt("nb-cores", "N", "forwarding cores to use"))
+        .arg(opt("portmask", "MASK", "ports to forward on (hex)"))
+        .arg(
+            opt("port-topology", "T", "how ports pair up")
+                .value_parser(["paired", "chained", "loop"]),
+        )
+        .arg(opt("rxq", "N", "Rx queues per port (1..128)"))
+        .arg(opt("txq", "N", "Tx queues per port (1..128)"))
+        .arg(opt("rxd", "N", "descriptors per Rx queue (1..32768)"))
+        .arg(opt("txd", "N", "descriptors per Tx queue (1..32768)"))
+        .arg(opt("burst", "N", "packets per burst (1..512)"))
+        .arg(opt(
+            "txpkts",
+            "LEN[,LEN...]",
+            "segment lengths of generated frames",
+        ))
+        .arg(flag(
+            "tx-first",
+            "send one txonly burst per stream before forwarding",
+        ))
+        .arg(opt(
+            "stats-period",
+            "N",
+            "print port statistics every N seconds",
+        ))
+        .arg(opt("total-num-mbufs", "N", "mbufs in the pool"))
+        .arg(
+            opt(
+                "eth-peer",
+                "PORT,MAC",
+                "destination MAC for frames sent on PORT",
+            )
+            .action(ArgAction::Append),
+        )
+        .arg(opt(
+            "max-pkt-len",
+            "N",
+            "largest frame to receive (64..65535)",
+        ))
+        .arg(opt(
+            "mbuf-size",
+            "N",
+            "mbuf size including 128 bytes of headroom",
+        ))
+        .arg(flag(
+            "record-burst-stats",
+            "show burst-size spreads at stop",
+        ))
+        .arg(flag(
+            "record-core-cycles",
+            "show CPU cycles per packet at stop",
+        ))
+        .arg(opt(
+            "metrics",
+            "ADDR:PORT",
+            "serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)",
+        ));
+    for o in TESTPMD_APP_IGNORED_FLAGS {
+        c = c.arg(flag(o, "accepted with no effect"));
+    }
+    for o in TESTPMD_APP_IGNORED_WITH_VALUE {
+        c = c.arg(opt(o, "VALUE", "accepted with no effect"));
+    }
+    c.after_help(
+        "EXAMPLES\n\
+         testpmd -l 0-1 --vdev 'net_vhost0,iface=/tmp/sock0' -- -i\n\
+         testpmd -l 0-1 --vdev=virtio_user0,path=/tmp/sock0 -- --forward-mode=macswap\n\
+         testpmd --vdev help",
+    )
+}
+
+/// `ferrovia-switch`.
+pub fn switch() -> Command {
+    Command::new("ferrovia-switch")
+        .about("vSwitch/vRouter daemon for containers and VMs")
+        .long_about(
+            "ferrovia-switch switches and routes frames between vhost-user, virtio-user, tap, \
+             af_packet, ring and null ports: bridges with MAC learning and aging, VLAN access \
+             and trunk ports, router interfaces with ARP and static routes, on PMD threads. \
+             Without --config it runs a built-in default: bridge br0 with vhost-user server \
+             ports vhu0 and vhu1 in the run directory ($FERROVIA_RUN_DIR, else \
+             $XDG_RUNTIME_DIR/ferrovia, else /tmp/ferrovia-$UID). It runs in the foreground and \
+             stops on SIGTERM or SIGINT. RUST_LOG sets the log level.",
+        )
+        .arg(
+            Arg::new("config")
+                .short('c')
+                .long("config")
+                .value_name("FILE")
+                .value_hint(ValueHint::FilePath)
+                .help("the TOML configuration"),
+        )
+        .arg(
+            Arg::new("socket")
+                .short('s')
+                .long("socket")
+                .value_name("PATH")
+                .value_hint(ValueHint::FilePath)
+                .help("the JSON-RPC control socket (overrides [switch] control_socket)"),
+        )
+        .arg(flag(
+            "print-config",
+            "print the configuration that would run, as TOML, and exit",
+        ))
+        .after_help("SEE ALSO\nferrovia-ctl(1), /usr/share/doc/ferrovia/vswitch.md")
+}
+
+/// `ferrovia-ctl`.
+pub fn ctl() -> Command {
+    let name = |n: &'static str| Arg::new(n).required(true).value_name(n);
+    let kv = |help: &'static str| {
+        Arg::new("options")
+            .num_args(0..)
+            .value_name("KEY=VALUE")
+            .help(help)
+    };
+    Command::new("ferrovia-ctl")
+        .about("control client of ferrovia-switch")
+        .long_about(
+            "ferrovia-ctl sends one JSON-RPC call to ferrovia-switch's control socket per \
+             command and prints the answer. The socket defaults to \
+             $FERROVIA_RUN_DIR/switch.sock, else $XDG_RUNTIME_DIR/ferrovia/switch.sock, else \
+             /tmp/ferrovia-$UID/switch.sock.",
+        )
+        .arg(
+            Arg::new("socket")
+                .long("socket")
+                .value_name("PATH")
+                .value_hint(ValueHint::FilePath)
+                .global(true)
+                .help("the switch's control socket"),
+        )
+        .arg(flag("json", "print the raw JSON result").global(true))
+        .subcommand(
+            Command::new("add-br")
+                .about("add a bridge")
+                .arg(name("NAME"))
+                .arg(kv("fdb_limit=N aging=SECS")),
+        )
+        .subcommand(
+            Command::new("del-br")
+                .about("delete a bridge")
+                .arg(name("NAME")),
+        )
+        .subcommand(
+            Command::new("add-port")
+                .about("add a port to a bridge")
+                .arg(name("BRIDGE"))
+                .arg(name("NAME"))
+                .arg(name("DEVARGS"))
+                .arg(kv("tag=N trunks=A,B,.. native=N max_frame=N")),
+        )
+        .subcommand(
+            Command::new("del-port")
+                .about("delete a port")
+                .arg(name("NAME")),
+        )
+        .subcommand(
+            Command::new("set-port")
+                .about("set a port's VLANs (no option: a trunk of all VLANs)")
+                .arg(name("NAME"))
+                .arg(kv("tag=N trunks=A,B,.. native=N")),
+        )
+        .subcommand(
+            Command::new("add-ri")
+                .about("add a router interface")
+                .arg(name("NAME"))
+                .arg(name("BRIDGE"))
+                .arg(name("ADDRESS/LEN"))
+                .arg(kv("vlan=N mac=MAC")),
+        )
+        .subcommand(
+            Command::new("del-ri")
+                .about("delete a router interface")
+                .arg(name("NAME")),
+        )
+        .subcommand(
+            Command::new("add-route")
+                .about("add a static route")
+                .arg(name("PREFIX/LEN"))
+                .arg(name("VIA")),
+        )
+        .subcommand(
+            Command::new("del-route")
+                .about("delete a static route")
+                .arg(name("PREFIX/LEN")),
+        )
+        .subcommand(
+            Command::new("show")
+                .about("show bridges and ports, or one table")
+                .arg(Arg::new("WHAT").value_parser([
+                    "ports",
+                    "bridges",
+                    "stats",
+                    "fdb",
+                    "routes",
+                    "pmd-stats",
+                ]))
+                .arg(Arg::new("BRIDGE").help("the bridge, for fdb")),
+        )
+        .subcommand(Command::new("dump-flows").about("the PMD threads' flow caches"))
+        .subcommand(
+            Command::new("fdb-flush")
+                .about("flush a bridge's MAC table")
+                .arg(name("BRIDGE")),
+        )
+        .subcommand(
+            Command::new("pmd-rxq-rebalance")
+                .about("spread Rx queues over PMD threads by measured cycles"),
+        )
+        .subcommand(
+            Command::new("set-rxq-assign")
+                .about("how Rx queues are assigned to PMD threads")
+                .arg(
+                    Arg::new("MODE")
+                        .required(true)
+                        .value_parser(["roundrobin", "cycles"]),
+                ),
+        )
+        .subcommand(Command::new("reset-stats").about("zero the counters"))
+        .subcommand(
+            Command::new("call")
+                .about("any JSON-RPC method with raw params")
+                .arg(name("METHOD"))
+                .arg(Arg::new("JSON")),
+        )
+        .subcommand(Command::new("help").about("the switch's method list"))
+        .disable_help_subcommand(true)
+}
+
+/// `ferrovia-cni`.
+pub fn cni() -> Command {
+    Command::new("ferrovia-cni")
+        .about("Kubernetes CNI plugin attaching pods to ferrovia-switch over vhost-user")
+        .long_about(
+            "ferrovia-cni is run by a container runtime, not by hand. It follows the CNI \
+             specification 1.0 and 1.1: the runtime sets CNI_COMMAND (ADD, DEL, CHECK, VERSION, \
+             GC, STATUS), CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS and CNI_PATH, writes \
+             the network configuration to stdin and reads the result or an error object on \
+             stdout. ADD creates a vhost-user port on the switch with its socket at \
+             <sharedDir>/<containerID[:12]>-<ifname>, writes a device-info file (Network \
+             Plumbing WG spec 1.1) and returns the addresses of the delegated IPAM plugin. \
+             Configuration keys: bridge, controlSocket, sharedDir, vhostMode (server|client), \
+             queues, vlan, deviceInfoDir, stateDir, ipam. See /usr/share/doc/ferrovia/cni.md.",
+        )
+        .after_help(
+            "EXAMPLE\n\
+             CNI_COMMAND=VERSION ferrovia-cni < /dev/null\n\
+             CNI_COMMAND=ADD CNI_CONTAINERID=abc CNI_NETNS=/var/run/netns/pod1 CNI_IFNAME=net1 \
+             CNI_PATH=/usr/lib/cni ferrovia-cni < /etc/cni/net.d/ferrovia.conf",
+        )
+}
+
+/// `ferrovia-pktgen`.
+pub fn pktgen() -> Command {
+    Command::new("ferrovia-pktgen")
+        .about("software traffic generator on Ferrovia's ports")
+        .long_about(
+            "ferrovia-pktgen sends paced UDP/IPv4 streams on one or two ports (any devargs: \
+             virtio-user, vhost-user, tap, af_packet, ring) and receives them back. Every frame \
+             carries a stream number, a sequence number and a send timestamp, so loss, \
+             reordering and duplicates are counted exactly and latency goes into an HDR \
+             histogram. With one port a reflector (testpmd macswap) returns the frames; with \
+             two, port 0 sends to port 1 (and back with --bidir). Frame sizes exclude the FCS.",
+        )
+        .arg(opt("port", "DEVARGS", "a port (repeat for a second)").action(ArgAction::Append))
+        .arg(flag("bidir", "with two ports, port 1 sends to port 0 as well"))
+        .arg(opt("dst-mac", "MAC", "destination MAC of every stream"))
+        .arg(opt("link-timeout", "SECS", "wait this long for links to come up (30)"))
+        .arg(opt("rate", "RATE", "per stream: 2Mpps, 500kpps, 10Gbps, 40%, or max (max)"))
+        .arg(opt("line-rate", "RATE", "the line rate percentages refer to (10Gbps)"))
+        .arg(opt("size", "N", "frame size without FCS (60..9728; 60)"))
+        .arg(opt("sizes", "N,N,..", "a sweep: one trial per size"))
+        .arg(flag("imix", "simple IMIX 7:4:1 of 60, 590 and 1514 bytes"))
+        .arg(opt("flows", "N", "UDP flows per stream (1..1000000; 1)"))
+        .arg(opt("burst", "N", "frames per burst (1..32; 32)"))
+        .arg(opt("duration", "SECS", "measured seconds per trial (10)"))
+        .arg(opt("count", "N", "exactly N measured frames per stream"))
+        .arg(opt("warmup", "SECS", "sent before measuring, not counted (1)"))
+        .arg(opt("drain", "SECS", "keep receiving after the last frame (0.2)"))
+        .arg(opt("json", "FILE", "write the results as JSON (- for stdout)"))
+        .arg(flag("quiet", "no live progress"))
+        .arg(flag(
+            "verify",
+            "fill payloads with a pattern and check every received byte",
+        ))
+        .after_help(
+            "EXAMPLE\n\
+             ferrovia-pktgen --port net_virtio_user0,path=/tmp/sock0 --rate 1Mpps --sizes 60,1514 --json r.json",
+        )
+}
+
+/// `ferrovia-pvp`.
+pub fn pvp() -> Command {
+    Command::new("ferrovia-pvp")
+        .about("the PVP benchmark in one command, with a container VNF")
+        .long_about(
+            "ferrovia-pvp starts a host forwarder (our testpmd or DPDK's) in io mode on four \
+             vhost-user ports, connects ferrovia-pktgen's two virtio-user ports and a macswap \
+             VNF, and for each frame size searches NDR and PDR (MLRsearch-style), then measures \
+             latency at 10, 50 and 90 % of NDR. It prints the how-to's results template.",
+        )
+        .arg(opt("host", "ours|dpdk[,..]", "host forwarder(s) (ours)"))
+        .arg(opt(
+            "vnf",
+            "inproc|ours|dpdk",
+            "the VNF (inproc: on the generator's thread)",
+        ))
+        .arg(opt("sizes", "N,N,..", "frame sizes without FCS (60,1514)"))
+        .arg(opt(
+            "line-rate",
+            "RATE",
+            "per generator port, the search's ceiling (10Gbps)",
+        ))
+        .arg(opt(
+            "initial-duration",
+            "S",
+            "first phase's trial seconds (1)",
+        ))
+        .arg(opt(
+            "final-duration",
+            "S",
+            "last phase's trial seconds (10)",
+        ))
+        .arg(opt("phases", "N", "search phases (3)"))
+        .arg(opt(
+            "width",
+            "W",
+            "relative width of the final bounds (0.005)",
+        ))
+        .arg(opt(
+            "latency-duration",
+            "S",
+            "seconds of each latency run (5)",
+        ))
+        .arg(opt("host-cpu", "N", "CPU of the host forwarder (0)"))
+        .arg(opt("gen-cpu", "N", "CPU of the generator (1)"))
+        .arg(opt("vnf-cpu", "N", "CPU of a testpmd VNF (2)"))
+        .arg(opt(
+            "testpmd",
+            "PATH",
+            "our testpmd (default: next to this binary)",
+        ))
+        .arg(opt("json", "FILE", "results as JSON"))
+        .arg(opt("report", "FILE", "an HTML report with SVG charts"))
+}
+
+/// Every command, with the binary that implements it.
+pub fn all() -> Vec<Command> {
+    vec![testpmd(), switch(), ctl(), cni(), pktgen(), pvp()]
+}
