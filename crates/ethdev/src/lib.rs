@@ -7,6 +7,7 @@
 //! [`DriverSpec`] ([`driver`]); this crate knows none of them.
 
 pub mod burst;
+pub mod capture;
 pub mod caps;
 pub mod devargs;
 pub mod driver;
@@ -15,8 +16,10 @@ pub mod events;
 pub mod mac;
 pub mod port;
 pub mod stats;
+pub mod tap;
 
 pub use burst::{Burst, MAX_BURST};
+pub use capture::{CaptureError, CaptureSpec, CaptureStatus, Captures};
 pub use caps::{Offloads, RxOffloads, TxOffloads, VirtioFeatures};
 pub use devargs::{Devargs, KeyKind, KeySpec};
 pub use driver::{DriverSpec, OpenFn};
@@ -25,3 +28,4 @@ pub use events::{EventSink, PortEvent, PortEventKind};
 pub use mac::{MacAddr, MacParseError};
 pub use port::{Link, Port, PortConf, PortInfo, RxQueue, TxQueue};
 pub use stats::{ErrorCause, PortStats, QueueStats, QueueStatsSnapshot};
+pub use tap::{PortTap, QueueTap};
