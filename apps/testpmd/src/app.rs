@@ -155,6 +155,8 @@ pub struct App {
     /// The CPU each forwarding lcore's thread is pinned to (None: unpinned).
     fwd_cpus: Vec<Option<u32>>,
     running: Option<Running>,
+    /// Run-time captures (the `capture` prompt commands and the telemetry's), once set.
+    pub capture: Option<std::sync::Arc<ferrovia_telemetry::CaptureControl>>,
 }
 
 impl App {
@@ -246,6 +248,7 @@ impl App {
             fwd_lcores,
             fwd_cpus,
             running: None,
+            capture: None,
         };
         for p in 0..app.ports.len() as u16 {
             app.start_port(p)?;

@@ -19,7 +19,9 @@ Commands:
   show config fwd
   set fwd <io|mac|macswap|rxonly|txonly|flowgen|csum> | set portlist <list> | set nbcore N
   set txpkts <len[,len...]> | set burst N
-  port stop|start all|N";
+  port stop|start all|N
+  capture start port=N,queue=N|*,rx-dev=FILE,tx-dev=FILE|dev=FILE,dir=rx|tx|both,snaplen=N
+  capture stop [ID] | capture list";
 
 fn ports(app: &App, arg: Option<&str>) -> Result<Vec<u16>, String> {
     match arg {
@@ -148,6 +150,7 @@ pub fn run(app: &mut App, line: &str) -> Next {
         },
         ["port", "stop", p] => each_port(app, p, App::stop_port),
         ["port", "start", p] => each_port(app, p, App::start_port),
+        ["capture", rest @ ..] => capture(app, rest),
         ["port", "config", _p, "rx_offload", ..] => {
             println!("Note: Rx offloads have no effect on these virtual ports");
             Ok(())
@@ -158,4 +161,53 @@ pub fn run(app: &mut App, line: &str) -> Next {
         println!("{e}");
     }
     Next::Continue
+}
+
+fn show_capture(s: &ferrovia_ethdev::CaptureStatus) {
+    println!(
+        "capture {}: port {} ({}) queue {} {} snaplen {} -> {}: {}; captured {}, drops {}, written {} ({} bytes)",
+        s.id,
+        s.port,
+        s.port_name,
+        s.spec.queue.map_or("*".to_string(), |q| q.to_string()),
+        s.spec.dir_name(),
+        s.spec.snaplen,
+        s.spec.path.display(),
+        s.state,
+        s.captured,
+        s.drops,
+        s.written,
+        s.bytes
+    );
+}
+
+/// `capture start PARAMS`, `capture stop [ID]`, `capture list`.
+fn capture(app: &mut App, w: &[&str]) -> Result<(), String> {
+    let Some(c) = app.capture.clone() else {
+        return Err("Capture is not available".into());
+    };
+    let list = match w {
+        ["start", params] => c.start(params)?,
+        ["stop"] => c.stop(None)?,
+        ["stop", id] => {
+            let id = id.parse::<u32>().map_err(|_| {
+                format!("Bad arguments: capture id '{id}' must be a number (capture list shows them)")
+            })?;
+            c.stop(Some(id))?
+        }
+        ["list"] => {
+            let l = c.list();
+            if l.is_empty() {
+                println!("No capture running");
+            }
+            l
+        }
+        _ => {
+            return Err(
+                "Bad arguments: capture start <params> | capture stop [id] | capture list".into(),
+            );
+        }
+    };
+    list.iter().for_each(show_capture);
+    Ok(())
 }

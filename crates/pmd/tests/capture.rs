@@ -364,7 +364,7 @@ fn capture_on_and_off_under_traffic_returns_every_mbuf() {
         let path = tmp(&format!("onoff{}.pcapng", k % 2));
         let spec = CaptureSpec {
             snaplen: 96,
-            ring_size: Some(64),
+            ring_size: Some(if k % 2 == 0 { 64 } else { 4096 }),
             ..CaptureSpec::new(&path)
         };
         let st = caps.start(&tap, spec).unwrap();

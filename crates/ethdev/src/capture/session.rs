@@ -538,7 +538,11 @@ impl Writer {
                     pending += 1;
                 }
             }
-            if last {
+            if last && got > 0 && buf.len() < FLUSH_AT {
+                // Stopping: keep draining until every ring is empty.
+                continue;
+            }
+            if last && got == 0 {
                 let (captured, drops) = self.shared.counts();
                 let written = self.shared.written.load(Ordering::Relaxed) + pending;
                 pcapng::interface_statistics(
@@ -553,7 +557,8 @@ impl Writer {
                     },
                 );
             }
-            if buf.len() >= FLUSH_AT || (got == 0 && !buf.is_empty()) || last {
+            let done = last && got == 0;
+            if buf.len() >= FLUSH_AT || (got == 0 && !buf.is_empty()) || done {
                 if let Some(f) = file.as_mut() {
                     match self.write_all(f, &buf) {
                         Ok(()) => {
@@ -576,10 +581,10 @@ impl Writer {
                 buf.clear();
                 pending = 0;
             }
-            if last {
+            if done {
                 break;
             }
-            if got == 0 {
+            if got == 0 && !last {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }

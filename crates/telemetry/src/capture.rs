@@ -1,0 +1,147 @@
+//! Capture control for applications: start, stop and list captures
+//! ([`ferrovia_ethdev::Captures`]) from the parameters users type, as JSON, and the
+//! `/ferrovia/capture/*` telemetry commands that `ferrovia-pdump` speaks.
+
+use std::sync::Arc;
+
+use ferrovia_ethdev::capture::params::{PortRef, parse_pdump};
+use ferrovia_ethdev::{CaptureSpec, CaptureStatus, Captures, PortTap};
+use serde_json::{Value, json};
+
+use crate::commands::{Commands, Data};
+use crate::TelemetryError;
+
+/// Where an application's ports' capture points are found.
+pub trait CaptureTarget: Send + Sync {
+    /// The capture points of the port `port` names, or a message saying why there are none
+    /// (naming the ports there are).
+    fn capture_point(&self, port: &PortRef) -> Result<Arc<PortTap>, String>;
+}
+
+/// An application's captures and the ports they may target.
+pub struct CaptureControl {
+    caps: Captures,
+    target: Arc<dyn CaptureTarget>,
+}
+
+impl std::fmt::Debug for CaptureControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.caps.fmt(f)
+    }
+}
+
+/// A capture's status as JSON: `id`, `port`, `name`, `queue` (a number or `"*"`), `dir`,
+/// `snaplen`, `file`, `state`, `captured`, `drops`, `written`, `bytes`.
+pub fn status_json(s: &CaptureStatus) -> Value {
+    json!({
+        "id": s.id,
+        "port": s.port,
+        "name": s.port_name,
+        "queue": s.spec.queue.map_or(json!("*"), |q| json!(q)),
+        "dir": s.spec.dir_name(),
+        "snaplen": s.spec.snaplen,
+        "file": s.spec.path.display().to_string(),
+        "state": s.state,
+        "captured": s.captured,
+        "drops": s.drops,
+        "written": s.written,
+        "bytes": s.bytes,
+    })
+}
+
+impl CaptureControl {
+    /// No capture running; ports are looked up in `target`.
+    pub fn new(target: Arc<dyn CaptureTarget>) -> CaptureControl {
+        CaptureControl {
+            caps: Captures::new(),
+            target,
+        }
+    }
+
+    /// Starts one capture.
+    pub fn start_spec(&self, port: &PortRef, spec: CaptureSpec) -> Result<CaptureStatus, String> {
+        let tap = self.target.capture_point(port)?;
+        self.caps.start(&tap, spec).map_err(|e| e.to_string())
+    }
+
+    /// Starts the captures of one dpdk-pdump style parameter string
+    /// (`port=0,queue=*,rx-dev=...,tx-dev=...`): all of them, or none.
+    pub fn start(&self, params: &str) -> Result<Vec<CaptureStatus>, String> {
+        let req = parse_pdump(params).map_err(|e| e.to_string())?;
+        let mut started = Vec::new();
+        for spec in req.captures {
+            match self.start_spec(&req.port, spec) {
+                Ok(s) => started.push(s),
+                Err(e) => {
+                    for s in &started {
+                        let _ = self.caps.stop(s.id);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// Stops capture `id`, or all of them (`None`); returns their final counters.
+    pub fn stop(&self, id: Option<u32>) -> Result<Vec<CaptureStatus>, String> {
+        match id {
+            Some(i) => self.caps.stop(i).map(|s| vec![s]).map_err(|e| e.to_string()),
+            None => Ok(self.caps.stop_all()),
+        }
+    }
+
+    /// The running captures.
+    pub fn list(&self) -> Vec<CaptureStatus> {
+        self.caps.list()
+    }
+
+    /// Registers `/ferrovia/capture/start,<params>`, `/ferrovia/capture/stop[,<id>]` and
+    /// `/ferrovia/capture/list`. Replies are `{"captures": [...]}` or `{"error": "..."}`.
+    pub fn register(self: &Arc<Self>, cmds: &mut Commands) -> Result<(), TelemetryError> {
+        let reply = |r: Result<Vec<CaptureStatus>, String>| {
+            Some(Data::Json(match r {
+                Ok(v) => json!({ "captures": v.iter().map(status_json).collect::<Vec<_>>() }),
+                Err(e) => json!({ "error": e }),
+            }))
+        };
+        let c = self.clone();
+        cmds.register(
+            "/ferrovia/capture/start",
+            "Starts a capture. Params: port=N|device_id=NAME,queue=N|*,rx-dev=F,tx-dev=F|dev=F,dir=rx|tx|both,snaplen=N",
+            move |p| reply(c.start(p.unwrap_or(""))),
+        )?;
+        let c = self.clone();
+        cmds.register(
+            "/ferrovia/capture/stop",
+            "Stops a capture and returns its final counters. Params: capture id (none: all)",
+            move |p| {
+                let id = match p.map(str::trim) {
+                    None | Some("all") => None,
+                    Some(s) => match s.parse::<u32>() {
+                        Ok(i) => Some(i),
+                        Err(_) => {
+                            return reply(Err(format!(
+                                "bad capture id '{s}': give the id that list shows, or none for all"
+                            )));
+                        }
+                    },
+                };
+                reply(c.stop(id))
+            },
+        )?;
+        let c = self.clone();
+        cmds.register(
+            "/ferrovia/capture/list",
+            "Lists running captures with their counters (captured, drops, written). No params",
+            move |_| reply(Ok(c.list())),
+        )?;
+        Ok(())
+    }
+}
+
+impl Drop for CaptureControl {
+    fn drop(&mut self) {
+        self.caps.stop_all();
+    }
+}
