@@ -156,7 +156,10 @@ pub struct App {
     fwd_cpus: Vec<Option<u32>>,
     running: Option<Running>,
     /// Run-time captures (the `capture` prompt commands and the telemetry's), once set.
-    pub capture: Option<std::sync::Arc<ferrovia_telemetry::CaptureControl>>,
+    pub capture: Option<(
+        std::sync::Arc<ferrovia_telemetry::CaptureControl>,
+        std::sync::Arc<crate::telemetry::Ports>,
+    )>,
 }
 
 impl App {

@@ -58,7 +58,7 @@ fn main() {
     // ports until they are.
     let ports = std::sync::Arc::new(telemetry::Ports::default());
     let file_prefix = eal.file_prefix.clone().unwrap_or_else(|| "rte".into());
-    let capture = std::sync::Arc::new(ferrovia_telemetry::CaptureControl::new(ports.clone()));
+    let capture = std::sync::Arc::new(ferrovia_telemetry::CaptureControl::new());
     let telemetry = match telemetry::start(
         &file_prefix,
         eal.no_telemetry,
@@ -74,7 +74,7 @@ fn main() {
         Err(e) => fail(e),
     };
     ports.set(app.shared_ports());
-    app.capture = Some(capture.clone());
+    app.capture = Some((capture.clone(), ports.clone()));
     if app.opts.interactive {
         println!("Interactive-mode selected");
         if app.opts.auto_start {

@@ -183,11 +183,11 @@ fn show_capture(s: &ferrovia_ethdev::CaptureStatus) {
 
 /// `capture start PARAMS`, `capture stop [ID]`, `capture list`.
 fn capture(app: &mut App, w: &[&str]) -> Result<(), String> {
-    let Some(c) = app.capture.clone() else {
+    let Some((c, ports)) = app.capture.clone() else {
         return Err("Capture is not available".into());
     };
     let list = match w {
-        ["start", params] => c.start(params)?,
+        ["start", params] => c.start(&*ports, params)?,
         ["stop"] => c.stop(None)?,
         ["stop", id] => {
             let id = id.parse::<u32>().map_err(|_| {

@@ -172,7 +172,9 @@ pub fn start(
             version_string(env!("CARGO_PKG_VERSION")),
             ports.clone() as Arc<dyn PortSource>,
         );
-        capture.register(&mut commands).map_err(|e| e.to_string())?;
+        capture
+            .register(&mut commands, ports.clone() as Arc<dyn CaptureTarget>)
+            .map_err(|e| e.to_string())?;
         match TelemetryServer::start(&TelemetryConfig::new(file_prefix), Arc::new(commands)) {
             Ok(s) => t.socket = Some(s),
             Err(e) => println!("Warning: telemetry disabled: {e}"),

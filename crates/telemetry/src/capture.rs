@@ -18,15 +18,16 @@ pub trait CaptureTarget: Send + Sync {
     fn capture_point(&self, port: &PortRef) -> Result<Arc<PortTap>, String>;
 }
 
-/// An application's captures and the ports they may target.
+/// An application's captures. The ports they may target are given to each call (a
+/// [`CaptureTarget`]), so an application can keep this inside the object that owns its ports.
+#[derive(Default)]
 pub struct CaptureControl {
     caps: Captures,
-    target: Arc<dyn CaptureTarget>,
 }
 
 impl std::fmt::Debug for CaptureControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.caps.fmt(f)
+        std::fmt::Debug::fmt(&self.caps, f)
     }
 }
 
@@ -50,27 +51,33 @@ pub fn status_json(s: &CaptureStatus) -> Value {
 }
 
 impl CaptureControl {
-    /// No capture running; ports are looked up in `target`.
-    pub fn new(target: Arc<dyn CaptureTarget>) -> CaptureControl {
-        CaptureControl {
-            caps: Captures::new(),
-            target,
-        }
+    /// No capture running.
+    pub fn new() -> CaptureControl {
+        CaptureControl::default()
     }
 
-    /// Starts one capture.
-    pub fn start_spec(&self, port: &PortRef, spec: CaptureSpec) -> Result<CaptureStatus, String> {
-        let tap = self.target.capture_point(port)?;
+    /// Starts one capture on the port of `target` that `port` names.
+    pub fn start_spec(
+        &self,
+        target: &dyn CaptureTarget,
+        port: &PortRef,
+        spec: CaptureSpec,
+    ) -> Result<CaptureStatus, String> {
+        let tap = target.capture_point(port)?;
         self.caps.start(&tap, spec).map_err(|e| e.to_string())
     }
 
     /// Starts the captures of one dpdk-pdump style parameter string
     /// (`port=0,queue=*,rx-dev=...,tx-dev=...`): all of them, or none.
-    pub fn start(&self, params: &str) -> Result<Vec<CaptureStatus>, String> {
+    pub fn start(
+        &self,
+        target: &dyn CaptureTarget,
+        params: &str,
+    ) -> Result<Vec<CaptureStatus>, String> {
         let req = parse_pdump(params).map_err(|e| e.to_string())?;
         let mut started = Vec::new();
         for spec in req.captures {
-            match self.start_spec(&req.port, spec) {
+            match self.start_spec(target, &req.port, spec) {
                 Ok(s) => started.push(s),
                 Err(e) => {
                     for s in &started {
@@ -81,6 +88,12 @@ impl CaptureControl {
             }
         }
         Ok(started)
+    }
+
+    /// Stops the captures on port `port` (an application calls this before it closes the
+    /// port, so the files are complete).
+    pub fn stop_port(&self, port: u16) -> Vec<CaptureStatus> {
+        self.caps.stop_port(port)
     }
 
     /// Stops capture `id`, or all of them (`None`); returns their final counters.
@@ -97,8 +110,13 @@ impl CaptureControl {
     }
 
     /// Registers `/ferrovia/capture/start,<params>`, `/ferrovia/capture/stop[,<id>]` and
-    /// `/ferrovia/capture/list`. Replies are `{"captures": [...]}` or `{"error": "..."}`.
-    pub fn register(self: &Arc<Self>, cmds: &mut Commands) -> Result<(), TelemetryError> {
+    /// `/ferrovia/capture/list`, on the ports of `target`. Replies are `{"captures": [...]}`
+    /// or `{"error": "..."}`.
+    pub fn register(
+        self: &Arc<Self>,
+        cmds: &mut Commands,
+        target: Arc<dyn CaptureTarget>,
+    ) -> Result<(), TelemetryError> {
         let reply = |r: Result<Vec<CaptureStatus>, String>| {
             Some(Data::Json(match r {
                 Ok(v) => json!({ "captures": v.iter().map(status_json).collect::<Vec<_>>() }),
@@ -109,7 +127,7 @@ impl CaptureControl {
         cmds.register(
             "/ferrovia/capture/start",
             "Starts a capture. Params: port=N|device_id=NAME,queue=N|*,rx-dev=F,tx-dev=F|dev=F,dir=rx|tx|both,snaplen=N",
-            move |p| reply(c.start(p.unwrap_or(""))),
+            move |p| reply(c.start(&*target, p.unwrap_or(""))),
         )?;
         let c = self.clone();
         cmds.register(

@@ -27,7 +27,7 @@ pub struct CaptureSpec {
     pub snaplen: u32,
     /// The pcapng file or FIFO to write.
     pub path: PathBuf,
-    /// Slots of each queue's capture ring (`None`: as many as 8 MiB hold, 64 to 4096).
+    /// Slots of each queue's capture ring (`None`: as many as 16 MiB hold, 256 to 4096).
     pub ring_size: Option<usize>,
 }
 
@@ -220,15 +220,15 @@ fn open_output(path: &Path) -> Result<Output, CaptureError> {
         .map_err(|e| file_error(path, &e))
 }
 
-/// Default ring slots: as many as 8 MiB hold, from 64 to 4096.
+/// Default ring slots: as many as 16 MiB hold, from 256 to 4096.
 fn default_slots(slot_bytes: usize) -> usize {
-    let n = (8 << 20) / (slot_bytes + 16);
+    let n = (16 << 20) / (slot_bytes + 16);
     let n = if n.is_power_of_two() {
         n
     } else {
         n.next_power_of_two() / 2
     };
-    n.clamp(64, 4096)
+    n.clamp(256, 4096)
 }
 
 impl Captures {
@@ -435,6 +435,10 @@ struct Writer {
     start_ns: u64,
 }
 
+/// How long the writer sleeps when every ring is empty: short enough that a 256-slot ring
+/// does not fill between two looks at 1 Mpps.
+const IDLE_SLEEP: Duration = Duration::from_micros(200);
+
 /// Bytes gathered before a write.
 const FLUSH_AT: usize = 256 * 1024;
 
@@ -585,7 +589,7 @@ impl Writer {
                 break;
             }
             if got == 0 && !last {
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(IDLE_SLEEP);
             }
         }
         if let Some(f) = file {
