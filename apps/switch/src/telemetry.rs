@@ -69,7 +69,10 @@ pub fn commands(sw: &Arc<Switch>) -> Commands {
         .expect("valid command names");
     }
     sw.captures()
-        .register(&mut c, sw.clone() as Arc<dyn ferrovia_telemetry::CaptureTarget>)
+        .register(
+            &mut c,
+            sw.clone() as Arc<dyn ferrovia_telemetry::CaptureTarget>,
+        )
         .expect("valid command names");
     c
 }

@@ -194,9 +194,24 @@ fn capture_commands() {
     let d = start(&config, &socket);
     let file = dir.join("n0.pcapng");
     let f = file.to_str().unwrap();
-    let (ok, out, err) = ctl(&d, &["capture", "start", "n0", "--dir", "rx", "--snaplen", "64", f]);
+    let (ok, out, err) = ctl(
+        &d,
+        &[
+            "capture",
+            "start",
+            "n0",
+            "--dir",
+            "rx",
+            "--snaplen",
+            "64",
+            f,
+        ],
+    );
     assert!(ok, "{err}");
-    assert!(out.starts_with("capture 1: port 0 (net_null0) queue * rx snaplen 64 -> "), "{out}");
+    assert!(
+        out.starts_with("capture 1: port 0 (net_null0) queue * rx snaplen 64 -> "),
+        "{out}"
+    );
     let t0 = Instant::now();
     loop {
         let (ok, out, _) = ctl(&d, &["--json", "capture", "list"]);
@@ -209,17 +224,42 @@ fn capture_commands() {
         std::thread::sleep(Duration::from_millis(20));
     }
     for (args, want) in [
-        (vec!["capture", "start", "n0", "--dir", "rx", "/tmp/x.pcapng"], "rx queue 0 is captured already by capture 1"),
-        (vec!["capture", "start", "nope", "/tmp/x.pcapng"], "no port nope on the switch (ports: n0"),
-        (vec!["capture", "start", "n0", "--snaplen", "0", "/tmp/x.pcapng"], "bad snaplen 0"),
-        (vec!["capture", "start", "n0", "--dir", "up", "/tmp/x.pcapng"], "expected rx, tx or both"),
-        (vec!["capture", "start", "n0", "--queue", "3", "/tmp/x.pcapng"], "there is no rx queue 3"),
         (
-            vec!["capture", "start", "n0", "--dir", "tx", "/nonexistent-ferrovia/d/x.pcapng"],
+            vec!["capture", "start", "n0", "--dir", "rx", "/tmp/x.pcapng"],
+            "rx queue 0 is captured already by capture 1",
+        ),
+        (
+            vec!["capture", "start", "nope", "/tmp/x.pcapng"],
+            "no port nope on the switch (ports: n0",
+        ),
+        (
+            vec!["capture", "start", "n0", "--snaplen", "0", "/tmp/x.pcapng"],
+            "bad snaplen 0",
+        ),
+        (
+            vec!["capture", "start", "n0", "--dir", "up", "/tmp/x.pcapng"],
+            "expected rx, tx or both",
+        ),
+        (
+            vec!["capture", "start", "n0", "--queue", "3", "/tmp/x.pcapng"],
+            "there is no rx queue 3",
+        ),
+        (
+            vec![
+                "capture",
+                "start",
+                "n0",
+                "--dir",
+                "tx",
+                "/nonexistent-ferrovia/d/x.pcapng",
+            ],
             "cannot write capture file /nonexistent-ferrovia/d/x.pcapng: no such directory (create it or choose another path)",
         ),
         (vec!["capture", "stop", "9"], "no capture 9 is running"),
-        (vec!["capture", "start", "n0"], "usage: ferrovia-ctl capture start"),
+        (
+            vec!["capture", "start", "n0"],
+            "usage: ferrovia-ctl capture start",
+        ),
     ] {
         let (ok, _, err) = ctl(&d, &args);
         assert!(!ok && err.contains(want), "{args:?}: {err}");

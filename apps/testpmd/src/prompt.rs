@@ -191,7 +191,9 @@ fn capture(app: &mut App, w: &[&str]) -> Result<(), String> {
         ["stop"] => c.stop(None)?,
         ["stop", id] => {
             let id = id.parse::<u32>().map_err(|_| {
-                format!("Bad arguments: capture id '{id}' must be a number (capture list shows them)")
+                format!(
+                    "Bad arguments: capture id '{id}' must be a number (capture list shows them)"
+                )
             })?;
             c.stop(Some(id))?
         }

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ferrovia_ethdev::capture::params::PortRef;
 use ferrovia_ethdev::{Link, Port, PortInfo, PortStats, PortTap, RxQueue, TxQueue};
 use ferrovia_telemetry::{
-    CaptureControl, CaptureTarget, Commands, MetricsServer, PortSnapshot, PortSource, TelemetryConfig, TelemetryServer,
-    port_families, version_string,
+    CaptureControl, CaptureTarget, Commands, MetricsServer, PortSnapshot, PortSource,
+    TelemetryConfig, TelemetryServer, port_families, version_string,
 };
 
 /// A port whose control side the main thread and the telemetry threads share.
@@ -135,15 +135,16 @@ impl CaptureTarget for Ports {
             })?,
             PortRef::Name(n) => {
                 let names: Vec<String> = ports.iter().map(|p| p.info().name).collect();
-                let i = names.iter().position(|x| x == n).ok_or_else(|| {
-                    format!("no port named {n} (ports: {})", names.join(", "))
-                })?;
+                let i = names
+                    .iter()
+                    .position(|x| x == n)
+                    .ok_or_else(|| format!("no port named {n} (ports: {})", names.join(", ")))?;
                 ports[i].clone()
             }
         };
-        found
-            .capture_point()
-            .ok_or_else(|| format!("{port} cannot be captured (it was not opened through the driver registry)"))
+        found.capture_point().ok_or_else(|| {
+            format!("{port} cannot be captured (it was not opened through the driver registry)")
+        })
     }
 }
 

@@ -108,11 +108,22 @@ fn tshark_fields(path: &Path, fields: &[&str]) -> Option<Vec<String>> {
     }
     match c.output() {
         Ok(o) => {
-            assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
-            Some(String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect())
+            assert!(
+                o.status.success(),
+                "tshark: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            Some(
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(String::from)
+                    .collect(),
+            )
         }
         Err(_) => {
-            eprintln!("SKIP tshark check: tshark is not installed (scripts/setup-peers.sh installs it)");
+            eprintln!(
+                "SKIP tshark check: tshark is not installed (scripts/setup-peers.sh installs it)"
+            );
             None
         }
     }
@@ -125,8 +136,16 @@ fn pdump_captures_testpmd_traffic_and_errors_are_clear() {
     let mut tp = Proc::start(
         TESTPMD,
         &[
-            "-l", "0-1", "--vdev", "net_null0,size=100", "--vdev", "net_null1,size=100",
-            "--file-prefix", &prefix, "--", "-i",
+            "-l",
+            "0-1",
+            "--vdev",
+            "net_null0,size=100",
+            "--vdev",
+            "net_null1,size=100",
+            "--file-prefix",
+            &prefix,
+            "--",
+            "-i",
         ],
     );
     tp.wait_for("testpmd> ", 1);
@@ -135,13 +154,24 @@ fn pdump_captures_testpmd_traffic_and_errors_are_clear() {
     let params = format!("port=0,queue=*,rx-dev={f},tx-dev={f},snaplen=64");
     let pd = Proc::start(
         PDUMP,
-        &["--file-prefix", &prefix, "--", "--pdump", &params, "--count", "3000"],
+        &[
+            "--file-prefix",
+            &prefix,
+            "--",
+            "--pdump",
+            &params,
+            "--count",
+            "3000",
+        ],
     );
     pd.wait_for("started capture", 1);
     tp.send("start");
     let (ok, out) = pd.wait();
     assert!(ok, "{out}");
-    assert!(out.contains("stopped capture 1: port 0 (net_null0) queue * both"), "{out}");
+    assert!(
+        out.contains("stopped capture 1: port 0 (net_null0) queue * both"),
+        "{out}"
+    );
     tp.send("stop");
 
     let blocks = pcapng::read(&std::fs::read(&file).unwrap()).unwrap();
@@ -151,7 +181,13 @@ fn pdump_captures_testpmd_traffic_and_errors_are_clear() {
     ));
     let (mut rx, mut tx) = (0u64, 0u64);
     for b in &blocks {
-        if let Block::Packet { orig_len, data, flags, .. } = b {
+        if let Block::Packet {
+            orig_len,
+            data,
+            flags,
+            ..
+        } = b
+        {
             assert_eq!((*orig_len, data.len()), (100, 64));
             match flags {
                 Some(1) => rx += 1,
@@ -161,42 +197,74 @@ fn pdump_captures_testpmd_traffic_and_errors_are_clear() {
         }
     }
     assert!(rx > 0 && tx > 0 && rx + tx >= 3000, "rx {rx} tx {tx}");
-    let Some(Block::Statistics { received: Some(recv), dropped: Some(drop), delivered: Some(del), .. }) =
-        blocks.last().cloned()
+    let Some(Block::Statistics {
+        received: Some(recv),
+        dropped: Some(drop),
+        delivered: Some(del),
+        ..
+    }) = blocks.last().cloned()
     else {
         panic!("no statistics block at the end")
     };
     assert_eq!(del, rx + tx);
     assert_eq!(recv, del + drop);
-    if let Some(lines) = tshark_fields(&file, &["frame.len", "frame.cap_len", "frame.interface_name"]) {
+    if let Some(lines) = tshark_fields(
+        &file,
+        &["frame.len", "frame.cap_len", "frame.interface_name"],
+    ) {
         assert_eq!(lines.len() as u64, rx + tx);
-        assert!(lines.iter().all(|l| l == "100\t64\tnet_null0"), "{:?}", &lines[..3]);
+        assert!(
+            lines.iter().all(|l| l == "100\t64\tnet_null0"),
+            "{:?}",
+            &lines[..3]
+        );
     }
 
     // Errors: unknown port, unwritable path, bad snaplen, bad key; nothing starts.
     for (args, want) in [
-        ("port=9,dev=/tmp/x.pcapng", "no port 9: there are 2 ports (0..1)"),
+        (
+            "port=9,dev=/tmp/x.pcapng",
+            "no port 9: there are 2 ports (0..1)",
+        ),
         (
             "port=0,dev=/nonexistent-ferrovia/x/y.pcapng",
             "cannot write capture file /nonexistent-ferrovia/x/y.pcapng: no such directory (create it or choose another path)",
         ),
         ("port=0,queue=5,dev=/tmp/x.pcapng", "there is no rx queue 5"),
-        ("port=0,dev=/tmp/x.pcapng,snaplen=300000", "bad snaplen 300000"),
-        ("port=0,dev=/tmp/x.pcapng,color=1", "unknown capture parameter 'color'"),
-        ("device_id=net_nope0,dev=/tmp/x.pcapng", "no port named net_nope0 (ports: net_null0, net_null1)"),
+        (
+            "port=0,dev=/tmp/x.pcapng,snaplen=300000",
+            "bad snaplen 300000",
+        ),
+        (
+            "port=0,dev=/tmp/x.pcapng,color=1",
+            "unknown capture parameter 'color'",
+        ),
+        (
+            "device_id=net_nope0,dev=/tmp/x.pcapng",
+            "no port named net_nope0 (ports: net_null0, net_null1)",
+        ),
     ] {
         let (ok, out) = pdump(&prefix, &["--pdump", args, "--duration", "0.1"]);
         assert!(!ok && out.contains(want), "{args}: {out}");
     }
     // The prompt's commands, and a second capture on the same port and direction.
     let pf = d.join("prompt.pcapng");
-    tp.send(&format!("capture start device_id=net_null1,dev={},dir=rx", pf.display()));
+    tp.send(&format!(
+        "capture start device_id=net_null1,dev={},dir=rx",
+        pf.display()
+    ));
     tp.wait_for("capture 2: port 1 (net_null1) queue * rx", 1);
     let (ok, out) = pdump(
         &prefix,
-        &["--pdump", &format!("port=1,queue=0,dev={}/other.pcapng,dir=both", d.display())],
+        &[
+            "--pdump",
+            &format!("port=1,queue=0,dev={}/other.pcapng,dir=both", d.display()),
+        ],
     );
-    assert!(!ok && out.contains("rx queue 0 is captured already by capture 2"), "{out}");
+    assert!(
+        !ok && out.contains("rx queue 0 is captured already by capture 2"),
+        "{out}"
+    );
     tp.send("capture list");
     tp.wait_for("capture 2: port 1 (net_null1)", 2);
     tp.send("capture stop 2");
@@ -204,7 +272,10 @@ fn pdump_captures_testpmd_traffic_and_errors_are_clear() {
     tp.send("capture list");
     tp.wait_for("No capture running", 1);
     let (ok, out) = pdump(&prefix, &["--pdump", "port=0,dev=/tmp/x.pcapng,snaplen=0"]);
-    assert!(!ok && out.contains("bad snaplen 0: give 1 to 262144 bytes"), "{out}");
+    assert!(
+        !ok && out.contains("bad snaplen 0: give 1 to 262144 bytes"),
+        "{out}"
+    );
     tp.send("quit");
     tp.wait_for("Bye", 1);
 }

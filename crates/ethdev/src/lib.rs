@@ -7,8 +7,8 @@
 //! [`DriverSpec`] ([`driver`]); this crate knows none of them.
 
 pub mod burst;
-pub mod capture;
 pub mod caps;
+pub mod capture;
 pub mod devargs;
 pub mod driver;
 pub mod error;
@@ -19,8 +19,8 @@ pub mod stats;
 pub mod tap;
 
 pub use burst::{Burst, MAX_BURST};
-pub use capture::{CaptureError, CaptureSpec, CaptureStatus, Captures};
 pub use caps::{Offloads, RxOffloads, TxOffloads, VirtioFeatures};
+pub use capture::{CaptureError, CaptureSpec, CaptureStatus, Captures};
 pub use devargs::{Devargs, KeyKind, KeySpec};
 pub use driver::{DriverSpec, OpenFn};
 pub use error::{Error, Result};

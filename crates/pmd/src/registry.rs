@@ -115,7 +115,10 @@ pub fn open(devargs: &str, conf: &PortConf) -> Result<Box<dyn Port>> {
     })?;
     d.check_keys(spec.keys)?;
     // Every port gets its capture points here, whichever driver opened it.
-    Ok(ferrovia_ethdev::capture::wrap((spec.open)(&d, conf)?, conf.port_id))
+    Ok(ferrovia_ethdev::capture::wrap(
+        (spec.open)(&d, conf)?,
+        conf.port_id,
+    ))
 }
 
 #[cfg(test)]

@@ -98,16 +98,16 @@ fn tshark_count(path: &Path, filter: &str) -> Option<usize> {
         .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
         .output();
     match out {
-        Ok(o) if o.status.success() => {
-            Some(String::from_utf8_lossy(&o.stdout).lines().count())
-        }
+        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).lines().count()),
         Ok(o) => panic!(
             "tshark failed on {}: {}",
             path.display(),
             String::from_utf8_lossy(&o.stderr)
         ),
         Err(_) => {
-            eprintln!("SKIP tshark check: tshark is not installed (scripts/setup-peers.sh installs it)");
+            eprintln!(
+                "SKIP tshark check: tshark is not installed (scripts/setup-peers.sh installs it)"
+            );
             None
         }
     }
@@ -117,18 +117,26 @@ fn tshark_count(path: &Path, filter: &str) -> Option<usize> {
 fn both_directions_are_captured_byte_for_byte() {
     let pool = pool("cap-both", 1024);
     let mut port = open_ring("net_ring0", &pool);
-    let tap = port.capture_point().expect("registry ports wear the capture wrapper");
+    let tap = port
+        .capture_point()
+        .expect("registry ports wear the capture wrapper");
     let caps = Captures::new();
     let path = tmp("both.pcapng");
     let st = caps.start(&tap, CaptureSpec::new(&path)).unwrap();
     assert_eq!(st.state, "writing");
     let mut caches = LcoreCaches::new();
     let n = 500u32;
-    assert_eq!(loop_traffic(&pool, &mut port, &mut caches, (0..n).map(frame)), n as usize);
+    assert_eq!(
+        loop_traffic(&pool, &mut port, &mut caches, (0..n).map(frame)),
+        n as usize
+    );
     let list = caps.list();
     assert_eq!(list.len(), 1);
     let fin = caps.stop(st.id).unwrap();
-    assert_eq!((fin.captured, fin.drops, fin.written), (2 * n as u64, 0, 2 * n as u64));
+    assert_eq!(
+        (fin.captured, fin.drops, fin.written),
+        (2 * n as u64, 0, 2 * n as u64)
+    );
     assert_eq!(fin.state, "stopped");
     assert!(caps.list().is_empty());
 
@@ -160,8 +168,14 @@ fn both_directions_are_captured_byte_for_byte() {
     )));
     if let Some(all) = tshark_count(&path, "frame") {
         assert_eq!(all, 2 * n as usize);
-        assert_eq!(tshark_count(&path, "frame.p2p_dir == 1").unwrap(), n as usize);
-        assert_eq!(tshark_count(&path, "frame.p2p_dir == 0").unwrap(), n as usize);
+        assert_eq!(
+            tshark_count(&path, "frame.p2p_dir == 1").unwrap(),
+            n as usize
+        );
+        assert_eq!(
+            tshark_count(&path, "frame.p2p_dir == 0").unwrap(),
+            n as usize
+        );
     }
     drop(port);
     drop(caches);
@@ -207,7 +221,10 @@ fn snaplen_truncates_and_queue_and_direction_filter() {
     if let Some(c) = tshark_count(&path, "frame.cap_len == 64") {
         // Frame 0 is 60 bytes long, every other one longer than 64.
         assert_eq!(c, 99);
-        assert_eq!(tshark_count(&path, "frame.cap_len < frame.len").unwrap(), 99);
+        assert_eq!(
+            tshark_count(&path, "frame.cap_len < frame.len").unwrap(),
+            99
+        );
     }
 }
 
@@ -287,9 +304,17 @@ fn errors_are_clear_and_leave_the_data_path_alone() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("captured already"), "{e}");
-    assert!(caps.stop(999).unwrap_err().to_string().contains("no capture 999"));
+    assert!(
+        caps.stop(999)
+            .unwrap_err()
+            .to_string()
+            .contains("no capture 999")
+    );
     let mut caches = LcoreCaches::new();
-    assert_eq!(loop_traffic(&pool, &mut port, &mut caches, (0..10).map(frame)), 10);
+    assert_eq!(
+        loop_traffic(&pool, &mut port, &mut caches, (0..10).map(frame)),
+        10
+    );
     caps.stop(a.id).unwrap();
     caps.stop(b.id).unwrap();
 }
@@ -378,4 +403,62 @@ fn capture_on_and_off_under_traffic_returns_every_mbuf() {
     assert!(fwd.join().unwrap() > 0);
     drop(port);
     assert_eq!(pool.available(), pool.count());
+}
+
+#[test]
+fn tshark_reads_a_fifo_live() {
+    if std::process::Command::new("tshark")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIP tshark FIFO check: tshark is not installed (scripts/setup-peers.sh installs it)"
+        );
+        return;
+    }
+    let pool = pool("cap-fifo-tshark", 512);
+    let mut port = open_ring("net_ring5", &pool);
+    let tap = port.capture_point().unwrap();
+    let caps = Captures::new();
+    let path = tmp("tshark.fifo");
+    let _ = std::fs::remove_file(&path);
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let st = caps.start(&tap, CaptureSpec::new(&path)).unwrap();
+    let reader = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&path)
+        .args(["-T", "fields", "-e", "frame.len"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while caps.list()[0].state != "writing" {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "tshark never opened the FIFO"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut caches = LcoreCaches::new();
+    loop_traffic(&pool, &mut port, &mut caches, (0..40).map(frame));
+    let fin = caps.stop(st.id).unwrap();
+    assert_eq!(fin.written, 80);
+    let out = reader.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lens: Vec<usize> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(lens.len(), 80);
+    for i in 0..40 {
+        assert_eq!(lens.iter().filter(|&&l| l == frame(i).len()).count() % 2, 0);
+    }
 }

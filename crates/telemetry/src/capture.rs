@@ -8,8 +8,8 @@ use ferrovia_ethdev::capture::params::{PortRef, parse_pdump};
 use ferrovia_ethdev::{CaptureSpec, CaptureStatus, Captures, PortTap};
 use serde_json::{Value, json};
 
-use crate::commands::{Commands, Data};
 use crate::TelemetryError;
+use crate::commands::{Commands, Data};
 
 /// Where an application's ports' capture points are found.
 pub trait CaptureTarget: Send + Sync {
@@ -99,7 +99,11 @@ impl CaptureControl {
     /// Stops capture `id`, or all of them (`None`); returns their final counters.
     pub fn stop(&self, id: Option<u32>) -> Result<Vec<CaptureStatus>, String> {
         match id {
-            Some(i) => self.caps.stop(i).map(|s| vec![s]).map_err(|e| e.to_string()),
+            Some(i) => self
+                .caps
+                .stop(i)
+                .map(|s| vec![s])
+                .map_err(|e| e.to_string()),
             None => Ok(self.caps.stop_all()),
         }
     }

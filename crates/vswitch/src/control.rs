@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use ferrovia_ethdev::capture::params::PortRef;
 use ferrovia_ethdev::{CaptureSpec, CaptureStatus, MacAddr, Port, PortConf, PortTap};
-use ferrovia_telemetry::{CaptureControl, CaptureTarget};
 use ferrovia_memory::{Mempool, MempoolConfig};
+use ferrovia_telemetry::{CaptureControl, CaptureTarget};
 use serde::Serialize;
 
 use crate::config::{BridgeConfig, PortConfig, RxqAssign, SwitchConfig};
@@ -1224,14 +1224,23 @@ impl CaptureTarget for Switch {
                 .find(|p| p.cfg.name == *n || p.port.info().name == *n),
         };
         let p = found.ok_or_else(|| {
-            let names: Vec<&str> = st.ports.iter().flatten().map(|p| p.cfg.name.as_str()).collect();
+            let names: Vec<&str> = st
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| p.cfg.name.as_str())
+                .collect();
             format!(
                 "no port {} on the switch (ports: {}; ferrovia-ctl show ports lists them)",
                 match port {
                     PortRef::Id(n) => n.to_string(),
                     PortRef::Name(n) => n.clone(),
                 },
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
             )
         })?;
         p.port

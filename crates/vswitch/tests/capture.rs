@@ -67,7 +67,10 @@ fn pmd_ports_are_captured_in_both_directions() {
         .capture_start("p1", CaptureSpec::new(dir.0.join("other.pcapng")))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("tx queue 0 is captured already by capture"), "{e}");
+    assert!(
+        e.contains("tx queue 0 is captured already by capture"),
+        "{e}"
+    );
     let e = sw
         .capture_start("p9", CaptureSpec::new(dir.0.join("other.pcapng")))
         .unwrap_err()
@@ -104,6 +107,16 @@ fn pmd_ports_are_captured_in_both_directions() {
     sw.del_port("p1").unwrap();
     assert!(sw.capture_list().is_empty());
     let blocks = pcapng::read(&std::fs::read(&both).unwrap()).unwrap();
-    assert!(matches!(blocks.last(), Some(Block::Statistics { delivered: Some(4), .. })), "{:?}", blocks.last());
+    assert!(
+        matches!(
+            blocks.last(),
+            Some(Block::Statistics {
+                delivered: Some(4),
+                ..
+            })
+        ),
+        "{:?}",
+        blocks.last()
+    );
     sw.shutdown();
 }

@@ -190,7 +190,9 @@ fn capture_request(a: &[String]) -> Result<(String, Value), String> {
                     "--snaplen" => "snaplen",
                     "--ring-size" => "ring_size",
                     o if o.starts_with("--") => {
-                        return Err(format!("unknown option {o:?}\nusage: ferrovia-ctl {CAPTURE_USAGE}"));
+                        return Err(format!(
+                            "unknown option {o:?}\nusage: ferrovia-ctl {CAPTURE_USAGE}"
+                        ));
                     }
                     _ => {
                         pos.push(x.clone());
@@ -203,7 +205,10 @@ fn capture_request(a: &[String]) -> Result<(String, Value), String> {
                 let val = if key == "dir" {
                     Value::from(v)
                 } else {
-                    Value::from(v.parse::<u64>().map_err(|_| format!("{k} {v}: {v:?} is not a number"))?)
+                    Value::from(
+                        v.parse::<u64>()
+                            .map_err(|_| format!("{k} {v}: {v:?} is not a number"))?,
+                    )
                 };
                 m.insert(key.into(), val);
             }
@@ -224,9 +229,9 @@ fn capture_request(a: &[String]) -> Result<(String, Value), String> {
         Some("stop") => match a.get(1) {
             None => Ok(("capture-stop".into(), Value::Null)),
             Some(id) => {
-                let id: u32 = id
-                    .parse()
-                    .map_err(|_| format!("capture stop {id}: the id is a number (capture list shows them)"))?;
+                let id: u32 = id.parse().map_err(|_| {
+                    format!("capture stop {id}: the id is a number (capture list shows them)")
+                })?;
                 Ok(("capture-stop".into(), json!({ "id": id })))
             }
         },

@@ -118,14 +118,14 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             "--no-pci" | "--in-memory" | "--no-huge" => {}
             other => {
-                return Err(format!(
-                    "unknown option '{other}' (see --help)"
-                ));
+                return Err(format!("unknown option '{other}' (see --help)"));
             }
         }
     }
     if a.pdumps.is_empty() {
-        return Err("no --pdump given: add --pdump 'port=0,queue=*,dev=/tmp/x.pcapng' (see --help)".into());
+        return Err(
+            "no --pdump given: add --pdump 'port=0,queue=*,dev=/tmp/x.pcapng' (see --help)".into(),
+        );
     }
     Ok(a)
 }

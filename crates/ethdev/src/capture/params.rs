@@ -55,9 +55,8 @@ pub fn parse_pdump(s: &str) -> Result<PdumpRequest, CaptureError> {
         };
         let (k, v) = (k.trim(), v.trim());
         let num = |what: &str| {
-            v.parse::<u64>().map_err(|_| {
-                bad(format!("bad {what} '{v}': expected a number"))
-            })
+            v.parse::<u64>()
+                .map_err(|_| bad(format!("bad {what} '{v}': expected a number")))
         };
         match k {
             "port" => {
@@ -72,7 +71,9 @@ pub fn parse_pdump(s: &str) -> Result<PdumpRequest, CaptureError> {
                     None
                 } else {
                     Some(u16::try_from(num("queue")?).map_err(|_| {
-                        bad(format!("bad queue '{v}': queues are 0 to 65535, or * for all"))
+                        bad(format!(
+                            "bad queue '{v}': queues are 0 to 65535, or * for all"
+                        ))
                     })?)
                 };
             }
@@ -85,9 +86,7 @@ pub fn parse_pdump(s: &str) -> Result<PdumpRequest, CaptureError> {
                     "tx" => (false, true),
                     "both" => (true, true),
                     _ => {
-                        return Err(bad(format!(
-                            "bad dir '{v}': expected rx, tx or both"
-                        )));
+                        return Err(bad(format!("bad dir '{v}': expected rx, tx or both")));
                     }
                 })
             }
@@ -95,9 +94,7 @@ pub fn parse_pdump(s: &str) -> Result<PdumpRequest, CaptureError> {
             "ring-size" | "ring_size" => {
                 let n = num("ring-size")?;
                 if !(2..=1 << 20).contains(&n) {
-                    return Err(bad(format!(
-                        "bad ring-size {n}: give 2 to 1048576 slots"
-                    )));
+                    return Err(bad(format!("bad ring-size {n}: give 2 to 1048576 slots")));
                 }
                 ring_size = Some(n as usize);
             }
@@ -111,9 +108,8 @@ pub fn parse_pdump(s: &str) -> Result<PdumpRequest, CaptureError> {
             }
         }
     }
-    let port = port.ok_or_else(|| {
-        bad("no port given: add port=N or device_id=NAME".to_string())
-    })?;
+    let port =
+        port.ok_or_else(|| bad("no port given: add port=N or device_id=NAME".to_string()))?;
     let mk = |path: PathBuf, rx: bool, tx: bool| CaptureSpec {
         queue,
         rx,
@@ -129,7 +125,7 @@ pub fn parse_pdump(s: &str) -> Result<PdumpRequest, CaptureError> {
         }
         (Some(_), _, _) => {
             return Err(bad(
-                "give dev= (one file) or rx-dev=/tx-dev=, not both".to_string(),
+                "give dev= (one file) or rx-dev=/tx-dev=, not both".to_string()
             ));
         }
         (None, Some(r), Some(t)) if r == t => vec![mk(r, true, true)],
@@ -143,7 +139,9 @@ pub fn parse_pdump(s: &str) -> Result<PdumpRequest, CaptureError> {
         }
     };
     if dir.is_some() && captures.len() > 1 {
-        return Err(bad("dir= goes with dev=, not with rx-dev=/tx-dev=".to_string()));
+        return Err(bad(
+            "dir= goes with dev=, not with rx-dev=/tx-dev=".to_string()
+        ));
     }
     Ok(PdumpRequest { port, captures })
 }
@@ -154,8 +152,9 @@ mod tests {
 
     #[test]
     fn pdump_forms() {
-        let r = parse_pdump("port=0,queue=*,rx-dev=/tmp/rx.pcapng,tx-dev=/tmp/tx.pcapng,snaplen=128")
-            .unwrap();
+        let r =
+            parse_pdump("port=0,queue=*,rx-dev=/tmp/rx.pcapng,tx-dev=/tmp/tx.pcapng,snaplen=128")
+                .unwrap();
         assert_eq!(r.port, PortRef::Id(0));
         assert_eq!(r.captures.len(), 2);
         assert!(r.captures[0].rx && !r.captures[0].tx && r.captures[0].snaplen == 128);
@@ -174,11 +173,17 @@ mod tests {
         for (s, want) in [
             ("queue=*,dev=/tmp/x", "no port given"),
             ("port=0", "no capture file given"),
-            ("port=0,dev=/tmp/x,snaplen=0", "bad snaplen 0: give 1 to 262144"),
+            (
+                "port=0,dev=/tmp/x,snaplen=0",
+                "bad snaplen 0: give 1 to 262144",
+            ),
             ("port=0,dev=/tmp/x,snaplen=262145", "bad snaplen 262145"),
             ("port=0,dev=/tmp/x,snaplen=abc", "bad snaplen 'abc'"),
             ("port=70000,dev=/tmp/x", "port ids are 0 to 65535"),
-            ("port=0,dev=/tmp/x,colour=red", "unknown capture parameter 'colour'"),
+            (
+                "port=0,dev=/tmp/x,colour=red",
+                "unknown capture parameter 'colour'",
+            ),
             ("port=0,dev=/tmp/x,dir=up", "bad dir 'up'"),
             ("port=0,dev", "has no value"),
             ("port=0,dev=/a,rx-dev=/b", "not both"),

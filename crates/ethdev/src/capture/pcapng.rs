@@ -87,7 +87,11 @@ pub fn section_header(out: &mut Vec<u8>, application: &str) {
         o.extend_from_slice(&1u16.to_ne_bytes());
         o.extend_from_slice(&0u16.to_ne_bytes());
         o.extend_from_slice(&(-1i64).to_ne_bytes());
-        opt(o, SHB_USERAPPL, &application.as_bytes()[..application.len().min(1024)]);
+        opt(
+            o,
+            SHB_USERAPPL,
+            &application.as_bytes()[..application.len().min(1024)],
+        );
         end_of_options(o);
     });
 }
@@ -122,17 +126,21 @@ pub fn enhanced_packet(
     dir: Direction,
     queue: u32,
 ) {
-    block(out, EPB, |o| {
-        o.extend_from_slice(&if_id.to_ne_bytes());
-        ts(o, ts_ns);
-        o.extend_from_slice(&(data.len() as u32).to_ne_bytes());
-        o.extend_from_slice(&orig_len.to_ne_bytes());
-        o.extend_from_slice(data);
-        o.resize(o.len() + pad4(data.len()) - data.len(), 0);
-        opt(o, EPB_FLAGS, &dir.flags().to_ne_bytes());
-        opt(o, EPB_QUEUE, &queue.to_ne_bytes());
-        end_of_options(o);
-    });
+    // Header 28, data padded, epb_flags 8, epb_queue 8, end of options 4, trailer 4.
+    let total = (28 + pad4(data.len()) + 24) as u32;
+    out.reserve(total as usize);
+    out.extend_from_slice(&EPB.to_ne_bytes());
+    out.extend_from_slice(&total.to_ne_bytes());
+    out.extend_from_slice(&if_id.to_ne_bytes());
+    ts(out, ts_ns);
+    out.extend_from_slice(&(data.len() as u32).to_ne_bytes());
+    out.extend_from_slice(&orig_len.to_ne_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(&[0u8; 3][..pad4(data.len()) - data.len()]);
+    opt(out, EPB_FLAGS, &dir.flags().to_ne_bytes());
+    opt(out, EPB_QUEUE, &queue.to_ne_bytes());
+    end_of_options(out);
+    out.extend_from_slice(&total.to_ne_bytes());
 }
 
 /// What an Interface Statistics Block reports.
@@ -269,12 +277,14 @@ pub fn read(file: &[u8]) -> Result<Vec<Block>, String> {
         let bad = |why: &str| format!("pcapng block at offset {at}: {why}");
         let ty = u32_at(file, at).ok_or_else(|| bad("truncated block header"))?;
         let len = u32_at(file, at + 4).ok_or_else(|| bad("truncated block header"))? as usize;
-        if len < 12 || len % 4 != 0 {
+        if len < 12 || !len.is_multiple_of(4) {
             return Err(bad(&format!("bad block length {len}")));
         }
-        let b = file
-            .get(at..at + len)
-            .ok_or_else(|| bad(&format!("block of {len} bytes runs past the end of the file")))?;
+        let b = file.get(at..at + len).ok_or_else(|| {
+            bad(&format!(
+                "block of {len} bytes runs past the end of the file"
+            ))
+        })?;
         if u32_at(b, len - 4) != Some(len as u32) {
             return Err(bad("trailing length differs from the leading one"));
         }
@@ -310,7 +320,8 @@ pub fn read(file: &[u8]) -> Result<Vec<Block>, String> {
                     .get(20..20 + cap)
                     .ok_or_else(|| bad("captured length runs past the block"))?
                     .to_vec();
-                let opts = options(body.get(20 + pad4(cap)..).unwrap_or(&[])).map_err(|e| bad(&e))?;
+                let opts =
+                    options(body.get(20 + pad4(cap)..).unwrap_or(&[])).map_err(|e| bad(&e))?;
                 Block::Packet {
                     if_id,
                     ts,
@@ -347,7 +358,15 @@ mod tests {
         let mut f = Vec::new();
         section_header(&mut f, "ferrovia test");
         interface_description(&mut f, "net_null0", 128);
-        enhanced_packet(&mut f, 0, 1_700_000_000_123_456_789, 60, &[0xab; 60], Direction::Inbound, 3);
+        enhanced_packet(
+            &mut f,
+            0,
+            1_700_000_000_123_456_789,
+            60,
+            &[0xab; 60],
+            Direction::Inbound,
+            3,
+        );
         enhanced_packet(&mut f, 0, 5, 1500, &[1; 128], Direction::Outbound, 0);
         interface_statistics(
             &mut f,
@@ -388,7 +407,9 @@ mod tests {
                 queue: Some(3)
             }
         );
-        assert!(matches!(&b[3], Block::Packet { orig_len: 1500, flags: Some(2), data, .. } if data.len() == 128));
+        assert!(
+            matches!(&b[3], Block::Packet { orig_len: 1500, flags: Some(2), data, .. } if data.len() == 128)
+        );
         assert_eq!(
             b[4],
             Block::Statistics {

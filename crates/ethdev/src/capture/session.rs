@@ -192,7 +192,10 @@ fn file_error(path: &Path, e: &std::io::Error) -> CaptureError {
         ErrorKind::IsADirectory => "it is a directory (give a file name)".to_string(),
         _ => e.to_string(),
     };
-    bad(format!("cannot write capture file {}: {why}", path.display()))
+    bad(format!(
+        "cannot write capture file {}: {why}",
+        path.display()
+    ))
 }
 
 enum Output {
@@ -207,7 +210,10 @@ fn open_output(path: &Path) -> Result<Output, CaptureError> {
     match std::fs::metadata(path) {
         Ok(m) if m.file_type().is_fifo() => return Ok(Output::Fifo(path.to_path_buf())),
         Ok(m) if m.is_dir() => {
-            return Err(file_error(path, &std::io::Error::from(ErrorKind::IsADirectory)));
+            return Err(file_error(
+                path,
+                &std::io::Error::from(ErrorKind::IsADirectory),
+            ));
         }
         _ => {}
     }
@@ -253,9 +259,7 @@ impl Captures {
         if let Some(n) = spec.ring_size
             && !(2..=1 << 20).contains(&n)
         {
-            return Err(bad(format!(
-                "bad ring size {n}: give 2 to 1048576 slots"
-            )));
+            return Err(bad(format!("bad ring size {n}: give 2 to 1048576 slots")));
         }
         let name = &tap.name;
         let mut wanted: Vec<(u16, Direction, Arc<QueueTap>)> = Vec::new();
@@ -302,10 +306,15 @@ impl Captures {
                     .find(|s| s.id == owner)
                     .map(|s| format!(" (to {})", s.spec.path.display()))
                     .unwrap_or_default();
-                let d = if *dir == Direction::Inbound { "rx" } else { "tx" };
+                let d = if *dir == Direction::Inbound {
+                    "rx"
+                } else {
+                    "tx"
+                };
                 return Err(bad(format!(
-                    "port {} ({name}) {d} queue {q} is captured already by capture {owner}{path}: stop that one first"
-                , tap.port_id)));
+                    "port {} ({name}) {d} queue {q} is captured already by capture {owner}{path}: stop that one first",
+                    tap.port_id
+                )));
             }
         }
         if let Some(s) = sessions.iter().find(|s| s.spec.path == spec.path) {
@@ -524,23 +533,19 @@ impl Writer {
             let last = self.stopping();
             let mut got = 0usize;
             for r in &self.shared.rings {
-                for _ in 0..1024 {
-                    pkt.clear();
-                    let Some(c) = r.ring.pop(&mut pkt) else {
-                        break;
-                    };
+                let n = r.ring.pop_batch(1024, &mut pkt, |c, data| {
                     pcapng::enhanced_packet(
                         &mut buf,
                         0,
                         c.ts_ns,
                         c.orig_len,
-                        &pkt,
+                        data,
                         r.dir,
                         r.queue as u32,
                     );
-                    got += 1;
-                    pending += 1;
-                }
+                });
+                got += n;
+                pending += n as u64;
             }
             if last && got > 0 && buf.len() < FLUSH_AT {
                 // Stopping: keep draining until every ring is empty.

@@ -23,8 +23,10 @@ use ferrovia_memory::burst::Burst;
 
 pub use ring::{CaptureRing, Captured};
 
-/// The capture point of one queue in one direction.
+/// The capture point of one queue in one direction. It has its cache line to itself, so
+/// what the data path reads per burst shares the line with nothing that is written.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub struct QueueTap {
     armed: AtomicBool,
     slot: Mutex<Option<Armed>>,

@@ -163,27 +163,53 @@ impl CaptureRing {
 
     /// Consumer: takes the oldest packet, writing its kept bytes to the end of `out`.
     pub fn pop(&self, out: &mut Vec<u8>) -> Option<Captured> {
+        let mut got = None;
+        self.pop_batch(1, &mut Vec::new(), |c, data| {
+            out.extend_from_slice(data);
+            got = Some(c);
+        });
+        got
+    }
+
+    /// Consumer: takes up to `max` of the oldest packets, handing each with its kept bytes to
+    /// `f` (`scratch` holds the bytes; the slots are released once, after the last one).
+    /// Returns how many were taken.
+    pub fn pop_batch(
+        &self,
+        max: usize,
+        scratch: &mut Vec<u8>,
+        mut f: impl FnMut(Captured, &[u8]),
+    ) -> usize {
         let tail = self.tail.0.load(Ordering::Relaxed);
         let head = self.head.0.load(Ordering::Acquire);
-        if head == tail {
-            return None;
+        let n = head.wrapping_sub(tail).min(max);
+        for i in 0..n {
+            let base = (tail.wrapping_add(i) & self.mask) * self.slot_words;
+            let slot = &self.words[base..base + self.slot_words];
+            let ts_ns = slot[0].load(Ordering::Relaxed);
+            let lens = slot[1].load(Ordering::Relaxed);
+            let (orig_len, cap_len) = (lens as u32, (lens >> 32) as u32);
+            let words = (cap_len as usize).div_ceil(8);
+            scratch.resize(words * 8, 0);
+            for (dst, w) in scratch
+                .chunks_exact_mut(8)
+                .zip(&slot[HDR_WORDS..HDR_WORDS + words])
+            {
+                dst.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+            }
+            f(
+                Captured {
+                    ts_ns,
+                    orig_len,
+                    cap_len,
+                },
+                &scratch[..cap_len as usize],
+            );
         }
-        let base = (tail & self.mask) * self.slot_words;
-        let slot = &self.words[base..base + self.slot_words];
-        let ts_ns = slot[0].load(Ordering::Relaxed);
-        let lens = slot[1].load(Ordering::Relaxed);
-        let (orig_len, cap_len) = (lens as u32, (lens >> 32) as u32);
-        let start = out.len();
-        for w in &slot[HDR_WORDS..HDR_WORDS + (cap_len as usize).div_ceil(8)] {
-            out.extend_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+        if n > 0 {
+            self.tail.0.store(tail.wrapping_add(n), Ordering::Release);
         }
-        out.truncate(start + cap_len as usize);
-        self.tail.0.store(tail.wrapping_add(1), Ordering::Release);
-        Some(Captured {
-            ts_ns,
-            orig_len,
-            cap_len,
-        })
+        n
     }
 }
 
