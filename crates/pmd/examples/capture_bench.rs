@@ -4,6 +4,10 @@
 //! snap length, the data path's rate and what the capture kept: packets written per second
 //! (the writer thread's sustained rate) and the share dropped because the ring was full.
 //!
+//! It first compares, in alternating rounds, the Rx rate of a `net_null` port opened without
+//! the capture wrapper (the driver alone) and through the registry (wrapped, capture off):
+//! the cost of the hook when off.
+//!
 //! ```sh
 //! cargo run --release -p ferrovia-pmd --example capture_bench -- [seconds, default 2] [dir, default /dev/shm]
 //! ```
@@ -46,6 +50,31 @@ fn main() {
         ..Default::default()
     })
     .expect("pool");
+    // The hook's cost when off: the driver alone against the wrapped port, alternating.
+    let d = ferrovia_ethdev::Devargs::parse("net_null0,size=64").expect("devargs");
+    let (mut bare_r, mut wrapped_r) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let mut bare: Box<dyn Port> = Box::new(
+            ferrovia_pmd::null::NullPort::open(&d, &PortConf::new(0, pool.clone())).expect("null"),
+        );
+        bare.start().expect("start");
+        bare_r.push(receive(&mut bare, secs / 2.0) / 1e6);
+        let mut wrapped =
+            ferrovia_pmd::open("net_null0,size=64", &PortConf::new(0, pool.clone())).expect("null");
+        wrapped.start().expect("start");
+        wrapped_r.push(receive(&mut wrapped, secs / 2.0) / 1e6);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "capture off, 64 B null Rx: driver alone {:.2} Mpps, wrapped {:.2} Mpps (medians of 3; rounds {:?} / {:?})",
+        med(&mut bare_r),
+        med(&mut wrapped_r),
+        bare_r,
+        wrapped_r
+    );
     println!(
         "{:>6} {:>8} {:>12} {:>14} {:>10}",
         "frame", "snaplen", "rx Mpps", "written Mpps", "dropped"
