@@ -157,6 +157,7 @@ pub fn families(sw: &Arc<Switch>) -> Vec<MetricFamily> {
         busy.push(&l, p.busy_pct);
     }
     f.extend([rx, tx, rxb, txb, flood, drops, pkts, hits, misses, busy]);
+    f.extend(ferrovia_telemetry::capture_families(sw.captures()));
     f
 }
 

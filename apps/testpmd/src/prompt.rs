@@ -187,7 +187,7 @@ fn capture(app: &mut App, w: &[&str]) -> Result<(), String> {
         return Err("Capture is not available".into());
     };
     let list = match w {
-        ["start", params] => c.start(&*ports, params)?,
+        ["start", params @ ..] if !params.is_empty() => c.start(&*ports, &params.join(""))?,
         ["stop"] => c.stop(None)?,
         ["stop", id] => {
             let id = id.parse::<u32>().map_err(|_| {

@@ -183,8 +183,16 @@ pub fn start(
     }
     if let Some(addr) = metrics {
         let p = ports.clone();
-        let m = MetricsServer::start(addr, Arc::new(move || port_families(&*p)))
-            .map_err(|e| e.to_string())?;
+        let c = capture.clone();
+        let m = MetricsServer::start(
+            addr,
+            Arc::new(move || {
+                let mut f = port_families(&*p);
+                f.extend(ferrovia_telemetry::capture_families(&c));
+                f
+            }),
+        )
+        .map_err(|e| e.to_string())?;
         println!("Prometheus metrics on http://{}/metrics", m.local_addr());
         t.metrics = Some(m);
     }

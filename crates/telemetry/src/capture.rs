@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::TelemetryError;
 use crate::commands::{Commands, Data};
+use crate::metrics::{MetricFamily, MetricKind};
 
 /// Where an application's ports' capture points are found.
 pub trait CaptureTarget: Send + Sync {
@@ -166,4 +167,39 @@ impl Drop for CaptureControl {
     fn drop(&mut self) {
         self.caps.stop_all();
     }
+}
+
+/// The captures' counters as Prometheus families: `ferrovia_capture_packets_total`
+/// (copied into the capture rings), `ferrovia_capture_drops_total` (found a ring full),
+/// `ferrovia_capture_written_total` (written to the file), labels `id`, `port`, `name`, `dir`.
+pub fn capture_families(c: &CaptureControl) -> Vec<MetricFamily> {
+    let list = c.list();
+    let mut fams = [
+        (
+            "ferrovia_capture_packets_total",
+            "Packets copied into a capture's rings",
+        ),
+        (
+            "ferrovia_capture_drops_total",
+            "Packets a capture dropped because its ring was full",
+        ),
+        (
+            "ferrovia_capture_written_total",
+            "Packets a capture wrote to its file",
+        ),
+    ]
+    .map(|(n, h)| MetricFamily::new(n, h, MetricKind::Counter));
+    for s in &list {
+        let (id, port) = (s.id.to_string(), s.port.to_string());
+        let labels = [
+            ("id", id.as_str()),
+            ("port", port.as_str()),
+            ("name", s.port_name.as_str()),
+            ("dir", s.spec.dir_name()),
+        ];
+        fams[0].push(&labels, s.captured as f64);
+        fams[1].push(&labels, s.drops as f64);
+        fams[2].push(&labels, s.written as f64);
+    }
+    fams.into()
 }

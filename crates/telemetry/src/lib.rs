@@ -20,7 +20,7 @@ pub mod server;
 
 use std::path::PathBuf;
 
-pub use capture::{CaptureControl, CaptureTarget, status_json};
+pub use capture::{CaptureControl, CaptureTarget, capture_families, status_json};
 pub use client::TelemetryClient;
 pub use commands::{Commands, Data, Handler, MAX_CMD_LEN, MAX_OUTPUT_LEN, version_string};
 pub use metrics::{
