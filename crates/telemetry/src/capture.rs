@@ -203,3 +203,92 @@ pub fn capture_families(c: &CaptureControl) -> Vec<MetricFamily> {
     }
     fams.into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct OnePort(Arc<PortTap>);
+
+    impl CaptureTarget for OnePort {
+        fn capture_point(&self, port: &PortRef) -> Result<Arc<PortTap>, String> {
+            match port {
+                PortRef::Id(0) => Ok(self.0.clone()),
+                p => Err(format!("no {p}")),
+            }
+        }
+    }
+
+    #[test]
+    fn telemetry_commands_and_metrics() {
+        let tap = Arc::new(PortTap::new(0, "net_test0", 1518, 2, 2));
+        let target = Arc::new(OnePort(tap.clone()));
+        let cc = Arc::new(CaptureControl::new());
+        let mut cmds = Commands::new("test");
+        cc.register(&mut cmds, target).unwrap();
+        let dir = std::env::temp_dir().join(format!("ferrovia-tcap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("t.pcapng");
+        let ask = |req: &str| -> Value {
+            let r: Value = serde_json::from_str(&cmds.handle(req)).unwrap();
+            r[req.split(',').next().unwrap()].clone()
+        };
+        let v = ask(&format!(
+            "/ferrovia/capture/start,port=0,queue=1,dev={},dir=tx,snaplen=96",
+            f.display()
+        ));
+        let c = &v["captures"][0];
+        assert_eq!(
+            (
+                c["id"].as_u64(),
+                c["queue"].as_u64(),
+                c["dir"].as_str(),
+                c["snaplen"].as_u64()
+            ),
+            (Some(1), Some(1), Some("tx"), Some(96)),
+            "{v}"
+        );
+        assert!(tap.tx(1).unwrap().armed() && !tap.tx(0).unwrap().armed());
+        let fams = capture_families(&cc);
+        let text = crate::metrics::render(&fams);
+        assert!(
+            text.contains(
+                r#"ferrovia_capture_drops_total{id="1",port="0",name="net_test0",dir="tx"} 0"#
+            ),
+            "{text}"
+        );
+        for (req, want) in [
+            ("/ferrovia/capture/start,port=3,dev=/tmp/x", "no port 3"),
+            (
+                "/ferrovia/capture/start,port=0,dev=/tmp/x,snaplen=0",
+                "bad snaplen 0",
+            ),
+            ("/ferrovia/capture/start", "no port given"),
+            ("/ferrovia/capture/stop,abc", "bad capture id 'abc'"),
+            ("/ferrovia/capture/stop,7", "no capture 7 is running"),
+        ] {
+            let v = ask(req);
+            assert!(
+                v["error"].as_str().unwrap_or("").contains(want),
+                "{req}: {v}"
+            );
+        }
+        assert_eq!(
+            ask("/ferrovia/capture/list")["captures"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        let v = ask("/ferrovia/capture/stop,1");
+        assert_eq!(v["captures"][0]["state"], "stopped", "{v}");
+        assert!(!tap.tx(1).unwrap().armed());
+        assert!(
+            ask("/ferrovia/capture/list")["captures"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
