@@ -271,6 +271,21 @@ fn errors_are_clear_and_leave_the_data_path_alone() {
             .to_string();
         assert!(e.contains(&format!("bad snaplen {bad}")), "{e}");
     }
+    let e = caps
+        .start(
+            &tap,
+            CaptureSpec {
+                ring_size: Some(1 << 20),
+                ..CaptureSpec::new(tmp("big.pcapng"))
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("more than the 2048 MiB a capture may use"),
+        "{e}"
+    );
+    assert!(!tmp("big.pcapng").exists());
     assert!(!tap.rx(0).unwrap().armed() && !tap.tx(0).unwrap().armed());
     // A second capture on the same port and direction is refused; the other direction is not.
     let a = caps

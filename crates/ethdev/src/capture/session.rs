@@ -226,16 +226,22 @@ fn open_output(path: &Path) -> Result<Output, CaptureError> {
         .map_err(|e| file_error(path, &e))
 }
 
-/// Default ring slots: as many as 16 MiB hold, from 256 to 4096.
-fn default_slots(slot_bytes: usize) -> usize {
-    let n = (16 << 20) / (slot_bytes + 16);
+/// Default ring slots when `rings` rings are made: as many as 16 MiB hold (less when there
+/// are more than 16 rings: 256 MiB shared among them), from 64 (256 with up to 16 rings) to
+/// 4096.
+fn default_slots(slot_bytes: usize, rings: usize) -> usize {
+    let budget = (16usize << 20).min((256usize << 20) / rings.max(1));
+    let n = budget / (slot_bytes + 16);
     let n = if n.is_power_of_two() {
         n
     } else {
         n.next_power_of_two() / 2
     };
-    n.clamp(256, 4096)
+    n.clamp(if rings <= 16 { 256 } else { 64 }, 4096)
 }
+
+/// Most memory the rings of one capture may take.
+const MAX_RING_MEMORY: usize = 2 << 30;
 
 impl Captures {
     /// No capture running.
@@ -324,10 +330,23 @@ impl Captures {
                 spec.path.display()
             )));
         }
+        let slot_bytes = (snaplen as usize).min((tap.max_frame_size as usize).max(1518));
+        let slots = spec
+            .ring_size
+            .unwrap_or_else(|| default_slots(slot_bytes, wanted.len()))
+            .max(2)
+            .next_power_of_two();
+        let memory = slots * (slot_bytes.div_ceil(8) + 2) * 8 * wanted.len();
+        if memory > MAX_RING_MEMORY {
+            return Err(bad(format!(
+                "{} ring(s) of {slots} slots of {slot_bytes} bytes would take {} MiB, more than the {} MiB a capture may use: capture fewer queues, or lower ring-size or snaplen",
+                wanted.len(),
+                memory >> 20,
+                MAX_RING_MEMORY >> 20
+            )));
+        }
         let output = open_output(&spec.path)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let slot_bytes = (snaplen as usize).min((tap.max_frame_size as usize).max(1518));
-        let slots = spec.ring_size.unwrap_or_else(|| default_slots(slot_bytes));
         let rings: Vec<RingRef> = wanted
             .iter()
             .map(|(q, dir, _)| RingRef {
