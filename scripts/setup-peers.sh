@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs and prepares what the interop tests need on a fresh Debian 12 machine: DPDK 22.11
 # (dpdk-testpmd is in dpdk-dev), iproute2, util-linux (setpriv), QEMU for the guest tests, tcpdump
-# for the switch's tests with real peers, containernetworking-plugins (host-local IPAM for the
-# CNI plugin's test), groff-base (the man page check), and hugepages for the DPDK peer. Ferrovia
-# itself needs none of this. Idempotent; run as root.
+# for the switch's tests with real peers, tshark for the capture tests, containernetworking-plugins
+# (host-local IPAM for the CNI plugin's test), groff-base (the man page check), and hugepages for
+# the DPDK peer. Ferrovia itself needs none of this. Idempotent; run as root.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -28,8 +28,12 @@ fi
 # renders the man pages with groff.
 [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
 command -v groff >/dev/null 2>&1 || need+=(groff-base)
+# tshark reads back the packet captures (the capture tests skip its checks without it).
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup-peers.sh: installing ${need[*]}"
+    # tshark's package asks whether non-root users may capture: answer no, without a prompt.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

@@ -68,6 +68,12 @@ pub fn commands(sw: &Arc<Switch>) -> Commands {
         })
         .expect("valid command names");
     }
+    sw.captures()
+        .register(
+            &mut c,
+            sw.clone() as Arc<dyn ferrovia_telemetry::CaptureTarget>,
+        )
+        .expect("valid command names");
     c
 }
 
@@ -151,6 +157,7 @@ pub fn families(sw: &Arc<Switch>) -> Vec<MetricFamily> {
         busy.push(&l, p.busy_pct);
     }
     f.extend([rx, tx, rxb, txb, flood, drops, pkts, hits, misses, busy]);
+    f.extend(ferrovia_telemetry::capture_families(sw.captures()));
     f
 }
 

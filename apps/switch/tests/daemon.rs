@@ -178,6 +178,106 @@ fn bad_config_files_are_refused_with_the_line() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn capture_commands() {
+    let dir = tmp("cap");
+    let socket = dir.join("ctl.sock");
+    let config = dir.join("switch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[switch]\ncontrol_socket = \"{}\"\nmbufs = 4096\n\n[[bridge]]\nname = \"br0\"\n\n[[port]]\nname = \"n0\"\nbridge = \"br0\"\ndevargs = \"net_null0,size=100\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let d = start(&config, &socket);
+    let file = dir.join("n0.pcapng");
+    let f = file.to_str().unwrap();
+    let (ok, out, err) = ctl(
+        &d,
+        &[
+            "capture",
+            "start",
+            "n0",
+            "--dir",
+            "rx",
+            "--snaplen",
+            "64",
+            f,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("capture 1: port 0 (net_null0) queue * rx snaplen 64 -> "),
+        "{out}"
+    );
+    let t0 = Instant::now();
+    loop {
+        let (ok, out, _) = ctl(&d, &["--json", "capture", "list"]);
+        assert!(ok);
+        let v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        if v[0]["written"].as_u64().unwrap() > 100 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{out}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (args, want) in [
+        (
+            vec!["capture", "start", "n0", "--dir", "rx", "/tmp/x.pcapng"],
+            "rx queue 0 is captured already by capture 1",
+        ),
+        (
+            vec!["capture", "start", "nope", "/tmp/x.pcapng"],
+            "no port nope on the switch (ports: n0",
+        ),
+        (
+            vec!["capture", "start", "n0", "--snaplen", "0", "/tmp/x.pcapng"],
+            "bad snaplen 0",
+        ),
+        (
+            vec!["capture", "start", "n0", "--dir", "up", "/tmp/x.pcapng"],
+            "expected rx, tx or both",
+        ),
+        (
+            vec!["capture", "start", "n0", "--queue", "3", "/tmp/x.pcapng"],
+            "there is no rx queue 3",
+        ),
+        (
+            vec![
+                "capture",
+                "start",
+                "n0",
+                "--dir",
+                "tx",
+                "/nonexistent-ferrovia/d/x.pcapng",
+            ],
+            "cannot write capture file /nonexistent-ferrovia/d/x.pcapng: no such directory (create it or choose another path)",
+        ),
+        (vec!["capture", "stop", "9"], "no capture 9 is running"),
+        (
+            vec!["capture", "start", "n0"],
+            "usage: ferrovia-ctl capture start",
+        ),
+    ] {
+        let (ok, _, err) = ctl(&d, &args);
+        assert!(!ok && err.contains(want), "{args:?}: {err}");
+    }
+    let (ok, out, err) = ctl(&d, &["capture", "stop"]);
+    assert!(ok && out.contains("[stopped]"), "{out}{err}");
+    let (ok, out, _) = ctl(&d, &["capture", "list"]);
+    assert!(ok && out.contains("no capture running"), "{out}");
+    let bytes = std::fs::read(&file).unwrap();
+    let blocks = ferrovia_ethdev::capture::pcapng::read(&bytes).unwrap();
+    let n = blocks
+        .iter()
+        .filter(|b| matches!(b, ferrovia_ethdev::capture::pcapng::Block::Packet { orig_len: 100, flags: Some(1), data, .. } if data.len() == 64))
+        .count();
+    assert!(n > 100, "{n}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;

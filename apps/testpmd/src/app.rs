@@ -186,6 +186,11 @@ pub struct App {
     /// The CPU each forwarding lcore's thread is pinned to (None: unpinned).
     fwd_cpus: Vec<Option<u32>>,
     running: Option<Running>,
+    /// Run-time captures (the `capture` prompt commands and the telemetry's), once set.
+    pub capture: Option<(
+        std::sync::Arc<ferrovia_telemetry::CaptureControl>,
+        std::sync::Arc<crate::telemetry::Ports>,
+    )>,
 }
 
 impl App {
@@ -279,6 +284,7 @@ impl App {
             fwd_lcores,
             fwd_cpus,
             running: None,
+            capture: None,
         };
         for p in 0..app.ports.len() as u16 {
             app.start_port(p)?;

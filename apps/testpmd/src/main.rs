@@ -58,11 +58,13 @@ fn main() {
     // ports until they are.
     let ports = std::sync::Arc::new(telemetry::Ports::default());
     let file_prefix = eal.file_prefix.clone().unwrap_or_else(|| "rte".into());
+    let capture = std::sync::Arc::new(ferrovia_telemetry::CaptureControl::new());
     let telemetry = match telemetry::start(
         &file_prefix,
         eal.no_telemetry,
         opts.metrics.as_deref(),
         ports.clone(),
+        &capture,
     ) {
         Ok(t) => t,
         Err(e) => fail(e),
@@ -72,6 +74,7 @@ fn main() {
         Err(e) => fail(e),
     };
     ports.set(app.shared_ports());
+    app.capture = Some((capture.clone(), ports.clone()));
     if app.opts.interactive {
         println!("Interactive-mode selected");
         if app.opts.auto_start {
@@ -92,6 +95,17 @@ fn main() {
         }
     }
     drop(telemetry);
+    for c in capture.stop(None).unwrap_or_default() {
+        println!(
+            "Capture {} stopped: {} packets written to {}, {} dropped",
+            c.id,
+            c.written,
+            c.spec.path.display(),
+            c.drops
+        );
+    }
+    app.capture = None;
+    drop(capture);
     ports.clear();
     app.close();
     println!("\nBye...");

@@ -21,7 +21,9 @@ Commands:
   set txpkts <len[,len...]> | set burst N
   port stop|start all|N
   port config N rx_offload|tx_offload <name> on|off (port stopped; applied at port start)
-  csum set ip|udp|tcp hw|sw N | csum show N | tso set <segsz> N | tso show N";
+  csum set ip|udp|tcp hw|sw N | csum show N | tso set <segsz> N | tso show N
+  capture start port=N,queue=N|*,rx-dev=FILE,tx-dev=FILE|dev=FILE,dir=rx|tx|both,snaplen=N
+  capture stop [ID] | capture list";
 
 fn ports(app: &App, arg: Option<&str>) -> Result<Vec<u16>, String> {
     match arg {
@@ -191,10 +193,62 @@ pub fn run(app: &mut App, line: &str) -> Next {
                 .map_err(msg),
             _ => Err("Bad arguments: tso set <segment size> <port>".into()),
         },
+        ["capture", rest @ ..] => capture(app, rest),
         _ => Err(format!("Command not found: '{line}' (type 'help')")),
     };
     if let Err(e) = r {
         println!("{e}");
     }
     Next::Continue
+}
+
+fn show_capture(s: &ferrovia_ethdev::CaptureStatus) {
+    println!(
+        "capture {}: port {} ({}) queue {} {} snaplen {} -> {}: {}; captured {}, drops {}, written {} ({} bytes)",
+        s.id,
+        s.port,
+        s.port_name,
+        s.spec.queue.map_or("*".to_string(), |q| q.to_string()),
+        s.spec.dir_name(),
+        s.spec.snaplen,
+        s.spec.path.display(),
+        s.state,
+        s.captured,
+        s.drops,
+        s.written,
+        s.bytes
+    );
+}
+
+/// `capture start PARAMS`, `capture stop [ID]`, `capture list`.
+fn capture(app: &mut App, w: &[&str]) -> Result<(), String> {
+    let Some((c, ports)) = app.capture.clone() else {
+        return Err("Capture is not available".into());
+    };
+    let list = match w {
+        ["start", params @ ..] if !params.is_empty() => c.start(&*ports, &params.join(""))?,
+        ["stop"] => c.stop(None)?,
+        ["stop", id] => {
+            let id = id.parse::<u32>().map_err(|_| {
+                format!(
+                    "Bad arguments: capture id '{id}' must be a number (capture list shows them)"
+                )
+            })?;
+            c.stop(Some(id))?
+        }
+        ["list"] => {
+            let l = c.list();
+            if l.is_empty() {
+                println!("No capture running");
+            }
+            l
+        }
+        _ => {
+            return Err(
+                "Bad arguments: capture start <params> | capture stop [id] | capture list".into(),
+            );
+        }
+    };
+    list.iter().for_each(show_capture);
+    Ok(())
 }

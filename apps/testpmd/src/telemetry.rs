@@ -7,10 +7,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ferrovia_ethdev::{Link, Port, PortInfo, PortStats, RxQueue, TxQueue};
+use ferrovia_ethdev::capture::params::PortRef;
+use ferrovia_ethdev::{Link, Port, PortInfo, PortStats, PortTap, RxQueue, TxQueue};
 use ferrovia_telemetry::{
-    Commands, MetricsServer, PortSnapshot, PortSource, TelemetryConfig, TelemetryServer,
-    port_families, version_string,
+    CaptureControl, CaptureTarget, Commands, MetricsServer, PortSnapshot, PortSource,
+    TelemetryConfig, TelemetryServer, port_families, version_string,
 };
 
 /// A port whose control side the main thread and the telemetry threads share.
@@ -85,6 +86,10 @@ impl SharedPort {
         self.started.store(false, Ordering::Relaxed);
         *g = open()?;
         Ok(())
+    }
+    /// [`Port::capture_point`].
+    pub fn capture_point(&self) -> Option<Arc<PortTap>> {
+        self.lock().capture_point()
     }
     fn snapshot(&self) -> PortSnapshot {
         let p = self.lock();
@@ -173,6 +178,32 @@ impl PortSource for Ports {
     }
 }
 
+impl CaptureTarget for Ports {
+    fn capture_point(&self, port: &PortRef) -> Result<Arc<PortTap>, String> {
+        let ports = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let found = match port {
+            PortRef::Id(i) => ports.get(*i as usize).cloned().ok_or_else(|| {
+                format!(
+                    "no port {i}: there are {} ports (0..{})",
+                    ports.len(),
+                    ports.len().saturating_sub(1)
+                )
+            })?,
+            PortRef::Name(n) => {
+                let names: Vec<String> = ports.iter().map(|p| p.info().name).collect();
+                let i = names
+                    .iter()
+                    .position(|x| x == n)
+                    .ok_or_else(|| format!("no port named {n} (ports: {})", names.join(", ")))?;
+                ports[i].clone()
+            }
+        };
+        found.capture_point().ok_or_else(|| {
+            format!("{port} cannot be captured (it was not opened through the driver registry)")
+        })
+    }
+}
+
 /// The running servers; dropping it stops them and removes the socket.
 #[derive(Default)]
 pub struct Telemetry {
@@ -190,13 +221,17 @@ pub fn start(
     no_telemetry: bool,
     metrics: Option<&str>,
     ports: Arc<Ports>,
+    capture: &Arc<CaptureControl>,
 ) -> Result<Telemetry, String> {
     let mut t = Telemetry::default();
     if !no_telemetry {
-        let commands = Commands::with_ethdev(
+        let mut commands = Commands::with_ethdev(
             version_string(env!("CARGO_PKG_VERSION")),
             ports.clone() as Arc<dyn PortSource>,
         );
+        capture
+            .register(&mut commands, ports.clone() as Arc<dyn CaptureTarget>)
+            .map_err(|e| e.to_string())?;
         match TelemetryServer::start(&TelemetryConfig::new(file_prefix), Arc::new(commands)) {
             Ok(s) => t.socket = Some(s),
             Err(e) => println!("Warning: telemetry disabled: {e}"),
@@ -204,8 +239,16 @@ pub fn start(
     }
     if let Some(addr) = metrics {
         let p = ports.clone();
-        let m = MetricsServer::start(addr, Arc::new(move || port_families(&*p)))
-            .map_err(|e| e.to_string())?;
+        let c = capture.clone();
+        let m = MetricsServer::start(
+            addr,
+            Arc::new(move || {
+                let mut f = port_families(&*p);
+                f.extend(ferrovia_telemetry::capture_families(&c));
+                f
+            }),
+        )
+        .map_err(|e| e.to_string())?;
         println!("Prometheus metrics on http://{}/metrics", m.local_addr());
         t.metrics = Some(m);
     }

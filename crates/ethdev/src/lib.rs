@@ -8,6 +8,7 @@
 
 pub mod burst;
 pub mod caps;
+pub mod capture;
 pub mod devargs;
 pub mod driver;
 pub mod error;
@@ -15,9 +16,11 @@ pub mod events;
 pub mod mac;
 pub mod port;
 pub mod stats;
+pub mod tap;
 
 pub use burst::{Burst, MAX_BURST};
 pub use caps::{Offloads, RxOffloads, TxOffloads, VirtioFeatures};
+pub use capture::{CaptureError, CaptureSpec, CaptureStatus, Captures};
 pub use devargs::{Devargs, KeyKind, KeySpec};
 pub use driver::{DriverSpec, OpenFn};
 pub use error::{Error, Result};
@@ -25,3 +28,4 @@ pub use events::{EventSink, PortEvent, PortEventKind};
 pub use mac::{MacAddr, MacParseError};
 pub use port::{Link, Port, PortConf, PortInfo, RxQueue, TxQueue};
 pub use stats::{ErrorCause, PortStats, QueueStats, QueueStatsSnapshot};
+pub use tap::{PortTap, QueueTap};

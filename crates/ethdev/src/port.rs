@@ -1,5 +1,7 @@
 //! The port abstraction.
 
+use std::sync::Arc;
+
 use ferrovia_memory::{LcoreCaches, Mempool};
 
 use crate::burst::Burst;
@@ -7,6 +9,7 @@ use crate::caps::{Offloads, RxOffloads, TxOffloads, VirtioFeatures};
 use crate::error::Result;
 use crate::events::EventSink;
 use crate::stats::PortStats;
+use crate::tap::PortTap;
 
 pub use crate::mac::MacAddr;
 
@@ -175,6 +178,11 @@ pub trait Port: Send {
     /// Enables or disables promiscuous mode (a no-op for virtual ports that accept everything).
     fn set_promisc(&mut self, _on: bool) -> Result<()> {
         Ok(())
+    }
+    /// The port's capture points, when it wears the capture wrapper
+    /// ([`capture::wrap`](crate::capture::wrap); every port the registry opens does).
+    fn capture_point(&self) -> Option<Arc<PortTap>> {
+        None
     }
 }
 

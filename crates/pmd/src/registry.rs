@@ -104,7 +104,8 @@ pub fn usage() -> String {
         .join("\n")
 }
 
-/// Opens a port from a devargs string such as `net_vhost0,iface=/tmp/sock0`.
+/// Opens a port from a devargs string such as `net_vhost0,iface=/tmp/sock0`, wearing the
+/// capture wrapper ([`ferrovia_ethdev::capture::wrap`]).
 pub fn open(devargs: &str, conf: &PortConf) -> Result<Box<dyn Port>> {
     let d = Devargs::parse(devargs)?;
     let spec = find(&d.driver).ok_or_else(|| Error::UnknownDriver {
@@ -113,7 +114,11 @@ pub fn open(devargs: &str, conf: &PortConf) -> Result<Box<dyn Port>> {
         registered: driver_names(),
     })?;
     d.check_keys(spec.keys)?;
-    (spec.open)(&d, conf)
+    // Every port gets its capture points here, whichever driver opened it.
+    Ok(ferrovia_ethdev::capture::wrap(
+        (spec.open)(&d, conf)?,
+        conf.port_id,
+    ))
 }
 
 #[cfg(test)]

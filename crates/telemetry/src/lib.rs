@@ -12,12 +12,16 @@
 //! Neither knows the application: ports come from a [`PortSource`] the application implements,
 //! which returns copies of counters ([`PortSnapshot`]). Nothing here touches a queue.
 
+pub mod capture;
+pub mod client;
 pub mod commands;
 pub mod metrics;
 pub mod server;
 
 use std::path::PathBuf;
 
+pub use capture::{CaptureControl, CaptureTarget, capture_families, status_json};
+pub use client::TelemetryClient;
 pub use commands::{Commands, Data, Handler, MAX_CMD_LEN, MAX_OUTPUT_LEN, version_string};
 pub use metrics::{
     Collector, MetricFamily, MetricKind, MetricsServer, Sample, port_families, render,

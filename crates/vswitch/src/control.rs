@@ -12,8 +12,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use ferrovia_ethdev::{MacAddr, Port, PortConf};
+use ferrovia_ethdev::capture::params::PortRef;
+use ferrovia_ethdev::{CaptureSpec, CaptureStatus, MacAddr, Port, PortConf, PortTap};
 use ferrovia_memory::{Mempool, MempoolConfig};
+use ferrovia_telemetry::{CaptureControl, CaptureTarget};
 use serde::Serialize;
 
 use crate::config::{BridgeConfig, PortConfig, RxqAssign, SwitchConfig};
@@ -99,6 +101,7 @@ pub struct Switch {
     stop: AtomicBool,
     control_thread: Mutex<Option<JoinHandle<()>>>,
     started: Instant,
+    capture: Arc<CaptureControl>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -306,6 +309,7 @@ impl Switch {
             stop: AtomicBool::new(false),
             control_thread: Mutex::new(None),
             started: Instant::now(),
+            capture: Arc::default(),
         });
         let weak = Arc::downgrade(&sw);
         let t = std::thread::Builder::new()
@@ -353,6 +357,7 @@ impl Switch {
         if self.stop.swap(true, Ordering::AcqRel) {
             return;
         }
+        let _ = self.capture.stop(None);
         if let Some(t) = self.control_thread.lock().unwrap().take()
             && t.thread().id() != std::thread::current().id()
         {
@@ -590,6 +595,15 @@ impl Switch {
     pub fn del_port(&self, name: &str) -> SwitchResult<()> {
         let mut st = self.lock();
         let slot = port_slot(&st, name)?;
+        // Its captures end first, so their files are complete.
+        for c in self.capture.stop_port(slot) {
+            log::info!(
+                "capture {} of port {name} stopped: {} packets written to {}",
+                c.id,
+                c.written,
+                c.spec.path.display()
+            );
+        }
         let p = st.ports[slot as usize].take().expect("slot found");
         self.publish(&st);
         let mut waits = Vec::new();
@@ -615,6 +629,36 @@ impl Switch {
         drop(port);
         log::info!("port {name} deleted");
         Ok(())
+    }
+
+    /// The switch's captures (the telemetry's `/ferrovia/capture/*` commands use them too).
+    pub fn captures(&self) -> &Arc<CaptureControl> {
+        &self.capture
+    }
+
+    /// Starts a capture on the port named `port` (its switch name, its devargs name, or its
+    /// number as `show ports` lists it).
+    pub fn capture_start(&self, port: &str, spec: CaptureSpec) -> SwitchResult<CaptureStatus> {
+        let r = {
+            let st = self.lock();
+            match port.parse::<u16>() {
+                Ok(n) if find_port(&st, port).is_none() => PortRef::Id(n),
+                _ => PortRef::Name(port.to_string()),
+            }
+        };
+        self.capture
+            .start_spec(self, &r, spec)
+            .map_err(SwitchError::Invalid)
+    }
+
+    /// Stops capture `id`, or every capture (`None`); returns their final counters.
+    pub fn capture_stop(&self, id: Option<u32>) -> SwitchResult<Vec<CaptureStatus>> {
+        self.capture.stop(id).map_err(SwitchError::Invalid)
+    }
+
+    /// The running captures with their counters.
+    pub fn capture_list(&self) -> Vec<CaptureStatus> {
+        self.capture.list()
     }
 
     /// Changes a port's VLAN settings.
@@ -1165,5 +1209,42 @@ impl Switch {
     pub fn routes(&self) -> serde_json::Value {
         let st = self.lock();
         st.router.show(&|id| bridge_name(&st, id))
+    }
+}
+
+impl CaptureTarget for Switch {
+    fn capture_point(&self, port: &PortRef) -> Result<Arc<PortTap>, String> {
+        let st = self.lock();
+        let found = match port {
+            PortRef::Id(n) => st.ports.get(*n as usize).and_then(Option::as_ref),
+            PortRef::Name(n) => st
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.cfg.name == *n || p.port.info().name == *n),
+        };
+        let p = found.ok_or_else(|| {
+            let names: Vec<&str> = st
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| p.cfg.name.as_str())
+                .collect();
+            format!(
+                "no port {} on the switch (ports: {}; ferrovia-ctl show ports lists them)",
+                match port {
+                    PortRef::Id(n) => n.to_string(),
+                    PortRef::Name(n) => n.clone(),
+                },
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })?;
+        p.port
+            .capture_point()
+            .ok_or_else(|| format!("port {} cannot be captured", p.cfg.name))
     }
 }

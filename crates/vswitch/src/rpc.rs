@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use crate::config::{BridgeConfig, PortConfig, RouterInterfaceConfig, RxqAssign};
 use crate::control::Switch;
 use crate::vlan::VlanConfig;
+use ferrovia_telemetry::status_json;
 
 /// Longest request line accepted.
 pub const MAX_REQUEST: usize = 1 << 20;
@@ -57,6 +58,12 @@ pub const METHODS: &[(&str, &str)] = &[
     ("pmd-rxq-rebalance", ""),
     ("set-rxq-assign", "mode (roundrobin|cycles)"),
     ("reset-stats", ""),
+    (
+        "capture-start",
+        "port file [queue] [dir (rx|tx|both)] [snaplen] [ring_size]",
+    ),
+    ("capture-stop", "[id]"),
+    ("capture-list", ""),
     ("version", ""),
     ("help", ""),
 ];
@@ -121,6 +128,58 @@ struct RouteArg {
 #[serde(deny_unknown_fields)]
 struct AssignArg {
     mode: RxqAssign,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureArg {
+    port: String,
+    file: String,
+    #[serde(default)]
+    queue: Option<u16>,
+    #[serde(default)]
+    dir: Option<String>,
+    #[serde(default)]
+    snaplen: Option<u64>,
+    #[serde(default)]
+    ring_size: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureId {
+    #[serde(default)]
+    id: Option<u32>,
+}
+
+fn capture_start(sw: &Switch, a: CaptureArg) -> Result<Value, RpcError> {
+    let (rx, tx) = match a.dir.as_deref() {
+        None | Some("both") => (true, true),
+        Some("rx") => (true, false),
+        Some("tx") => (false, true),
+        Some(d) => {
+            return Err(RpcError::params(
+                "capture-start",
+                format!("dir {d:?}: expected rx, tx or both"),
+            ));
+        }
+    };
+    let snaplen = match a.snaplen {
+        Some(n) => ferrovia_ethdev::capture::check_snaplen(n)
+            .map_err(|e| RpcError::params("capture-start", e))?,
+        None => ferrovia_ethdev::capture::pcapng::MAX_SNAPLEN,
+    };
+    let spec = ferrovia_ethdev::CaptureSpec {
+        queue: a.queue,
+        rx,
+        tx,
+        snaplen,
+        path: PathBuf::from(a.file),
+        ring_size: a.ring_size,
+    };
+    sw.capture_start(&a.port, spec)
+        .map(|s| status_json(&s))
+        .map_err(RpcError::switch)
 }
 
 fn params<T: for<'de> Deserialize<'de>>(method: &str, p: Value) -> Result<T, RpcError> {
@@ -214,6 +273,14 @@ pub fn call(sw: &Switch, method: &str, p: Value) -> Result<Value, RpcError> {
             sw.reset_stats();
             Ok(Value::Null)
         }
+        "capture-start" => capture_start(sw, params(method, p)?),
+        "capture-stop" => sw
+            .capture_stop(params::<CaptureId>(method, p)?.id)
+            .map(|v| json!(v.iter().map(status_json).collect::<Vec<_>>()))
+            .map_err(RpcError::switch),
+        "capture-list" => Ok(json!(
+            sw.capture_list().iter().map(status_json).collect::<Vec<_>>()
+        )),
         "version" => Ok(json!({ "version": env!("CARGO_PKG_VERSION"), "pmd_threads": sw.pmd_threads() })),
         "help" => Ok(json!(
             METHODS

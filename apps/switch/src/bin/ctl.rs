@@ -30,6 +30,11 @@ operations
   pmd-rxq-rebalance    spread Rx queues over PMD threads by measured cycles
   set-rxq-assign roundrobin|cycles
   reset-stats
+capture (pcapng; FILE may be a FIFO: mkfifo F; tshark -i F)
+  capture start PORT [--queue Q] [--dir rx|tx|both] [--snaplen N] [--ring-size N] FILE
+  capture stop [ID]    (no ID: every capture)
+  capture list
+other
   call METHOD [JSON]   any JSON-RPC method with raw params
   help                 the switch's method list
 
@@ -152,6 +157,7 @@ fn request(cmd: &str, a: &[String]) -> Result<(String, Value), String> {
             json!({"mode": need(a, 1, "set-rxq-assign roundrobin|cycles")?[0]}),
         ),
         "reset-stats" => r("reset-stats", Value::Null),
+        "capture" => capture_request(a),
         "help" => r("help", Value::Null),
         "call" => {
             let a = need(a, 1, "call METHOD [JSON]")?;
@@ -163,6 +169,96 @@ fn request(cmd: &str, a: &[String]) -> Result<(String, Value), String> {
         }
         other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
     }
+}
+
+const CAPTURE_USAGE: &str = "capture start PORT [--queue Q] [--dir rx|tx|both] [--snaplen N] [--ring-size N] FILE | capture stop [ID] | capture list";
+
+fn capture_request(a: &[String]) -> Result<(String, Value), String> {
+    match a.first().map(String::as_str) {
+        Some("start") => {
+            let mut m = serde_json::Map::new();
+            let mut pos = Vec::new();
+            let mut it = a[1..].iter();
+            while let Some(x) = it.next() {
+                let (k, inline) = match x.split_once('=') {
+                    Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
+                    _ => (x.as_str(), None),
+                };
+                let key = match k {
+                    "--queue" => "queue",
+                    "--dir" => "dir",
+                    "--snaplen" => "snaplen",
+                    "--ring-size" => "ring_size",
+                    o if o.starts_with("--") => {
+                        return Err(format!(
+                            "unknown option {o:?}\nusage: ferrovia-ctl {CAPTURE_USAGE}"
+                        ));
+                    }
+                    _ => {
+                        pos.push(x.clone());
+                        continue;
+                    }
+                };
+                let v = inline
+                    .or_else(|| it.next().cloned())
+                    .ok_or_else(|| format!("{k} needs a value"))?;
+                let val = if key == "dir" {
+                    Value::from(v)
+                } else {
+                    Value::from(
+                        v.parse::<u64>()
+                            .map_err(|_| format!("{k} {v}: {v:?} is not a number"))?,
+                    )
+                };
+                m.insert(key.into(), val);
+            }
+            let [port, file] = pos.as_slice() else {
+                return Err(format!("usage: ferrovia-ctl {CAPTURE_USAGE}"));
+            };
+            // The switch opens the file from its own directory: send an absolute path.
+            let file = std::path::Path::new(file);
+            let file = if file.is_absolute() {
+                file.to_path_buf()
+            } else {
+                std::env::current_dir().unwrap_or_default().join(file)
+            };
+            m.insert("port".into(), port.clone().into());
+            m.insert("file".into(), file.display().to_string().into());
+            Ok(("capture-start".into(), Value::Object(m)))
+        }
+        Some("stop") => match a.get(1) {
+            None => Ok(("capture-stop".into(), Value::Null)),
+            Some(id) => {
+                let id: u32 = id.parse().map_err(|_| {
+                    format!("capture stop {id}: the id is a number (capture list shows them)")
+                })?;
+                Ok(("capture-stop".into(), json!({ "id": id })))
+            }
+        },
+        Some("list") => Ok(("capture-list".into(), Value::Null)),
+        _ => Err(format!("usage: ferrovia-ctl {CAPTURE_USAGE}")),
+    }
+}
+
+fn capture_line(c: &Value) -> String {
+    format!(
+        "capture {}: port {} ({}) queue {} {} snaplen {} -> {} [{}] captured {} drops {} written {} ({} bytes)\n",
+        u(c, "id"),
+        u(c, "port"),
+        s(c, "name"),
+        match &c["queue"] {
+            Value::String(q) => q.clone(),
+            q => q.to_string(),
+        },
+        s(c, "dir"),
+        u(c, "snaplen"),
+        s(c, "file"),
+        s(c, "state"),
+        u(c, "captured"),
+        u(c, "drops"),
+        u(c, "written"),
+        u(c, "bytes")
+    )
 }
 
 fn u(v: &Value, k: &str) -> u64 {
@@ -341,6 +437,14 @@ fn pretty(method: &str, v: &Value) -> Option<String> {
                     o += &format!("neighbour {:<15} {}\n", s(e, "ip"), s(e, "mac"));
                 }
             }
+        }
+        "capture-start" => o += &capture_line(v),
+        "capture-stop" | "capture-list" => {
+            let l = v.as_array()?;
+            if l.is_empty() {
+                o += "no capture running\n";
+            }
+            l.iter().for_each(|c| o += &capture_line(c));
         }
         _ => return None,
     }
