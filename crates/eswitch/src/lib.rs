@@ -7,4 +7,6 @@
 //! Both are pure. Nothing here allocates per frame, takes a lock or makes a syscall.
 
 pub mod policy;
+pub mod ratelimit;
+pub mod veb;
 pub mod vfconfig;

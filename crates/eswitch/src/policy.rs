@@ -133,6 +133,12 @@ impl VfPolicy {
         MacAddr(self.macs[0])
     }
 
+    /// Whether the VF owns `mac` (one of its addresses).
+    #[inline]
+    pub fn owns_mac(&self, mac: &[u8]) -> bool {
+        self.owns(mac)
+    }
+
     #[inline]
     fn owns(&self, mac: &[u8]) -> bool {
         self.macs[..self.nb_macs].iter().any(|m| m[..] == *mac)

@@ -1,0 +1,494 @@
+//! The embedded switch (a NIC's VEB) in software: an uplink port and N VF ports, one polling
+//! thread, each VF's policy applied to what it sends and what it receives.
+//!
+//! Forwarding is by configured MAC, not by learning, as a NIC's VEB does it:
+//! - A frame from a VF, once its policy passes it, goes to the VF that owns the destination
+//!   MAC (with `tx_loopback` on). If no VF owns it, it goes to the uplink.
+//! - A frame from the uplink goes to the VF that owns the destination.
+//! - Broadcast and multicast go to every other VF whose policy accepts them, and to the
+//!   uplink when they came from a VF.
+//! - Unknown unicast from the uplink goes to VFs with promiscuous unicast.
+//!
+//! The receiving VF's policy always has the last word (VLAN filter, receive modes).
+//!
+//! Policy changes are published as a new snapshot. The thread notices the generation change
+//! with one relaxed load per loop and only then takes the lock, to pick the snapshot up. Frames
+//! never wait on a lock.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use ferrovia_ethdev::{Burst, MacAddr, Port, PortConf, RxQueue, TxQueue};
+use ferrovia_memory::{LcoreCaches, Mbuf, Mempool, MempoolConfig};
+use ferrovia_vswitch::frame::{copy_mbuf, pop_vlan, push_vlan};
+
+use crate::policy::{DropCause, TagAction, VfPolicy};
+use crate::ratelimit::TokenBucket;
+use crate::vfconfig::VfConfig;
+
+/// One VF: its port and its policy.
+#[derive(Clone, Debug)]
+pub struct VfSpec {
+    /// The port the VF's user drives (a vhost-user socket: `net_vhost0,iface=/run/vf0.sock`).
+    pub devargs: String,
+    /// Its policy.
+    pub config: VfConfig,
+}
+
+/// The switch's configuration.
+#[derive(Clone, Debug)]
+pub struct EswitchConfig {
+    /// The uplink port (any devargs: af_packet on a veth, vhost-user, ring).
+    pub uplink: String,
+    /// The VFs, vfid = index.
+    pub vfs: Vec<VfSpec>,
+    /// Frames between two VFs stay inside the switch (on) or go out of the uplink (off).
+    pub tx_loopback: bool,
+    /// Mbufs in the switch's pool.
+    pub mbufs: usize,
+}
+
+/// Counters of one VF, written by the switch thread only.
+#[derive(Debug, Default)]
+pub struct VfCounters {
+    /// Frames the VF sent that the switch forwarded.
+    pub tx_packets: AtomicU64,
+    /// Their bytes.
+    pub tx_bytes: AtomicU64,
+    /// Frames delivered to the VF.
+    pub rx_packets: AtomicU64,
+    /// Their bytes.
+    pub rx_bytes: AtomicU64,
+    /// Drops of frames from the VF, by cause.
+    pub tx_dropped: [AtomicU64; DROP_CAUSES],
+    /// Drops of frames to the VF, by cause.
+    pub rx_dropped: [AtomicU64; DROP_CAUSES],
+}
+
+/// Drop causes counted per direction: the policy's, then rate limit and a full port.
+pub const DROP_CAUSES: usize = 11;
+
+/// A counted drop cause's index and name.
+pub fn cause_index(c: DropCause) -> usize {
+    c as usize
+}
+/// Rate limit exceeded.
+pub const RATE_LIMITED: usize = 9;
+/// The destination port's queue was full.
+pub const QUEUE_FULL: usize = 10;
+
+/// The names of the drop counters, by index.
+pub const CAUSE_NAMES: [&str; DROP_CAUSES] = [
+    "runt",
+    "mac_spoof",
+    "vlan_spoof",
+    "untagged",
+    "vlan_filter",
+    "broadcast",
+    "multicast",
+    "unknown_unicast",
+    "disabled",
+    "rate_limited",
+    "queue_full",
+];
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
+struct Snapshot {
+    policies: Vec<VfPolicy>,
+    rates: Vec<Option<f64>>,
+    tx_loopback: bool,
+}
+
+struct Shared {
+    snapshot: Mutex<Arc<Snapshot>>,
+    generation: AtomicU64,
+    /// The generation the switch thread runs with.
+    applied: AtomicU64,
+    stop: AtomicBool,
+    counters: Vec<VfCounters>,
+    uplink_tx: AtomicU64,
+    uplink_rx: AtomicU64,
+    uplink_dropped: AtomicU64,
+}
+
+/// A running software NIC.
+pub struct Eswitch {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    configs: Mutex<Vec<VfConfig>>,
+}
+
+struct PortQ {
+    _port: Box<dyn Port>,
+    rx: Box<dyn RxQueue>,
+    tx: Box<dyn TxQueue>,
+    out: Burst,
+}
+
+fn open(devargs: &str, id: u16, pool: &Mempool) -> Result<PortQ, String> {
+    let mut p = ferrovia_pmd::open(devargs, &PortConf::new(id, pool.clone()))
+        .map_err(|e| format!("{devargs}: {e}"))?;
+    p.start().map_err(|e| format!("{devargs}: {e}"))?;
+    let rx = p.rx_queue(0).map_err(|e| format!("{devargs}: {e}"))?;
+    let tx = p.tx_queue(0).map_err(|e| format!("{devargs}: {e}"))?;
+    Ok(PortQ {
+        _port: p,
+        rx,
+        tx,
+        out: Burst::new(),
+    })
+}
+
+impl Eswitch {
+    /// Opens the ports and starts the switch thread.
+    pub fn start(cfg: &EswitchConfig) -> Result<Eswitch, String> {
+        if cfg.vfs.is_empty() || cfg.vfs.len() > 64 {
+            return Err(format!(
+                "an eswitch has 1 to 64 VFs ({} given)",
+                cfg.vfs.len()
+            ));
+        }
+        for (i, v) in cfg.vfs.iter().enumerate() {
+            if v.config.vfid as usize != i {
+                return Err(format!(
+                    "VF at position {i} has vfid {} (list the VFs in vfid order from 0)",
+                    v.config.vfid
+                ));
+            }
+        }
+        let pool = Mempool::new(MempoolConfig {
+            name: "eswitch".into(),
+            count: cfg.mbufs.max(4096),
+            ..Default::default()
+        })
+        .map_err(|e| format!("cannot create the eswitch's pool: {e}"))?;
+        let mut ports = vec![open(&cfg.uplink, 0, &pool)?];
+        for (i, v) in cfg.vfs.iter().enumerate() {
+            ports.push(open(&v.devargs, 1 + i as u16, &pool)?);
+        }
+        let snap = snapshot(cfg.vfs.iter().map(|v| &v.config), cfg.tx_loopback)?;
+        let shared = Arc::new(Shared {
+            snapshot: Mutex::new(Arc::new(snap)),
+            generation: AtomicU64::new(1),
+            applied: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            counters: (0..cfg.vfs.len()).map(|_| VfCounters::default()).collect(),
+            uplink_tx: AtomicU64::new(0),
+            uplink_rx: AtomicU64::new(0),
+            uplink_dropped: AtomicU64::new(0),
+        });
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("eswitch".into())
+            .spawn(move || run(sh, ports, pool))
+            .map_err(|e| format!("cannot start the eswitch thread: {e}"))?;
+        Ok(Eswitch {
+            shared,
+            thread: Some(thread),
+            configs: Mutex::new(cfg.vfs.iter().map(|v| v.config.clone()).collect()),
+        })
+    }
+
+    fn publish(
+        &self,
+        configs: &[VfConfig],
+        enabled: Option<(u32, bool, bool)>,
+    ) -> Result<(), String> {
+        let old = self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut snap = snapshot(configs.iter(), old.tx_loopback)?;
+        for (i, p) in snap.policies.iter_mut().enumerate() {
+            p.tx_enabled = old.policies[i].tx_enabled;
+            p.rx_enabled = old.policies[i].rx_enabled;
+        }
+        if let Some((vf, rx, tx)) = enabled {
+            snap.policies[vf as usize].rx_enabled = rx;
+            snap.policies[vf as usize].tx_enabled = tx;
+        }
+        *self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
+        self.shared.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Replaces a VF's policy (its vfid says which).
+    pub fn set_policy(&self, c: VfConfig) -> Result<(), String> {
+        let mut cfgs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        let i = c.vfid as usize;
+        if i >= cfgs.len() {
+            return Err(format!(
+                "no VF {i} (this eswitch has VFs 0..{})",
+                cfgs.len() - 1
+            ));
+        }
+        let mut next = cfgs.clone();
+        next[i] = c;
+        self.publish(&next, None)?;
+        *cfgs = next;
+        Ok(())
+    }
+
+    /// Enables or disables a VF's receive and transmit.
+    pub fn set_enabled(&self, vfid: u32, rx: bool, tx: bool) -> Result<(), String> {
+        let cfgs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        if vfid as usize >= cfgs.len() {
+            return Err(format!("no VF {vfid}"));
+        }
+        self.publish(&cfgs, Some((vfid, rx, tx)))
+    }
+
+    /// A VF's counters.
+    pub fn counters(&self, vfid: u32) -> Option<&VfCounters> {
+        self.shared.counters.get(vfid as usize)
+    }
+
+    /// Frames sent out of the uplink, received from it, and dropped because its queue was
+    /// full.
+    pub fn uplink_counts(&self) -> (u64, u64, u64) {
+        (
+            self.shared.uplink_tx.load(Ordering::Relaxed),
+            self.shared.uplink_rx.load(Ordering::Relaxed),
+            self.shared.uplink_dropped.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for Eswitch {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn snapshot<'a>(
+    configs: impl Iterator<Item = &'a VfConfig>,
+    tx_loopback: bool,
+) -> Result<Snapshot, String> {
+    let mut policies = Vec::new();
+    let mut rates = Vec::new();
+    for c in configs {
+        let default = MacAddr([0x02, 0xfe, 0, 0, (c.vfid >> 8) as u8, c.vfid as u8]);
+        policies.push(VfPolicy::compile(c, default)?);
+        rates.push(c.rate_mbps);
+    }
+    Ok(Snapshot {
+        policies,
+        rates,
+        tx_loopback,
+    })
+}
+
+fn ticks() -> u64 {
+    use std::sync::OnceLock;
+    static T0: OnceLock<std::time::Instant> = OnceLock::new();
+    T0.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Applies a tag action; false if it could not be done (no headroom).
+fn apply(m: &mut Mbuf, a: TagAction) -> bool {
+    match a {
+        TagAction::Keep => true,
+        TagAction::Insert(v) => push_vlan(m, v),
+        TagAction::Strip { and_inner } => {
+            let ok = pop_vlan(m);
+            if ok && and_inner {
+                let d = m.data();
+                if d.len() >= 18 && u16::from_be_bytes([d[12], d[13]]) == 0x8100 {
+                    return pop_vlan(m);
+                }
+            }
+            ok
+        }
+    }
+}
+
+/// The switch thread.
+fn run(sh: Arc<Shared>, mut ports: Vec<PortQ>, pool: Mempool) {
+    let mut caches = LcoreCaches::new();
+    let mut gen_seen = 0;
+    let mut snap = sh
+        .snapshot
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let nvf = ports.len() - 1;
+    let mut buckets: Vec<Option<TokenBucket>> = Vec::new();
+    let mut rx = Burst::new();
+    while !sh.stop.load(Ordering::Relaxed) {
+        let g = sh.generation.load(Ordering::Acquire);
+        if g != gen_seen {
+            snap = sh
+                .snapshot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let now = ticks();
+            buckets = snap
+                .rates
+                .iter()
+                .map(|r| r.map(|mbps| TokenBucket::new(mbps, 1e9, 32 * 1024, now)))
+                .collect();
+            gen_seen = g;
+            sh.applied.store(g, Ordering::Release);
+        }
+        let mut idle = true;
+        for src in 0..ports.len() {
+            if ports[src].rx.rx_burst(&mut caches, &mut rx, 32) == 0 {
+                continue;
+            }
+            idle = false;
+            let now = ticks();
+            for mut m in rx.drain(..) {
+                let from_vf = src.checked_sub(1);
+                // Egress policy of the sending VF.
+                if let Some(vf) = from_vf {
+                    let c = &sh.counters[vf];
+                    let act = match snap.policies[vf].egress(m.data()) {
+                        Ok(a) => a,
+                        Err(cause) => {
+                            bump(&c.tx_dropped[cause_index(cause)], 1);
+                            caches.free(m);
+                            continue;
+                        }
+                    };
+                    if let Some(b) = buckets.get_mut(vf).and_then(Option::as_mut)
+                        && !b.allow(m.pkt_len(), now)
+                    {
+                        bump(&c.tx_dropped[RATE_LIMITED], 1);
+                        caches.free(m);
+                        continue;
+                    }
+                    if !apply(&mut m, act) {
+                        bump(&c.tx_dropped[cause_index(DropCause::Runt)], 1);
+                        caches.free(m);
+                        continue;
+                    }
+                    bump(&c.tx_packets, 1);
+                    bump(&c.tx_bytes, m.pkt_len() as u64);
+                } else {
+                    bump(&sh.uplink_rx, 1);
+                }
+                // Destinations.
+                let dst: [u8; 6] = m.data()[0..6].try_into().expect("checked 14 bytes");
+                let group = dst[0] & 1 != 0;
+                let owner =
+                    (0..nvf).find(|&j| Some(j) != from_vf && snap.policies[j].owns_mac(&dst));
+                let to_uplink =
+                    from_vf.is_some() && (group || owner.is_none() || !snap.tx_loopback);
+                let mut targets: [bool; 64] = [false; 64];
+                for (j, t) in targets.iter_mut().enumerate().take(nvf) {
+                    *t = Some(j) != from_vf
+                        && if group {
+                            true
+                        } else if let Some(o) = owner {
+                            o == j && (from_vf.is_none() || snap.tx_loopback)
+                        } else {
+                            from_vf.is_none()
+                        };
+                }
+                let mut original = Some(m);
+                for j in 0..nvf.min(64) {
+                    if !targets[j] {
+                        continue;
+                    }
+                    let view = original.as_ref().expect("kept until the last target");
+                    let act = match snap.policies[j].ingress(view.data()) {
+                        Ok(a) => a,
+                        Err(cause) => {
+                            if !group {
+                                bump(&sh.counters[j].rx_dropped[cause_index(cause)], 1);
+                            }
+                            continue;
+                        }
+                    };
+                    let last = sent_one_is_last(&targets, j, to_uplink);
+                    let mut copy = if last {
+                        original.take().expect("present")
+                    } else {
+                        match copy_mbuf(&mut caches, &pool, view) {
+                            Some(c) => c,
+                            None => continue,
+                        }
+                    };
+                    if !apply(&mut copy, act) {
+                        caches.free(copy);
+                        continue;
+                    }
+                    flush_if_full(&mut ports[1 + j], &mut caches, Some(&sh.counters[j]));
+                    let _ = ports[1 + j].out.try_push(copy);
+                }
+                if to_uplink && let Some(m) = original.take() {
+                    flush_if_full(&mut ports[0], &mut caches, None);
+                    let _ = ports[0].out.try_push(m);
+                    bump(&sh.uplink_tx, 1);
+                }
+                if let Some(m) = original.take() {
+                    caches.free(m);
+                }
+            }
+            // Flush every port's batch after each receive burst.
+            for (i, p) in ports.iter_mut().enumerate() {
+                let c = i.checked_sub(1).map(|vf| &sh.counters[vf]);
+                let left = flush(p, &mut caches, c);
+                if i == 0 && left > 0 {
+                    bump(&sh.uplink_dropped, left);
+                }
+            }
+        }
+        if idle {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Sends a port's batch; what the port does not take is dropped and counted (to a VF:
+/// `queue_full`), what it takes is counted as delivered.
+fn flush(p: &mut PortQ, caches: &mut LcoreCaches, c: Option<&VfCounters>) -> u64 {
+    if p.out.is_empty() {
+        return 0;
+    }
+    let (n, bytes) = (
+        p.out.len() as u64,
+        p.out.iter().map(|m| m.pkt_len() as u64).sum::<u64>(),
+    );
+    p.tx.tx_burst(caches, &mut p.out);
+    let (left, left_bytes) = (
+        p.out.len() as u64,
+        p.out.iter().map(|m| m.pkt_len() as u64).sum::<u64>(),
+    );
+    for m in p.out.drain(..) {
+        caches.free(m);
+    }
+    if let Some(c) = c {
+        bump(&c.rx_packets, n - left);
+        bump(&c.rx_bytes, bytes - left_bytes);
+        if left > 0 {
+            bump(&c.rx_dropped[QUEUE_FULL], left);
+        }
+    }
+    left
+}
+
+fn flush_if_full(p: &mut PortQ, caches: &mut LcoreCaches, c: Option<&VfCounters>) {
+    if p.out.is_full() {
+        flush(p, caches, c);
+    }
+}
+
+/// Whether `j` is the last delivery target (then the original mbuf goes, not a copy).
+fn sent_one_is_last(targets: &[bool; 64], j: usize, to_uplink: bool) -> bool {
+    !to_uplink && !targets[j + 1..].iter().any(|&t| t)
+}

@@ -1,0 +1,365 @@
+//! The software NIC's policies proven on traffic: containers (virtio-user ports in this
+//! process) on the VFs' vhost-user sockets, and a peer on the uplink's.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ferrovia_eswitch::policy::DropCause;
+use ferrovia_eswitch::veb::{Eswitch, EswitchConfig, RATE_LIMITED, VfSpec, cause_index};
+use ferrovia_eswitch::vfconfig::{Limits, VfConfig};
+use ferrovia_ethdev::{Burst, Port, PortConf, RxQueue, TxQueue};
+use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("fesw-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+    fn sock(&self, n: &str) -> PathBuf {
+        self.0.join(format!("{n}.sock"))
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Peer {
+    _port: Box<dyn Port>,
+    rx: Box<dyn RxQueue>,
+    tx: Box<dyn TxQueue>,
+    caches: LcoreCaches,
+    pool: Mempool,
+}
+
+static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(300);
+
+impl Peer {
+    fn attach(sock: &Path) -> Peer {
+        let pool = Mempool::new(MempoolConfig {
+            count: 4096,
+            ..Default::default()
+        })
+        .unwrap();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut port = ferrovia_pmd::open(
+            &format!("net_virtio_user{n},path={}", sock.display()),
+            &PortConf::new(n, pool.clone()),
+        )
+        .unwrap();
+        port.start().unwrap();
+        let t0 = Instant::now();
+        while !port.link().up {
+            assert!(t0.elapsed() < Duration::from_secs(10), "link never came up");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let rx = port.rx_queue(0).unwrap();
+        let tx = port.tx_queue(0).unwrap();
+        Peer {
+            _port: port,
+            rx,
+            tx,
+            caches: LcoreCaches::new(),
+            pool,
+        }
+    }
+
+    fn send(&mut self, frames: &[Vec<u8>]) {
+        for chunk in frames.chunks(32) {
+            let mut b = Burst::new();
+            for f in chunk {
+                let mut m = self.caches.for_pool(&self.pool).alloc().unwrap();
+                m.append(f.len()).unwrap().copy_from_slice(f);
+                b.push(m);
+            }
+            let t0 = Instant::now();
+            while !b.is_empty() {
+                self.tx.tx_burst(&mut self.caches, &mut b);
+                assert!(t0.elapsed() < Duration::from_secs(2), "tx stuck");
+            }
+        }
+    }
+
+    /// Receives until `n` frames came (at most 5 s), then waits 50 ms more for extras.
+    fn expect(&mut self, n: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        while out.len() < n && t0.elapsed() < Duration::from_secs(5) {
+            out.extend(self.recv_for(Duration::from_millis(2)));
+        }
+        out.extend(self.recv_for(Duration::from_millis(50)));
+        out
+    }
+
+    fn recv_for(&mut self, wait: Duration) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut b = Burst::new();
+        let t0 = Instant::now();
+        while t0.elapsed() < wait {
+            if self.rx.rx_burst(&mut self.caches, &mut b, 32) == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            for m in b.drain(..) {
+                out.push(m.to_vec());
+                self.caches.free(m);
+            }
+        }
+        out
+    }
+}
+
+const MAC0: [u8; 6] = [2, 0, 0, 0, 0xf0, 0];
+const MAC1: [u8; 6] = [2, 0, 0, 0, 0xf0, 1];
+const MAC2: [u8; 6] = [2, 0, 0, 0, 0xf0, 2];
+const REMOTE: [u8; 6] = [2, 0, 0, 0, 0xee, 1];
+const BCAST: [u8; 6] = [0xff; 6];
+
+fn frame(dst: [u8; 6], src: [u8; 6], vid: Option<u16>, len: usize, seq: u8) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend(dst);
+    f.extend(src);
+    if let Some(v) = vid {
+        f.extend(0x8100u16.to_be_bytes());
+        f.extend(v.to_be_bytes());
+    }
+    f.extend(0x88b5u16.to_be_bytes());
+    f.push(seq);
+    f.resize(len, seq);
+    f
+}
+
+fn vf(json: &str) -> VfConfig {
+    VfConfig::parse(
+        json,
+        "test",
+        &Limits {
+            max_vfs: 4,
+            line_rate_mbps: 10_000.0,
+        },
+    )
+    .unwrap()
+}
+
+/// The tests of this file run one at a time: each switch thread polls without pause, and
+/// several at once on a 2-core machine starve each other (and the containers) for seconds.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct World {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    dir: TempDir,
+    sw: Eswitch,
+    uplink: Peer,
+    vfs: Vec<Peer>,
+}
+
+fn world(tag: &str, configs: &[&str], tx_loopback: bool) -> World {
+    let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = TempDir::new(tag);
+    let cfg = EswitchConfig {
+        uplink: format!("net_vhost0,iface={}", dir.sock("uplink").display()),
+        vfs: configs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| VfSpec {
+                devargs: format!(
+                    "net_vhost{},iface={}",
+                    i + 1,
+                    dir.sock(&format!("vf{i}")).display()
+                ),
+                config: vf(c),
+            })
+            .collect(),
+        tx_loopback,
+        mbufs: 8192,
+    };
+    let sw = Eswitch::start(&cfg).unwrap();
+    let uplink = Peer::attach(&dir.sock("uplink"));
+    let vfs = (0..configs.len())
+        .map(|i| Peer::attach(&dir.sock(&format!("vf{i}"))))
+        .collect();
+    World {
+        _serial: serial,
+        dir,
+        sw,
+        uplink,
+        vfs,
+    }
+}
+
+const VF0: &str = r#"{"name":"a","vfid":0,"macs":["02:00:00:00:f0:00"],"allow_bcast":true}"#;
+const VF1: &str = r#"{"name":"b","vfid":1,"macs":["02:00:00:00:f0:01"]}"#;
+/// How long a negative check waits for a frame that must not come.
+const T: Duration = Duration::from_millis(200);
+
+#[test]
+fn unicast_isolation_and_mac_anti_spoof() {
+    let mut w = world("mac", &[VF0, VF1], true);
+    // VF0 → VF1 stays inside the switch (tx loopback on).
+    let f = frame(MAC1, MAC0, None, 100, 1);
+    w.vfs[0].send(std::slice::from_ref(&f));
+    assert_eq!(w.vfs[1].expect(1), vec![f.clone()]);
+    assert!(w.uplink.recv_for(T).is_empty());
+    // A spoofed source: dropped and counted, nobody sees it.
+    w.vfs[0].send(&[frame(MAC1, MAC2, None, 100, 2)]);
+    assert!(w.vfs[1].recv_for(T).is_empty());
+    assert!(w.uplink.recv_for(T).is_empty());
+    let c = w.sw.counters(0).unwrap();
+    assert_eq!(
+        c.tx_dropped[cause_index(DropCause::MacSpoof)].load(Ordering::Relaxed),
+        1
+    );
+    // Unicast from the uplink to VF1 reaches VF1 only; to an unknown MAC, nobody.
+    let g = frame(MAC1, REMOTE, None, 200, 3);
+    w.uplink
+        .send(&[g.clone(), frame(MAC2, REMOTE, None, 200, 4)]);
+    assert_eq!(w.vfs[1].expect(1), vec![g]);
+    assert!(w.vfs[0].recv_for(T).is_empty());
+    // Anti-spoof off (policy changed at run time): the spoofed frame passes.
+    w.sw.set_policy(vf(
+        r#"{"name":"a","vfid":0,"macs":["02:00:00:00:f0:00"],"mac_anti_spoof":false}"#,
+    ))
+    .unwrap();
+    let s = frame(REMOTE, MAC2, None, 100, 5);
+    w.vfs[0].send(std::slice::from_ref(&s));
+    assert_eq!(w.uplink.expect(1), vec![s]);
+}
+
+#[test]
+fn tx_loopback_off_sends_vf_to_vf_out_of_the_uplink() {
+    let mut w = world("lb", &[VF0, VF1], false);
+    let f = frame(MAC1, MAC0, None, 100, 1);
+    w.vfs[0].send(std::slice::from_ref(&f));
+    assert!(w.vfs[1].recv_for(T).is_empty());
+    assert_eq!(w.uplink.expect(1), vec![f]);
+}
+
+#[test]
+fn vlan_insert_strip_filter_and_anti_spoof() {
+    let cfg0 =
+        r#"{"name":"a","vfid":0,"macs":["02:00:00:00:f0:00"],"vlans":[10],"strip_stag":true}"#;
+    let cfg1 = r#"{"name":"b","vfid":1,"macs":["02:00:00:00:f0:01"],"vlans":[20,30]}"#;
+    let mut w = world("vlan", &[cfg0, cfg1], true);
+    // VF0 sends untagged: the wire sees VLAN 10.
+    w.vfs[0].send(&[frame(REMOTE, MAC0, None, 100, 1)]);
+    assert_eq!(
+        w.uplink.expect(1),
+        vec![frame(REMOTE, MAC0, Some(10), 104, 1)]
+    );
+    // The wire sends VLAN 10 to VF0: it arrives untagged. VLAN 11: filtered.
+    w.uplink.send(&[
+        frame(MAC0, REMOTE, Some(10), 104, 2),
+        frame(MAC0, REMOTE, Some(11), 104, 3),
+    ]);
+    assert_eq!(w.vfs[0].expect(1), vec![frame(MAC0, REMOTE, None, 100, 2)]);
+    // VF0 tagging by itself is VLAN spoofing.
+    w.vfs[0].send(&[frame(REMOTE, MAC0, Some(99), 104, 4)]);
+    assert!(w.uplink.recv_for(T).is_empty());
+    let c = w.sw.counters(0).unwrap();
+    assert_eq!(
+        c.tx_dropped[cause_index(DropCause::VlanSpoof)].load(Ordering::Relaxed),
+        1
+    );
+    // VF1 is a trunk of 20 and 30: its tags pass, 40 and untagged do not.
+    w.vfs[1].send(&[
+        frame(REMOTE, MAC1, Some(20), 104, 5),
+        frame(REMOTE, MAC1, Some(40), 104, 6),
+        frame(REMOTE, MAC1, None, 100, 7),
+    ]);
+    assert_eq!(
+        w.uplink.expect(1),
+        vec![frame(REMOTE, MAC1, Some(20), 104, 5)]
+    );
+    let c = w.sw.counters(1).unwrap();
+    assert_eq!(
+        c.tx_dropped[cause_index(DropCause::VlanSpoof)].load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        c.tx_dropped[cause_index(DropCause::Untagged)].load(Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn receive_modes_and_disabled_vfs() {
+    let mut w = world("rxmode", &[VF0, VF1], true);
+    // Broadcast from the uplink: VF0 (allow_bcast) gets it, VF1 does not.
+    let b = frame(BCAST, REMOTE, None, 80, 1);
+    w.uplink.send(std::slice::from_ref(&b));
+    assert_eq!(w.vfs[0].expect(1), vec![b.clone()]);
+    assert!(w.vfs[1].recv_for(T).is_empty());
+    // VF1 turns on broadcast: now both.
+    w.sw.set_policy(vf(
+        r#"{"name":"b","vfid":1,"macs":["02:00:00:00:f0:01"],"allow_bcast":true}"#,
+    ))
+    .unwrap();
+    w.uplink.send(std::slice::from_ref(&b));
+    assert_eq!(w.vfs[1].expect(1), vec![b.clone()]);
+    // Unknown unicast reaches only a VF with allow_un_ucast.
+    w.sw.set_policy(vf(
+        r#"{"name":"b","vfid":1,"macs":["02:00:00:00:f0:01"],"allow_un_ucast":true}"#,
+    ))
+    .unwrap();
+    let u = frame(MAC2, REMOTE, None, 80, 2);
+    w.uplink.send(std::slice::from_ref(&u));
+    assert_eq!(w.vfs[1].expect(1), vec![u]);
+    assert!(w.vfs[0].recv_for(T).len() <= 1); // the earlier broadcast at most
+    // A disabled VF neither sends nor receives.
+    w.sw.set_enabled(0, false, false).unwrap();
+    w.vfs[0].send(&[frame(REMOTE, MAC0, None, 80, 3)]);
+    w.uplink.send(&[frame(MAC0, REMOTE, None, 80, 4)]);
+    assert!(w.uplink.recv_for(T).is_empty());
+    assert!(w.vfs[0].recv_for(T).is_empty());
+    let c = w.sw.counters(0).unwrap();
+    assert_eq!(
+        c.tx_dropped[cause_index(DropCause::Disabled)].load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        c.rx_dropped[cause_index(DropCause::Disabled)].load(Ordering::Relaxed),
+        1
+    );
+    // Enabled again, traffic flows.
+    w.sw.set_enabled(0, true, true).unwrap();
+    let f = frame(REMOTE, MAC0, None, 80, 5);
+    w.vfs[0].send(std::slice::from_ref(&f));
+    assert_eq!(w.uplink.expect(1), vec![f]);
+}
+
+#[test]
+fn rate_limit_holds() {
+    // 20 Mbit/s; the VF offers far more for 2 s (frames of 1000 bytes).
+    let cfg = r#"{"name":"a","vfid":0,"macs":["02:00:00:00:f0:00"],"rate":20}"#;
+    let mut w = world("rate", &[cfg], true);
+    let frames: Vec<Vec<u8>> = (0..32)
+        .map(|i| frame(REMOTE, MAC0, None, 1000, i))
+        .collect();
+    let t0 = Instant::now();
+    let mut got = 0u64;
+    while t0.elapsed() < Duration::from_secs(2) {
+        w.vfs[0].send(&frames);
+        got += w.uplink.recv_for(Duration::from_millis(1)).len() as u64;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    got += w.uplink.recv_for(T).len() as u64;
+    let limited = w.sw.counters(0).unwrap().tx_dropped[RATE_LIMITED].load(Ordering::Relaxed);
+    assert!(limited > 0, "the VF offered more than its rate");
+    // The bucket's guarantee: at most rate × time plus one burst (32 KiB).
+    let bytes = got as f64 * 1024.0;
+    let max = 20e6 / 8.0 * secs + 32.0 * 1024.0 + 10_000.0;
+    assert!(
+        bytes <= max * 1.05,
+        "{bytes} bytes in {secs} s, at most {max}"
+    );
+    assert!(
+        bytes >= 20e6 / 8.0 * 2.0 * 0.95,
+        "{bytes} bytes in {secs} s"
+    );
+    let _ = &w.dir;
+}
