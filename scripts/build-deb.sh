@@ -37,7 +37,7 @@ install -m 0755 "$REL/testpmd" "$P/usr/bin/ferrovia-testpmd"
 for b in ferrovia-switch ferrovia-ctl ferrovia-pktcheck ferrovia-pktgen ferrovia-pvp; do
     install -m 0755 "$REL/$b" "$P/usr/bin/$b"
 done
-[ -x "$REL/ferrovia-pdump" ] && install -m 0755 "$REL/ferrovia-pdump" "$P/usr/bin/ferrovia-pdump"
+install -m 0755 "$REL/ferrovia-pdump" "$P/usr/bin/ferrovia-pdump"
 install -m 0755 "$REL/ferrovia-cni" "$P/usr/lib/cni/ferrovia-cni"
 strip --strip-unneeded "$P"/usr/bin/* "$P/usr/lib/cni/ferrovia-cni" 2>/dev/null || true
 

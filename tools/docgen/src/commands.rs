@@ -388,6 +388,26 @@ pub fn ctl() -> Command {
                 .arg(name("METHOD"))
                 .arg(Arg::new("JSON")),
         )
+        .subcommand(
+            Command::new("capture")
+                .about("packet capture on a port, to pcapng")
+                .subcommand(
+                    Command::new("start")
+                        .about("start capturing a port")
+                        .arg(name("PORT"))
+                        .arg(opt("queue", "Q", "one queue (default: all)"))
+                        .arg(opt("dir", "rx|tx|both", "direction (both)"))
+                        .arg(opt("snaplen", "N", "bytes kept per packet (1..262144)"))
+                        .arg(opt("ring-size", "N", "capture ring slots per queue"))
+                        .arg(name("FILE")),
+                )
+                .subcommand(
+                    Command::new("stop")
+                        .about("stop a capture (all without ID)")
+                        .arg(Arg::new("ID")),
+                )
+                .subcommand(Command::new("list").about("captures and their counters")),
+        )
         .subcommand(Command::new("help").about("the switch's method list"))
         .disable_help_subcommand(true)
 }
@@ -509,7 +529,31 @@ pub fn pvp() -> Command {
         .arg(opt("report", "FILE", "an HTML report with SVG charts"))
 }
 
+/// `ferrovia-pdump`.
+pub fn pdump() -> Command {
+    Command::new("ferrovia-pdump")
+        .about("capture packets of a running testpmd or ferrovia-switch into pcapng")
+        .long_about(
+            "ferrovia-pdump takes dpdk-pdump's argument form and asks a running testpmd or \
+             ferrovia-switch, over its telemetry socket (<runtime dir>/dpdk/PREFIX/\
+             dpdk_telemetry.v2), to capture ports and queues into pcapng files or FIFOs \
+             (tshark -i FIFO reads live). PARAMS: port=N or device_id=NAME; queue=N or *; \
+             rx-dev=FILE, tx-dev=FILE (the same file: both directions) or dev=FILE with \
+             dir=rx|tx|both; snaplen=N (1..262144); ring-size=N. It stops on Ctrl-C.",
+        )
+        .override_usage("ferrovia-pdump [--file-prefix=PREFIX] -- --pdump '<params>' [...]")
+        .arg(opt("file-prefix", "PREFIX", "the target's telemetry directory (rte)"))
+        .arg(opt("pdump", "PARAMS", "what to capture, where (repeatable)").action(ArgAction::Append))
+        .arg(opt("duration", "SECS", "stop after SECS seconds"))
+        .arg(opt("count", "N", "stop once N packets are written"))
+        .arg(opt("interval", "SECS", "print counters every SECS (1; 0: only at the end)"))
+        .after_help(
+            "EXAMPLE\n\
+             ferrovia-pdump --file-prefix=host -- --pdump 'port=0,queue=*,rx-dev=/tmp/rx.pcapng,tx-dev=/tmp/tx.pcapng'",
+        )
+}
+
 /// Every command, with the binary that implements it.
 pub fn all() -> Vec<Command> {
-    vec![testpmd(), switch(), ctl(), cni(), pktgen(), pvp()]
+    vec![testpmd(), switch(), ctl(), cni(), pktgen(), pvp(), pdump()]
 }
