@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# PVP with a real VM as the VNF (issue 20, item 3b): the loop of docs/pktgen.md with the QEMU
+# guest in place of the container VNF.
+#
+#   ferrovia-pktgen A ─ genA ┐                        ┌ vnf0 ─ eth0 ┐ guest: our testpmd,
+#                            ├ host testpmd io ───────┤             │ macswap on
+#   ferrovia-pktgen B ─ genB ┘ (4 vhost-user servers) └ vnf1 ─ eth1 ┘ net_af_packet0/1
+#
+# - host: target/release/testpmd in io mode with four vhost-user server ports, in this order:
+#   genA, vnf0, genB, vnf1 (paired topology: 0<->1, 2<->3);
+# - guest: QEMU (TCG) with two virtio-net-pci devices on vnf0 and vnf1 (vhost-user, QEMU as
+#   client, guest memory a shared memfd). tests/qemu/pvp-vm-guest.sh is its /init, appended
+#   with our testpmd and its shared libraries as a second cpio to the harness's initramfs (as
+#   vhost-kernel.sh does); it brings eth0/eth1 up in promiscuous mode and runs our testpmd
+#   with --vdev net_af_packet0,iface=eth0 --vdev net_af_packet1,iface=eth1 in macswap mode;
+# - generator: target/release/ferrovia-pktgen on virtio-user ports on genA and genB, both
+#   directions, at a rate the TCG guest carries without loss.
+#
+# Verdict, from the generator's JSON: per stream, received == sent (PV_MAX_LOSS frames of
+# slack, default 0), no duplicates, and at least 90 % of the requested load actually sent.
+#
+# Exit status: 0 pass (or skipped: no qemu-system-x86_64, no harness), 1 fail, 2 no result
+# (the guest did not come up).
+# Env: QG_TOOLS (harness), PV_RATE (per stream, default 2kpps), PV_DURATION (5), PV_WARMUP
+# (2), PV_SIZE (frame size, default 60), PV_MAX_LOSS (0), PV_SMP (guest vCPUs, 1),
+# PV_TIMEOUT (QEMU wall-clock limit, 150 s), PV_NO_BUILD=1 (use the binaries as they are),
+# PV_KEEP=1 (keep the work directory).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+skip() {
+    echo "SKIP pvp-vm: $*"
+    exit 0
+}
+
+QG=${QG_TOOLS:-}
+if [ -z "$QG" ]; then
+    for d in "$ROOT/../shared/tools/qemu-guest" /work/shared/tools/qemu-guest; do
+        if [ -x "$d/build-initramfs.sh" ]; then QG=$d; break; fi
+    done
+fi
+[ -n "$QG" ] && [ -x "$QG/build-initramfs.sh" ] ||
+    skip "the QEMU guest harness is not there (looked in ../shared/tools/qemu-guest; set QG_TOOLS)"
+command -v qemu-system-x86_64 >/dev/null ||
+    skip "qemu-system-x86_64 is not installed (the harness's build-initramfs.sh installs it)"
+CACHE=${QG_CACHE:-/var/tmp/qemu-guest}
+QG_CACHE=$CACHE "$QG/build-initramfs.sh" >/dev/null 2>&1 ||
+    skip "the harness could not build its initramfs ($QG/build-initramfs.sh failed)"
+# shellcheck disable=SC1091
+. "$CACHE/guest.env"
+[ -r "$KERNEL" ] && [ -r "$INITRD" ] || skip "no guest kernel or initramfs in $CACHE"
+if [ "${PV_NO_BUILD:-0}" != 1 ]; then
+    cargo build --release -q -p ferrovia-testpmd -p ferrovia-pktgen
+fi
+TESTPMD=$ROOT/target/release/testpmd
+PKTGEN=$ROOT/target/release/ferrovia-pktgen
+for b in "$TESTPMD" "$PKTGEN"; do
+    [ -x "$b" ] || { echo "FAIL pvp-vm: $b is not built"; exit 1; }
+done
+
+RATE=${PV_RATE:-2kpps}
+DURATION=${PV_DURATION:-5}
+WARMUP=${PV_WARMUP:-2}
+SIZE=${PV_SIZE:-60}
+MAX_LOSS=${PV_MAX_LOSS:-0}
+SMP=${PV_SMP:-1}
+TIMEOUT=${PV_TIMEOUT:-150}
+MEM=512
+
+WORK=$(mktemp -d /tmp/ferrovia-pvpvm.XXXXXX)
+HPID= QPID= GPID= HOLDPID=
+stop_pid() { # pid signal: signal it, give it 5 s, then SIGKILL
+    local p=$1 i=0
+    [ -n "$p" ] || return 0
+    kill "-$2" "$p" 2>/dev/null || return 0
+    while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+}
+cleanup() {
+    stop_pid "$GPID" INT
+    stop_pid "$QPID" TERM
+    stop_pid "$HPID" INT
+    stop_pid "$HOLDPID" TERM
+    exec 3>&- 2>/dev/null || true
+    if [ "${PV_KEEP:-0}" = 1 ]; then echo "pvp-vm: work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+T0=$(date +%s.%N)
+since() { awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $T0}"; }
+
+# ---- the guest's extra archive: our testpmd, its libraries, /init -------------------------
+R=$WORK/root
+mkdir -p "$R/bin"
+objcopy --strip-debug "$TESTPMD" "$R/bin/testpmd"
+for lib in $(ldd "$TESTPMD" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+    mkdir -p "$R$(dirname "$lib")"
+    cp -L "$lib" "$R$lib"
+done
+install -m 755 tests/qemu/pvp-vm-guest.sh "$R/init"
+(cd "$R" && find . | LC_ALL=C sort | busybox cpio -o -H newc -R 0:0 2>/dev/null) | gzip -1 >"$WORK/extra.cpio.gz"
+cat "$INITRD" "$WORK/extra.cpio.gz" >"$WORK/initrd.gz"
+
+# ---- host: testpmd io on genA, vnf0, genB, vnf1 --------------------------------------------
+S=$WORK
+"$TESTPMD" --no-telemetry --lcores 0@0,1@0 \
+    --vdev "net_vhost0,iface=$S/genA.sock" --vdev "net_vhost1,iface=$S/vnf0.sock" \
+    --vdev "net_vhost2,iface=$S/genB.sock" --vdev "net_vhost3,iface=$S/vnf1.sock" \
+    -- --forward-mode=io --stats-period 60 --rxd=1024 --txd=1024 \
+    </dev/null >"$WORK/host.log" 2>&1 &
+HPID=$!
+for s in genA vnf0 genB vnf1; do
+    i=0
+    while [ ! -S "$S/$s.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ ! -S "$S/$s.sock" ]; then
+        echo "FAIL pvp-vm: the host testpmd did not create $s.sock"
+        tail -20 "$WORK/host.log" | sed 's/^/    host: /'
+        exit 1
+    fi
+done
+echo "pvp-vm: host testpmd (io, genA vnf0 genB vnf1) up at $(since) s"
+
+# ---- guest ---------------------------------------------------------------------------------
+# The serial console's input is a fifo we hold open on fd 3: one line on it ends the guest's
+# run (pv.hold bounds the wait otherwise).
+mkfifo "$WORK/console.in"
+exec 3<>"$WORK/console.in"
+HOLD=$((TIMEOUT - 20))
+QEMU=(qemu-system-x86_64 -accel tcg -cpu max -M pc -smp "$SMP" -m "${MEM}M"
+    -object "memory-backend-memfd,id=mem,size=${MEM}M,share=on" -numa node,memdev=mem
+    -nodefaults -display none -no-reboot -monitor none -serial stdio
+    -kernel "$KERNEL" -initrd "$WORK/initrd.gz"
+    -append "console=ttyS0 panic=-1 loglevel=4 pv.hold=$HOLD"
+    -chardev "socket,id=vu0,path=$S/vnf0.sock" -netdev vhost-user,id=net0,chardev=vu0
+    -device virtio-net-pci,netdev=net0,mac=52:54:00:00:00:10,vectors=0,addr=0x4
+    -chardev "socket,id=vu1,path=$S/vnf1.sock" -netdev vhost-user,id=net1,chardev=vu1
+    -device virtio-net-pci,netdev=net1,mac=52:54:00:00:00:11,vectors=0,addr=0x5)
+echo "pvp-vm: ${QEMU[*]}"
+timeout --kill-after=5 "$TIMEOUT" "${QEMU[@]}" <&3 >"$WORK/console.log" 2>&1 &
+QPID=$!
+console() { tr -d '\r' <"$WORK/console.log"; }
+i=0
+while ! console | grep -q '^PV-READY' && kill -0 "$QPID" 2>/dev/null && [ $i -lt 900 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+if ! console | grep -q '^PV-READY'; then
+    echo "FAIL pvp-vm: the guest's testpmd did not come up within $(since) s; console tail:"
+    console | tail -30 | sed 's/^/    /'
+    exit 2
+fi
+console | grep -E '^PV: ' | sed 's/^PV: /  guest: /'
+echo "pvp-vm: guest forwarding at $(since) s"
+
+# ---- generator -----------------------------------------------------------------------------
+GEN=("$PKTGEN" --port "net_virtio_user0,path=$S/genA.sock" --port "net_virtio_user1,path=$S/genB.sock"
+    --bidir --rate "$RATE" --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" --quiet --json -)
+echo "pvp-vm: ${GEN[*]}"
+GRC=0
+timeout --kill-after=5 $((60 + ${DURATION%.*} + ${WARMUP%.*})) "${GEN[@]}" \
+    >"$WORK/pktgen.out" 2>"$WORK/pktgen.err" &
+GPID=$!
+wait "$GPID" || GRC=$?
+GPID=
+sed '/^{/,$d' "$WORK/pktgen.out" | sed 's/^/  pktgen: /'
+sed -n '/^{/,$p' "$WORK/pktgen.out" >"$WORK/pktgen.json"
+
+# ---- stop the guest, collect its counters --------------------------------------------------
+echo stop >&3
+QRC=0
+wait "$QPID" || QRC=$?
+QPID=
+console | grep -E '^PV: ' | sed -n '/PV-READY/,$p;/testpmd: /p' | sed 's/^PV: /  guest: /' | grep -v ' mac=' | tail -20 || true
+console | grep -E '^PV-STATS ' | sed 's/^PV-STATS /  guest: /'
+stop_pid "$HPID" INT
+HPID=
+grep -E 'RX-packets|TX-packets' "$WORK/host.log" | tail -8 | sed 's/^ */  host: /' || true
+
+# ---- verdict -------------------------------------------------------------------------------
+fails=0
+if [ "$GRC" != 0 ] || [ ! -s "$WORK/pktgen.json" ]; then
+    echo "FAIL pvp-vm generator: exit $GRC, no JSON"
+    sed 's/^/    pktgen: /' "$WORK/pktgen.err" | tail -10
+    exit 1
+fi
+python3 - "$WORK/pktgen.json" "$RATE" "$DURATION" "$MAX_LOSS" <<'EOF' || fails=$((fails + 1))
+import json, re, sys
+path, rate, duration, max_loss = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+t = json.load(open(path))["trials"][0]
+m = re.fullmatch(r"([0-9.]+)(k|M)?pps", rate)
+want = float(m.group(1)) * {"k": 1e3, "M": 1e6, None: 1}[m.group(2)] * duration if m else 0
+us = lambda ns: f"{ns / 1000:.0f} us"
+ok = True
+for s in t["streams"]:
+    l = s["latency"]
+    bad = []
+    if s["sent"] == 0:
+        bad.append("nothing sent")
+    if s["lost"] > max_loss or s["received"] + s["lost"] != s["sent"]:
+        bad.append(f"lost {s['lost']} > {max_loss}")
+    if s["duplicates"]:
+        bad.append(f"{s['duplicates']} duplicates")
+    if want and s["sent"] < 0.9 * want:
+        bad.append(f"sent {s['sent']} < 90 % of the {want:.0f} requested")
+    print(("FAIL" if bad else "PASS") +
+          f" pvp-vm stream from {s['tx_port']}: sent={s['sent']} received={s['received']}"
+          f" lost={s['lost']} duplicates={s['duplicates']} reordered={s['reordered']}"
+          f" latency p50={us(l['p50_ns'])} p99={us(l['p99_ns'])} max={us(l['max_ns'])}"
+          + (f"  ({'; '.join(bad)})" if bad else ""))
+    ok = ok and not bad
+l = t["latency"]
+print(("PASS" if ok else "FAIL") +
+      f" pvp-vm total ({t['size']} B, {rate} per stream, {duration:g} s): sent={t['sent']}"
+      f" received={t['received']} lost={t['lost']} tx={t['tx_pps']:.0f} pps rx={t['rx_pps']:.0f} pps"
+      f" latency p50={us(l['p50_ns'])} p99={us(l['p99_ns'])} p99.9={us(l['p999_ns'])}")
+sys.exit(0 if ok else 1)
+EOF
+if ! console | grep -q '^PV-DONE rc=0'; then
+    echo "FAIL pvp-vm guest: $(console | grep '^PV-DONE' || echo "no PV-DONE line (qemu exit $QRC)")"
+    fails=$((fails + 1))
+fi
+echo "pvp-vm: $fails failure(s), $(since) s in all"
+[ "$fails" = 0 ]
