@@ -56,7 +56,7 @@ for n in eth0 eth1; do
     echo 1 >/proc/sys/net/ipv6/conf/$n/disable_ipv6 2>/dev/null
     ip link set $n promisc on
     ip link set $n up
-    say "$n mac=$(cat /sys/class/net/$n/address) pci=$(basename "$(readlink /sys/class/net/$n/device/..)") features=$(cat /sys/class/net/$n/device/features 2>/dev/null) $(ip -o link show $n | grep -o '<[^>]*>')"
+    say "$n mac=$(cat /sys/class/net/$n/address) features=$(cat /sys/class/net/$n/device/features 2>/dev/null) $(ip -o link show $n | grep -o '<[^>]*>')"
 done
 ip link set lo up
 
@@ -86,7 +86,7 @@ while kill -0 $TP 2>/dev/null && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1));
 kill -0 $TP 2>/dev/null && kill -KILL $TP
 wait $TP
 rc=$?
-sed -n '/statistics for port\|Forward statistics\|RX-packets\|TX-packets\|RX-dropped\|TX-dropped/p' /tmp/testpmd.log |
+sed -n '/statistics for port\|Accumulated forward statistics\|Forward statistics\|RX-packets\|TX-packets\|RX-dropped\|TX-dropped/p' /tmp/testpmd.log |
     tail -20 | sed 's/^/PV:   testpmd: /'
 for n in eth0 eth1; do
     s=/sys/class/net/$n/statistics
