@@ -11,7 +11,8 @@
 #   "PV-STATS ..."   testpmd's per-port totals after it stopped
 #   "PV-DONE rc=N"   last line before poweroff
 # The host ends the run by writing a line to the serial console (our stdin); pv.hold=<s> on
-# the kernel command line bounds the wait when it never does.
+# the kernel command line bounds the wait when it never does; pv.mode=<forward mode> replaces
+# macswap (rxonly makes a VNF that loses everything, to see the host script fail).
 
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -31,10 +32,12 @@ say "init running uptime=$(up) cpus=$(nproc)"
 
 HOLD=90
 MBUFS=8192
+MODE=macswap
 for a in $(cat /proc/cmdline); do
     case "$a" in
         pv.hold=*) HOLD=${a#*=} ;;
         pv.mbufs=*) MBUFS=${a#*=} ;;
+        pv.mode=*) MODE=${a#*=} ;;
     esac
 done
 
@@ -56,6 +59,11 @@ for n in eth0 eth1; do
     echo 1 >/proc/sys/net/ipv6/conf/$n/disable_ipv6 2>/dev/null
     ip link set $n promisc on
     ip link set $n up
+    i=0
+    while [ "$(cat /sys/class/net/$n/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]; do
+        usleep 100000
+        i=$((i + 1))
+    done
     say "$n mac=$(cat /sys/class/net/$n/address) features=$(cat /sys/class/net/$n/device/features 2>/dev/null) $(ip -o link show $n | grep -o '<[^>]*>')"
 done
 ip link set lo up
@@ -63,7 +71,7 @@ ip link set lo up
 # One vCPU: the main lcore and the forwarding lcore share it.
 /bin/testpmd --no-telemetry --lcores 0@0,1@0 \
     --vdev net_af_packet0,iface=eth0 --vdev net_af_packet1,iface=eth1 \
-    -- --forward-mode=macswap --stats-period 3600 --total-num-mbufs="$MBUFS" \
+    -- --forward-mode="$MODE" --stats-period 3600 --total-num-mbufs="$MBUFS" \
     </dev/null >/tmp/testpmd.log 2>&1 &
 TP=$!
 i=0

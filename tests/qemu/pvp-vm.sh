@@ -24,7 +24,8 @@
 # Env: QG_TOOLS (harness), PV_RATE (per stream, default 2kpps), PV_DURATION (5), PV_WARMUP
 # (2), PV_SIZE (frame size, default 60), PV_MAX_LOSS (0), PV_SMP (guest vCPUs, 1),
 # PV_TIMEOUT (QEMU wall-clock limit, 150 s), PV_HOST_CPU (the host testpmd's CPU, 0),
-# PV_GEN_CPU and PV_VM_CPU (the generator's and QEMU's, 1; "-" for anywhere), PV_NO_BUILD=1 (use the binaries as they are),
+# PV_GEN_CPU and PV_VM_CPU (the generator's and QEMU's, 1; "-" for anywhere), PV_GUEST_MODE
+# (the guest testpmd's forward mode, macswap; rxonly must fail), PV_NO_BUILD=1 (use the binaries as they are),
 # PV_KEEP=1 (keep the work directory).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -139,7 +140,7 @@ QEMU=(qemu-system-x86_64 -accel tcg -cpu max -M pc -smp "$SMP" -m "${MEM}M"
     -object "memory-backend-memfd,id=mem,size=${MEM}M,share=on" -numa node,memdev=mem
     -nodefaults -display none -no-reboot -monitor none -serial stdio
     -kernel "$KERNEL" -initrd "$WORK/initrd.gz"
-    -append "console=ttyS0 panic=-1 loglevel=4 pv.hold=$HOLD"
+    -append "console=ttyS0 panic=-1 loglevel=4 pv.hold=$HOLD pv.mode=${PV_GUEST_MODE:-macswap}"
     -chardev "socket,id=vu0,path=$S/vnf0.sock" -netdev vhost-user,id=net0,chardev=vu0
     -device virtio-net-pci,netdev=net0,mac=52:54:00:00:00:10,vectors=0,addr=0x4,rx_queue_size=1024,tx_queue_size=1024
     -chardev "socket,id=vu1,path=$S/vnf1.sock" -netdev vhost-user,id=net1,chardev=vu1
