@@ -27,7 +27,18 @@
 # PV_GEN_CPU and PV_VM_CPU (the generator's and QEMU's, 1; "-" for anywhere), PV_GUEST_MODE
 # (the guest testpmd's forward mode, macswap; rxonly must fail), PV_NO_BUILD=1 (use the binaries as they are),
 # PV_KEEP=1 (keep the work directory).
+#
+# pvp-vm.sh --vnf-only VNF0_SOCK VNF1_SOCK boots only the guest, against vhost-user sockets
+# someone else listens on (ferrovia-pvp --vnf vm does), prints "PV-READY" once the guest
+# forwards, and keeps it running until it gets SIGINT or SIGTERM.
 set -euo pipefail
+VNF_ONLY=
+if [ "${1:-}" = --vnf-only ]; then
+    [ $# = 3 ] || { echo "usage: $0 [--vnf-only VNF0_SOCK VNF1_SOCK]" >&2; exit 2; }
+    VNF_ONLY=1
+    VNF0=$(realpath "$2")
+    VNF1=$(realpath "$3")
+fi
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 skip() {
@@ -51,12 +62,15 @@ QG_CACHE=$CACHE "$QG/build-initramfs.sh" >/dev/null 2>&1 ||
 # shellcheck disable=SC1091
 . "$CACHE/guest.env"
 [ -r "$KERNEL" ] && [ -r "$INITRD" ] || skip "no guest kernel or initramfs in $CACHE"
-if [ "${PV_NO_BUILD:-0}" != 1 ]; then
+if [ "${PV_NO_BUILD:-0}" != 1 ] && [ -z "$VNF_ONLY" ]; then
     cargo build --release -q -p ferrovia-testpmd -p ferrovia-pktgen
 fi
 TESTPMD=$ROOT/target/release/testpmd
 PKTGEN=$ROOT/target/release/ferrovia-pktgen
-for b in "$TESTPMD" "$PKTGEN"; do
+[ -z "${PV_TESTPMD:-}" ] || TESTPMD=$PV_TESTPMD
+bins=("$TESTPMD")
+[ -n "$VNF_ONLY" ] || bins+=("$PKTGEN")
+for b in "${bins[@]}"; do
     [ -x "$b" ] || { echo "FAIL pvp-vm: $b is not built"; exit 1; }
 done
 
@@ -112,22 +126,27 @@ cat "$INITRD" "$WORK/extra.cpio.gz" >"$WORK/initrd.gz"
 
 # ---- host: testpmd io on genA, vnf0, genB, vnf1 --------------------------------------------
 S=$WORK
-"$TESTPMD" --no-telemetry --lcores "0@$HOST_CPU,1@$HOST_CPU" \
-    --vdev "net_vhost0,iface=$S/genA.sock" --vdev "net_vhost1,iface=$S/vnf0.sock" \
-    --vdev "net_vhost2,iface=$S/genB.sock" --vdev "net_vhost3,iface=$S/vnf1.sock" \
-    -- --forward-mode=io --stats-period 60 --rxd=1024 --txd=1024 \
-    </dev/null >"$WORK/host.log" 2>&1 &
-HPID=$!
-for s in genA vnf0 genB vnf1; do
-    i=0
-    while [ ! -S "$S/$s.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    if [ ! -S "$S/$s.sock" ]; then
-        echo "FAIL pvp-vm: the host testpmd did not create $s.sock"
-        tail -20 "$WORK/host.log" | sed 's/^/    host: /'
-        exit 1
-    fi
-done
-echo "pvp-vm: host testpmd (io, genA vnf0 genB vnf1) up at $(since) s"
+if [ -n "$VNF_ONLY" ]; then
+    VNF0_SOCK=$VNF0 VNF1_SOCK=$VNF1
+else
+    VNF0_SOCK=$S/vnf0.sock VNF1_SOCK=$S/vnf1.sock
+    "$TESTPMD" --no-telemetry --lcores "0@$HOST_CPU,1@$HOST_CPU" \
+        --vdev "net_vhost0,iface=$S/genA.sock" --vdev "net_vhost1,iface=$S/vnf0.sock" \
+        --vdev "net_vhost2,iface=$S/genB.sock" --vdev "net_vhost3,iface=$S/vnf1.sock" \
+        -- --forward-mode=io --stats-period 60 --rxd=1024 --txd=1024 \
+        </dev/null >"$WORK/host.log" 2>&1 &
+    HPID=$!
+    for s in genA vnf0 genB vnf1; do
+        i=0
+        while [ ! -S "$S/$s.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+        if [ ! -S "$S/$s.sock" ]; then
+            echo "FAIL pvp-vm: the host testpmd did not create $s.sock"
+            tail -20 "$WORK/host.log" | sed 's/^/    host: /'
+            exit 1
+        fi
+    done
+    echo "pvp-vm: host testpmd (io, genA vnf0 genB vnf1) up at $(since) s"
+fi
 
 # ---- guest ---------------------------------------------------------------------------------
 # The serial console's input is a fifo we hold open on fd 3: one line on it ends the guest's
@@ -141,9 +160,9 @@ QEMU=(qemu-system-x86_64 -accel tcg -cpu max -M pc -smp "$SMP" -m "${MEM}M"
     -nodefaults -display none -no-reboot -monitor none -serial stdio
     -kernel "$KERNEL" -initrd "$WORK/initrd.gz"
     -append "console=ttyS0 panic=-1 loglevel=4 pv.hold=$HOLD pv.mode=${PV_GUEST_MODE:-macswap}"
-    -chardev "socket,id=vu0,path=$S/vnf0.sock" -netdev vhost-user,id=net0,chardev=vu0
+    -chardev "socket,id=vu0,path=$VNF0_SOCK" -netdev vhost-user,id=net0,chardev=vu0
     -device virtio-net-pci,netdev=net0,mac=52:54:00:00:00:10,vectors=0,addr=0x4,rx_queue_size=1024,tx_queue_size=1024
-    -chardev "socket,id=vu1,path=$S/vnf1.sock" -netdev vhost-user,id=net1,chardev=vu1
+    -chardev "socket,id=vu1,path=$VNF1_SOCK" -netdev vhost-user,id=net1,chardev=vu1
     -device virtio-net-pci,netdev=net1,mac=52:54:00:00:00:11,vectors=0,addr=0x5,rx_queue_size=1024,tx_queue_size=1024)
 echo "pvp-vm: ${QEMU[*]}"
 $(pin "$VM_CPU") timeout --kill-after=5 "$TIMEOUT" "${QEMU[@]}" <&3 >"$WORK/console.log" 2>&1 &
@@ -161,6 +180,13 @@ if ! console | grep -q '^PV-READY'; then
 fi
 console | grep -E '^PV: ' | sed 's/^PV: /  guest: /'
 echo "pvp-vm: guest forwarding at $(since) s"
+if [ -n "$VNF_ONLY" ]; then
+    echo "PV-READY"
+    while kill -0 "$QPID" 2>/dev/null; do sleep 0.2; done
+    echo "pvp-vm: the guest stopped on its own; console tail:"
+    console | tail -20 | sed 's/^/    /'
+    exit 1
+fi
 
 # ---- generator -----------------------------------------------------------------------------
 GEN=("$PKTGEN" --port "net_virtio_user0,path=$S/genA.sock,queue_size=1024"
