@@ -17,16 +17,18 @@
 #   directions, at a rate the TCG guest carries without loss.
 #
 # Verdict, from the generator's JSON: per stream, received == sent (PV_MAX_LOSS frames of
-# slack, default 0), no duplicates, and at least 90 % of the requested load actually sent.
+# slack, default 0) and no duplicates. A stream that sent under 90 % of the requested frames
+# gets a NOTE (the generator shares its CPU), not a failure.
 #
 # Exit status: 0 pass (or skipped: no qemu-system-x86_64, no harness), 1 fail, 2 no result
 # (the guest did not come up).
 # Env: QG_TOOLS (harness), PV_RATE (per stream, default 2kpps), PV_DURATION (5), PV_WARMUP
 # (2), PV_SIZE (frame size, default 60), PV_MAX_LOSS (0), PV_SMP (guest vCPUs, 1),
 # PV_TIMEOUT (QEMU wall-clock limit, 150 s), PV_HOST_CPU (the host testpmd's CPU, 0),
-# PV_GEN_CPU and PV_VM_CPU (the generator's and QEMU's, 1; "-" for anywhere), PV_GUEST_MODE
-# (the guest testpmd's forward mode, macswap; rxonly must fail), PV_NO_BUILD=1 (use the binaries as they are),
-# PV_KEEP=1 (keep the work directory).
+# PV_GEN_CPU and PV_VM_CPU (the generator's and QEMU's, 1; "-" for anywhere),
+# PV_GUEST_MODE (the guest testpmd's forward mode, macswap; rxonly must fail), PV_TESTPMD
+# (the testpmd to run), PV_NO_BUILD=1 (use the binaries as they are), PV_KEEP=1 (keep the
+# work directory).
 #
 # pvp-vm.sh --vnf-only VNF0_SOCK VNF1_SOCK boots only the guest, against vhost-user sockets
 # someone else listens on (ferrovia-pvp --vnf vm does), prints "PV-READY" once the guest
