@@ -5,7 +5,8 @@
 # client (QEMU server), 1 and 2 queue pairs, mergeable buffers off, the packed ring, and QEMU
 # killed and restarted twice against the same testpmd (server and client modes). Then
 # tests/qemu/vhost-kernel.sh: our testpmd inside the guest on /dev/vhost-net (set
-# FERROVIA_QEMU_VHOST_KERNEL=0 to leave it out).
+# FERROVIA_QEMU_VHOST_KERNEL=0 to leave it out), and tests/qemu/pvp-vm.sh: the PVP loop with
+# the guest as the VNF, driven by ferrovia-pktgen (set FERROVIA_QEMU_PVP_VM=0 to leave it out).
 #
 # Needs the harness in ../shared/tools/qemu-guest (built on first use; installs
 # qemu-system-x86 and busybox-static) and target/release/testpmd (built here).
@@ -101,6 +102,13 @@ TP_EXTRA="--enable-rx-cksum --enable-lro --tx-offloads=0x2e" client_case vhost-s
 if [ "${FERROVIA_QEMU_VHOST_KERNEL:-1}" = 1 ]; then
     if ! tests/qemu/vhost-kernel.sh; then
         echo "FAIL vhost-kernel (tests/qemu/vhost-kernel.sh)"
+        fails=$((fails + 1))
+    fi
+fi
+# PVP with the guest as the VNF (its own QEMU run with two virtio-net devices; see pvp-vm.sh)
+if [ "${FERROVIA_QEMU_PVP_VM:-1}" = 1 ]; then
+    if ! tests/qemu/pvp-vm.sh; then
+        echo "FAIL pvp-vm (tests/qemu/pvp-vm.sh)"
         fails=$((fails + 1))
     fi
 fi

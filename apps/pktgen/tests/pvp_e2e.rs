@@ -101,7 +101,16 @@ fn bad_arguments_are_refused() {
     for (args, word) in [
         (vec!["--sizes", "40"], "outside 60"),
         (vec!["--host", "ovs"], "use ours or dpdk"),
-        (vec!["--vnf", "vm"], "inproc, ours or dpdk"),
+        (vec!["--vnf", "kvm"], "inproc, ours, dpdk or vm"),
+        (
+            vec!["--vnf", "vm", "--vm-script", "/nonexistent/pvp-vm.sh"],
+            "/nonexistent/pvp-vm.sh",
+        ),
+        (
+            vec!["--min-load", "2kpps", "--max-load", "1kpps"],
+            "not below",
+        ),
+        (vec!["--max-load", "10Gbps"], "frame rate"),
         (
             vec!["--testpmd", "/nonexistent/testpmd"],
             "/nonexistent/testpmd",

@@ -487,14 +487,29 @@ pub fn pvp() -> Command {
         .arg(opt("host", "ours|dpdk[,..]", "host forwarder(s) (ours)"))
         .arg(opt(
             "vnf",
-            "inproc|ours|dpdk",
-            "the VNF (inproc: on the generator's thread)",
+            "inproc|ours|dpdk|vm",
+            "the VNF (inproc: on the generator's thread; vm: a QEMU guest under TCG)",
+        ))
+        .arg(opt(
+            "vm-script",
+            "PATH",
+            "the guest's runner for --vnf vm (tests/qemu/pvp-vm.sh)",
         ))
         .arg(opt("sizes", "N,N,..", "frame sizes without FCS (60,1514)"))
         .arg(opt(
             "line-rate",
             "RATE",
             "per generator port, the search's ceiling (10Gbps)",
+        ))
+        .arg(opt(
+            "min-load",
+            "RATE",
+            "both directions, the search's floor (10kpps; vm: 1kpps)",
+        ))
+        .arg(opt(
+            "max-load",
+            "RATE",
+            "both directions, the search's ceiling (2 x line rate; vm: 40kpps)",
         ))
         .arg(opt(
             "initial-duration",
@@ -519,7 +534,7 @@ pub fn pvp() -> Command {
         ))
         .arg(opt("host-cpu", "N", "CPU of the host forwarder (0)"))
         .arg(opt("gen-cpu", "N", "CPU of the generator (1)"))
-        .arg(opt("vnf-cpu", "N", "CPU of a testpmd VNF (2)"))
+        .arg(opt("vnf-cpu", "N", "CPU of a testpmd VNF or of QEMU (2)"))
         .arg(opt(
             "testpmd",
             "PATH",

@@ -12,7 +12,8 @@
 //! sockets. The VNF is a macswap forwarder on two virtio-user ports: by default it runs on
 //! the generator's own thread (`--vnf inproc`), so that host and generator+VNF each get one
 //! of two cores; `--vnf ours|dpdk` runs a testpmd in macswap mode instead, which needs a third
-//! core. For each frame size, an NDR/PDR search (see `ferrovia_pktgen::search`), then latency
+//! core; `--vnf vm` boots the QEMU guest of `tests/qemu/pvp-vm.sh` (two virtio-net-pci devices
+//! on the VNF sockets, our testpmd macswap on AF_PACKET inside). For each frame size, an NDR/PDR search (see `ferrovia_pktgen::search`), then latency
 //! runs at 10, 50 and 90 % of NDR. Output: the how-to's results template, a table, JSON, and
 //! an HTML report with SVG charts.
 
@@ -36,10 +37,17 @@ const USAGE: &str = "\
 usage: ferrovia-pvp [options]
 
   --host ours|dpdk[,..]    host forwarder(s), each measured in turn per frame size (ours)
-  --vnf inproc|ours|dpdk   the VNF: macswap on the generator's thread (inproc, default), or a
-                           testpmd in macswap mode (needs a third core)
+  --vnf inproc|ours|dpdk|vm
+                           the VNF: macswap on the generator's thread (inproc, default), a
+                           testpmd in macswap mode (needs a third core), or a QEMU guest
+                           (TCG) running our testpmd macswap (vm: slow, for function)
+  --vm-script PATH         the guest's runner for --vnf vm (tests/qemu/pvp-vm.sh of the
+                           source tree this binary was built in, or of the working directory)
   --sizes N,N,..           frame sizes without FCS (60,1514)
   --line-rate RATE         per generator port, the search's ceiling (10Gbps)
+  --min-load RATE          both directions together, the search's floor (10kpps; vm: 1kpps)
+  --max-load RATE          both directions together, the search's ceiling (2 x --line-rate;
+                           vm: 40kpps)
   --initial-duration S     first phase's trial seconds (1)
   --final-duration S       last phase's trial seconds (10)
   --phases N               search phases (3)
@@ -47,7 +55,8 @@ usage: ferrovia-pvp [options]
   --latency-duration S     seconds of each latency run at 10/50/90 % of NDR (5)
   --host-cpu N             CPU of the host forwarder (0)
   --gen-cpu N              CPU of the generator (1)
-  --vnf-cpu N              CPU of a testpmd VNF (2)
+  --vnf-cpu N              CPU of a testpmd VNF or of QEMU (2; vm on fewer CPUs: the
+                           generator's)
   --testpmd PATH           our testpmd (default: next to this binary)
   --json FILE              results as JSON
   --report FILE            an HTML report with SVG charts
@@ -68,6 +77,9 @@ struct Args {
     gen_cpu: usize,
     vnf_cpu: usize,
     testpmd: PathBuf,
+    vm_script: PathBuf,
+    min_load: Option<f64>,
+    max_load: Option<f64>,
     json: Option<PathBuf>,
     report: Option<PathBuf>,
 }
@@ -96,6 +108,9 @@ fn parse_args() -> Result<Args, String> {
         } else {
             exe_dir.join("ferrovia-testpmd")
         },
+        vm_script: default_vm_script(&exe_dir),
+        min_load: None,
+        max_load: None,
         json: None,
         report: None,
     };
@@ -140,10 +155,24 @@ fn parse_args() -> Result<Args, String> {
             "--phases" => a.phases = f(k, v()?)? as u32,
             "--width" => a.width = f(k, v()?)?,
             "--latency-duration" => a.lat_dur = f(k, v()?)?,
-            "--host-cpu" => a.host_cpu = f(k, v()?)? as usize,
+            "--host-cpu" => {
+                a.host_cpu = v()?.parse().map_err(|_| "--host-cpu takes a CPU number")?
+            }
             "--gen-cpu" => a.gen_cpu = v()?.parse().map_err(|_| "--gen-cpu takes a CPU number")?,
             "--vnf-cpu" => a.vnf_cpu = v()?.parse().map_err(|_| "--vnf-cpu takes a CPU number")?,
             "--testpmd" => a.testpmd = v()?.into(),
+            "--vm-script" => a.vm_script = v()?.into(),
+            "--min-load" | "--max-load" => {
+                let pps = match ferrovia_pktgen::rate::Rate::parse(&v()?)? {
+                    ferrovia_pktgen::rate::Rate::Pps(p) if p > 0.0 => p,
+                    _ => return Err(format!("{k} takes a frame rate such as 20kpps")),
+                };
+                if k == "--min-load" {
+                    a.min_load = Some(pps);
+                } else {
+                    a.max_load = Some(pps);
+                }
+            }
             "--json" => a.json = Some(v()?.into()),
             "--report" => a.report = Some(v()?.into()),
             "-h" | "--help" => {
@@ -158,8 +187,21 @@ fn parse_args() -> Result<Args, String> {
             return Err(format!("--host {h:?}: use ours or dpdk"));
         }
     }
-    if !["inproc", "ours", "dpdk"].contains(&a.vnf.as_str()) {
-        return Err(format!("--vnf {:?}: use inproc, ours or dpdk", a.vnf));
+    if !["inproc", "ours", "dpdk", "vm"].contains(&a.vnf.as_str()) {
+        return Err(format!("--vnf {:?}: use inproc, ours, dpdk or vm", a.vnf));
+    }
+    if a.vnf == "vm" && !a.vm_script.exists() {
+        return Err(format!(
+            "--vnf vm: the guest's runner is not at {} (pass --vm-script PATH to tests/qemu/pvp-vm.sh)",
+            a.vm_script.display()
+        ));
+    }
+    if let (Some(lo), Some(hi)) = (a.min_load, a.max_load)
+        && lo >= hi
+    {
+        return Err(format!(
+            "--min-load {lo} pps is not below --max-load {hi} pps"
+        ));
     }
     for &s in &a.sizes {
         if !(MIN_FRAME..=9728).contains(&s) {
@@ -168,7 +210,9 @@ fn parse_args() -> Result<Args, String> {
             ));
         }
     }
-    if (a.hosts.contains(&"ours".to_string()) || a.vnf == "ours") && !a.testpmd.exists() {
+    if (a.hosts.contains(&"ours".to_string()) || a.vnf == "ours" || a.vnf == "vm")
+        && !a.testpmd.exists()
+    {
         return Err(format!(
             "our testpmd is not at {} (build it: cargo build --release -p ferrovia-testpmd, or pass --testpmd)",
             a.testpmd.display()
@@ -181,13 +225,101 @@ fn parse_args() -> Result<Args, String> {
             "ferrovia-pvp: note: {cpus} CPU(s) for {needed} busy components; they will share CPUs and the figures will mean less"
         );
     }
-    if a.vnf != "inproc" && cpus < 3 {
+    if a.vnf == "vm" {
+        eprintln!(
+            "ferrovia-pvp: note: --vnf vm runs the guest under TCG (software emulation): expect thousands of frames/s, not millions"
+        );
+    } else if a.vnf != "inproc" && cpus < 3 {
         eprintln!(
             "ferrovia-pvp: note: --vnf {} needs a third CPU for the VNF; with {cpus}, use --vnf inproc (the VNF on the generator's thread)",
             a.vnf
         );
     }
     Ok(a)
+}
+
+/// `tests/qemu/pvp-vm.sh` of the source tree this binary was built in (target/<profile>/ is two
+/// levels below it), else of the working directory.
+fn default_vm_script(exe_dir: &Path) -> PathBuf {
+    let rel = Path::new("tests/qemu/pvp-vm.sh");
+    exe_dir
+        .ancestors()
+        .nth(2)
+        .map(|root| root.join(rel))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| rel.to_path_buf())
+}
+
+/// Boots the guest VNF (`pvp-vm.sh --vnf-only`) on the two VNF sockets and waits until its
+/// testpmd forwards. Its output goes to `log`.
+fn start_vm(a: &Args, socks: [&Path; 2], log: &Path) -> Result<Proc, String> {
+    use std::io::{BufRead, Write};
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = if a.vnf_cpu < cpus {
+        a.vnf_cpu
+    } else {
+        a.gen_cpu
+    };
+    let mut c = Command::new(&a.vm_script);
+    c.arg("--vnf-only")
+        .args(socks)
+        .env("PV_TESTPMD", &a.testpmd)
+        .env("PV_VM_CPU", cpu.to_string())
+        .env("PV_TIMEOUT", "86400")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().map_err(|e| {
+        format!(
+            "cannot start the guest's runner {}: {e}",
+            a.vm_script.display()
+        )
+    })?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut file = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let mut errfile = file.try_clone().map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = writeln!(errfile, "{line}");
+        }
+    });
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+            let _ = tx.send(line);
+        }
+    });
+    let proc_ = Proc(child);
+    let t0 = Instant::now();
+    let mut last = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) if l.starts_with("PV-READY") => break,
+            Ok(l) => {
+                last.push(l);
+                if last.len() > 8 {
+                    last.remove(0);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(format!(
+                    "the guest VNF ended before it forwarded: {}",
+                    last.join(" | ")
+                ));
+            }
+        }
+        if t0.elapsed() > Duration::from_secs(180) {
+            return Err("the guest VNF did not forward within 180 s".into());
+        }
+    }
+    eprintln!(
+        "ferrovia-pvp: guest VNF forwarding after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(proc_)
 }
 
 /// A child process killed on drop.
@@ -455,6 +587,14 @@ fn run_host(
     .map_err(|e| e.to_string())?;
     let mut _vnf_proc = None;
     let vnf = match a.vnf.as_str() {
+        "vm" => {
+            _vnf_proc = Some(start_vm(
+                a,
+                [&socks[1], &socks[3]],
+                &work.join(format!("vnf-{n}.log")),
+            )?);
+            None
+        }
         "inproc" => {
             let p0 = open_port(
                 &format!(
@@ -551,9 +691,41 @@ fn run_host(
         clock: Clock::calibrate(Duration::from_millis(50)),
         size,
     };
-    let max_load = 2.0 * a.line_rate / ((size as u64 + WIRE_OVERHEAD) * 8) as f64;
+    let line_load = 2.0 * a.line_rate / ((size as u64 + WIRE_OVERHEAD) * 8) as f64;
+    let vm = a.vnf == "vm";
+    let max_load = a
+        .max_load
+        .unwrap_or(if vm { 40_000.0 } else { line_load })
+        .min(line_load);
+    let min_load = a
+        .min_load
+        .unwrap_or(if vm { 1_000.0 } else { 10_000.0 })
+        .min(max_load / 2.0);
+    if vm {
+        // In the first seconds after the guest comes up, frames do not all go round (seen: a
+        // few 1-s trials with nothing sent); the search must not start before the loop carries
+        // its floor without loss.
+        let t0 = Instant::now();
+        loop {
+            let r = pvp.run(Some(min_load / 2.0), 1.0);
+            if r.sent > 0 && r.lost == 0 {
+                break;
+            }
+            eprintln!(
+                "ferrovia-pvp: settling: {} of {:.0} frames sent, {} received",
+                r.sent,
+                min_load * r.seconds,
+                r.received
+            );
+            if t0.elapsed() > Duration::from_secs(30) {
+                return Err(format!(
+                    "the loop through the guest did not carry {min_load:.0} frames/s without loss within 30 s"
+                ));
+            }
+        }
+    }
     let cfg = SearchConfig {
-        min_load: 10_000.0,
+        min_load,
         max_load,
         initial_duration: a.initial,
         final_duration: a.fin,
@@ -628,7 +800,16 @@ fn template(a: &Args, r: &SizeResult) -> String {
             "Ferrovia testpmd {} macswap (container VNF)",
             env!("CARGO_PKG_VERSION")
         ),
+        "vm" => format!(
+            "Ferrovia testpmd {} macswap on net_af_packet (the guest kernel's virtio_net) in a QEMU guest",
+            env!("CARGO_PKG_VERSION")
+        ),
         _ => "DPDK 22.11 dpdk-testpmd macswap (container VNF)".into(),
+    };
+    let qemu = if a.vnf == "vm" {
+        "QEMU 7.2 under TCG, 1 vCPU, 2 virtio-net-pci (vhost-user, vectors=0, 1024-entry rings)"
+    } else {
+        "none (container VNF on virtio-user)"
     };
     format!(
         "Traffic Generator: ferrovia-pktgen {}\n\
@@ -637,7 +818,7 @@ fn template(a: &Args, r: &SizeResult) -> String {
          Host DPDK version/commit: {host}\n\
          Guest DPDK version/commit: {guest}\n\
          Patches applied: none\n\
-         QEMU version/commit: none (container VNF on virtio-user)\n\
+         QEMU version/commit: {qemu}\n\
          Virtio features: split ring, mrg_rxbuf on, queue_size 1024\n\
          CPU: {}\n\
          NIC: none (the generator's ports are virtio-user on the host's vhost-user ports)\n\
