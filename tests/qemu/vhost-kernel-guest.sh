@@ -11,6 +11,8 @@
 #      (busybox nc) whose payload's md5sum must match on both ends;
 #   5. the same with queues=2 and the how-to's "-i --tx-offloads=0x002c --enable-lro --txq=2
 #      --rxq=2 --txd=1024 --rxd=1024" (multi-queue taps), with traffic on every queue;
+#   5b. a TCP transfer in csum mode with checksum offload and TSO on (GSO packets from the
+#      kernel, TSO requests back to it), then with them off, payload md5 checked;
 #   6. vhost reloaded with max_mem_regions=1: the clear "too many regions" error.
 # Each check prints "VK: PASS <name> ..." or "VK: FAIL <name> ..."; the last line is
 # "VK-DONE fails=<n>". Tunables on the kernel command line: vk.mb=<payload MiB>, vk.only=<list>.
@@ -35,7 +37,7 @@ finish() {
 say "init running uptime=$(up) cpus=$(nproc)"
 
 MB=4
-ONLY=errors,raw,io,mq
+ONLY=errors,raw,io,mq,offload
 for a in $(cat /proc/cmdline); do
     case "$a" in
         vk.mb=*) MB=${a#*=} ;;
@@ -215,28 +217,18 @@ fi
 dd if=/dev/urandom of=/tmp/payload bs=1048576 count="$MB" 2>/dev/null
 SUM_TX=$(md5sum /tmp/payload | cut -d' ' -f1)
 
-# io forwarding between tap $2 (namespace A, 10.9.$5.1) and tap $3 (namespace B, 10.9.$5.2)
-io_case() { # name tap0 tap1 queues subnet [testpmd options]
-    name=$1 t0=$2 t1=$3 q=$4 net=$5 EXTRA=$6
-    L=/tmp/$name.log
-    tp_start_i $L -l 0-1 \
-        --vdev=virtio_user0,path=/dev/vhost-net,queues=$q,queue_size=1024,iface=$t0 \
-        --vdev=virtio_user1,path=/dev/vhost-net,queues=$q,queue_size=1024,iface=$t1 \
-        -- -i --auto-start --forward-mode=io --rxq=$q --txq=$q $EXTRA $TPARGS
-    if ! wait_if "$t0" 20 || ! wait_if "$t1" 20; then
-        fail "$name: taps $t0/$t1 did not appear"
-        show_log /tmp/$name.log testpmd
-        tp_stop
-        return
-    fi
-    say "$name: $(grep -m1 "tap $t0" /tmp/$name.log | sed 's/^.*vhost-kernel on/vhost-kernel on/')"
-    say "$name: $t0 tun_flags=$(cat /sys/class/net/$t0/tun_flags) queues: $(ls /sys/class/net/$t0/queues | tr '\n' ' ')"
+# Moves tap $2 to a new network namespace A (10.9.$4.1) and tap $3 to B (10.9.$4.2), sets
+# them up (with the MACs $5 and $6 when given) and pings B from A. Sets NSA and NSB.
+ns_pair() { # name tap0 tap1 subnet [mac0 mac1]
+    name=$1 t0=$2 t1=$3 net=$4
     unshare -n sleep 600 &
     NSA=$!
     unshare -n sleep 600 &
     NSB=$!
     usleep 200000
     ip link set "$t0" netns $NSA && ip link set "$t1" netns $NSB || fail "$name: cannot move the taps to network namespaces"
+    [ -n "$5" ] && nsenter -t $NSA -n ip link set "$t0" address "$5"
+    [ -n "$6" ] && nsenter -t $NSB -n ip link set "$t1" address "$6"
     nsenter -t $NSA -n sh -c "ip link set lo up; echo 1 > /proc/sys/net/ipv6/conf/$t0/disable_ipv6; ip addr add 10.9.$net.1/24 dev $t0; ip link set $t0 up"
     nsenter -t $NSB -n sh -c "ip link set lo up; echo 1 > /proc/sys/net/ipv6/conf/$t1/disable_ipv6; ip addr add 10.9.$net.2/24 dev $t1; ip link set $t1 up"
     sleep 1
@@ -248,6 +240,17 @@ io_case() { # name tap0 tap1 queues subnet [testpmd options]
         fail "$name ping: ${got:-0} of 5 replies"
         show_log /tmp/$name.ping ping
     fi
+}
+
+ns_pair_down() {
+    kill $NSA $NSB 2>/dev/null
+    wait $NSA $NSB 2>/dev/null
+}
+
+# A TCP transfer of /tmp/payload from namespace A to B (10.9.$2.2), its md5 checked on both
+# ends; $3 describes the case.
+tcp_xfer() { # name subnet what
+    name=$1 net=$2
     rm -f /tmp/recv /tmp/$name.hold
     # busybox nc exits when its peer half-closes, and half-closes when its own stdin ends: the
     # receiver's stdin is a fifo held open, so only the sender's end of file ends the transfer.
@@ -267,11 +270,42 @@ io_case() { # name tap0 tap1 queues subnet [testpmd options]
     SUM_RX=$(md5sum /tmp/recv | cut -d' ' -f1)
     SZ=$(wc -c </tmp/recv)
     if [ "$SUM_RX" = "$SUM_TX" ]; then
-        pass "$name tcp: $SZ bytes from 10.9.$net.1 to 10.9.$net.2 in $(awk "BEGIN{print $t1s-$t0s}") s (TCG), md5 $SUM_RX on both ends"
+        pass "$name tcp$3: $SZ bytes from 10.9.$net.1 to 10.9.$net.2 in $(awk "BEGIN{print $t1s-$t0s}") s (TCG), md5 $SUM_RX on both ends"
     else
-        fail "$name tcp (nc rc=$rc): received $SZ bytes md5 $SUM_RX, sent $((MB * 1048576)) md5 $SUM_TX"
+        fail "$name tcp$3 (nc rc=$rc): received $SZ bytes md5 $SUM_RX, sent $((MB * 1048576)) md5 $SUM_TX"
         show_log /tmp/$name.nc nc 5
     fi
+}
+
+# Forwarding (io, or $7) between tap $2 (namespace A, 10.9.$5.1) and tap $3 (namespace B,
+# 10.9.$5.2). In csum mode the taps get the MACs that are the ports' default --eth-peer (the
+# mode rewrites MACs as mac mode does), and with --tx-offloads both ports get "tso set 1448".
+io_case() { # name tap0 tap1 queues subnet [testpmd options] [forwarding mode]
+    name=$1 t0=$2 t1=$3 q=$4 net=$5 EXTRA=$6 FWD=${7:-io}
+    L=/tmp/$name.log
+    tp_start_i $L -l 0-1 \
+        --vdev=virtio_user0,path=/dev/vhost-net,queues=$q,queue_size=1024,iface=$t0 \
+        --vdev=virtio_user1,path=/dev/vhost-net,queues=$q,queue_size=1024,iface=$t1 \
+        -- -i --auto-start --forward-mode=$FWD --rxq=$q --txq=$q $EXTRA $TPARGS
+    if ! wait_if "$t0" 20 || ! wait_if "$t1" 20; then
+        fail "$name: taps $t0/$t1 did not appear"
+        show_log /tmp/$name.log testpmd
+        tp_stop
+        return
+    fi
+    say "$name: $(grep -m1 "tap $t0" /tmp/$name.log | sed 's/^.*vhost-kernel on/vhost-kernel on/')"
+    say "$name: $t0 tun_flags=$(cat /sys/class/net/$t0/tun_flags) queues: $(ls /sys/class/net/$t0/queues | tr '\n' ' ')"
+    if [ "$FWD" = csum ]; then
+        case "$EXTRA" in *--tx-offloads*)
+            tp_cmd "tso set 1448 0" $L "TSO segment size" 1
+            tp_cmd "tso set 1448 1" $L "TSO segment size" 2
+            ;;
+        esac
+        ns_pair "$name" "$t0" "$t1" "$net" 02:00:00:00:00:00 02:00:00:00:00:01
+    else
+        ns_pair "$name" "$t0" "$t1" "$net"
+    fi
+    tcp_xfer "$name" "$net" " ($FWD mode)"
     if [ "$q" -gt 1 ]; then
         # The tap spreads flows over its queues by a flow hash (seeded at boot), so one TCP
         # connection uses one queue pair; 16 short connections (an echo server, a new source
@@ -304,15 +338,93 @@ io_case() { # name tap0 tap1 queues subnet [testpmd options]
         fi
     fi
     tp_stop
-    kill $NSA $NSB 2>/dev/null
-    wait $NSA $NSB 2>/dev/null
+    ns_pair_down
     grep -E "RX-packets|TX-packets" $L | tail -2 | sed 's/^ */VK:   testpmd total: /'
 }
 
 want io && io_case io-1q vk0 vk1 1 1
-# the how-to's second command line (its offload options are accepted; no offload is negotiated
-# on vhost-kernel yet), with a second port
-want mq && io_case io-2q vq0 vq1 2 2 "--tx-offloads=0x002c --enable-lro --txd=1024 --rxd=1024"
+# the how-to's second command line, with a second port: its offloads (Tx checksums and TSO,
+# LRO) are negotiated, so the kernel hands us 64 KiB GSO packets; csum mode with "tso set"
+# turns them into TSO requests for the other tap (io mode would send them on unsegmented,
+# with their checksums partial, as DPDK's io mode does).
+want mq && io_case mq-2q vq0 vq1 2 2 "--tx-offloads=0x002c --enable-lro --txd=1024 --rxd=1024" csum
+
+# ---- 5b. a TCP transfer with checksum offload and TSO on, then off --------------------------
+# csum forwarding between two ports (each tap in its own namespace, given the MAC that is the
+# port's default --eth-peer, since csum mode rewrites MACs as mac mode does).
+#   on:  --enable-rx-cksum --enable-lro --tx-offloads=0x2c, tso set 1448 on both ports: the
+#        kernel hands us partial checksums and 64 KiB GSO packets (the tap's TUNSETOFFLOAD
+#        follows the negotiated GUEST_CSUM/GUEST_TSO4/6), testpmd passes them on with
+#        TSO requests, and the other tap takes them (CSUM/HOST_TSO4/6): the mean Rx frame is
+#        above the largest frame the 1500-byte MTU allows (1514 bytes).
+#   off: no offload: the kernel checksums and segments before the tap, csum mode redoes
+#        each checksum in software, and no Rx frame exceeds 1514 bytes.
+offload_case() { # name on|off tap0 tap1 subnet
+    name=$1 mode=$2 t0=$3 t1=$4 net=$5
+    L=/tmp/$name.log
+    if [ "$mode" = on ]; then
+        OPTS="--enable-rx-cksum --enable-lro --tx-offloads=0x2c"
+        FLAGS=0x7
+    else
+        OPTS=""
+        FLAGS=0x0
+    fi
+    tp_start_i $L -l 0-1 \
+        --vdev=virtio_user0,path=/dev/vhost-net,queue_size=1024,iface=$t0 \
+        --vdev=virtio_user1,path=/dev/vhost-net,queue_size=1024,iface=$t1 \
+        -- -i --auto-start --forward-mode=csum $OPTS $TPARGS
+    if ! wait_if "$t0" 20 || ! wait_if "$t1" 20; then
+        fail "$name: taps $t0/$t1 did not appear"
+        show_log $L testpmd
+        tp_stop
+        return
+    fi
+    line=$(grep -m1 "tap $t0" $L | sed 's/^.*vhost-kernel on/vhost-kernel on/')
+    say "$name: $line"
+    if echo "$line" | grep -q "tap offloads $FLAGS\$"; then
+        pass "$name: tap $t0 TUNSETOFFLOAD follows the negotiated features ($(echo "$line" | sed 's/.*\(features .*\)/\1/'))"
+    else
+        fail "$name: expected tap offloads $FLAGS in: $line"
+    fi
+    if [ "$mode" = on ]; then
+        tp_cmd "tso set 1448 0" $L "TSO segment size" 1
+        tp_cmd "tso set 1448 1" $L "TSO segment size" 2
+    fi
+    tp_cmd "csum show 0" $L "TCP checksum offload is" 1
+    say "$name: port 0 $(grep -E 'checksum offload is|TSO' $L | tr '\n' ' ')"
+    ns_pair "$name" "$t0" "$t1" "$net" 02:00:00:00:00:00 02:00:00:00:00:01
+    tcp_xfer "$name" "$net" " (offloads $mode)"
+    for side in "$NSA $t0" "$NSB $t1"; do
+        set -- $side
+        say "$name: $2: $(nsenter -t $1 -n cat /proc/net/dev | grep "$2:" | tr -s ' ')"
+    done
+    for ns in $NSA $NSB; do
+        nsenter -t $ns -n cat /proc/net/snmp /proc/net/netstat | awk -v ns=$ns '
+            /^[A-Za-z]+:/ { if (hdr[$1] == "") { hdr[$1] = $0; next } n = split(hdr[$1], h); for (i = 2; i <= n; i++) if ($i != 0 && $i != "") printf "%s%s=%s ", $1, h[i], $i }
+            END { print "" }' | sed "s/^/VK: $name: netns $ns: /"
+    done
+    tp_cmd "show port stats 0" $L "RX-bytes" 1
+    rx=$(grep -m1 "RX-packets:" $L | tail -1)
+    pk=$(grep "RX-packets:" $L | tail -1 | sed 's/.*RX-packets: *\([0-9]*\).*/\1/')
+    by=$(grep "RX-bytes:" $L | tail -1 | sed 's/.*RX-bytes: *\([0-9]*\).*/\1/')
+    mean=$(awk "BEGIN{ if (${pk:-0} > 0) printf \"%d\", ${by:-0} / ${pk:-0}; else print 0 }")
+    # No frame of a 1500-byte MTU exceeds 1514 bytes: a mean above that needs GSO packets.
+    big=$(awk "BEGIN{ print (${mean:-0} > 1514) ? 1 : 0 }")
+    if { [ "$mode" = on ] && [ "$big" = 1 ]; } || { [ "$mode" = off ] && [ "${mean:-0}" -le 1514 ] && [ "${mean:-0}" -gt 0 ]; }; then
+        pass "$name: port 0 (from the sender) received $pk packets, $by bytes, mean $mean bytes per packet ($([ "$mode" = on ] && echo 'above the largest 1514-byte MTU frame: GSO packets from the kernel' || echo 'segmented by the kernel'))"
+    else
+        fail "$name: port 0 received $pk packets, $by bytes, mean $mean bytes per packet with offloads $mode"
+        show_log $L testpmd 30
+    fi
+    tp_cmd "show port xstats all" $L "rx_q0_packets" 2
+    say "$name: non-zero error xstats: $(grep -E '^ *[a-z0-9_]*(error|bad|drop|unsupported|missed|nombuf)[a-z0-9_]*: *[1-9]' $L | tr -s ' ' | sort -u | tr '\n' ' ')"
+    tp_stop
+    ns_pair_down
+    grep -E "RX-packets|TX-packets|Bad-ipcsum|Bad-l4csum" $L | tail -4 | sed 's/^ */VK:   testpmd total: /'
+}
+
+want offload && offload_case tcp-offload-on on vo0 vo1 3
+want offload && offload_case tcp-offload-off off vf0 vf1 4
 
 # ---- 6. more memory regions than the vhost module takes --------------------------------------
 # max_mem_regions is read-only once loaded: reload vhost with a limit of 1 (testpmd has at least

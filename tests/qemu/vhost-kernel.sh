@@ -11,7 +11,7 @@
 #
 # Exit status: 0 when every case passed, 1 otherwise (2 when the guest gave no result).
 # Env: QG_TOOLS (harness), VK_TIMEOUT (QEMU wall-clock limit, default 240 s), VK_MB (TCP
-# payload in MiB, default 4), VK_ONLY (cases: errors,raw,io,mq), VK_SMP (guest CPUs, default 2),
+# payload in MiB, default 4), VK_ONLY (cases: errors,raw,io,mq,offload), VK_SMP (guest CPUs, default 2),
 # VK_KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -70,7 +70,7 @@ cat "$INITRD" "$WORK/extra.cpio.gz" >"$WORK/initrd.gz"
 
 # ---- boot -----------------------------------------------------------------------------------
 MEM=512
-APPEND="console=ttyS0 panic=-1 loglevel=4 vk.mb=${VK_MB:-4} vk.only=${VK_ONLY:-errors,raw,io,mq}"
+APPEND="console=ttyS0 panic=-1 loglevel=4 vk.mb=${VK_MB:-4} vk.only=${VK_ONLY:-errors,raw,io,mq,offload}"
 QEMU=(qemu-system-x86_64 -accel tcg -cpu max -M pc -smp "${VK_SMP:-2}" -m "${MEM}M"
     -nodefaults -display none -no-reboot -monitor none -serial stdio
     -kernel "$KERNEL" -initrd "$WORK/initrd.gz" -append "$APPEND")

@@ -60,11 +60,12 @@ impl Engine for Csum {
 
 /// Checks and redoes the checksums of one packet; returns whether its IP and L4 checksums
 /// were good on receive. A packet that does not parse as IP with whole headers in its first
-/// segment is forwarded untouched (its flags cleared).
+/// segment is forwarded untouched (its flags cleared); an IP packet spanning a chain (an LRO
+/// packet) has its headers in the first segment and is handled like any other.
 pub fn process(m: &mut Mbuf, conf: &CsumConf) -> (bool, bool) {
     let rx = m.ol_flags();
     m.set_ol_flags(0);
-    let Some(l) = cksum::parse(m.data()) else {
+    let Some(l) = cksum::parse_headers(m.data(), m.pkt_len()) else {
         return (true, true);
     };
     let whole = m.nb_segs() == 1;
@@ -202,5 +203,80 @@ mod tests {
         m.set_ol_flags(0);
         m.data_mut()[24] ^= 1;
         assert!(!process(&mut m, &CsumConf::default()).0);
+    }
+
+    /// A TCP/IPv4 frame of `payload` bytes with correct checksums.
+    fn tcp_frame(payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20 + payload];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let tot = (20 + 20 + payload) as u16;
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&tot.to_be_bytes());
+        f[22] = 64;
+        f[23] = cksum::IPPROTO_TCP;
+        f[26..30].copy_from_slice(&[10, 9, 3, 1]);
+        f[30..34].copy_from_slice(&[10, 9, 3, 2]);
+        f[34 + 12] = 5 << 4;
+        f[34 + 13] = 0x18;
+        for (i, b) in f[54..].iter_mut().enumerate() {
+            *b = (i * 7 + 3) as u8;
+        }
+        let c = cksum::ipv4_hdr_cksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        let ph = cksum::phdr_cksum(&f[14..34], L3::Ipv4, cksum::IPPROTO_TCP, 20 + payload).unwrap();
+        f[34 + 16..34 + 18].copy_from_slice(&ph.to_be_bytes());
+        let c = crate::pkt::csum_fold(crate::pkt::csum_add(0, &f[34..]));
+        f[34 + 16..34 + 18].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    /// An LRO packet (a chain of segments, its checksum vouched for by the port): its headers
+    /// are found in the first segment, and it is marked for segmentation, or its checksum
+    /// redone over the whole chain in software.
+    #[test]
+    fn a_chained_lro_packet_is_segmented_or_checksummed() {
+        let p = Mempool::new(MempoolConfig {
+            count: 16,
+            ..Default::default()
+        })
+        .unwrap();
+        let frame = tcp_frame(5000);
+        let chain = |f: &[u8]| {
+            let mut head = p.alloc().unwrap();
+            for (i, part) in f.chunks(1500).enumerate() {
+                if i == 0 {
+                    head.append(part.len()).unwrap().copy_from_slice(part);
+                } else {
+                    let mut seg = p.alloc().unwrap();
+                    seg.append(part.len()).unwrap().copy_from_slice(part);
+                    head.chain(seg);
+                }
+            }
+            head.set_ol_flags(OL_RX_L4_CKSUM_NONE);
+            head
+        };
+        let mut m = chain(&frame);
+        assert!(m.nb_segs() > 1);
+        let tso = CsumConf {
+            tso_segsz: 1448,
+            ..CsumConf::default()
+        };
+        assert_eq!(process(&mut m, &tso), (true, true));
+        assert_eq!(
+            m.ol_flags(),
+            OL_TX_IPV4 | OL_TX_TCP_SEG | OL_TX_TCP_CKSUM,
+            "marked for TSO"
+        );
+        assert_eq!(m.tso_segsz(), 1448);
+        assert_eq!((m.l2_len(), m.l3_len(), m.l4_len()), (14, 20, 20));
+        // Without TSO the checksum is completed in software over the whole chain.
+        let mut m = chain(&frame);
+        m.first_seg_range_mut(34 + 16, 2).unwrap().fill(0xab);
+        assert_eq!(process(&mut m, &CsumConf::default()), (true, true));
+        assert_eq!(m.ol_flags(), OL_TX_IPV4);
+        assert!(m.to_vec() == frame, "the chain's checksums are not the original's");
+        assert!(cksum::l4_cksum_ok(&frame, &cksum::parse(&frame).unwrap()));
     }
 }

@@ -130,6 +130,13 @@ impl Layers {
 /// Parses the Ethernet (up to two VLAN tags), IP and TCP/UDP headers at the start of
 /// `frame`. None when the frame is not IP or is too short for the headers it announces.
 pub fn parse(frame: &[u8]) -> Option<Layers> {
+    parse_headers(frame, frame.len())
+}
+
+/// [`parse`] for a packet of `pkt_len` bytes whose first bytes are `frame` (the first
+/// segment of a chain): the headers must lie in `frame`, the IP packet in `pkt_len`.
+pub fn parse_headers(frame: &[u8], pkt_len: usize) -> Option<Layers> {
+    let pkt_len = pkt_len.max(frame.len());
     let mut off = 12;
     let mut et = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
     off += 2;
@@ -152,7 +159,7 @@ pub fn parse(frame: &[u8]) -> Option<Layers> {
             }
             let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
             let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-            if total < ihl || frame.len() < off + total {
+            if total < ihl || pkt_len < off + total {
                 return None;
             }
             (L3::Ipv4, ihl, ip[9], frag, off + total)
@@ -185,7 +192,7 @@ pub fn parse(frame: &[u8]) -> Option<Layers> {
                 }
             }
             let total = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-            if frame.len() < off + len || total < len || frame.len() < off + total {
+            if frame.len() < off + len || total < len || pkt_len < off + total {
                 return None;
             }
             (L3::Ipv6, len, next, frag, off + total)

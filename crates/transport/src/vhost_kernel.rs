@@ -434,29 +434,48 @@ pub fn check_tap_name(name: &str) -> Result<(), KernelError> {
     Ok(())
 }
 
-/// The `TUN_F_*` flags for a set of negotiated virtio-net features: checksum and TSO when
-/// the driver offered them to the device. (None of them is negotiated yet: the data path does
-/// not translate offload headers. This is where they will come from.)
+/// The virtio-net offload features a vhost-net device's driver may negotiate although
+/// `VHOST_GET_FEATURES` does not list them: the tap implements them (its `IFF_VNET_HDR`
+/// header carries them), so they are offered when the tap has a virtio-net header, and are
+/// masked out of `VHOST_SET_FEATURES` (vhost-net refuses bits it does not know). `CSUM`,
+/// `HOST_TSO4/6` (we send partial checksums and large packets: the tap's writer side
+/// always takes them) and `GUEST_CSUM`, `GUEST_TSO4/6` (the tap may hand us those, as
+/// [`tap_offloads`] tells it with `TUNSETOFFLOAD`).
+pub const TAP_OFFLOAD_FEATURES: u64 = 1 << CSUM
+    | 1 << GUEST_CSUM
+    | 1 << GUEST_TSO4
+    | 1 << GUEST_TSO6
+    | 1 << HOST_TSO4
+    | 1 << HOST_TSO6;
+
+const CSUM: u32 = 0;
+const GUEST_CSUM: u32 = 1;
+const GUEST_TSO4: u32 = 7;
+const GUEST_TSO6: u32 = 8;
+const GUEST_ECN: u32 = 9;
+const GUEST_UFO: u32 = 10;
+const HOST_TSO4: u32 = 11;
+const HOST_TSO6: u32 = 12;
+
+/// The `TUN_F_*` flags for a set of negotiated virtio-net features: what the tap may hand the
+/// driver on its receive side, so the driver-receive features (`GUEST_CSUM`, and under it
+/// `GUEST_TSO4/6`, `GUEST_ECN`, `GUEST_UFO`), as QEMU and DPDK set them. The transmit side
+/// (`CSUM`, `HOST_TSO*`) needs no flag: a tap always takes the header's requests.
 pub fn tap_offloads(features: u64) -> u32 {
-    const CSUM: u32 = 0;
-    const HOST_TSO4: u32 = 11;
-    const HOST_TSO6: u32 = 12;
-    const HOST_ECN: u32 = 13;
-    const HOST_UFO: u32 = 14;
     let has = |b: u32| features & (1u64 << b) != 0;
     let mut f = 0;
-    if has(CSUM) {
+    if has(GUEST_CSUM) {
         f |= TUN_F_CSUM;
-        if has(HOST_TSO4) {
+        if has(GUEST_TSO4) {
             f |= TUN_F_TSO4;
         }
-        if has(HOST_TSO6) {
+        if has(GUEST_TSO6) {
             f |= TUN_F_TSO6;
         }
-        if has(HOST_ECN) && f & (TUN_F_TSO4 | TUN_F_TSO6) != 0 {
+        if has(GUEST_ECN) && f & (TUN_F_TSO4 | TUN_F_TSO6) != 0 {
             f |= TUN_F_TSO_ECN;
         }
-        if has(HOST_UFO) {
+        if has(GUEST_UFO) {
             f |= TUN_F_UFO;
         }
     }
@@ -547,15 +566,13 @@ impl Tap {
                 let f = flags & !TUN_F_UFO;
                 sys::tun_set_offload(self.fd.as_raw_fd(), f)
                     .map(|()| f)
-                    .map_err(|e| {
-                        ioctl_err("TUNSETOFFLOAD", &self.on(), e, &format!("flags {f:#x}"))
-                    })
+                    .map_err(|e| ioctl_err("TUNSETOFFLOAD", &self.on(), e, &offload_hint(f)))
             }
             Err(e) => Err(ioctl_err(
                 "TUNSETOFFLOAD",
                 &self.on(),
                 e,
-                &format!("flags {flags:#x}"),
+                &offload_hint(flags),
             )),
         }
     }
@@ -567,6 +584,13 @@ impl Tap {
             .ok()
             .map(|f| f & libc::IFF_UP as libc::c_short != 0)
     }
+}
+
+/// What to do when the kernel refuses the offloads `flags`.
+fn offload_hint(flags: u32) -> String {
+    format!(
+        "the kernel does not take offload flags {flags:#x}; turn off this port's Rx checksum and LRO offloads (no --enable-rx-cksum / --enable-lro)"
+    )
 }
 
 /// Opens the taps of `queues` queue pairs under `name`: the first with `IFF_MULTI_QUEUE`
@@ -716,12 +740,18 @@ mod tests {
     #[test]
     fn offload_flags_follow_the_features() {
         assert_eq!(tap_offloads(0), 0);
-        assert_eq!(tap_offloads(1 << 11), 0, "TSO without CSUM is nothing");
-        assert_eq!(tap_offloads(1), TUN_F_CSUM);
+        assert_eq!(tap_offloads(1 << 7), 0, "GUEST_TSO4 without GUEST_CSUM is nothing");
+        assert_eq!(tap_offloads(1 << 1), TUN_F_CSUM);
         assert_eq!(
-            tap_offloads(1 | 1 << 11 | 1 << 12 | 1 << 13 | 1 << 14),
+            tap_offloads(1 | 1 << 11 | 1 << 12),
+            0,
+            "the transmit side needs no flag"
+        );
+        assert_eq!(
+            tap_offloads(1 << 1 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10),
             TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO
         );
+        assert_eq!(tap_offloads(TAP_OFFLOAD_FEATURES), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
     }
 
     /// Where this machine lets us (root, /dev/net/tun): a two-queue tap for vhost-net, with the
@@ -745,7 +775,14 @@ mod tests {
             t.set_vnet_hdr_len(12).unwrap();
             t.set_sndbuf(i32::MAX).unwrap();
             assert_eq!(t.set_offload(0).unwrap(), 0);
+            let all = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+            assert_eq!(t.set_offload(all).unwrap(), all);
         }
+        // a flag the kernel does not know: refused, and the error says what to turn off
+        let e = taps[0].set_offload(0x8000_0000).unwrap_err().to_string();
+        assert!(e.starts_with("TUNSETOFFLOAD on /dev/net/tun (tap fvk"), "{e}");
+        assert!(e.contains("EINVAL"), "{e}");
+        assert!(e.contains("no --enable-rx-cksum / --enable-lro"), "{e}");
         assert_eq!(taps[0].is_up(), Some(false), "a new tap is down");
         // the name is taken by a multi-queue tap: a single-queue open is refused, clearly
         let e = Tap::open(taps[0].name(), false).unwrap_err().to_string();

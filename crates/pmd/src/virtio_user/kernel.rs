@@ -13,9 +13,14 @@
 //! `VHOST_NET_F_VIRTIO_NET_HDR`, is not acknowledged), so the header length follows the
 //! negotiated features: 12 bytes with `VERSION_1` or mergeable buffers, else 10.
 //!
-//! Offloads: none is offered yet (the data path does not translate offload headers), so the
-//! tap gets `TUNSETOFFLOAD` 0 and checksums are computed by the kernel before frames reach us.
-//! [`OFFERED`] and [`vhost_kernel::tap_offloads`] are where they will be added.
+//! Offloads: vhost-net itself knows no virtio-net offload bit; the tap does them (its
+//! virtio-net header carries partial checksums and GSO both ways). So the offload features
+//! ([`vhost_kernel::TAP_OFFLOAD_FEATURES`]) are offered on top of what vhost-net lists, asked
+//! for only when the application enables the offloads (`--enable-rx-cksum`, `--enable-lro`,
+//! `--tx-offloads`), kept out of `VHOST_SET_FEATURES`, and turned into the tap's
+//! `TUNSETOFFLOAD` flags ([`vhost_kernel::tap_offloads`]: what the tap may hand us). With
+//! none enabled, the tap gets `TUNSETOFFLOAD` 0 and the kernel finishes checksums and
+//! segments before frames reach us.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
@@ -32,11 +37,13 @@ use vmm_sys_util::eventfd::EventFd;
 use super::backend::{Backend, BackendKind};
 use super::{LinkCfg, VringShared};
 
-/// The virtio features this driver offers a vhost-net device: what the data path handles and
-/// vhost-net knows (it has neither `IN_ORDER` nor the packed ring). Offload bits go here once
-/// the data path translates offload headers.
-pub(crate) const OFFERED: u64 =
-    bit(feature::F_VERSION_1) | bit(feature::NET_F_MRG_RXBUF) | bit(feature::RING_F_EVENT_IDX);
+/// The virtio features this driver may agree with a vhost-net device and its tap: what the
+/// data path handles and vhost-net knows (it has neither `IN_ORDER` nor the packed ring),
+/// and the offloads the tap does.
+pub(crate) const OFFERED: u64 = bit(feature::F_VERSION_1)
+    | bit(feature::NET_F_MRG_RXBUF)
+    | bit(feature::RING_F_EVENT_IDX)
+    | vhost_kernel::TAP_OFFLOAD_FEATURES;
 
 /// Vring indexes of one vhost-net device.
 const RX: u32 = 0;
@@ -90,7 +97,9 @@ impl KernelBackend {
             .map(|q| VhostNet::open(path, q))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| cfg_err(port, e))?;
-        let offered = devs[0].features().map_err(|e| cfg_err(port, e))?;
+        // The taps are opened with a virtio-net header, so they do the offloads.
+        let offered =
+            devs[0].features().map_err(|e| cfg_err(port, e))? | vhost_kernel::TAP_OFFLOAD_FEATURES;
         let features = want & OFFERED & offered;
         if features & bit(feature::F_VERSION_1) == 0 && want & bit(feature::F_VERSION_1) != 0 {
             log::warn!(
@@ -99,14 +108,22 @@ impl KernelBackend {
         }
         let taps = vhost_kernel::open_taps(iface, queues).map_err(|e| cfg_err(port, e))?;
         let hdr = net_hdr_len(features);
+        let mut tap_flags = 0;
         for t in &taps {
             t.set_vnet_hdr_len(hdr).map_err(|e| cfg_err(port, e))?;
             t.set_sndbuf(i32::MAX).map_err(|e| cfg_err(port, e))?;
-            t.set_offload(vhost_kernel::tap_offloads(features))
-                .map_err(|e| cfg_err(port, e))?;
+            let asked = vhost_kernel::tap_offloads(features);
+            let set = t.set_offload(asked).map_err(|e| cfg_err(port, e))?;
+            tap_flags = set;
+            if set != asked {
+                log::warn!(
+                    "{port}: tap {} took offload flags {set:#x} of {asked:#x}",
+                    t.name()
+                );
+            }
         }
         log::info!(
-            "{port}: vhost-kernel on {path}: tap {} ({} queue pair{}{}), virtio-net header {hdr} bytes, features {features:#x}",
+            "{port}: vhost-kernel on {path}: tap {} ({} queue pair{}{}), virtio-net header {hdr} bytes, features {features:#x}, tap offloads {tap_flags:#x}",
             taps[0].name(),
             queues,
             if queues == 1 { "" } else { "s" },
@@ -157,8 +174,9 @@ impl KernelBackend {
         .map_err(|e| cfg_err(&port, e))?;
         let mut cache = rings.pool.cache();
         for (q, p) in self.pairs.iter().enumerate() {
+            // vhost-net refuses the offload bits: the tap does them.
             p.dev
-                .set_features(self.features)
+                .set_features(self.features & !vhost_kernel::TAP_OFFLOAD_FEATURES)
                 .map_err(|e| cfg_err(&port, e))?;
             p.dev.set_mem_table(&table).map_err(|e| cfg_err(&port, e))?;
             for (index, vr) in [(RX, 2 * q), (TX, 2 * q + 1)] {
