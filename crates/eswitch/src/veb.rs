@@ -11,6 +11,11 @@
 //!
 //! The receiving VF's policy always has the last word (VLAN filter, receive modes).
 //!
+//! A VF's `mirror` copies its frames to another VF: those it sends (as switched: after its
+//! policy, with any VLAN inserted), those delivered to it (as delivered), or both. The copy
+//! bypasses the target's filters but not its receive enable, and is counted on the mirrored
+//! VF (`mirrored`, or `mirror_dropped` when it could not be made or delivered).
+//!
 //! Policy changes are published as a new snapshot. The thread notices the generation change
 //! with one relaxed load per loop and only then takes the lock, to pick the snapshot up. Frames
 //! never wait on a lock.
@@ -25,7 +30,7 @@ use ferrovia_vswitch::frame::{copy_mbuf, pop_vlan, push_vlan};
 
 use crate::policy::{DropCause, TagAction, VfPolicy};
 use crate::ratelimit::TokenBucket;
-use crate::vfconfig::VfConfig;
+use crate::vfconfig::{MirrorDirection, VfConfig};
 
 /// One VF: its port and its policy.
 #[derive(Clone, Debug)]
@@ -64,6 +69,10 @@ pub struct VfCounters {
     pub tx_dropped: [AtomicU64; DROP_CAUSES],
     /// Drops of frames to the VF, by cause.
     pub rx_dropped: [AtomicU64; DROP_CAUSES],
+    /// Copies of this VF's frames sent to its mirror target.
+    pub mirrored: AtomicU64,
+    /// Copies of this VF's frames its mirror could not take (no mbuf, target disabled).
+    pub mirror_dropped: AtomicU64,
 }
 
 /// Drop causes counted per direction: the policy's, then rate limit and a full port.
@@ -97,9 +106,20 @@ fn bump(c: &AtomicU64, n: u64) {
     c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
+/// A VF's mirror, compiled: the target VF and which directions it copies.
+#[derive(Clone, Copy, Debug)]
+struct MirrorTo {
+    target: usize,
+    /// Frames delivered to the VF.
+    rx: bool,
+    /// Frames the VF sent (as switched, after its policy).
+    tx: bool,
+}
+
 struct Snapshot {
     policies: Vec<VfPolicy>,
     rates: Vec<Option<f64>>,
+    mirrors: Vec<Option<MirrorTo>>,
     tx_loopback: bool,
 }
 
@@ -279,14 +299,42 @@ fn snapshot<'a>(
 ) -> Result<Snapshot, String> {
     let mut policies = Vec::new();
     let mut rates = Vec::new();
+    let mut mirrors = Vec::new();
     for c in configs {
         let default = MacAddr([0x02, 0xfe, 0, 0, (c.vfid >> 8) as u8, c.vfid as u8]);
         policies.push(VfPolicy::compile(c, default)?);
         rates.push(c.rate_mbps);
+        mirrors.push(c.mirror.as_ref().and_then(|m| {
+            let (rx, tx) = match m.direction {
+                MirrorDirection::In => (true, false),
+                MirrorDirection::Out => (false, true),
+                MirrorDirection::All => (true, true),
+                MirrorDirection::Off => return None,
+            };
+            Some(MirrorTo {
+                target: m.target as usize,
+                rx,
+                tx,
+            })
+        }));
+    }
+    // A target the switch does not have is refused (the JSON check knows only the PF's
+    // limit, not how many VFs this switch runs).
+    if let Some((vf, m)) = mirrors
+        .iter()
+        .enumerate()
+        .find_map(|(i, m)| m.filter(|m| m.target >= policies.len()).map(|m| (i, m)))
+    {
+        return Err(format!(
+            "VF {vf}: mirror target VF {} does not exist (this eswitch has VFs 0..{})",
+            m.target,
+            policies.len() - 1
+        ));
     }
     Ok(Snapshot {
         policies,
         rates,
+        mirrors,
         tx_loopback,
     })
 }
@@ -378,6 +426,9 @@ fn run(sh: Arc<Shared>, mut ports: Vec<PortQ>, pool: Mempool) {
                     }
                     bump(&c.tx_packets, 1);
                     bump(&c.tx_bytes, m.pkt_len() as u64);
+                    if let Some(mt) = snap.mirrors[vf].filter(|mt| mt.tx) {
+                        mirror(&mut ports, &mut caches, &pool, &sh, &snap, vf, mt, &m);
+                    }
                 } else {
                     bump(&sh.uplink_rx, 1);
                 }
@@ -427,6 +478,9 @@ fn run(sh: Arc<Shared>, mut ports: Vec<PortQ>, pool: Mempool) {
                         caches.free(copy);
                         continue;
                     }
+                    if let Some(mt) = snap.mirrors[j].filter(|mt| mt.rx) {
+                        mirror(&mut ports, &mut caches, &pool, &sh, &snap, j, mt, &copy);
+                    }
                     flush_if_full(&mut ports[1 + j], &mut caches, Some(&sh.counters[j]));
                     let _ = ports[1 + j].out.try_push(copy);
                 }
@@ -452,6 +506,34 @@ fn run(sh: Arc<Shared>, mut ports: Vec<PortQ>, pool: Mempool) {
             std::hint::spin_loop();
         }
     }
+}
+
+/// Queues a copy of `m`, a frame of VF `vf`, for its mirror target (which takes it whatever
+/// its own filters say, unless its receive is disabled). Copies are counted on `vf`.
+#[allow(clippy::too_many_arguments)]
+fn mirror(
+    ports: &mut [PortQ],
+    caches: &mut LcoreCaches,
+    pool: &Mempool,
+    sh: &Shared,
+    snap: &Snapshot,
+    vf: usize,
+    mt: MirrorTo,
+    m: &Mbuf,
+) {
+    let c = &sh.counters[vf];
+    if !snap.policies[mt.target].rx_enabled {
+        bump(&c.mirror_dropped, 1);
+        return;
+    }
+    let Some(copy) = copy_mbuf(caches, pool, m) else {
+        bump(&c.mirror_dropped, 1);
+        return;
+    };
+    let p = &mut ports[1 + mt.target];
+    flush_if_full(p, caches, Some(&sh.counters[mt.target]));
+    let _ = p.out.try_push(copy);
+    bump(&c.mirrored, 1);
 }
 
 /// Sends a port's batch; what the port does not take is dropped and counted (to a VF:

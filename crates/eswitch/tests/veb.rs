@@ -363,3 +363,56 @@ fn rate_limit_holds() {
     );
     let _ = &w.dir;
 }
+
+#[test]
+fn mirroring_copies_a_vfs_traffic_to_another_vf() {
+    let mirrored = r#"{"name":"a","vfid":0,"macs":["02:00:00:00:f0:00"],"mirror":{"target":2,"direction":"all"}}"#;
+    let cfg2 = r#"{"name":"m","vfid":2,"macs":["02:00:00:00:f0:02"]}"#;
+    let mut w = world("mirror", &[mirrored, VF1, cfg2], true);
+    // Out: what VF0 sends reaches the uplink, and a copy reaches VF2.
+    let out = frame(REMOTE, MAC0, None, 120, 1);
+    w.vfs[0].send(std::slice::from_ref(&out));
+    assert_eq!(w.uplink.expect(1), vec![out.clone()]);
+    assert_eq!(w.vfs[2].expect(1), vec![out]);
+    // In: what the uplink sends to VF0 reaches it, and a copy reaches VF2.
+    let inb = frame(MAC0, REMOTE, None, 130, 2);
+    w.uplink.send(std::slice::from_ref(&inb));
+    assert_eq!(w.vfs[0].expect(1), vec![inb.clone()]);
+    assert_eq!(w.vfs[2].expect(1), vec![inb]);
+    // VF1's traffic is not mirrored.
+    let other = frame(REMOTE, MAC1, None, 140, 3);
+    w.vfs[1].send(std::slice::from_ref(&other));
+    assert_eq!(w.uplink.expect(1), vec![other]);
+    assert!(w.vfs[2].recv_for(T).is_empty());
+    let c = w.sw.counters(0).unwrap();
+    assert_eq!(c.mirrored.load(Ordering::Relaxed), 2);
+    // Direction "out" only, set at run time: received frames are no longer copied.
+    w.sw.set_policy(vf(
+        r#"{"name":"a","vfid":0,"macs":["02:00:00:00:f0:00"],"mirror":{"target":2,"direction":"out"}}"#,
+    ))
+    .unwrap();
+    let inb2 = frame(MAC0, REMOTE, None, 150, 4);
+    w.uplink.send(std::slice::from_ref(&inb2));
+    assert_eq!(w.vfs[0].expect(1), vec![inb2]);
+    assert!(w.vfs[2].recv_for(T).is_empty());
+    // A target with its receive disabled gets nothing; the copy is counted as dropped.
+    w.sw.set_enabled(2, false, true).unwrap();
+    let out2 = frame(REMOTE, MAC0, None, 160, 5);
+    w.vfs[0].send(std::slice::from_ref(&out2));
+    assert_eq!(w.uplink.expect(1), vec![out2]);
+    assert!(w.vfs[2].recv_for(T).is_empty());
+    assert_eq!(c.mirrored.load(Ordering::Relaxed), 2);
+    assert_eq!(c.mirror_dropped.load(Ordering::Relaxed), 1);
+    // A target the switch does not have is refused, and the policy stays as it was.
+    let e =
+        w.sw.set_policy(vf(
+            r#"{"name":"a","vfid":0,"mirror":{"target":3,"direction":"all"}}"#,
+        ))
+        .unwrap_err();
+    assert!(e.contains("mirror target VF 3 does not exist"), "{e}");
+    w.sw.set_enabled(2, true, true).unwrap();
+    let out3 = frame(REMOTE, MAC0, None, 170, 6);
+    w.vfs[0].send(std::slice::from_ref(&out3));
+    assert_eq!(w.uplink.expect(1), vec![out3.clone()]);
+    assert_eq!(w.vfs[2].expect(1), vec![out3]);
+}
