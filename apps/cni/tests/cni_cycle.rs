@@ -10,30 +10,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ferrovia_ethdev::{Burst, Port, PortConf, RxQueue, TxQueue};
-use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
+use ferrovia_testkit::{Container, TempDir};
 use ferrovia_vswitch::Switch;
 use ferrovia_vswitch::config::{BridgeConfig, SwitchConfig};
 use ferrovia_vswitch::rpc::{RpcClient, RpcServer};
 use serde_json::{Value, json};
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("fcni-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A pod's network namespace: a real one as root, a placeholder file otherwise.
 struct Netns {
@@ -206,76 +189,11 @@ fn ports(w: &World) -> Vec<Value> {
 }
 
 /// A pod's application: our virtio-user port on the socket the device-info file names.
-struct PodApp {
-    _port: Box<dyn Port>,
-    rx: Box<dyn RxQueue>,
-    tx: Box<dyn TxQueue>,
-    caches: LcoreCaches,
-    pool: Mempool,
-}
-
-impl PodApp {
-    fn from_devinfo(path: &Path, n: u16) -> PodApp {
-        let d: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        assert_eq!(d["type"], "vhost-user");
-        assert_eq!(d["vhost-user"]["mode"], "client", "the switch listens");
-        let sock = d["vhost-user"]["path"].as_str().unwrap();
-        let pool = Mempool::new(MempoolConfig {
-            count: 2048,
-            ..Default::default()
-        })
-        .unwrap();
-        let mut port = ferrovia_pmd::open(
-            &format!("net_virtio_user{n},path={sock}"),
-            &PortConf::new(n, pool.clone()),
-        )
-        .expect("virtio-user opens on the pod's socket");
-        port.start().unwrap();
-        let t0 = Instant::now();
-        while !port.link().up {
-            assert!(t0.elapsed() < Duration::from_secs(10), "link never came up");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let rx = port.rx_queue(0).unwrap();
-        let tx = port.tx_queue(0).unwrap();
-        PodApp {
-            _port: port,
-            rx,
-            tx,
-            caches: LcoreCaches::new(),
-            pool,
-        }
-    }
-
-    fn send(&mut self, frames: &[Vec<u8>]) {
-        let mut b = Burst::new();
-        for f in frames {
-            let mut m = self.caches.for_pool(&self.pool).alloc().expect("mbuf");
-            m.append(f.len()).expect("room").copy_from_slice(f);
-            b.push(m);
-        }
-        let t0 = Instant::now();
-        while !b.is_empty() {
-            self.tx.tx_burst(&mut self.caches, &mut b);
-            assert!(t0.elapsed() < Duration::from_secs(2), "tx stuck");
-        }
-    }
-
-    fn recv_n(&mut self, n: usize) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut b = Burst::new();
-        let t0 = Instant::now();
-        while out.len() < n && t0.elapsed() < Duration::from_secs(5) {
-            if self.rx.rx_burst(&mut self.caches, &mut b, 32) == 0 {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            for m in b.drain(..) {
-                out.push(m.to_vec());
-                self.caches.free(m);
-            }
-        }
-        out
-    }
+fn pod_app(devinfo: &Path) -> Container {
+    let d: Value = serde_json::from_slice(&std::fs::read(devinfo).unwrap()).unwrap();
+    assert_eq!(d["type"], "vhost-user");
+    assert_eq!(d["vhost-user"]["mode"], "client", "the switch listens");
+    Container::attach(Path::new(d["vhost-user"]["path"].as_str().unwrap()))
 }
 
 fn frame(dst: [u8; 6], src: [u8; 6], len: usize, seq: u32) -> Vec<u8> {
@@ -369,21 +287,21 @@ fn add_check_del_and_pods_talk_through_the_switch() {
         .0
         .join("devinfo")
         .join(format!("userspace-net-{cid_b}-net1-device-info.json"));
-    let mut app_a = PodApp::from_devinfo(&dev_a, 500);
-    let mut app_b = PodApp::from_devinfo(&dev_b, 501);
+    let mut app_a = pod_app(&dev_a);
+    let mut app_b = pod_app(&dev_b);
     let (mac_a, mac_b) = ([2, 0xc, 0, 0, 0, 1], [2, 0xc, 0, 0, 0, 2]);
     // A's first frame floods (B unknown) and teaches the switch A's MAC; B answers.
     let fa: Vec<_> = (0..16)
         .map(|i| frame(mac_b, mac_a, 60 + i * 90, i as u32))
         .collect();
     app_a.send(&fa);
-    let got = app_b.recv_n(16);
+    let got = app_b.recv_n(16, Duration::from_secs(5));
     assert_eq!(got, fa, "pod B receives A's frames byte for byte");
     let fb: Vec<_> = (0..16)
         .map(|i| frame(mac_a, mac_b, 1514 - i * 80, 100 + i as u32))
         .collect();
     app_b.send(&fb);
-    let got = app_a.recv_n(16);
+    let got = app_a.recv_n(16, Duration::from_secs(5));
     assert_eq!(got, fb, "pod A receives B's frames byte for byte");
     drop(app_a);
     drop(app_b);

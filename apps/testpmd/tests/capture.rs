@@ -2,90 +2,14 @@
 //! `capture` commands, files read back with our pcapng reader (and tshark when installed),
 //! and the error cases.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use ferrovia_ethdev::capture::pcapng::{self, Block};
+use ferrovia_testkit::Interactive;
 
 const TESTPMD: &str = env!("CARGO_BIN_EXE_testpmd");
 const PDUMP: &str = env!("CARGO_BIN_EXE_ferrovia-pdump");
-
-struct Proc {
-    child: Child,
-    out: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn start(bin: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = Arc::new(Mutex::new(String::new()));
-        for mut s in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let o = out.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    o.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-        Proc { child, out }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn wait_for(&self, what: &str, count: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let o = self.out.lock().unwrap().clone();
-            if o.matches(what).count() >= count {
-                return o;
-            }
-            assert!(Instant::now() < deadline, "no {what:?} in:\n{o}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the process to end; returns (success, output).
-    fn wait(mut self) -> (bool, String) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(50));
-                return (st.success(), self.out.lock().unwrap().clone());
-            }
-            assert!(Instant::now() < deadline, "process did not end");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ferrovia-tpcap-{}-{name}", std::process::id()));
@@ -97,7 +21,7 @@ fn dir(name: &str) -> PathBuf {
 fn pdump(prefix: &str, args: &[&str]) -> (bool, String) {
     let mut a = vec!["--file-prefix", prefix, "--"];
     a.extend_from_slice(args);
-    Proc::start(PDUMP, &a).wait()
+    Interactive::start(PDUMP, &a).wait()
 }
 
 fn tshark_fields(path: &Path, fields: &[&str]) -> Option<Vec<String>> {
@@ -133,7 +57,7 @@ fn tshark_fields(path: &Path, fields: &[&str]) -> Option<Vec<String>> {
 fn pdump_captures_testpmd_traffic_and_errors_are_clear() {
     let d = dir("pdump");
     let prefix = format!("tpcap{}", std::process::id());
-    let mut tp = Proc::start(
+    let mut tp = Interactive::start(
         TESTPMD,
         &[
             "-l",
@@ -152,7 +76,7 @@ fn pdump_captures_testpmd_traffic_and_errors_are_clear() {
     let file = d.join("both.pcapng");
     let f = file.to_str().unwrap();
     let params = format!("port=0,queue=*,rx-dev={f},tx-dev={f},snaplen=64");
-    let pd = Proc::start(
+    let pd = Interactive::start(
         PDUMP,
         &[
             "--file-prefix",

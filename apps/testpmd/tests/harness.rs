@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Our testpmd.
 pub const TESTPMD: &str = env!("CARGO_BIN_EXE_testpmd");
@@ -19,39 +19,11 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// True when DPDK's testpmd and hugepages are ready. When `FERROVIA_REQUIRE_DPDK=1` (CI), a
-/// missing DPDK is a failure with instructions; otherwise the test says it is skipped.
-pub fn dpdk_ready(test: &str) -> bool {
-    let have_bin = Command::new("sh")
-        .args(["-c", "command -v dpdk-testpmd"])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let free_huge = meminfo
-        .lines()
-        .find(|l| l.starts_with("HugePages_Free:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    let mounted = std::fs::read_to_string("/proc/mounts")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.contains("hugetlbfs"));
-    let ok = have_bin && free_huge >= 256 && mounted;
-    if !ok {
-        let why = format!(
-            "{test}: DPDK peer not ready (dpdk-testpmd: {have_bin}, free hugepages: {free_huge} (need 256), hugetlbfs mounted: {mounted}); \
-             install with `apt-get install dpdk dpdk-dev`, then `echo 512 > /proc/sys/vm/nr_hugepages; mkdir -p /dev/hugepages; mount -t hugetlbfs none /dev/hugepages` (scripts/test-all.sh does this)"
-        );
-        if std::env::var("FERROVIA_REQUIRE_DPDK").as_deref() == Ok("1") {
-            panic!("{why}");
-        }
-        eprintln!("SKIPPED: {why}");
-    }
-    ok
-}
+// Not every test file uses all of them.
+#[allow(unused_imports)]
+pub use ferrovia_testkit::dpdk::{dpdk_cmd, dpdk_ready};
+#[allow(unused_imports)]
+pub use ferrovia_testkit::{Proc, wait_for_path};
 
 /// A fresh private directory for sockets and logs.
 pub fn workdir(name: &str) -> PathBuf {
@@ -59,118 +31,6 @@ pub fn workdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// A child process that is interrupted (then killed) when dropped.
-pub struct Proc {
-    /// The running child (None once waited for).
-    pub child: Option<Child>,
-    /// Where its output goes.
-    pub log: PathBuf,
-    /// What it is, for messages.
-    pub what: String,
-}
-
-impl Proc {
-    /// Spawns `cmd` with stdout and stderr into `log`; stdin from `stdin` if given.
-    pub fn spawn(what: &str, mut cmd: Command, log: &Path, stdin: Option<Stdio>) -> Proc {
-        let f = std::fs::File::create(log).unwrap();
-        cmd.stdout(f.try_clone().unwrap()).stderr(f);
-        cmd.stdin(stdin.unwrap_or(Stdio::null()));
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Proc {
-            child: Some(child),
-            log: log.to_path_buf(),
-            what: what.into(),
-        }
-    }
-
-    /// Sends SIGINT and waits up to `grace` for exit; kills after that.
-    pub fn interrupt(&mut self, grace: Duration) -> Option<i32> {
-        let mut c = self.child.take()?;
-        // SAFETY: signalling a child we own.
-        unsafe {
-            libc::kill(c.id() as i32, libc::SIGINT);
-        }
-        let t = Instant::now();
-        loop {
-            if let Ok(Some(s)) = c.try_wait() {
-                return s.code();
-            }
-            if t.elapsed() > grace {
-                let _ = c.kill();
-                let _ = c.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for exit (up to `limit`, then kills); returns the exit code.
-    pub fn wait(&mut self, limit: Duration) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let t = Instant::now();
-        loop {
-            if let Ok(Some(s)) = c.try_wait() {
-                return s.code();
-            }
-            if t.elapsed() > limit {
-                let _ = c.kill();
-                let _ = c.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The log so far.
-    pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.interrupt(Duration::from_secs(3));
-        }
-    }
-}
-
-/// Waits until `path` exists (a socket being created).
-pub fn wait_for_path(path: &Path, limit: Duration) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if path.exists() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-/// DPDK testpmd with the options every test needs.
-pub fn dpdk_cmd(prefix: &str, vdev: &str, app: &[&str]) -> Command {
-    let mut c = Command::new("dpdk-testpmd");
-    c.args([
-        "-l",
-        "0-1",
-        "--no-pci",
-        "--in-memory",
-        "--single-file-segments",
-    ])
-    .arg(format!("--file-prefix={prefix}"))
-    .arg(format!("--vdev={vdev}"))
-    .arg("--")
-    .args([
-        "--total-num-mbufs=16384",
-        "--mbuf-size=10240",
-        "--max-pkt-len=9018",
-    ])
-    .args(app);
-    c
 }
 
 /// Our testpmd.

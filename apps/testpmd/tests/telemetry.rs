@@ -2,9 +2,10 @@
 //! testpmd's own counters, and a Prometheus scrape.
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ferrovia_testkit::Interactive;
 
 const TESTPMD: &str = env!("CARGO_BIN_EXE_testpmd");
 
@@ -27,71 +28,28 @@ fn telemetry_py() -> Option<String> {
     None
 }
 
-struct Testpmd {
-    child: Child,
-    out: Arc<Mutex<String>>,
-}
+/// testpmd driven through its prompt (stderr to the test's).
+struct Testpmd(Interactive);
 
 impl Testpmd {
     fn start(args: &[&str]) -> Testpmd {
-        let mut child = Command::new(TESTPMD)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = Arc::new(Mutex::new(String::new()));
-        let mut so = child.stdout.take().unwrap();
-        let o = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = so.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                o.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Testpmd { child, out }
+        Testpmd(Interactive::start_stdout(TESTPMD, args))
     }
 
     fn send(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
-        stdin.flush().unwrap();
+        self.0.send(line);
     }
 
     /// Waits until the output holds `what` `count` times; returns the output.
     fn wait_for(&self, what: &str, count: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let o = self.out.lock().unwrap().clone();
-            if o.matches(what).count() >= count {
-                return o;
-            }
-            assert!(Instant::now() < deadline, "no {what:?} in:\n{o}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.0.wait_for(what, count)
     }
 
     fn quit(mut self) -> String {
         self.send("quit");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "testpmd did not quit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.wait_for("Bye", 1)
-    }
-}
-
-impl Drop for Testpmd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let (_, out) = self.0.wait();
+        assert!(out.contains("Bye"), "testpmd did not say Bye:\n{out}");
+        out
     }
 }
 

@@ -238,7 +238,22 @@ impl Eswitch {
             .snapshot
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
-        self.shared.generation.fetch_add(1, Ordering::Release);
+        let generation = self.shared.generation.fetch_add(1, Ordering::Release) + 1;
+        // The switch thread picks the snapshot up between two bursts: wait for it, so that
+        // the next frame meets the new policy.
+        let t0 = std::time::Instant::now();
+        while self.shared.applied.load(Ordering::Acquire) < generation {
+            if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+                return Err("the eswitch thread is not running".into());
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(5) {
+                return Err(
+                    "the eswitch thread did not take the new policy within 5 s (is it starved of CPU?)"
+                        .into(),
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
         Ok(())
     }
 

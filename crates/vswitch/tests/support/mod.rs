@@ -3,36 +3,15 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrovia_ethdev::{Burst, Port, PortConf, RxQueue, TxQueue};
-use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
 use ferrovia_vswitch::Switch;
 use ferrovia_vswitch::config::{BridgeConfig, PortConfig, SwitchConfig};
 
-/// A unique temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("fvsw-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    pub fn sock(&self, name: &str) -> PathBuf {
-        self.0.join(format!("{name}.sock"))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+// Not every test file uses both.
+#[allow(unused_imports)]
+pub use ferrovia_testkit::{Container, TempDir};
 
 /// A port config for a vhost-user server port `name` with socket in `dir`.
 pub fn vhost_port(dir: &TempDir, bridge: &str, name: &str, idx: usize) -> PortConfig {
@@ -63,116 +42,6 @@ pub fn switch(ports: Vec<PortConfig>, extra: impl FnOnce(&mut SwitchConfig)) -> 
     c.port = ports;
     extra(&mut c);
     Switch::start(&c).expect("switch starts")
-}
-
-/// A container: a virtio-user port in this process on the switch's socket.
-pub struct Container {
-    pub port: Box<dyn Port>,
-    pub rx: Box<dyn RxQueue>,
-    pub tx: Box<dyn TxQueue>,
-    pub caches: LcoreCaches,
-    pub pool: Mempool,
-}
-
-static NEXT_VU: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(100);
-
-impl Container {
-    pub fn attach(sock: &Path) -> Container {
-        let c = Container::open(sock, false);
-        c.wait_link();
-        c
-    }
-
-    /// A container whose virtio-user listens (server=1): the switch connects to it (the
-    /// switch's port has client=1), so either side can restart.
-    pub fn listen(sock: &Path) -> Container {
-        Container::open(sock, true)
-    }
-
-    pub fn wait_link(&self) {
-        let t0 = Instant::now();
-        while !self.port.link().up {
-            assert!(t0.elapsed() < Duration::from_secs(10), "link never came up");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn open(sock: &Path, server: bool) -> Container {
-        let pool = Mempool::new(MempoolConfig {
-            count: 2048,
-            ..Default::default()
-        })
-        .unwrap();
-        let n = NEXT_VU.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut port = ferrovia_pmd::open(
-            &format!(
-                "net_virtio_user{n},path={}{}",
-                sock.display(),
-                if server { ",server=1" } else { "" }
-            ),
-            &PortConf::new(n as u16, pool.clone()),
-        )
-        .expect("virtio-user opens");
-        port.start().unwrap();
-        let rx = port.rx_queue(0).unwrap();
-        let tx = port.tx_queue(0).unwrap();
-        Container {
-            port,
-            rx,
-            tx,
-            caches: LcoreCaches::new(),
-            pool,
-        }
-    }
-
-    /// Sends frames (each one mbuf); panics unless all go within 2 s.
-    pub fn send(&mut self, frames: &[Vec<u8>]) {
-        let mut b = Burst::new();
-        for f in frames {
-            let mut m = self.caches.for_pool(&self.pool).alloc().expect("mbuf");
-            m.append(f.len()).expect("room").copy_from_slice(f);
-            b.push(m);
-        }
-        let t0 = Instant::now();
-        while !b.is_empty() {
-            self.tx.tx_burst(&mut self.caches, &mut b);
-            assert!(t0.elapsed() < Duration::from_secs(2), "tx stuck");
-        }
-    }
-
-    /// Receives for `wait`, returning every frame's bytes.
-    pub fn recv_for(&mut self, wait: Duration) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut b = Burst::new();
-        let t0 = Instant::now();
-        while t0.elapsed() < wait {
-            if self.rx.rx_burst(&mut self.caches, &mut b, 32) == 0 {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            for m in b.drain(..) {
-                out.push(m.to_vec());
-                self.caches.free(m);
-            }
-        }
-        out
-    }
-
-    /// Receives until `n` frames came or `wait` passed.
-    pub fn recv_n(&mut self, n: usize, wait: Duration) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut b = Burst::new();
-        let t0 = Instant::now();
-        while out.len() < n && t0.elapsed() < wait {
-            if self.rx.rx_burst(&mut self.caches, &mut b, 32) == 0 {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            for m in b.drain(..) {
-                out.push(m.to_vec());
-                self.caches.free(m);
-            }
-        }
-        out
-    }
 }
 
 pub fn mac(n: u8) -> [u8; 6] {
