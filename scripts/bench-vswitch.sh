@@ -13,6 +13,13 @@
 #   testpmd-io  our testpmd --forward-mode=io between two net_vhost ports: the ceiling
 #   ferrovia    ferrovia-switch (start_ferrovia_switch below; skipped while the binary is
 #               missing)
+#   eswitch-vf  the software SR-IOV NIC (crates/eswitch, examples/eswitch_host.rs): the two
+#               ports are VF 0 (MAC_A) and VF 1 (MAC_B), switched VF to VF inside the NIC
+#               (tx_loopback on), every policy on: MAC and VLAN anti-spoofing, access VLAN 10
+#               inserted on send and stripped on receive, broadcast/multicast receive modes,
+#               a rate limit (at the 100 Gbit/s line rate, so checked but not binding)
+#   eswitch-up  the same NIC with port 0 as its uplink and port 1 as VF 0 (MAC_B): VF <->
+#               uplink, the same policies without the VLAN (the generator sends untagged)
 #
 # Each window launches the switch afresh, measures start-up (launch → first packet forwarded
 # in both directions, as the generator saw it), forwards for WARMUP + DURATION seconds, then
@@ -41,7 +48,7 @@ ROUNDS=3
 DURATION=10
 WARMUP=3
 SIZES="64 1518"
-CANDIDATES="ovs-normal ovs-direct testpmd-io ferrovia"
+CANDIDATES="ovs-normal ovs-direct testpmd-io ferrovia eswitch-vf eswitch-up"
 SOCKET_MODE=switch-client
 GEN_CPU=0
 SWITCH_CPU=1
@@ -76,7 +83,7 @@ done
 [ "$DURATION" -ge 2 ] || die "--duration must be at least 2 s"
 case "$SOCKET_MODE" in switch-client|switch-server) ;; *) die "--socket-mode must be switch-client or switch-server" ;; esac
 for c in $CANDIDATES; do
-    case "$c" in ovs-normal|ovs-direct|testpmd-io|ferrovia) ;; *) die "unknown candidate $c" ;; esac
+    case "$c" in ovs-normal|ovs-direct|testpmd-io|ferrovia|eswitch-vf|eswitch-up) ;; *) die "unknown candidate $c" ;; esac
 done
 [ "$(id -u)" = 0 ] || die "must run as root (hugepages, OVS-DPDK)"
 [ "$(nproc)" -gt "$(( GEN_CPU > SWITCH_CPU ? GEN_CPU : SWITCH_CPU ))" ] || die "needs CPUs $GEN_CPU and $SWITCH_CPU"
@@ -87,6 +94,7 @@ TESTPMD=$ROOT/target/release/testpmd
 GEN=$ROOT/target/release/examples/l2_gen
 FERROVIA_SWITCH=$ROOT/target/release/ferrovia-switch
 PLACEMENT=$ROOT/target/release/ferrovia-placement
+ESWITCH=$ROOT/target/release/examples/eswitch_host
 
 # ---------------------------------------------------------------------------------------------
 # Prerequisites: OVS-DPDK, python3 (for the summary), hugepages, our binaries.
@@ -121,11 +129,13 @@ if [ $want_ovs = 1 ]; then
 fi
 if [ $BUILD = 1 ]; then
     log "building testpmd and the l2_gen example (release)"
-    (cd "$ROOT" && cargo build --release -q -p ferrovia-testpmd --bins && cargo build --release -q -p ferrovia --example l2_gen) \
+    (cd "$ROOT" && cargo build --release -q -p ferrovia-testpmd --bins && cargo build --release -q -p ferrovia --example l2_gen \
+        && cargo build --release -q -p ferrovia-eswitch --example eswitch_host) \
         || die "cargo build failed"
 fi
 [ -x "$GEN" ] || die "$GEN missing: cargo build --release -p ferrovia --example l2_gen"
 case " $CANDIDATES " in *" testpmd-io "*) [ -x "$TESTPMD" ] || die "$TESTPMD missing: cargo build --release -p ferrovia-testpmd" ;; esac
+case " $CANDIDATES " in *" eswitch-"*) [ -x "$ESWITCH" ] || die "$ESWITCH missing: cargo build --release -p ferrovia-eswitch --example eswitch_host" ;; esac
 
 OUT_DIR=${OUT_DIR:-/tmp/bench-vswitch-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT_DIR"
@@ -332,6 +342,28 @@ EOF
 }
 # ==== END FERROVIA-SWITCH =====================================================================
 
+# The software NIC: eswitch-vf (both ports VFs) or eswitch-up (port 0 the uplink, port 1 a VF).
+start_eswitch() { # vf|up
+    local client=1 mode=$1
+    [ "$SOCKET_MODE" = switch-server ] && client=0
+    local p0="iface=$SOCK_DIR/vs0,client=$client,queues=1" p1="iface=$SOCK_DIR/vs1,client=$client,queues=1"
+    local common='"mac_anti_spoof":true,"vlan_anti_spoof":true,"allow_bcast":true,"allow_mcast":true,"rate":100000'
+    if [ "$mode" = vf ]; then
+        echo "{\"name\":\"vf-a\",\"vfid\":0,\"macs\":[\"02:00:00:00:00:0a\"],\"vlans\":[10],\"strip_stag\":true,$common}" >"$WORK/vf0.json"
+        echo "{\"name\":\"vf-b\",\"vfid\":1,\"macs\":[\"02:00:00:00:00:0b\"],\"vlans\":[10],\"strip_stag\":true,$common}" >"$WORK/vf1.json"
+        taskset -c "$SWITCH_CPU" "$ESWITCH" --uplink net_null0,no-rx=1 \
+            --vf "net_vhost0,$p0" --vf-config "$WORK/vf0.json" \
+            --vf "net_vhost1,$p1" --vf-config "$WORK/vf1.json" \
+            --tx-loopback on >"$WORK/eswitch.log" 2>&1 &
+    else
+        echo "{\"name\":\"vf-b\",\"vfid\":0,\"macs\":[\"02:00:00:00:00:0b\"],$common}" >"$WORK/vf0.json"
+        taskset -c "$SWITCH_CPU" "$ESWITCH" --uplink "net_vhost0,$p0" \
+            --vf "net_vhost1,$p1" --vf-config "$WORK/vf0.json" >"$WORK/eswitch.log" 2>&1 &
+    fi
+    PIDS+=($!)
+    SWITCH_PID=$!
+}
+
 # ---------------------------------------------------------------------------------------------
 # One window: generator + switch, both freshly started; appends one JSON line to RESULTS.
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +403,8 @@ run_window() { # round candidate size
         ovs-direct) start_ovs direct ;;
         testpmd-io) start_testpmd_io ;;
         ferrovia) start_ferrovia_switch ;;
+        eswitch-vf) start_eswitch vf ;;
+        eswitch-up) start_eswitch up ;;
     esac
     if [ "$SOCKET_MODE" = switch-server ]; then
         wait_socket "$SOCK_DIR/vs0" 60 && wait_socket "$SOCK_DIR/vs1" 60 \
