@@ -171,7 +171,11 @@ fn cni(
     // The plugin may reject its environment and exit before reading the
     // configuration; a broken pipe then is expected, not a failure.
     if let Err(e) = child.stdin.take().unwrap().write_all(conf) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing plugin stdin: {e}");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "writing plugin stdin: {e}"
+        );
     }
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -276,7 +276,10 @@ mod tests {
         m.first_seg_range_mut(34 + 16, 2).unwrap().fill(0xab);
         assert_eq!(process(&mut m, &CsumConf::default()), (true, true));
         assert_eq!(m.ol_flags(), OL_TX_IPV4);
-        assert!(m.to_vec() == frame, "the chain's checksums are not the original's");
+        assert!(
+            m.to_vec() == frame,
+            "the chain's checksums are not the original's"
+        );
         assert!(cksum::l4_cksum_ok(&frame, &cksum::parse(&frame).unwrap()));
     }
 }

@@ -740,7 +740,11 @@ mod tests {
     #[test]
     fn offload_flags_follow_the_features() {
         assert_eq!(tap_offloads(0), 0);
-        assert_eq!(tap_offloads(1 << 7), 0, "GUEST_TSO4 without GUEST_CSUM is nothing");
+        assert_eq!(
+            tap_offloads(1 << 7),
+            0,
+            "GUEST_TSO4 without GUEST_CSUM is nothing"
+        );
         assert_eq!(tap_offloads(1 << 1), TUN_F_CSUM);
         assert_eq!(
             tap_offloads(1 | 1 << 11 | 1 << 12),
@@ -751,7 +755,10 @@ mod tests {
             tap_offloads(1 << 1 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10),
             TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO
         );
-        assert_eq!(tap_offloads(TAP_OFFLOAD_FEATURES), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+        assert_eq!(
+            tap_offloads(TAP_OFFLOAD_FEATURES),
+            TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
+        );
     }
 
     /// Where this machine lets us (root, /dev/net/tun): a two-queue tap for vhost-net, with the
@@ -780,7 +787,10 @@ mod tests {
         }
         // a flag the kernel does not know: refused, and the error says what to turn off
         let e = taps[0].set_offload(0x8000_0000).unwrap_err().to_string();
-        assert!(e.starts_with("TUNSETOFFLOAD on /dev/net/tun (tap fvk"), "{e}");
+        assert!(
+            e.starts_with("TUNSETOFFLOAD on /dev/net/tun (tap fvk"),
+            "{e}"
+        );
         assert!(e.contains("EINVAL"), "{e}");
         assert!(e.contains("no --enable-rx-cksum / --enable-lro"), "{e}");
         assert_eq!(taps[0].is_up(), Some(false), "a new tap is down");
