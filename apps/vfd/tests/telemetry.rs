@@ -43,7 +43,10 @@ fn ask(py: &str, prefix: &str, cmds: &[&str]) -> Vec<Value> {
 #[test]
 fn dpdk_telemetry_reads_the_eswitch() {
     let Some(py) = telemetry_py() else {
-        eprintln!("skipped: dpdk-telemetry.py is not installed (apt-get install dpdk)");
+        if std::env::var("FERROVIA_REQUIRE_DPDK").as_deref() == Ok("1") {
+            panic!("dpdk-telemetry.py is not installed (apt-get install -y dpdk)");
+        }
+        eprintln!("skipped: dpdk-telemetry.py is not installed (apt-get install -y dpdk)");
         return;
     };
     let _s = common::serial();
