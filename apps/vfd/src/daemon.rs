@@ -427,3 +427,36 @@ fn check_name<'a>(name: &'a str, dir: &std::path::Path) -> Result<&'a str, Strin
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_file_names() {
+        let d = std::path::Path::new("/etc/vfd/vf.d");
+        assert_eq!(check_name("web", d), Ok("web"));
+        assert_eq!(check_name("web.json", d), Ok("web"));
+        assert_eq!(check_name("vnf-1_a.b", d), Ok("vnf-1_a.b"));
+        for bad in ["", ".json", "../x", "a/b", ".hidden", "a b"] {
+            let e = check_name(bad, d).unwrap_err();
+            assert!(
+                e.contains("invalid name") && e.contains("/etc/vfd/vf.d"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_default_policy_parses_for_every_vf() {
+        let l = Limits {
+            max_vfs: MAX_VFS,
+            line_rate_mbps: DEFAULT_LINE_RATE,
+        };
+        for v in 0..MAX_VFS {
+            let c = default_config(v, &l).unwrap();
+            assert_eq!(c.vfid, v);
+            assert!(c.macs.is_empty() && c.mac_anti_spoof);
+        }
+    }
+}

@@ -119,6 +119,14 @@ fn main() -> ExitCode {
             .unwrap_or_else(paths::default_ctl),
         telemetry: tcfg.as_ref().map(TelemetryConfig::socket_path),
     };
+    // Before opening any VF socket: a live daemon on the same control socket keeps its VFs.
+    if std::os::unix::net::UnixStream::connect(&opts.ctl).is_ok() {
+        eprintln!(
+            "ferrovia-vfd: another ferrovia-vfd is listening on {} (stop it, or give this one another --ctl and --sock-dir)",
+            opts.ctl.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let set = block_stop_signals();
     let vfd = match Vfd::start(opts.clone()) {
         Ok(v) => Arc::new(v),

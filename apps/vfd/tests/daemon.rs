@@ -88,3 +88,30 @@ fn runs_with_no_options_and_iplex_finds_it() {
     assert!(run.join("ferrovia-vfd/vf3.sock").exists());
     assert!(d.stop().is_some_and(|s| s.success()));
 }
+
+#[test]
+fn a_second_daemon_on_the_same_control_socket_is_refused() {
+    let _s = common::serial();
+    let d = start("twice", &[("a", r#"{"name":"a","vfid":0}"#)], &[]);
+    let o = Command::new(env!("CARGO_BIN_EXE_ferrovia-vfd"))
+        .arg("--sock-dir")
+        .arg(d.dir.join("socks"))
+        .arg("--ctl")
+        .arg(d.ctl())
+        .arg("--config-dir")
+        .arg(d.config_dir())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "another ferrovia-vfd is listening on {}",
+            d.ctl().display()
+        )),
+        "{err}"
+    );
+    // The first one runs on, its sockets in place.
+    assert_eq!(d.show(0)["name"], "a");
+    assert!(d.vf_sock(0).exists());
+}
