@@ -10,6 +10,10 @@
 //! -32601 (no such method; the message lists them), -32602 (bad params; the message says
 //! which), and -32000 for a request the switch refused (the message says why and what to do).
 //! A bad request never disturbs the switch or the other clients.
+//!
+//! The server and client are not tied to the switch: another daemon serves its own methods
+//! with [`RpcServer::start_with`] and a [`Handler`] (`ferrovia-vfd` does), and its CLI connects
+//! with [`RpcClient::connect_with_hint`].
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
