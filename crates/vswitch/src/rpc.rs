@@ -394,7 +394,7 @@ impl RpcServer {
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
-                .name("switch-rpc".into())
+                .name("rpc".into())
                 .spawn(move || accept_loop(listener, handler, stop))?
         };
         Ok(RpcServer {
@@ -432,7 +432,7 @@ fn accept_loop(listener: UnixListener, handler: Handler, stop: Arc<AtomicBool>) 
         let Ok(conn) = conn else { continue };
         let handler = handler.clone();
         let _ = std::thread::Builder::new()
-            .name("switch-rpc-client".into())
+            .name("rpc-client".into())
             .spawn(move || serve_client(conn, &*handler));
     }
 }
@@ -517,7 +517,7 @@ impl RpcClient {
         if self.reader.read_line(&mut line)? == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                "the switch closed the control connection",
+                "the daemon closed the control connection (did it stop? see its log)",
             ));
         }
         let v: Value = serde_json::from_str(&line)
