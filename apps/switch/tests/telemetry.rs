@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ferrovia_testkit::dpdk::{telemetry_ask as ask, telemetry_py};
 use ferrovia_vswitch::rpc::RpcClient;
 use serde_json::{Value, json};
 
@@ -15,52 +16,6 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn telemetry_py() -> Option<&'static str> {
-    let p = [
-        "/usr/bin/dpdk-telemetry.py",
-        "/usr/local/bin/dpdk-telemetry.py",
-        "/usr/share/dpdk/usertools/dpdk-telemetry.py",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists());
-    if p.is_none() {
-        if std::env::var("FERROVIA_REQUIRE_DPDK").as_deref() == Ok("1") {
-            panic!("dpdk-telemetry.py not installed: apt-get install dpdk");
-        }
-        eprintln!("skipped: dpdk-telemetry.py not installed (apt-get install dpdk)");
-    }
-    p
-}
-
-fn ask(py: &str, prefix: &str, cmds: &[&str]) -> Vec<Value> {
-    let mut c = Command::new("python3")
-        .args([py, "-f", prefix])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all((cmds.join("\n") + "\n").as_bytes())
-        .unwrap();
-    let o = c.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    let v: Vec<Value> = text
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(
-        v.len(),
-        cmds.len(),
-        "{text} {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    v
 }
 
 fn free_port() -> u16 {
@@ -133,9 +88,11 @@ fn switch_telemetry_and_metrics() {
     }
     assert!(body.contains("# TYPE ferrovia_switch_port_drops_total counter"));
 
-    let Some(py) = telemetry_py() else { return };
+    let Some(py) = telemetry_py("switch telemetry") else {
+        return;
+    };
     let r = ask(
-        py,
+        &py,
         &prefix,
         &[
             "/ethdev/list",

@@ -61,6 +61,7 @@ fn vf_application(tag: &str, start: impl FnOnce(&str) -> Command) {
         vfs: vec![VfSpec {
             devargs: format!("net_vhost1,iface={}", vf_sock.display()),
             config: vf(VF0),
+            enabled: true,
         }],
         tx_loopback: true,
         mbufs: 8192,

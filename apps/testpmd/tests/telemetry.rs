@@ -2,31 +2,12 @@
 //! testpmd's own counters, and a Prometheus scrape.
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ferrovia_testkit::Interactive;
+use ferrovia_testkit::dpdk::{telemetry_ask as ask, telemetry_py};
 
 const TESTPMD: &str = env!("CARGO_BIN_EXE_testpmd");
-
-/// DPDK's client, or None (the test says it is skipped; CI installs DPDK, and with
-/// `FERROVIA_REQUIRE_DPDK=1` a missing client fails).
-fn telemetry_py() -> Option<String> {
-    for p in [
-        "/usr/bin/dpdk-telemetry.py",
-        "/usr/local/bin/dpdk-telemetry.py",
-        "/usr/share/dpdk/usertools/dpdk-telemetry.py",
-    ] {
-        if std::path::Path::new(p).exists() {
-            return Some(p.into());
-        }
-    }
-    if std::env::var("FERROVIA_REQUIRE_DPDK").as_deref() == Ok("1") {
-        panic!("dpdk-telemetry.py not installed: apt-get install dpdk (scripts/test-all.sh does)");
-    }
-    eprintln!("skipped: dpdk-telemetry.py not installed (apt-get install dpdk)");
-    None
-}
 
 /// testpmd driven through its prompt (stderr to the test's).
 struct Testpmd(Interactive);
@@ -53,37 +34,6 @@ impl Testpmd {
     }
 }
 
-/// One command through `dpdk-telemetry.py -f prefix` (stdin not a terminal: it prints one
-/// JSON line per command).
-fn ask(py: &str, prefix: &str, cmds: &[&str]) -> Vec<serde_json::Value> {
-    let mut c = Command::new("python3")
-        .args([py, "-f", prefix])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all((cmds.join("\n") + "\n").as_bytes())
-        .unwrap();
-    let o = c.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    let v: Vec<serde_json::Value> = text
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(
-        v.len(),
-        cmds.len(),
-        "dpdk-telemetry.py -f {prefix}: stdout {text} stderr {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    v
-}
-
 /// The number after `label` in the last NIC statistics block of port `port`.
 fn nic(out: &str, port: u16, label: &str) -> u64 {
     let block = out
@@ -96,7 +46,9 @@ fn nic(out: &str, port: u16, label: &str) -> u64 {
 
 #[test]
 fn dpdk_telemetry_py_reads_our_counters() {
-    let Some(py) = telemetry_py() else { return };
+    let Some(py) = telemetry_py("dpdk_telemetry_py_reads_our_counters") else {
+        return;
+    };
     let prefix = format!("ferrovia-it-{}", std::process::id());
     let mut t = Testpmd::start(&[
         "-l",

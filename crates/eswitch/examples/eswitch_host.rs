@@ -66,7 +66,11 @@ fn main() {
             let text = std::fs::read_to_string(file)
                 .unwrap_or_else(|e| usage(&format!("cannot read {file}: {e}")));
             let config = VfConfig::parse(&text, file, &limits).unwrap_or_else(|e| usage(&e));
-            VfSpec { devargs, config }
+            VfSpec {
+                devargs,
+                config,
+                enabled: true,
+            }
         })
         .collect();
     let sw = Eswitch::start(&EswitchConfig {

@@ -23,8 +23,11 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use ferrovia_ethdev::{Burst, MacAddr, Port, PortConf, RxQueue, TxQueue};
+use ferrovia_ethdev::{
+    Burst, Link, MacAddr, Port, PortConf, PortInfo, PortStats, RxQueue, TxQueue,
+};
 use ferrovia_memory::{LcoreCaches, Mbuf, Mempool, MempoolConfig};
 use ferrovia_vswitch::frame::{copy_mbuf, pop_vlan, push_vlan};
 
@@ -39,6 +42,9 @@ pub struct VfSpec {
     pub devargs: String,
     /// Its policy.
     pub config: VfConfig,
+    /// Whether the VF starts with receive and transmit enabled (a VF nobody configured yet
+    /// starts disabled: `false`).
+    pub enabled: bool,
 }
 
 /// The switch's configuration.
@@ -135,32 +141,52 @@ struct Shared {
     uplink_dropped: AtomicU64,
 }
 
+/// How long a control call waits for the switch thread to pick up a new policy.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A running software NIC.
 pub struct Eswitch {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     configs: Mutex<Vec<VfConfig>>,
+    /// The ports' control sides (index 0: the uplink, 1 + vfid: the VFs), for their facts and
+    /// counters; the switch thread holds only their queues.
+    ports: Vec<Mutex<Box<dyn Port>>>,
+}
+
+/// What a port reports about itself, read off the data path.
+#[derive(Clone, Debug)]
+pub struct PortReport {
+    /// Static facts.
+    pub info: PortInfo,
+    /// Link state.
+    pub link: Link,
+    /// The driver's counters.
+    pub stats: PortStats,
+    /// The driver's extended counters.
+    pub xstats: Vec<(String, u64)>,
 }
 
 struct PortQ {
-    _port: Box<dyn Port>,
     rx: Box<dyn RxQueue>,
     tx: Box<dyn TxQueue>,
     out: Burst,
 }
 
-fn open(devargs: &str, id: u16, pool: &Mempool) -> Result<PortQ, String> {
+fn open(devargs: &str, id: u16, pool: &Mempool) -> Result<(Box<dyn Port>, PortQ), String> {
     let mut p = ferrovia_pmd::open(devargs, &PortConf::new(id, pool.clone()))
         .map_err(|e| format!("{devargs}: {e}"))?;
     p.start().map_err(|e| format!("{devargs}: {e}"))?;
     let rx = p.rx_queue(0).map_err(|e| format!("{devargs}: {e}"))?;
     let tx = p.tx_queue(0).map_err(|e| format!("{devargs}: {e}"))?;
-    Ok(PortQ {
-        _port: p,
-        rx,
-        tx,
-        out: Burst::new(),
-    })
+    Ok((
+        p,
+        PortQ {
+            rx,
+            tx,
+            out: Burst::new(),
+        },
+    ))
 }
 
 impl Eswitch {
@@ -186,11 +212,21 @@ impl Eswitch {
             ..Default::default()
         })
         .map_err(|e| format!("cannot create the eswitch's pool: {e}"))?;
-        let mut ports = vec![open(&cfg.uplink, 0, &pool)?];
-        for (i, v) in cfg.vfs.iter().enumerate() {
-            ports.push(open(&v.devargs, 1 + i as u16, &pool)?);
+        let mut controls = Vec::new();
+        let mut ports = Vec::new();
+        for (i, devargs) in std::iter::once(&cfg.uplink)
+            .chain(cfg.vfs.iter().map(|v| &v.devargs))
+            .enumerate()
+        {
+            let (c, q) = open(devargs, i as u16, &pool)?;
+            controls.push(Mutex::new(c));
+            ports.push(q);
         }
-        let snap = snapshot(cfg.vfs.iter().map(|v| &v.config), cfg.tx_loopback)?;
+        let mut snap = snapshot(cfg.vfs.iter().map(|v| &v.config), cfg.tx_loopback)?;
+        for (p, v) in snap.policies.iter_mut().zip(&cfg.vfs) {
+            p.rx_enabled = v.enabled;
+            p.tx_enabled = v.enabled;
+        }
         let shared = Arc::new(Shared {
             snapshot: Mutex::new(Arc::new(snap)),
             generation: AtomicU64::new(1),
@@ -210,7 +246,33 @@ impl Eswitch {
             shared,
             thread: Some(thread),
             configs: Mutex::new(cfg.vfs.iter().map(|v| v.config.clone()).collect()),
+            ports: controls,
         })
+    }
+
+    /// Publishes `snap` and waits until the switch thread runs with it, so that the next
+    /// frame meets the new policy.
+    fn install(&self, snap: Snapshot) -> Result<(), String> {
+        *self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
+        let target = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let t0 = Instant::now();
+        while self.shared.applied.load(Ordering::Acquire) < target {
+            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                return Err("the eswitch thread has stopped; restart the daemon".into());
+            }
+            if t0.elapsed() > APPLY_TIMEOUT {
+                return Err(format!(
+                    "the eswitch thread did not pick up the change within {} s (is the machine overloaded?); it will apply it when it gets to run",
+                    APPLY_TIMEOUT.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
     }
 
     fn publish(
@@ -233,28 +295,7 @@ impl Eswitch {
             snap.policies[vf as usize].rx_enabled = rx;
             snap.policies[vf as usize].tx_enabled = tx;
         }
-        *self
-            .shared
-            .snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
-        let generation = self.shared.generation.fetch_add(1, Ordering::Release) + 1;
-        // The switch thread picks the snapshot up between two bursts: wait for it, so that
-        // the next frame meets the new policy.
-        let t0 = std::time::Instant::now();
-        while self.shared.applied.load(Ordering::Acquire) < generation {
-            if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
-                return Err("the eswitch thread is not running".into());
-            }
-            if t0.elapsed() > std::time::Duration::from_secs(5) {
-                return Err(
-                    "the eswitch thread did not take the new policy within 5 s (is it starved of CPU?)"
-                        .into(),
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_micros(50));
-        }
-        Ok(())
+        self.install(snap)
     }
 
     /// Replaces a VF's policy (its vfid says which).
@@ -281,6 +322,48 @@ impl Eswitch {
             return Err(format!("no VF {vfid}"));
         }
         self.publish(&cfgs, Some((vfid, rx, tx)))
+    }
+
+    /// How many VFs the switch has (vfids `0..num_vfs()`).
+    pub fn num_vfs(&self) -> u32 {
+        self.shared.counters.len() as u32
+    }
+
+    /// A VF's current policy, as configured.
+    pub fn config(&self, vfid: u32) -> Option<VfConfig> {
+        self.configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(vfid as usize)
+            .cloned()
+    }
+
+    /// Whether a VF's receive and transmit are enabled: `(rx, tx)`.
+    pub fn enabled(&self, vfid: u32) -> Option<(bool, bool)> {
+        let snap = self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        snap.policies
+            .get(vfid as usize)
+            .map(|p| (p.rx_enabled, p.tx_enabled))
+    }
+
+    /// What a port reports: `index` 0 is the uplink, `1 + vfid` a VF. `None` past the last.
+    pub fn port_report(&self, index: usize) -> Option<PortReport> {
+        let p = self
+            .ports
+            .get(index)?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Some(PortReport {
+            info: p.info(),
+            link: p.link(),
+            stats: p.stats(),
+            xstats: p.xstats(),
+        })
     }
 
     /// A VF's counters.

@@ -68,6 +68,7 @@ fn world(tag: &str, configs: &[&str], tx_loopback: bool) -> World {
                     dir.sock(&format!("vf{i}")).display()
                 ),
                 config: vf(c),
+                enabled: true,
             })
             .collect(),
         tx_loopback,

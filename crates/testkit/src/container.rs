@@ -88,6 +88,30 @@ impl Container {
         }
     }
 
+    /// Sends one frame.
+    pub fn send_one(&mut self, frame: &[u8]) {
+        self.send(&[frame.to_vec()]);
+    }
+
+    /// Receives for up to `wait`; returns the first frame of the first burst that came
+    /// (the rest of that burst is dropped), if any.
+    pub fn recv_one(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let mut b = Burst::new();
+        let t0 = Instant::now();
+        while t0.elapsed() < wait {
+            if self.rx.rx_burst(&mut self.caches, &mut b, 32) == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            }
+            let first = b.first().map(|m| m.to_vec());
+            for m in b.drain(..) {
+                self.caches.free(m);
+            }
+            return first;
+        }
+        None
+    }
+
     /// Receives for `wait`, returning every frame's bytes.
     pub fn recv_for(&mut self, wait: Duration) -> Vec<Vec<u8>> {
         self.recv_until(usize::MAX, wait)

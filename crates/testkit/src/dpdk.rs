@@ -1,5 +1,6 @@
 //! DPDK's testpmd as a test peer.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 
 /// True when DPDK's testpmd and hugepages are ready. When `FERROVIA_REQUIRE_DPDK=1` (CI), a
@@ -57,4 +58,55 @@ pub fn dpdk_cmd(prefix: &str, vdev: &str, app: &[&str]) -> Command {
     ])
     .args(app);
     c
+}
+
+/// DPDK's telemetry client `dpdk-telemetry.py` (Debian's `dpdk` package), or None: `test`
+/// says it is skipped, unless `FERROVIA_REQUIRE_DPDK=1` (CI), where its absence fails.
+pub fn telemetry_py(test: &str) -> Option<String> {
+    let found = [
+        "/usr/bin/dpdk-telemetry.py",
+        "/usr/local/bin/dpdk-telemetry.py",
+        "/usr/share/dpdk/usertools/dpdk-telemetry.py",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists());
+    if found.is_none() {
+        let why = format!("{test}: dpdk-telemetry.py is not installed (apt-get install -y dpdk)");
+        if std::env::var("FERROVIA_REQUIRE_DPDK").as_deref() == Ok("1") {
+            panic!("{why}");
+        }
+        eprintln!("SKIPPED: {why}");
+    }
+    found.map(str::to_string)
+}
+
+/// Runs `dpdk-telemetry.py -f <prefix>` with `cmds` on its stdin (not a terminal: it prints
+/// one JSON line per command) and returns the replies, one per command.
+pub fn telemetry_ask(py: &str, prefix: &str, cmds: &[&str]) -> Vec<serde_json::Value> {
+    let mut c = Command::new("python3")
+        .args([py, "-f", prefix])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run python3 {py}: {e}"));
+    c.stdin
+        .take()
+        .expect("piped stdin")
+        .write_all((cmds.join("\n") + "\n").as_bytes())
+        .expect("writing the commands");
+    let o = c.wait_with_output().expect("dpdk-telemetry.py's output");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(
+        v.len(),
+        cmds.len(),
+        "dpdk-telemetry.py -f {prefix}: stdout {text} stderr {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    v
 }

@@ -24,6 +24,11 @@ impl TempDir {
         &self.0
     }
 
+    /// A path inside it.
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+
     /// The path of socket `name` in it (`<dir>/<name>.sock`).
     pub fn sock(&self, name: &str) -> PathBuf {
         self.0.join(format!("{name}.sock"))

@@ -10,6 +10,10 @@
 //! -32601 (no such method; the message lists them), -32602 (bad params; the message says
 //! which), and -32000 for a request the switch refused (the message says why and what to do).
 //! A bad request never disturbs the switch or the other clients.
+//!
+//! The server and client are not tied to the switch: another daemon serves its own methods
+//! with [`RpcServer::start_with`] and a [`Handler`] (`ferrovia-vfd` does), and its CLI connects
+//! with [`RpcClient::connect_with_hint`].
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -300,6 +304,17 @@ pub fn call(sw: &Switch, method: &str, p: Value) -> Result<Value, RpcError> {
 
 /// Handles one request line; returns the response line.
 pub fn handle_line(sw: &Switch, line: &str) -> String {
+    handle_line_with(&|method: &str, p: Value| call(sw, method, p), line)
+}
+
+/// What answers a method call: any daemon's method table (`ferrovia-switch`'s is [`call`]).
+pub type Handler = Arc<dyn Fn(&str, Value) -> Result<Value, RpcError> + Send + Sync>;
+
+/// Handles one request line with `call`; returns the response line.
+pub fn handle_line_with(
+    call: &dyn Fn(&str, Value) -> Result<Value, RpcError>,
+    line: &str,
+) -> String {
     let req: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => return error_response(Value::Null, -32700, &format!("parse error: {e}")),
@@ -313,7 +328,7 @@ pub fn handle_line(sw: &Switch, line: &str) -> String {
         );
     };
     let p = req.get("params").cloned().unwrap_or(Value::Null);
-    match call(sw, method, p) {
+    match call(method, p) {
         Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
         Err(e) => error_response(id, e.code, &e.message),
     }
@@ -345,6 +360,17 @@ impl RpcServer {
     /// Listens on `path` (its directory is made if missing). A stale socket file is replaced;
     /// a live one (another switch answers on it) is an error.
     pub fn start(sw: Arc<Switch>, path: &Path) -> std::io::Result<RpcServer> {
+        Self::start_with(
+            Arc::new(move |method: &str, p: Value| call(&sw, method, p)),
+            path,
+            "another switch is listening on {path} (stop it, or set control_socket to another path)",
+        )
+    }
+
+    /// Listens on `path` and answers each request with `handler` (the server of another
+    /// daemon than the switch). `in_use` is the error when a live daemon already answers on
+    /// `path`; `{path}` in it is replaced by the path.
+    pub fn start_with(handler: Handler, path: &Path, in_use: &str) -> std::io::Result<RpcServer> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -352,10 +378,7 @@ impl RpcServer {
             if UnixStream::connect(path).is_ok() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
-                    format!(
-                        "another switch is listening on {} (stop it, or set control_socket to another path)",
-                        path.display()
-                    ),
+                    in_use.replace("{path}", &path.display().to_string()),
                 ));
             }
             std::fs::remove_file(path)?;
@@ -371,8 +394,8 @@ impl RpcServer {
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
-                .name("switch-rpc".into())
-                .spawn(move || accept_loop(listener, sw, stop))?
+                .name("rpc".into())
+                .spawn(move || accept_loop(listener, handler, stop))?
         };
         Ok(RpcServer {
             path: path.to_path_buf(),
@@ -401,20 +424,20 @@ impl Drop for RpcServer {
     }
 }
 
-fn accept_loop(listener: UnixListener, sw: Arc<Switch>, stop: Arc<AtomicBool>) {
+fn accept_loop(listener: UnixListener, handler: Handler, stop: Arc<AtomicBool>) {
     for conn in listener.incoming() {
         if stop.load(Ordering::Acquire) {
             return;
         }
         let Ok(conn) = conn else { continue };
-        let sw = sw.clone();
+        let handler = handler.clone();
         let _ = std::thread::Builder::new()
-            .name("switch-rpc-client".into())
-            .spawn(move || serve_client(conn, &sw));
+            .name("rpc-client".into())
+            .spawn(move || serve_client(conn, &*handler));
     }
 }
 
-fn serve_client(conn: UnixStream, sw: &Switch) {
+fn serve_client(conn: UnixStream, handler: &dyn Fn(&str, Value) -> Result<Value, RpcError>) {
     let _ = conn.set_read_timeout(Some(IDLE));
     let Ok(mut out) = conn.try_clone() else {
         return;
@@ -441,7 +464,7 @@ fn serve_client(conn: UnixStream, sw: &Switch) {
         if trimmed.is_empty() {
             continue;
         }
-        let resp = handle_line(sw, trimmed);
+        let resp = handle_line_with(handler, trimmed);
         if writeln!(out, "{resp}").is_err() {
             return;
         }
@@ -458,13 +481,19 @@ pub struct RpcClient {
 impl RpcClient {
     /// Connects to a switch's control socket.
     pub fn connect(path: &Path) -> std::io::Result<RpcClient> {
+        Self::connect_with_hint(
+            path,
+            "is ferrovia-switch running? its control_socket may be elsewhere: pass --socket",
+        )
+    }
+
+    /// Connects to another daemon's control socket; `hint` ends the error when nothing
+    /// answers there (what to start, or which option names the socket).
+    pub fn connect_with_hint(path: &Path, hint: &str) -> std::io::Result<RpcClient> {
         let s = UnixStream::connect(path).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
-                format!(
-                    "cannot connect to {}: {e} (is ferrovia-switch running? its control_socket may be elsewhere: pass --socket)",
-                    path.display()
-                ),
+                format!("cannot connect to {}: {e} ({hint})", path.display()),
             )
         })?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -488,7 +517,7 @@ impl RpcClient {
         if self.reader.read_line(&mut line)? == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                "the switch closed the control connection",
+                "the daemon closed the control connection (did it stop? see its log)",
             ));
         }
         let v: Value = serde_json::from_str(&line)

@@ -1,0 +1,265 @@
+//! `iplex`: the CLI of `ferrovia-vfd`, with AT&T VFd's command set. Each command is one
+//! JSON-RPC call on the daemon's control socket.
+//!
+//! ```text
+//! iplex [--ctl PATH] [--json] add <name> | update <name> | delete <name>
+//!                             | show all | show <vfid> | status | ping
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Arg, ArgAction, Command};
+use ferrovia_vfd::paths;
+use ferrovia_vswitch::rpc::RpcClient;
+use serde_json::{Value, json};
+
+fn cli() -> Command {
+    let name = || {
+        Arg::new("name")
+            .required(true)
+            .value_name("NAME")
+            .help("the file <config dir>/NAME.json")
+    };
+    Command::new("iplex")
+        .about("Configures the VFs of ferrovia-vfd (AT&T VFd's iplex commands)")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .arg(
+            Arg::new("ctl")
+                .long("ctl")
+                .global(true)
+                .value_name("PATH")
+                .help("the daemon's control socket [default: $FERROVIA_VFD_CTL, else <run dir>/vfd.ctl]"),
+        )
+        .arg(
+            Arg::new("json")
+                .long("json")
+                .global(true)
+                .action(ArgAction::SetTrue)
+                .help("print the daemon's JSON answer"),
+        )
+        .subcommand(
+            Command::new("add")
+                .about("read <config dir>/NAME.json, apply it to its VF, enable the VF")
+                .arg(name()),
+        )
+        .subcommand(
+            Command::new("update")
+                .about("re-read the file of an added VF and apply it")
+                .arg(name()),
+        )
+        .subcommand(
+            Command::new("delete")
+                .about("disable the VF and reset its policy")
+                .arg(name()),
+        )
+        .subcommand(
+            Command::new("show")
+                .about("policy and counters (drops by cause) of every VF, or of one")
+                .arg(
+                    Arg::new("what")
+                        .required(true)
+                        .value_name("all|VFID")
+                        .help("all, or a VF number"),
+                ),
+        )
+        .subcommand(Command::new("status").about("the daemon, its uplink and its configured VFs"))
+        .subcommand(Command::new("ping").about("check that the daemon answers"))
+}
+
+/// One VF of `show`, as text.
+fn print_vf(v: &Value) {
+    let p = &v["policy"];
+    let c = &v["counters"];
+    let on = |b: &Value| {
+        if b.as_bool() == Some(true) {
+            "on"
+        } else {
+            "off"
+        }
+    };
+    println!(
+        "VF {}  name {}  rx {}  tx {}  link {}  socket {}",
+        v["vfid"],
+        v["name"].as_str().unwrap_or("-"),
+        on(&v["enabled"]["rx"]),
+        on(&v["enabled"]["tx"]),
+        if v["link_up"].as_bool() == Some(true) {
+            "up"
+        } else {
+            "down"
+        },
+        v["socket"].as_str().unwrap_or("?"),
+    );
+    let list = |x: &Value| {
+        let items: Vec<String> = x
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| i.as_str().map_or(i.to_string(), str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            items.join(",")
+        }
+    };
+    println!(
+        "  macs {}  vlans {}  strip_stag {}  strip_ctag {}  allow_untagged {}",
+        list(&p["macs"]),
+        list(&p["vlans"]),
+        on(&p["strip_stag"]),
+        on(&p["strip_ctag"]),
+        on(&p["allow_untagged"]),
+    );
+    println!(
+        "  allow_bcast {}  allow_mcast {}  allow_un_ucast {}  mac_anti_spoof {}  vlan_anti_spoof {}  rate {}",
+        on(&p["allow_bcast"]),
+        on(&p["allow_mcast"]),
+        on(&p["allow_un_ucast"]),
+        on(&p["mac_anti_spoof"]),
+        on(&p["vlan_anti_spoof"]),
+        p["rate_mbps"]
+            .as_f64()
+            .map_or("unlimited".to_string(), |r| format!("{r} Mbit/s")),
+    );
+    println!(
+        "  tx {} packets {} bytes   rx {} packets {} bytes",
+        c["tx_packets"], c["tx_bytes"], c["rx_packets"], c["rx_bytes"]
+    );
+    for dir in ["tx", "rx"] {
+        let drops: Vec<String> = c[format!("{dir}_dropped")]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "  {dir} drops: {}",
+            if drops.is_empty() {
+                "none".to_string()
+            } else {
+                drops.join(", ")
+            }
+        );
+    }
+}
+
+fn print_status(s: &Value) {
+    let up = &s["uplink"];
+    println!(
+        "ferrovia-vfd {} running, pid {}",
+        s["version"].as_str().unwrap_or("?"),
+        s["pid"]
+    );
+    println!(
+        "uplink {}  link {}  tx {} rx {} dropped {}",
+        up["devargs"].as_str().unwrap_or("?"),
+        if up["link_up"].as_bool() == Some(true) {
+            "up"
+        } else {
+            "down"
+        },
+        up["tx_packets"],
+        up["rx_packets"],
+        up["dropped_queue_full"],
+    );
+    let configured: Vec<String> = s["configured"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| format!("VF {} = {}", c["vfid"], c["name"].as_str().unwrap_or("?")))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "VFs: {}, configured: {}",
+        s["num_vfs"],
+        if configured.is_empty() {
+            "none".to_string()
+        } else {
+            configured.join(", ")
+        }
+    );
+    println!(
+        "config dir {}  sockets {}  control {}",
+        s["config_dir"].as_str().unwrap_or("?"),
+        s["sock_dir"].as_str().unwrap_or("?"),
+        s["ctl"].as_str().unwrap_or("?"),
+    );
+    if let Some(t) = s["telemetry"].as_str() {
+        println!("telemetry {t}");
+    }
+}
+
+fn run() -> Result<(), String> {
+    let m = cli().get_matches();
+    let ctl = m
+        .get_one::<String>("ctl")
+        .map(PathBuf::from)
+        .unwrap_or_else(paths::default_ctl);
+    let raw = m.get_flag("json");
+    let (cmd, sub) = m.subcommand().ok_or("a command is needed (iplex --help)")?;
+    let arg = |k: &str| sub.get_one::<String>(k).cloned().unwrap_or_default();
+    let (method, params) = match cmd {
+        "add" | "update" | "delete" => (cmd, json!({ "name": arg("name") })),
+        "show" => {
+            let what = arg("what");
+            if what == "all" {
+                ("show", json!({}))
+            } else {
+                let v: u32 = what.parse().map_err(|_| {
+                    format!("show {what:?}: expected all or a VF number (iplex show all)")
+                })?;
+                ("show", json!({ "vfid": v }))
+            }
+        }
+        other => (other, Value::Null),
+    };
+    let hint = format!(
+        "is ferrovia-vfd running? start it with: ferrovia-vfd --ctl {} (or pass iplex --ctl PATH, or set FERROVIA_VFD_CTL)",
+        ctl.display()
+    );
+    let mut c = RpcClient::connect_with_hint(&ctl, &hint).map_err(|e| e.to_string())?;
+    let result = c
+        .call(method, params)
+        .map_err(|e| format!("{}: {e}", ctl.display()))?
+        .map_err(|(_, message)| message)?;
+    if raw {
+        println!("{result}");
+        return Ok(());
+    }
+    match cmd {
+        "add" => println!("{}: added to VF {}", arg("name"), result["vfid"]),
+        "update" => println!("{}: updated VF {}", arg("name"), result["vfid"]),
+        "delete" => println!(
+            "{}: deleted, VF {} disabled and reset",
+            arg("name"),
+            result["vfid"]
+        ),
+        "show" => {
+            for v in result.as_array().into_iter().flatten() {
+                print_vf(v);
+            }
+        }
+        "status" => print_status(&result),
+        _ => println!("{}", result.as_str().unwrap_or(&result.to_string())),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("iplex: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
