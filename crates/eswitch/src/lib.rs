@@ -6,6 +6,7 @@
 //!
 //! Both are pure. Nothing here allocates per frame, takes a lock or makes a syscall.
 
+pub mod kernel_pf;
 pub mod policy;
 pub mod ratelimit;
 pub mod veb;
