@@ -1398,15 +1398,13 @@ mod tests {
     // --- the reply --------------------------------------------------------------------------
 
     /// An `IFLA_VF_INFO` as rtnl_fill_vfinfo() writes it (kernel 6.x order).
+    /// `flags` is (spoofchk, link state, trust) as the kernel writes them.
     fn recorded_vf(
         vf: u32,
         mac: [u8; 6],
-        vlan: u32,
-        qos: u32,
+        (vlan, qos): (u32, u32),
         rates: (u32, u32),
-        spoof: u32,
-        link: u32,
-        trust: u32,
+        (spoof, link, trust): (u32, u32, u32),
     ) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend(vf_mac(vf, mac));
@@ -1430,8 +1428,8 @@ mod tests {
 
     /// A recorded `RTM_NEWLINK` for PF `pf0` (ifindex 5) with two VFs.
     fn recorded_reply() -> Vec<u8> {
-        let mut list = recorded_vf(0, [2, 0, 0, 0, 0, 0xa], 10, 3, (100, 1000), 1, 0, 0);
-        list.extend(recorded_vf(1, [0; 6], 0, 0, (0, 0), u32::MAX, 2, 1));
+        let mut list = recorded_vf(0, [2, 0, 0, 0, 0, 0xa], (10, 3), (100, 1000), (1, 0, 0));
+        list.extend(recorded_vf(1, [0; 6], (0, 0), (0, 0), (u32::MAX, 2, 1)));
         let mut body = ifinfomsg(5);
         body.extend(nla(IFLA_IFNAME, b"pf0\0"));
         body.extend(nla(IFLA_NUM_VF, &u32s(&[2])));
