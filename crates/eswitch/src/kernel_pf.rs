@@ -839,7 +839,12 @@ pub fn explain(
     errno: i32,
     ktext: Option<&str>,
 ) -> KernelPfError {
-    let hint = match errno {
+    refusal(what, errno, ktext, hint_for(pf, vf, errno))
+}
+
+/// The likely cause and fix of an errno from the kernel.
+fn hint_for(pf: &str, vf: Option<u32>, errno: i32) -> String {
+    match errno {
         libc::EOPNOTSUPP => {
             "the device has no SR-IOV VF configuration; is it a PF with sriov_numvfs > 0?"
                 .to_string()
@@ -859,7 +864,11 @@ pub fn explain(
             "the device is busy (a VF driver or another tool holds it); try again".into()
         }
         _ => "see the driver's documentation".into(),
-    };
+    }
+}
+
+/// "cannot {what}: the kernel says {ERRNO}, "{kernel text}" ({hint})".
+fn refusal(what: &str, errno: i32, ktext: Option<&str>, hint: String) -> KernelPfError {
     let k = ktext
         .filter(|t| !t.is_empty())
         .map(|t| format!(", \"{t}\""))
@@ -871,6 +880,32 @@ pub fn explain(
             errno_name(errno)
         ),
     }
+}
+
+/// Explains the kernel's refusal to set VF `vf` of `pf`, knowing the PF's VF count when it
+/// could be read (`num_vf`, `IFLA_NUM_VF`): an `EOPNOTSUPP` from a PF that has VFs means the
+/// driver lacks one of the operations, not SR-IOV; an `EINVAL`/`ERANGE` for a VF at or beyond
+/// the count says so. Otherwise as [`explain`].
+pub fn explain_set_vf(
+    pf: &str,
+    vf: u32,
+    errno: i32,
+    ktext: Option<&str>,
+    num_vf: Option<u32>,
+) -> KernelPfError {
+    let what = format!("set VF {vf} of {pf}");
+    let hint = match (errno, num_vf) {
+        (libc::EOPNOTSUPP, Some(n)) if n > 0 => format!(
+            "{pf} has {n} VFs, so its driver lacks one of the VF settings sent: MAC, VLAN, rate, \
+             spoof check, link state or trust; `ip link set {pf} vf {vf} ...` one at a time shows which"
+        ),
+        (libc::EINVAL | libc::ERANGE, Some(n)) if vf >= n => format!(
+            "VF {vf} does not exist: {pf} has {n} VFs (VFs 0..{}); raise /sys/class/net/{pf}/device/sriov_numvfs or pick another vfid",
+            n.saturating_sub(1)
+        ),
+        _ => hint_for(pf, Some(vf), errno),
+    };
+    refusal(&what, errno, ktext, hint)
 }
 
 /// A `NETLINK_ROUTE` socket (libc directly; the only unsafe code of this module).
@@ -1078,7 +1113,17 @@ impl KernelPf {
                 message: format!("cannot {what}: {m}"),
             })? {
             Reply::Ack => Ok(()),
-            Reply::Error(e, t) => Err(explain(&what, &self.name, Some(s.vf), e, t.as_deref())),
+            Reply::Error(e, t) => {
+                // Read the VF count to tell "no SR-IOV" from "driver lacks an operation", and a
+                // VF beyond the count from a refused value.
+                let num_vf = match e {
+                    libc::EOPNOTSUPP | libc::EINVAL | libc::ERANGE => {
+                        self.vfs().ok().and_then(|l| l.num_vf)
+                    }
+                    _ => None,
+                };
+                Err(explain_set_vf(&self.name, s.vf, e, t.as_deref(), num_vf))
+            }
             Reply::Link(_) => Err(KernelPfError {
                 errno: None,
                 message: format!("cannot {what}: the kernel answered a link instead of an ack"),
@@ -1598,6 +1643,40 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn set_vf_errors_use_the_vf_count() {
+        // No VF count (not a PF): the plain "no SR-IOV" message.
+        let plain = explain_set_vf("eth0", 3, libc::EOPNOTSUPP, None, None);
+        assert_eq!(
+            plain,
+            explain("set VF 3 of eth0", "eth0", Some(3), libc::EOPNOTSUPP, None)
+        );
+        assert_eq!(
+            explain_set_vf("eth0", 3, libc::EOPNOTSUPP, None, Some(0)),
+            plain
+        );
+        // A PF with VFs: the driver lacks an operation.
+        let e = explain_set_vf("eth0", 3, libc::EOPNOTSUPP, None, Some(8));
+        assert_eq!(e.errno, Some(libc::EOPNOTSUPP));
+        assert!(
+            e.message.starts_with(
+                "cannot set VF 3 of eth0: the kernel says EOPNOTSUPP (eth0 has 8 VFs, so its driver lacks one of the VF settings sent"
+            ),
+            "{e}"
+        );
+        // A VF beyond the count.
+        let e = explain_set_vf("eth0", 9, libc::EINVAL, Some("bad vf"), Some(4));
+        assert_eq!(
+            e.message,
+            "cannot set VF 9 of eth0: the kernel says EINVAL, \"bad vf\" (VF 9 does not exist: \
+             eth0 has 4 VFs (VFs 0..3); raise /sys/class/net/eth0/device/sriov_numvfs or pick \
+             another vfid)"
+        );
+        // A VF within the count: the driver refused a value.
+        let e = explain_set_vf("eth0", 2, libc::ERANGE, None, Some(4));
+        assert!(e.message.contains("or the driver refused a value"), "{e}");
     }
 
     proptest! {
