@@ -37,9 +37,12 @@
 //! with one error naming every such key, why, and the fix. With [`OnUnsupported::Warn`] the
 //! keys are skipped and listed in [`Plan::skipped`], for the caller to print.
 //!
-//! The kernel applies the attributes one after another (`do_setvfinfo`): when one fails, those
-//! before it in the list stay applied. The order is MAC, VLAN, rate, spoof check, link state,
-//! trust.
+//! Applying is declarative: every setting but the MAC is sent each time, so a key left out
+//! resets it (no VLAN clears the port VLAN, no rate removes the limit). The kernel applies the
+//! attributes one after another (`do_setvfinfo`): when one fails, those before it in the list
+//! stay applied. The order is MAC, VLAN, rate, spoof check, link state, trust. A driver that
+//! lacks one of these operations refuses with `EOPNOTSUPP`; the error then reads the PF's VF
+//! count to tell that apart from a device without SR-IOV ([`explain_set_vf`]).
 //!
 //! # Example
 //!
