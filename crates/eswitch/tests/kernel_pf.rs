@@ -2,7 +2,8 @@
 //! socket. There is no SR-IOV device here (and no netdevsim), so what is tested is the error
 //! path: a dummy (or veth) interface is a link without VFs, and the kernel must refuse a VF
 //! setting with EOPNOTSUPP, which we turn into the "no SR-IOV" message; an interface that does
-//! not exist gives ENODEV. Skipped, with the reason printed, when not root or without `ip`.
+//! not exist gives ENODEV; without CAP_NET_ADMIN, EPERM. Skipped, with the reason printed, when
+//! not root or without `ip`.
 
 use std::process::Command;
 
@@ -164,4 +165,45 @@ fn an_unknown_interface_gives_enodev() {
         e.message.contains("(there is no interface fvnl-none0;"),
         "{e}"
     );
+}
+
+/// Without CAP_NET_ADMIN the kernel refuses `RTM_SETLINK` with EPERM before looking at the
+/// device. One thread gives up root with the raw `setresuid` system call, which (unlike
+/// glibc's wrapper) changes only the calling thread's credentials, and so its capabilities.
+#[test]
+fn without_cap_net_admin_gives_eperm() {
+    if let Some(why) = cannot_run() {
+        println!("skipped: {why}");
+        return;
+    }
+    let e = std::thread::spawn(|| {
+        // SAFETY: a raw system call on this thread's own credentials, with plain integers;
+        // no memory is passed. The thread ends right after, unprivileged.
+        let r = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+        assert_eq!(r, 0, "setresuid: {}", std::io::Error::last_os_error());
+        // Reading a link needs no privilege; setting a VF does.
+        let pf = KernelPf::open("lo").unwrap();
+        pf.set_vf(&VfSettings {
+            vf: 0,
+            mac: None,
+            vlan: 0,
+            spoofchk: true,
+            trust: false,
+            link_state: KernelLinkState::Auto,
+            min_tx_rate: 0,
+            max_tx_rate: 0,
+        })
+        .unwrap_err()
+    })
+    .join()
+    .unwrap();
+    println!("{e}");
+    assert_eq!(e.errno, Some(libc::EPERM), "{e}");
+    assert_eq!(
+        e.message,
+        "cannot set VF 0 of lo: the kernel says EPERM (this needs CAP_NET_ADMIN: run as root or \
+         grant the capability)"
+    );
+    // SAFETY: geteuid has no memory effects.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the other threads stay root");
 }
