@@ -1257,3 +1257,27 @@ pub fn net_hdr(data: &[u8]) {
         }
     }
 }
+
+/// Bytes as the kernel's answer to the kernel PF backend (`ferrovia_eswitch::kernel_pf`): the
+/// whole buffer as a reply (`RTM_NEWLINK` with `IFLA_VFINFO_LIST`, or `NLMSG_ERROR`), and the
+/// same bytes as a bare `IFLA_VFINFO_LIST` value. Nothing may panic, and every VF the parser
+/// returns must hold values in range (VLAN at most 4095, priority at most 7).
+pub fn kernel_vfinfo(data: &[u8]) {
+    use ferrovia_eswitch::kernel_pf::{VfState, parse_link_reply, parse_reply, parse_vfinfo_list};
+    let check = |vfs: &[VfState]| {
+        for v in vfs {
+            assert!(v.vlan <= 4095 && v.qos <= 7, "{v:?}");
+        }
+    };
+    if let Ok(l) = parse_link_reply(data) {
+        check(&l.vfs);
+    }
+    let seq = data
+        .get(8..12)
+        .map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+        .unwrap_or(0);
+    let _ = parse_reply(data, seq);
+    if let Ok(vfs) = parse_vfinfo_list(data) {
+        check(&vfs);
+    }
+}

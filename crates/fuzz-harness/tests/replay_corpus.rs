@@ -213,3 +213,36 @@ fn l3_parse_seeds_reach_the_rewriters() {
         Err(ipv4::Ipv4Error::TtlExpired(1))
     );
 }
+
+#[test]
+fn kernel_vfinfo_corpus() {
+    replay("kernel_vfinfo", ferrovia_fuzz_harness::kernel_vfinfo);
+}
+
+/// The seeds are what they say: a recorded reply with two VFs, an error with the kernel's
+/// text, an ack, and a truncated reply that is refused.
+#[test]
+fn kernel_vfinfo_seeds_parse() {
+    use ferrovia_eswitch::kernel_pf::{Reply, parse_link_reply, parse_reply, parse_vfinfo_list};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/kernel_vfinfo");
+    let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
+    let l = parse_link_reply(&read("newlink_two_vfs")).unwrap();
+    assert_eq!((l.ifindex, l.num_vf, l.vfs.len()), (5, Some(2), 2));
+    assert_eq!(
+        (l.vfs[0].vlan, l.vfs[0].qos, l.vfs[1].trust),
+        (10, 3, Some(true))
+    );
+    assert_eq!(parse_vfinfo_list(&read("vfinfo_list_only")).unwrap(), l.vfs);
+    assert!(
+        parse_link_reply(&read("newlink_no_vfs"))
+            .unwrap()
+            .vfs
+            .is_empty()
+    );
+    assert!(parse_link_reply(&read("newlink_truncated")).is_err());
+    assert_eq!(
+        parse_reply(&read("error_capped_extack"), 3).unwrap(),
+        Some(Reply::Error(libc::EOPNOTSUPP, Some("no VFs here".into())))
+    );
+    assert_eq!(parse_reply(&read("ack"), 3).unwrap(), Some(Reply::Ack));
+}
