@@ -782,6 +782,20 @@ impl App {
         Ok(())
     }
 
+    /// The VF control of PF port `p` (`set vf ...` commands).
+    pub fn vf_control(
+        &mut self,
+        p: u16,
+    ) -> Result<std::sync::Arc<dyn ferrovia_ethdev::VfControl>, String> {
+        let s = self.slot(p).map_err(|e| e.to_string())?;
+        s.port.vf_control().ok_or_else(|| {
+            format!(
+                "port {p} ({}) has no VFs: VF commands need a PF port (e.g. --vdev net_eswitch0,vfs=4)",
+                s.port.info().driver
+            )
+        })
+    }
+
     /// `show port info N`.
     pub fn show_port_info(&mut self, p: u16) -> Result<(), AppError> {
         let s = self.slot(p)?;

@@ -12,6 +12,7 @@ mod signal;
 mod stats;
 mod telemetry;
 mod usage;
+mod vfcmd;
 
 use std::io::{BufRead, Write};
 use std::sync::mpsc;
@@ -21,6 +22,10 @@ fn main() {
     let started = Instant::now();
     let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     init_logger(&level);
+    // The software NIC's PF port (`--vdev net_eswitch0,...`), whose VFs `set vf ...` sets.
+    if let Err(e) = ferrovia_pmd::registry::register(ferrovia_eswitch::pf::DRIVER) {
+        fail(format!("{e}"));
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (eal_args, app_args) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),

@@ -23,7 +23,9 @@ Commands:
   port config N rx_offload|tx_offload <name> on|off (port stopped; applied at port start)
   csum set ip|udp|tcp hw|sw N | csum show N | tso set <segsz> N | tso show N
   capture start port=N,queue=N|*,rx-dev=FILE,tx-dev=FILE|dev=FILE,dir=rx|tx|both,snaplen=N
-  capture stop [ID] | capture list";
+  capture stop [ID] | capture list
+VF commands (on a PF port such as net_eswitch):
+";
 
 fn ports(app: &App, arg: Option<&str>) -> Result<Vec<u16>, String> {
     match arg {
@@ -67,7 +69,7 @@ pub fn run(app: &mut App, line: &str) -> Next {
         [] => Ok(()),
         ["quit"] | ["exit"] => return Next::Quit,
         ["help", ..] => {
-            println!("{HELP}");
+            println!("{HELP}{}", crate::vfcmd::HELP);
             Ok(())
         }
         ["start"] => app.start(0).map_err(msg),
@@ -194,7 +196,10 @@ pub fn run(app: &mut App, line: &str) -> Next {
             _ => Err("Bad arguments: tso set <segment size> <port>".into()),
         },
         ["capture", rest @ ..] => capture(app, rest),
-        _ => Err(format!("Command not found: '{line}' (type 'help')")),
+        _ => match crate::vfcmd::run(app, &w) {
+            Some(r) => r,
+            None => Err(format!("Command not found: '{line}' (type 'help')")),
+        },
     };
     if let Err(e) = r {
         println!("{e}");

@@ -48,6 +48,10 @@ impl SharedPort {
         self.started.store(false, Ordering::Relaxed);
         Ok(())
     }
+    /// [`Port::vf_control`].
+    pub fn vf_control(&self) -> Option<Arc<dyn ferrovia_ethdev::VfControl>> {
+        self.lock().vf_control()
+    }
     /// [`Port::link`].
     pub fn link(&self) -> Link {
         self.lock().link()

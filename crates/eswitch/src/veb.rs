@@ -280,13 +280,22 @@ impl Eswitch {
         configs: &[VfConfig],
         enabled: Option<(u32, bool, bool)>,
     ) -> Result<(), String> {
+        self.publish_with(configs, enabled, None)
+    }
+
+    fn publish_with(
+        &self,
+        configs: &[VfConfig],
+        enabled: Option<(u32, bool, bool)>,
+        tx_loopback: Option<bool>,
+    ) -> Result<(), String> {
         let old = self
             .shared
             .snapshot
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut snap = snapshot(configs.iter(), old.tx_loopback)?;
+        let mut snap = snapshot(configs.iter(), tx_loopback.unwrap_or(old.tx_loopback))?;
         for (i, p) in snap.policies.iter_mut().enumerate() {
             p.tx_enabled = old.policies[i].tx_enabled;
             p.rx_enabled = old.policies[i].rx_enabled;
@@ -322,6 +331,12 @@ impl Eswitch {
             return Err(format!("no VF {vfid}"));
         }
         self.publish(&cfgs, Some((vfid, rx, tx)))
+    }
+
+    /// Frames between two VFs stay inside the switch (on) or go out of the uplink (off).
+    pub fn set_tx_loopback(&self, on: bool) -> Result<(), String> {
+        let cfgs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        self.publish_with(&cfgs, None, Some(on))
     }
 
     /// How many VFs the switch has (vfids `0..num_vfs()`).

@@ -17,6 +17,7 @@ pub mod mac;
 pub mod port;
 pub mod stats;
 pub mod tap;
+pub mod vf;
 
 pub use burst::{Burst, MAX_BURST};
 pub use caps::{Offloads, RxOffloads, TxOffloads, VirtioFeatures};
@@ -29,3 +30,4 @@ pub use mac::{MacAddr, MacParseError};
 pub use port::{Link, Port, PortConf, PortInfo, RxQueue, TxQueue};
 pub use stats::{ErrorCause, PortStats, QueueStats, QueueStatsSnapshot};
 pub use tap::{PortTap, QueueTap};
+pub use vf::{RxModeFlag, VfControl, VfSetting, VfStats};

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::events::EventSink;
 use crate::stats::PortStats;
 use crate::tap::PortTap;
+use crate::vf::VfControl;
 
 pub use crate::mac::MacAddr;
 
@@ -182,6 +183,10 @@ pub trait Port: Send {
     /// The port's capture points, when it wears the capture wrapper
     /// ([`capture::wrap`](crate::capture::wrap); every port the registry opens does).
     fn capture_point(&self) -> Option<Arc<PortTap>> {
+        None
+    }
+    /// The control of this port's virtual functions, when it is a PF that has them.
+    fn vf_control(&self) -> Option<Arc<dyn VfControl>> {
         None
     }
 }

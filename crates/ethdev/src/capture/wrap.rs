@@ -82,6 +82,9 @@ impl Port for CapturePort {
     fn capture_point(&self) -> Option<Arc<PortTap>> {
         Some(self.tap.clone())
     }
+    fn vf_control(&self) -> Option<Arc<dyn crate::VfControl>> {
+        self.inner.vf_control()
+    }
 }
 
 /// A receive queue with its capture point.
