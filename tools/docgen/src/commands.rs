@@ -568,7 +568,179 @@ pub fn pdump() -> Command {
         )
 }
 
+/// `-V`/`--version`, which `ferrovia-vfd` and `iplex` take (clap's own version flag: `man`
+/// turns the automatic one off, so it is declared here to be documented and checked).
+fn version_flag() -> Arg {
+    Arg::new("version")
+        .short('V')
+        .long("version")
+        .action(ArgAction::Version)
+        .help("Print version")
+}
+
+/// `ferrovia-vfd`.
+pub fn vfd() -> Command {
+    Command::new("ferrovia-vfd")
+        .about("The VF daemon of Ferrovia's software SR-IOV NIC: per-VF policies in AT&T VFd's JSON, iplex on a control socket")
+        .long_about(
+            "ferrovia-vfd is the VF daemon of Ferrovia's software SR-IOV NIC (AT&T VFd's role). \
+             It runs an embedded switch (VEB) between one uplink port and N VFs; VF N is the \
+             vhost-user server socket <sock dir>/vfN.sock, which a container drives with \
+             net_virtio_user0,path=<sock dir>/vfN.sock. At start every VF is disabled with the \
+             default policy (MAC 02:fe:00:00:00:N, anti-spoofing on); then every *.json file of \
+             the configuration directory (one per VF, in VFd's keys: name, vfid, macs, vlans, \
+             strip_stag, strip_ctag, allow_untagged, allow_bcast, allow_mcast, allow_un_ucast, \
+             mac_anti_spoof, vlan_anti_spoof, rate, mirror, ...) is added in name order, as \
+             iplex add would add it; a bad file is logged and skipped. It answers iplex on the \
+             control socket (JSON-RPC). It runs in the foreground, logs to stderr (RUST_LOG, \
+             default info) and stops on SIGTERM or SIGINT, removing its sockets. The run \
+             directory is $XDG_RUNTIME_DIR/ferrovia-vfd, else /tmp/ferrovia-vfd-$UID; the \
+             systemd unit ferrovia-vfd.service uses /run/ferrovia-vfd and /etc/vfd/vf.d. With no \
+             options it needs no root: the default uplink is a null sink.",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .disable_version_flag(true)
+        .arg(
+            opt(
+                "uplink",
+                "DEVARGS",
+                "the uplink port (any driver: net_af_packet0,iface=eth0, net_vhost0,iface=..., net_null0)",
+            )
+            .default_value("net_null0,no-rx=1"),
+        )
+        .arg(opt("num-vfs", "N", "VFs on the PF (1 to 64)").default_value("4"))
+        .arg(
+            opt(
+                "sock-dir",
+                "DIR",
+                "directory of the VF sockets DIR/vf<N>.sock [default: $XDG_RUNTIME_DIR/ferrovia-vfd, else /tmp/ferrovia-vfd-$UID]",
+            )
+            .value_hint(ValueHint::DirPath),
+        )
+        .arg(
+            opt(
+                "config-dir",
+                "DIR",
+                "VFd's directory of per-VF JSON files (<name>.json); absent: none",
+            )
+            .default_value("/etc/vfd/vf.d")
+            .value_hint(ValueHint::DirPath),
+        )
+        .arg(
+            opt(
+                "ctl",
+                "PATH",
+                "the control socket iplex talks to [default: $FERROVIA_VFD_CTL, else <run dir>/vfd.ctl]",
+            )
+            .value_hint(ValueHint::FilePath),
+        )
+        .arg(flag(
+            "telemetry",
+            "serve DPDK telemetry v2 on <runtime dir>/dpdk/<file-prefix>/dpdk_telemetry.v2",
+        ))
+        .arg(
+            opt(
+                "file-prefix",
+                "PREFIX",
+                "the telemetry file prefix (dpdk-telemetry.py -f PREFIX)",
+            )
+            .default_value("ferrovia-vfd"),
+        )
+        .arg(version_flag())
+        .after_help(
+            "EXAMPLE\n\
+             \n\
+             ferrovia-vfd --uplink net_af_packet0,iface=eth0 --num-vfs 8 --sock-dir /run/vfd \
+             --config-dir /etc/vfd/vf.d --ctl /run/vfd/vfd.ctl --telemetry --file-prefix vfd\n\
+             \n\
+             SEE ALSO\n\
+             iplex(1), /usr/share/doc/ferrovia/eswitch.md",
+        )
+}
+
+/// `iplex`.
+pub fn iplex() -> Command {
+    let name = || {
+        Arg::new("name")
+            .required(true)
+            .value_name("NAME")
+            .help("the file <config dir>/NAME.json")
+    };
+    Command::new("iplex")
+        .about("Configures the VFs of ferrovia-vfd (AT&T VFd's iplex commands)")
+        .long_about(
+            "iplex configures the VFs of a running ferrovia-vfd with AT&T VFd's command set; \
+             each command is one JSON-RPC call on the daemon's control socket. A configuration \
+             is the file <config dir>/<name>.json of the daemon, named by <name>. Every refusal \
+             exits non-zero with the reason, and a refused request changes no VF. The control \
+             socket defaults to $FERROVIA_VFD_CTL, else $XDG_RUNTIME_DIR/ferrovia-vfd/vfd.ctl, \
+             else /tmp/ferrovia-vfd-$UID/vfd.ctl; the daemon of ferrovia-vfd.service listens on \
+             /run/ferrovia-vfd/vfd.ctl.",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .disable_version_flag(true)
+        .subcommand_required(true)
+        .arg(
+            opt(
+                "ctl",
+                "PATH",
+                "the daemon's control socket [default: $FERROVIA_VFD_CTL, else <run dir>/vfd.ctl]",
+            )
+            .global(true)
+            .value_hint(ValueHint::FilePath),
+        )
+        .arg(flag("json", "print the daemon's JSON answer").global(true))
+        .arg(version_flag())
+        .subcommand(
+            Command::new("add")
+                .about("read <config dir>/NAME.json, apply it to its VF, enable the VF")
+                .arg(name()),
+        )
+        .subcommand(
+            Command::new("update")
+                .about("re-read the file of an added VF and apply it")
+                .arg(name()),
+        )
+        .subcommand(
+            Command::new("delete")
+                .about("disable the VF and reset its policy")
+                .arg(name()),
+        )
+        .subcommand(
+            Command::new("show")
+                .about("policy and counters (drops by cause) of every VF, or of one")
+                .arg(
+                    Arg::new("what")
+                        .required(true)
+                        .value_name("all|VFID")
+                        .help("all, or a VF number"),
+                ),
+        )
+        .subcommand(Command::new("status").about("the daemon, its uplink and its configured VFs"))
+        .subcommand(Command::new("ping").about("check that the daemon answers"))
+        .after_help(
+            "EXAMPLES\n\
+             \n\
+             iplex --ctl /run/ferrovia-vfd/vfd.ctl add web\n\
+             \n\
+             FERROVIA_VFD_CTL=/run/ferrovia-vfd/vfd.ctl iplex show all\n\
+             \n\
+             SEE ALSO\n\
+             ferrovia-vfd(1), /usr/share/doc/ferrovia/eswitch.md",
+        )
+}
+
 /// Every command, with the binary that implements it.
 pub fn all() -> Vec<Command> {
-    vec![testpmd(), switch(), ctl(), cni(), pktgen(), pvp(), pdump()]
+    vec![
+        testpmd(),
+        switch(),
+        ctl(),
+        cni(),
+        pktgen(),
+        pvp(),
+        pdump(),
+        vfd(),
+        iplex(),
+    ]
 }
