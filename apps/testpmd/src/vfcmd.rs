@@ -14,6 +14,7 @@ pub const HELP: &str = "\
   set vf broadcast|allmulti|promisc P V on|off
   set port P vf V rxmode AUPE|ROPE|BAM|MPE[,...] on|off | set port P vf V rx|tx on|off
   set vf tx max-bandwidth P V MBPS (0: none) | set port P vf V rate MBPS queue_mask MASK
+  set vf tc tx min-bandwidth P V (BW0,BW1,...) (percent per class, 100 in all; TC i = queue i, priority i)
   set tx loopback P on|off | show vf stats P V | clear vf stats P V";
 
 fn num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
@@ -121,6 +122,9 @@ pub fn run(app: &mut App, w: &[&str]) -> Option<Result<(), String>> {
             vec![v],
             Work::Set(num::<u32>(r, "rate").map(VfSetting::MaxBandwidthMbps)),
         ),
+        ["set", "vf", "tc", "tx", "min-bandwidth", p, v, list] => {
+            (p, vec![v], Work::Set(tc_shares(list)))
+        }
         ["rx_vlan", op @ ("add" | "rm"), vlan, "port", p, "vf", mask] => {
             let vlan = match num::<u16>(vlan, "VLAN") {
                 Ok(v) => v,
@@ -146,6 +150,25 @@ pub fn run(app: &mut App, w: &[&str]) -> Option<Result<(), String>> {
         _ => return None,
     };
     Some(apply(app, port, &vfs, what))
+}
+
+/// `(bw1,bw2,...)`: up to 8 percentages.
+fn tc_shares(list: &str) -> Result<VfSetting, String> {
+    let inner = list.trim_start_matches('(').trim_end_matches(')');
+    let mut shares = [0u8; 8];
+    let mut count = 0u8;
+    for part in inner.split(',').filter(|p| !p.is_empty()) {
+        if count == 8 {
+            return Err("Bad arguments: at most 8 traffic classes".into());
+        }
+        let b: u8 = num(part.trim(), "bandwidth")?;
+        if b > 100 {
+            return Err(format!("Bad arguments: bandwidth {b} % is above 100"));
+        }
+        shares[count as usize] = b;
+        count += 1;
+    }
+    Ok(VfSetting::TcMinBandwidth { shares, count })
 }
 
 /// What a parsed command does.

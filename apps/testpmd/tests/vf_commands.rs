@@ -51,7 +51,7 @@ fn set_vf_commands_on_traffic() {
     let _g = serial();
     let dir = TempDir::new("vfcmd");
     let pf = format!(
-        "net_eswitch0,vfs=2,sock_dir={},uplink=vhost:{}",
+        "net_eswitch0,vfs=2,vf_queues=2,sock_dir={},uplink=vhost:{}",
         dir.path().display(),
         dir.sock("wire").display()
     );
@@ -153,8 +153,20 @@ fn set_vf_commands_on_traffic() {
     let s = pf.cmd("show vf stats 0 1");
     assert!(s.contains("RX-packets: 0 "), "{s}");
 
+    // Traffic classes (their scheduling is proven in crates/eswitch/tests/veb.rs).
+    let out = pf.cmd("set vf tc tx min-bandwidth 0 1 (30,70)");
+    assert!(!out.contains("Bad") && !out.contains("VF 1:"), "{out}");
+
     // Bad input: each a clear message, nothing changed.
     for (line, want) in [
+        (
+            "set vf tc tx min-bandwidth 0 1 (30,50)",
+            "add up to 80 %, not 100 %",
+        ),
+        (
+            "set vf tc tx min-bandwidth 0 1 (10,10,10,10,10,10,10,10,20)",
+            "at most 8 traffic classes",
+        ),
         (
             "set vf mac addr 0 9 02:00:00:00:f0:09",
             "VF 9 does not exist: this PF has VFs 0..1",

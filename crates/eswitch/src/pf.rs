@@ -21,11 +21,18 @@ use ferrovia_ethdev::{
 };
 
 use crate::veb::{DROP_CAUSES, Eswitch, EswitchConfig, VfSpec};
-use crate::vfconfig::{Limits, VfConfig};
+use crate::vfconfig::{Limits, QueueShare, Share, VfConfig};
 
 /// The devargs keys of `net_eswitch`.
 const KEYS: &[KeySpec] = &[
     KeySpec::number("vfs", 1, 63, "number of VFs").default_value("4"),
+    KeySpec::number(
+        "vf_queues",
+        1,
+        8,
+        "queue pairs of each VF (its traffic classes: set vf tc tx min-bandwidth)",
+    )
+    .default_value("1"),
     KeySpec::path(
         "sock_dir",
         "directory of the VF sockets vf<N>.sock (created if missing)",
@@ -83,6 +90,7 @@ impl PfPort {
     /// Starts the switch and connects the PF's own port to it.
     pub fn open(d: &Devargs, conf: &PortConf) -> Result<PfPort> {
         let nvf = d.number("vfs", 4, 1, 63)? as u32;
+        let vf_queues = d.number("vf_queues", 1, 1, 8)?;
         let line_rate_mbps = d.number("line_rate", 10_000, 1, 10_000_000)? as f64;
         let dir = match d.get("sock_dir") {
             Some(p) => PathBuf::from(p),
@@ -117,7 +125,7 @@ impl PfPort {
             .map_err(cfg)?;
             vfs.push(VfSpec {
                 devargs: format!(
-                    "net_vhost{},iface={}",
+                    "net_vhost{},iface={},queues={vf_queues}",
                     base + 1 + i as u16,
                     dir.join(format!("vf{i}.sock")).display()
                 ),
@@ -325,6 +333,23 @@ impl VfControl for PfControl {
                     )));
                 }
                 c.rate_mbps = Some(r as f64);
+            }
+            VfSetting::TcMinBandwidth { shares, count } => {
+                let used = &shares[..(count as usize).min(8)];
+                let total: u32 = used.iter().map(|&b| b as u32).sum();
+                if !used.is_empty() && total != 100 {
+                    return Err(Error::Config(format!(
+                        "VF {vf}: the traffic classes' minimum bandwidths add up to {total} %, not 100 %"
+                    )));
+                }
+                c.queues = used
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &b)| QueueShare {
+                        priority: i as u8,
+                        share: Share::Number(b as f64),
+                    })
+                    .collect();
             }
             VfSetting::Rx(_) | VfSetting::Tx(_) => unreachable!("handled above"),
         }

@@ -29,12 +29,28 @@ impl TokenBucket {
         }
     }
 
-    /// Whether a frame of `len` bytes may go at tick `now`; if so its tokens are spent.
+    /// Takes the cost of `len` bytes whatever the bucket holds (traffic already admitted by
+    /// a guaranteed share); the bucket may go into debt, down to minus one burst, which later
+    /// traffic pays back before it passes.
     #[inline]
-    pub fn allow(&mut self, len: usize, now: u64) -> bool {
+    pub fn take(&mut self, len: usize, now: u64) {
+        self.refill(now);
+        let cost = (len as u64 + WIRE_OVERHEAD) as f64;
+        self.tokens = (self.tokens - cost).max(-self.burst);
+    }
+
+    /// Adds the tokens earned since the last call, up to one burst.
+    #[inline]
+    fn refill(&mut self, now: u64) {
         let dt = now.saturating_sub(self.last);
         self.last = self.last.max(now);
         self.tokens = (self.tokens + dt as f64 * self.per_tick).min(self.burst);
+    }
+
+    /// Whether a frame of `len` bytes may go at tick `now`; if so its tokens are spent.
+    #[inline]
+    pub fn allow(&mut self, len: usize, now: u64) -> bool {
+        self.refill(now);
         let cost = (len as u64 + WIRE_OVERHEAD) as f64;
         if self.tokens >= cost {
             self.tokens -= cost;

@@ -122,9 +122,20 @@ struct MirrorTo {
     tx: bool,
 }
 
+/// One traffic class of a VF: a transmit queue, its strict priority (0 first) and its
+/// guaranteed share of the VF's rate.
+#[derive(Clone, Copy, Debug)]
+struct TrafficClass {
+    queue: usize,
+    priority: u8,
+    share: f64,
+}
+
 struct Snapshot {
     policies: Vec<VfPolicy>,
     rates: Vec<Option<f64>>,
+    /// Per VF, its traffic classes in polling order (priority, then queue).
+    classes: Vec<Vec<TrafficClass>>,
     mirrors: Vec<Option<MirrorTo>>,
     tx_loopback: bool,
 }
@@ -168,7 +179,8 @@ pub struct PortReport {
 }
 
 struct PortQ {
-    rx: Box<dyn RxQueue>,
+    /// Every receive queue of the port (a VF's transmit queues: its traffic classes).
+    rxs: Vec<Box<dyn RxQueue>>,
     tx: Box<dyn TxQueue>,
     out: Burst,
 }
@@ -177,12 +189,15 @@ fn open(devargs: &str, id: u16, pool: &Mempool) -> Result<(Box<dyn Port>, PortQ)
     let mut p = ferrovia_pmd::open(devargs, &PortConf::new(id, pool.clone()))
         .map_err(|e| format!("{devargs}: {e}"))?;
     p.start().map_err(|e| format!("{devargs}: {e}"))?;
-    let rx = p.rx_queue(0).map_err(|e| format!("{devargs}: {e}"))?;
+    let rxs = (0..p.info().nb_rx_queues.max(1))
+        .map(|q| p.rx_queue(q))
+        .collect::<ferrovia_ethdev::Result<Vec<_>>>()
+        .map_err(|e| format!("{devargs}: {e}"))?;
     let tx = p.tx_queue(0).map_err(|e| format!("{devargs}: {e}"))?;
     Ok((
         p,
         PortQ {
-            rx,
+            rxs,
             tx,
             out: Burst::new(),
         },
@@ -221,6 +236,9 @@ impl Eswitch {
             let (c, q) = open(devargs, i as u16, &pool)?;
             controls.push(Mutex::new(c));
             ports.push(q);
+        }
+        for (v, c) in cfg.vfs.iter().zip(&controls[1..]) {
+            classes_fit(&**c.lock().unwrap_or_else(|p| p.into_inner()), &v.config)?;
         }
         let mut snap = snapshot(cfg.vfs.iter().map(|v| &v.config), cfg.tx_loopback)?;
         for (p, v) in snap.policies.iter_mut().zip(&cfg.vfs) {
@@ -317,6 +335,10 @@ impl Eswitch {
                 cfgs.len() - 1
             ));
         }
+        classes_fit(
+            &**self.ports[1 + i].lock().unwrap_or_else(|p| p.into_inner()),
+            &c,
+        )?;
         let mut next = cfgs.clone();
         next[i] = c;
         self.publish(&next, None)?;
@@ -413,7 +435,22 @@ fn snapshot<'a>(
     let mut policies = Vec::new();
     let mut rates = Vec::new();
     let mut mirrors = Vec::new();
+    let mut classes = Vec::new();
     for c in configs {
+        let mut tcs: Vec<TrafficClass> = c
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(queue, q)| {
+                Ok(TrafficClass {
+                    queue,
+                    priority: q.priority,
+                    share: q.share.percent()? / 100.0,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        tcs.sort_by_key(|t| (t.priority, t.queue));
+        classes.push(tcs);
         let default = MacAddr([0x02, 0xfe, 0, 0, (c.vfid >> 8) as u8, c.vfid as u8]);
         policies.push(VfPolicy::compile(c, default)?);
         rates.push(c.rate_mbps);
@@ -447,6 +484,7 @@ fn snapshot<'a>(
     Ok(Snapshot {
         policies,
         rates,
+        classes,
         mirrors,
         tx_loopback,
     })
@@ -486,7 +524,7 @@ fn run(sh: Arc<Shared>, mut ports: Vec<PortQ>, pool: Mempool) {
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     let nvf = ports.len() - 1;
-    let mut buckets: Vec<Option<TokenBucket>> = Vec::new();
+    let mut sched: Vec<VfSched> = Vec::new();
     let mut rx = Burst::new();
     while !sh.stop.load(Ordering::Relaxed) {
         let g = sh.generation.load(Ordering::Acquire);
@@ -497,127 +535,229 @@ fn run(sh: Arc<Shared>, mut ports: Vec<PortQ>, pool: Mempool) {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             let now = ticks();
-            buckets = snap
-                .rates
-                .iter()
-                .map(|r| r.map(|mbps| TokenBucket::new(mbps, 1e9, 32 * 1024, now)))
+            sched = (0..nvf)
+                .map(|vf| VfSched::new(&snap, vf, ports[1 + vf].rxs.len(), now))
                 .collect();
             gen_seen = g;
             sh.applied.store(g, Ordering::Release);
         }
         let mut idle = true;
         for src in 0..ports.len() {
-            if ports[src].rx.rx_burst(&mut caches, &mut rx, 32) == 0 {
-                continue;
-            }
-            idle = false;
-            let now = ticks();
-            for mut m in rx.drain(..) {
-                let from_vf = src.checked_sub(1);
-                // Egress policy of the sending VF.
-                if let Some(vf) = from_vf {
-                    let c = &sh.counters[vf];
-                    let act = match snap.policies[vf].egress(m.data()) {
-                        Ok(a) => a,
-                        Err(cause) => {
-                            bump(&c.tx_dropped[cause_index(cause)], 1);
+            // A VF's queues in its traffic classes' order; the uplink's in index order.
+            let nq = match src.checked_sub(1) {
+                Some(vf) => sched[vf].order.len(),
+                None => ports[0].rxs.len(),
+            };
+            for k in 0..nq {
+                let q = match src.checked_sub(1) {
+                    Some(vf) => sched[vf].order[k],
+                    None => k,
+                };
+                if ports[src].rxs[q].rx_burst(&mut caches, &mut rx, 32) == 0 {
+                    continue;
+                }
+                idle = false;
+                let now = ticks();
+                for mut m in rx.drain(..) {
+                    let from_vf = src.checked_sub(1);
+                    // Egress policy of the sending VF.
+                    if let Some(vf) = from_vf {
+                        let c = &sh.counters[vf];
+                        let act = match snap.policies[vf].egress(m.data()) {
+                            Ok(a) => a,
+                            Err(cause) => {
+                                bump(&c.tx_dropped[cause_index(cause)], 1);
+                                caches.free(m);
+                                continue;
+                            }
+                        };
+                        if !sched[vf].admit(q, m.pkt_len(), now) {
+                            bump(&c.tx_dropped[RATE_LIMITED], 1);
                             caches.free(m);
                             continue;
                         }
-                    };
-                    if let Some(b) = buckets.get_mut(vf).and_then(Option::as_mut)
-                        && !b.allow(m.pkt_len(), now)
-                    {
-                        bump(&c.tx_dropped[RATE_LIMITED], 1);
-                        caches.free(m);
-                        continue;
-                    }
-                    if !apply(&mut m, act) {
-                        bump(&c.tx_dropped[cause_index(DropCause::Runt)], 1);
-                        caches.free(m);
-                        continue;
-                    }
-                    bump(&c.tx_packets, 1);
-                    bump(&c.tx_bytes, m.pkt_len() as u64);
-                    if let Some(mt) = snap.mirrors[vf].filter(|mt| mt.tx) {
-                        mirror(&mut ports, &mut caches, &pool, &sh, &snap, vf, mt, &m);
-                    }
-                } else {
-                    bump(&sh.uplink_rx, 1);
-                }
-                // Destinations.
-                let dst: [u8; 6] = m.data()[0..6].try_into().expect("checked 14 bytes");
-                let group = dst[0] & 1 != 0;
-                let owner =
-                    (0..nvf).find(|&j| Some(j) != from_vf && snap.policies[j].owns_mac(&dst));
-                let to_uplink =
-                    from_vf.is_some() && (group || owner.is_none() || !snap.tx_loopback);
-                let mut targets: [bool; 64] = [false; 64];
-                for (j, t) in targets.iter_mut().enumerate().take(nvf) {
-                    *t = Some(j) != from_vf
-                        && if group {
-                            true
-                        } else if let Some(o) = owner {
-                            o == j && (from_vf.is_none() || snap.tx_loopback)
-                        } else {
-                            from_vf.is_none()
-                        };
-                }
-                let mut original = Some(m);
-                for j in 0..nvf.min(64) {
-                    if !targets[j] {
-                        continue;
-                    }
-                    let view = original.as_ref().expect("kept until the last target");
-                    let act = match snap.policies[j].ingress(view.data()) {
-                        Ok(a) => a,
-                        Err(cause) => {
-                            if !group {
-                                bump(&sh.counters[j].rx_dropped[cause_index(cause)], 1);
-                            }
+                        if !apply(&mut m, act) {
+                            bump(&c.tx_dropped[cause_index(DropCause::Runt)], 1);
+                            caches.free(m);
                             continue;
                         }
-                    };
-                    let last = sent_one_is_last(&targets, j, to_uplink);
-                    let mut copy = if last {
-                        original.take().expect("present")
-                    } else {
-                        match copy_mbuf(&mut caches, &pool, view) {
-                            Some(c) => c,
-                            None => continue,
+                        bump(&c.tx_packets, 1);
+                        bump(&c.tx_bytes, m.pkt_len() as u64);
+                        if let Some(mt) = snap.mirrors[vf].filter(|mt| mt.tx) {
+                            mirror(&mut ports, &mut caches, &pool, &sh, &snap, vf, mt, &m);
                         }
-                    };
-                    if !apply(&mut copy, act) {
-                        caches.free(copy);
-                        continue;
+                    } else {
+                        bump(&sh.uplink_rx, 1);
                     }
-                    if let Some(mt) = snap.mirrors[j].filter(|mt| mt.rx) {
-                        mirror(&mut ports, &mut caches, &pool, &sh, &snap, j, mt, &copy);
+                    // Destinations.
+                    let dst: [u8; 6] = m.data()[0..6].try_into().expect("checked 14 bytes");
+                    let group = dst[0] & 1 != 0;
+                    let owner =
+                        (0..nvf).find(|&j| Some(j) != from_vf && snap.policies[j].owns_mac(&dst));
+                    let to_uplink =
+                        from_vf.is_some() && (group || owner.is_none() || !snap.tx_loopback);
+                    let mut targets: [bool; 64] = [false; 64];
+                    for (j, t) in targets.iter_mut().enumerate().take(nvf) {
+                        *t = Some(j) != from_vf
+                            && if group {
+                                true
+                            } else if let Some(o) = owner {
+                                o == j && (from_vf.is_none() || snap.tx_loopback)
+                            } else {
+                                from_vf.is_none()
+                            };
                     }
-                    flush_if_full(&mut ports[1 + j], &mut caches, Some(&sh.counters[j]));
-                    let _ = ports[1 + j].out.try_push(copy);
+                    let mut original = Some(m);
+                    for j in 0..nvf.min(64) {
+                        if !targets[j] {
+                            continue;
+                        }
+                        let view = original.as_ref().expect("kept until the last target");
+                        let act = match snap.policies[j].ingress(view.data()) {
+                            Ok(a) => a,
+                            Err(cause) => {
+                                if !group {
+                                    bump(&sh.counters[j].rx_dropped[cause_index(cause)], 1);
+                                }
+                                continue;
+                            }
+                        };
+                        let last = sent_one_is_last(&targets, j, to_uplink);
+                        let mut copy = if last {
+                            original.take().expect("present")
+                        } else {
+                            match copy_mbuf(&mut caches, &pool, view) {
+                                Some(c) => c,
+                                None => continue,
+                            }
+                        };
+                        if !apply(&mut copy, act) {
+                            caches.free(copy);
+                            continue;
+                        }
+                        if let Some(mt) = snap.mirrors[j].filter(|mt| mt.rx) {
+                            mirror(&mut ports, &mut caches, &pool, &sh, &snap, j, mt, &copy);
+                        }
+                        flush_if_full(&mut ports[1 + j], &mut caches, Some(&sh.counters[j]));
+                        let _ = ports[1 + j].out.try_push(copy);
+                    }
+                    if to_uplink && let Some(m) = original.take() {
+                        flush_if_full(&mut ports[0], &mut caches, None);
+                        let _ = ports[0].out.try_push(m);
+                        bump(&sh.uplink_tx, 1);
+                    }
+                    if let Some(m) = original.take() {
+                        caches.free(m);
+                    }
                 }
-                if to_uplink && let Some(m) = original.take() {
-                    flush_if_full(&mut ports[0], &mut caches, None);
-                    let _ = ports[0].out.try_push(m);
-                    bump(&sh.uplink_tx, 1);
-                }
-                if let Some(m) = original.take() {
-                    caches.free(m);
-                }
-            }
-            // Flush every port's batch after each receive burst.
-            for (i, p) in ports.iter_mut().enumerate() {
-                let c = i.checked_sub(1).map(|vf| &sh.counters[vf]);
-                let left = flush(p, &mut caches, c);
-                if i == 0 && left > 0 {
-                    bump(&sh.uplink_dropped, left);
+                // Flush every port's batch after each receive burst.
+                for (i, p) in ports.iter_mut().enumerate() {
+                    let c = i.checked_sub(1).map(|vf| &sh.counters[vf]);
+                    let left = flush(p, &mut caches, c);
+                    if i == 0 && left > 0 {
+                        bump(&sh.uplink_dropped, left);
+                    }
                 }
             }
         }
         if idle {
             std::hint::spin_loop();
         }
+    }
+}
+
+/// Refuses traffic classes on more queues than the VF's port has.
+fn classes_fit(port: &dyn Port, c: &VfConfig) -> Result<(), String> {
+    let info = port.info();
+    if c.queues.len() > info.nb_rx_queues as usize {
+        return Err(format!(
+            "VF {}: {} traffic classes (queues) but its port {} has {} queue pair{} (open it with queues={})",
+            c.vfid,
+            c.queues.len(),
+            info.name,
+            info.nb_rx_queues,
+            if info.nb_rx_queues == 1 { "" } else { "s" },
+            c.queues.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A VF's transmit scheduler: its rate limit and, with traffic classes, each queue's
+/// guaranteed share of it and its strict priority. A frame within its queue's share passes
+/// (and is charged to the VF's rate). Beyond it, a frame needs room in the VF's rate, and no
+/// class of higher priority may have been refused room within the last 10 ms: the room
+/// beyond the guarantees goes to the highest class that wants it. (Frames are policed, not
+/// queued: a class refused within that window counts as backlogged.)
+struct VfSched {
+    /// The VF's rate (None: unlimited, the classes do nothing).
+    rate: Option<TokenBucket>,
+    /// Guaranteed share of each queue, by queue index.
+    min: Vec<Option<TokenBucket>>,
+    /// Each queue's priority (0 first; queues without a class come last, at [`LOWEST`]).
+    prio: Vec<u8>,
+    /// When a class of each priority was last refused room beyond its share.
+    refused_at: [Option<u64>; LOWEST as usize + 1],
+    /// The queues in polling order: the classes by priority, then any queue without one.
+    order: Vec<usize>,
+}
+
+/// The priority of a queue that has no traffic class.
+const LOWEST: u8 = 8;
+/// How long a refused higher class keeps the room beyond the guarantees from lower ones.
+const BACKLOG_NS: u64 = 10_000_000;
+
+impl VfSched {
+    fn new(snap: &Snapshot, vf: usize, queues: usize, now: u64) -> VfSched {
+        let rate = snap.rates[vf];
+        let classes = &snap.classes[vf];
+        let mut order: Vec<usize> = classes
+            .iter()
+            .map(|t| t.queue)
+            .filter(|&q| q < queues)
+            .collect();
+        let rest: Vec<usize> = (0..queues).filter(|q| !order.contains(q)).collect();
+        order.extend(rest);
+        let mut min = vec![None; queues];
+        let mut prio = vec![LOWEST; queues];
+        for t in classes.iter().filter(|t| t.queue < queues) {
+            prio[t.queue] = t.priority.min(LOWEST - 1);
+            if let Some(mbps) = rate
+                && t.share > 0.0
+            {
+                min[t.queue] = Some(TokenBucket::new(mbps * t.share, 1e9, 16 * 1024, now));
+            }
+        }
+        VfSched {
+            rate: rate.map(|mbps| TokenBucket::new(mbps, 1e9, 32 * 1024, now)),
+            min,
+            prio,
+            refused_at: [None; LOWEST as usize + 1],
+            order,
+        }
+    }
+
+    /// Whether a frame of `len` bytes from queue `q` may go now.
+    #[inline]
+    fn admit(&mut self, q: usize, len: usize, now: u64) -> bool {
+        let Some(rate) = self.rate.as_mut() else {
+            return true;
+        };
+        if let Some(Some(g)) = self.min.get_mut(q)
+            && g.allow(len, now)
+        {
+            rate.take(len, now);
+            return true;
+        }
+        let p = self.prio.get(q).copied().unwrap_or(LOWEST) as usize;
+        let higher_waiting = self.refused_at[..p]
+            .iter()
+            .any(|t| t.is_some_and(|t| now.saturating_sub(t) < BACKLOG_NS));
+        if !higher_waiting && rate.allow(len, now) {
+            return true;
+        }
+        self.refused_at[p] = Some(now);
+        false
     }
 }
 

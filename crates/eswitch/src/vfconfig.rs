@@ -87,7 +87,7 @@ pub enum Share {
 }
 
 impl Share {
-    fn percent(&self) -> Result<f64, String> {
+    pub(crate) fn percent(&self) -> Result<f64, String> {
         let v = match self {
             Share::Number(n) => *n,
             Share::Text(t) => t

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use ferrovia_eswitch::policy::DropCause;
 use ferrovia_eswitch::veb::{Eswitch, EswitchConfig, RATE_LIMITED, VfSpec, cause_index};
 use ferrovia_eswitch::vfconfig::{Limits, VfConfig};
+use ferrovia_ethdev::{Burst, PortConf};
+use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
 use ferrovia_testkit::{Container, TempDir};
 
 const MAC0: [u8; 6] = [2, 0, 0, 0, 0xf0, 0];
@@ -54,6 +56,18 @@ struct World {
 }
 
 fn world(tag: &str, configs: &[&str], tx_loopback: bool) -> World {
+    world_with(tag, configs, tx_loopback, 1, true)
+}
+
+/// [`world`] with `vf_queues` queue pairs on every VF's port, and containers attached to the
+/// VFs (with one queue pair) only when `attach`.
+fn world_with(
+    tag: &str,
+    configs: &[&str],
+    tx_loopback: bool,
+    vf_queues: u16,
+    attach: bool,
+) -> World {
     let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = TempDir::new(tag);
     let cfg = EswitchConfig {
@@ -63,7 +77,7 @@ fn world(tag: &str, configs: &[&str], tx_loopback: bool) -> World {
             .enumerate()
             .map(|(i, c)| VfSpec {
                 devargs: format!(
-                    "net_vhost{},iface={}",
+                    "net_vhost{},iface={},queues={vf_queues}",
                     i + 1,
                     dir.sock(&format!("vf{i}")).display()
                 ),
@@ -77,6 +91,7 @@ fn world(tag: &str, configs: &[&str], tx_loopback: bool) -> World {
     let sw = Eswitch::start(&cfg).unwrap();
     let uplink = Container::attach(&dir.sock("uplink"));
     let vfs = (0..configs.len())
+        .filter(|_| attach)
         .map(|i| Container::attach(&dir.sock(&format!("vf{i}"))))
         .collect();
     World {
@@ -315,4 +330,95 @@ fn mirroring_copies_a_vfs_traffic_to_another_vf() {
     w.vfs[0].send(std::slice::from_ref(&out3));
     assert_eq!(w.uplink.expect(1), vec![out3.clone()]);
     assert_eq!(w.vfs[2].expect(1), vec![out3]);
+}
+
+/// Traffic classes: VF 0 limited to 8 Mbit/s with two transmit queues, queue 1 of strict
+/// priority 0 and queue 0 of priority 1, each guaranteed 25 %. Both flood: the higher class
+/// takes the room beyond the guarantees, the lower keeps its share, and the VF's rate holds.
+#[test]
+fn traffic_classes_strict_priority_and_min_share() {
+    let cfg = r#"{"name":"tc","vfid":0,"macs":["02:00:00:00:f0:00"],"rate":8,
+        "queues":[{"priority":1,"share":"25%"},{"priority":0,"share":"25%"}]}"#;
+    let mut w = world_with("tc", &[cfg], true, 2, false);
+    let pool = Mempool::new(MempoolConfig {
+        count: 4096,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut conf = PortConf::new(2000, pool.clone());
+    conf.nb_rxq = 2;
+    conf.nb_txq = 2;
+    let mut port = ferrovia_pmd::open(
+        &format!(
+            "net_virtio_user2000,path={},queues=2",
+            w.dir.sock("vf0").display()
+        ),
+        &conf,
+    )
+    .unwrap();
+    port.start().unwrap();
+    let t0 = Instant::now();
+    while !port.link().up {
+        assert!(t0.elapsed() < Duration::from_secs(10), "link never came up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut txs = [port.tx_queue(0).unwrap(), port.tx_queue(1).unwrap()];
+    let mut caches = LcoreCaches::new();
+    let frames: Vec<Vec<u8>> = (0..2u8)
+        .map(|q| frame(REMOTE, MAC0, None, 1000, q))
+        .collect();
+    let mut got = [0u64; 2];
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(2) {
+        for (q, tx) in txs.iter_mut().enumerate() {
+            let mut b = Burst::new();
+            for _ in 0..16 {
+                let mut m = caches.for_pool(&pool).alloc().unwrap();
+                m.append(1000).unwrap().copy_from_slice(&frames[q]);
+                b.push(m);
+            }
+            tx.tx_burst(&mut caches, &mut b);
+            for m in b.drain(..) {
+                caches.free(m);
+            }
+        }
+        for f in w.uplink.recv_for(Duration::from_millis(1)) {
+            got[f[14] as usize & 1] += 1;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    for f in w.uplink.recv_for(T) {
+        got[f[14] as usize & 1] += 1;
+    }
+    let (low, high) = (got[0], got[1]);
+    let total = low + high;
+    let limited = w.sw.counters(0).unwrap().tx_dropped[RATE_LIMITED].load(Ordering::Relaxed);
+    eprintln!(
+        "traffic classes: high {high}, low {low} frames in {secs:.2} s ({:.1} % low), {limited} rate-limited",
+        low as f64 * 100.0 / total.max(1) as f64
+    );
+    assert!(limited > 0, "both queues offered more than the VF's rate");
+    // The VF's ceiling: its rate over the time, plus its burst and the two guarantees'.
+    let bytes = total as f64 * 1024.0;
+    let max = 8e6 / 8.0 * secs + (32 + 16 + 16) as f64 * 1024.0 + 2048.0;
+    assert!(
+        bytes <= max * 1.05,
+        "{bytes} bytes in {secs} s, at most {max}"
+    );
+    assert!(
+        high > low,
+        "the higher class takes the room beyond the guarantees"
+    );
+    assert!(
+        low as f64 >= 0.15 * total as f64,
+        "the lower class keeps its 25 % share: {low} of {total}"
+    );
+    // More classes than the VF's port has queues: refused, saying how to open it.
+    let e = w
+        .sw
+        .set_policy(vf(r#"{"name":"tc","vfid":0,"rate":8,"queues":[
+            {"priority":0,"share":"20%"},{"priority":1,"share":"20%"},{"priority":2,"share":"20%"}]}"#))
+        .unwrap_err();
+    assert!(e.contains("3 traffic classes (queues) but its port"), "{e}");
+    assert!(e.contains("open it with queues=3"), "{e}");
 }

@@ -61,6 +61,15 @@ pub enum VfSetting {
     Tx(bool),
     /// Transmit rate limit in Mbit/s (`set vf tx max-bandwidth`; 0: none).
     MaxBandwidthMbps(u32),
+    /// Traffic classes (`set vf tc tx min-bandwidth P V (bw1,bw2,...)`): TC `i` is transmit
+    /// queue `i`, of strict priority `i` (TC 0 first), guaranteed `shares[i]` % of the VF's
+    /// rate; `count` classes (0: none).
+    TcMinBandwidth {
+        /// The guaranteed shares in percent, the first `count` used.
+        shares: [u8; 8],
+        /// How many classes.
+        count: u8,
+    },
 }
 
 /// A VF's counters since its last reset.
