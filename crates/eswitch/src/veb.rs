@@ -24,13 +24,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use ferrovia_ethdev::{Burst, MacAddr, Port, PortConf, RxQueue, TxQueue};
+use ferrovia_ethdev::{
+    Burst, EventSink, LinkAdmin, MacAddr, Port, PortConf, PortEventKind, RxQueue, TxQueue,
+};
 use ferrovia_memory::{LcoreCaches, Mbuf, Mempool, MempoolConfig};
 use ferrovia_vswitch::frame::{copy_mbuf, pop_vlan, push_vlan};
 
 use crate::policy::{DropCause, TagAction, VfPolicy};
 use crate::ratelimit::TokenBucket;
-use crate::vfconfig::{MirrorDirection, VfConfig};
+use crate::vfconfig::{LinkStatus, MirrorDirection, VfConfig};
 
 /// One VF: its port and its policy.
 #[derive(Clone, Debug)]
@@ -117,6 +119,9 @@ struct MirrorTo {
 }
 
 struct Snapshot {
+    /// Each VF's receive and transmit enable as [`Eswitch::set_enabled`] last set them (the
+    /// policies' own flags are these and the VF's link).
+    enabled: Vec<(bool, bool)>,
     policies: Vec<VfPolicy>,
     rates: Vec<Option<f64>>,
     mirrors: Vec<Option<MirrorTo>>,
@@ -133,6 +138,40 @@ struct Shared {
     uplink_tx: AtomicU64,
     uplink_rx: AtomicU64,
     uplink_dropped: AtomicU64,
+    /// The VFs' links; held while a snapshot is built and published.
+    links: Mutex<VfLinks>,
+}
+
+impl Shared {
+    /// The uplink's link changed: VFs with `link_status: auto` follow it.
+    fn uplink_changed(&self, up: bool) {
+        let mut l = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if l.uplink_up == up {
+            return;
+        }
+        l.uplink_up = up;
+        for vf in 0..l.status.len() {
+            if l.status[vf] == LinkStatus::Auto {
+                // A vhost port's link control does not fail; other ports have none.
+                let _ = l.apply(vf, LinkStatus::Auto);
+            }
+        }
+        let old = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut snap = Snapshot {
+            enabled: old.enabled.clone(),
+            policies: old.policies.clone(),
+            rates: old.rates.clone(),
+            mirrors: old.mirrors.clone(),
+            tx_loopback: old.tx_loopback,
+        };
+        gate(&mut snap, &l.up);
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// A running software NIC.
@@ -142,6 +181,40 @@ pub struct Eswitch {
     configs: Mutex<Vec<VfConfig>>,
 }
 
+/// The VFs' links (see [`Eswitch::set_link`]).
+struct VfLinks {
+    /// Each VF port's link control (`None`: its driver cannot tell its user).
+    admins: Vec<Option<Arc<dyn LinkAdmin>>>,
+    /// Each VF's link as last applied.
+    up: Vec<bool>,
+    /// Each VF's `link_status` as last applied.
+    status: Vec<LinkStatus>,
+    /// The uplink's link (what `link_status: auto` follows): its state when the switch
+    /// started, then its link events.
+    uplink_up: bool,
+}
+
+impl VfLinks {
+    /// Applies VF `vf`'s `link_status`: its port tells its user (a VF port that cannot, not
+    /// being a vhost port, only has its traffic stopped), and its traffic stops (down) or
+    /// flows (up) with the next snapshot.
+    fn apply(&mut self, vf: usize, status: LinkStatus) -> Result<(), String> {
+        let up = match status {
+            LinkStatus::On => true,
+            LinkStatus::Off => false,
+            LinkStatus::Auto => self.uplink_up,
+        };
+        self.up[vf] = up;
+        self.status[vf] = status;
+        match &self.admins[vf] {
+            Some(a) if a.admin_up() != up => a
+                .set_link(up)
+                .map_err(|e| format!("VF {vf}: cannot set its port's link: {e}")),
+            _ => Ok(()),
+        }
+    }
+}
+
 struct PortQ {
     _port: Box<dyn Port>,
     rx: Box<dyn RxQueue>,
@@ -149,9 +222,15 @@ struct PortQ {
     out: Burst,
 }
 
-fn open(devargs: &str, id: u16, pool: &Mempool) -> Result<PortQ, String> {
-    let mut p = ferrovia_pmd::open(devargs, &PortConf::new(id, pool.clone()))
-        .map_err(|e| format!("{devargs}: {e}"))?;
+fn open(
+    devargs: &str,
+    id: u16,
+    pool: &Mempool,
+    events: Option<EventSink>,
+) -> Result<PortQ, String> {
+    let mut conf = PortConf::new(id, pool.clone());
+    conf.events = events;
+    let mut p = ferrovia_pmd::open(devargs, &conf).map_err(|e| format!("{devargs}: {e}"))?;
     p.start().map_err(|e| format!("{devargs}: {e}"))?;
     let rx = p.rx_queue(0).map_err(|e| format!("{devargs}: {e}"))?;
     let tx = p.tx_queue(0).map_err(|e| format!("{devargs}: {e}"))?;
@@ -186,10 +265,33 @@ impl Eswitch {
             ..Default::default()
         })
         .map_err(|e| format!("cannot create the eswitch's pool: {e}"))?;
-        let mut ports = vec![open(&cfg.uplink, 0, &pool)?];
+        // The uplink's link events drive the VFs whose link_status is auto (on the control
+        // thread; the switch, set up below, is reached through `cell`).
+        let uplink_up = Arc::new(AtomicBool::new(false));
+        let cell: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> = Arc::default();
+        let (u, c) = (uplink_up.clone(), cell.clone());
+        let sink = EventSink::callback(move |e| {
+            let up = match e.kind {
+                PortEventKind::LinkUp => true,
+                PortEventKind::LinkDown => false,
+                PortEventKind::QueueState { .. } => return,
+            };
+            u.store(up, Ordering::Release);
+            if let Some(sh) = c.get().and_then(std::sync::Weak::upgrade) {
+                sh.uplink_changed(up);
+            }
+        });
+        let mut ports = vec![open(&cfg.uplink, 0, &pool, Some(sink))?];
+        uplink_up.store(ports[0]._port.link().up, Ordering::Release);
         for (i, v) in cfg.vfs.iter().enumerate() {
-            ports.push(open(&v.devargs, 1 + i as u16, &pool)?);
+            ports.push(open(&v.devargs, 1 + i as u16, &pool, None)?);
         }
+        let links = VfLinks {
+            admins: ports[1..].iter().map(|p| p._port.link_admin()).collect(),
+            up: vec![true; cfg.vfs.len()],
+            status: cfg.vfs.iter().map(|v| v.config.link_status).collect(),
+            uplink_up: false,
+        };
         let snap = snapshot(cfg.vfs.iter().map(|v| &v.config), cfg.tx_loopback)?;
         let shared = Arc::new(Shared {
             snapshot: Mutex::new(Arc::new(snap)),
@@ -200,7 +302,28 @@ impl Eswitch {
             uplink_tx: AtomicU64::new(0),
             uplink_rx: AtomicU64::new(0),
             uplink_dropped: AtomicU64::new(0),
+            links: Mutex::new(links),
         });
+        let _ = cell.set(Arc::downgrade(&shared));
+        {
+            // Every VF's link_status applied, with the uplink's link as it is now (events
+            // from here on go through `cell`).
+            let mut l = shared.links.lock().unwrap_or_else(|p| p.into_inner());
+            l.uplink_up = uplink_up.load(Ordering::Acquire);
+            for (i, v) in cfg.vfs.iter().enumerate() {
+                l.apply(i, v.config.link_status)?;
+            }
+            let mut s = shared.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            let mut snap = Snapshot {
+                enabled: s.enabled.clone(),
+                policies: s.policies.clone(),
+                rates: s.rates.clone(),
+                mirrors: s.mirrors.clone(),
+                tx_loopback: s.tx_loopback,
+            };
+            gate(&mut snap, &l.up);
+            *s = Arc::new(snap);
+        }
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("eswitch".into())
@@ -218,6 +341,7 @@ impl Eswitch {
         configs: &[VfConfig],
         enabled: Option<(u32, bool, bool)>,
     ) -> Result<(), String> {
+        let links = self.shared.links.lock().unwrap_or_else(|p| p.into_inner());
         let old = self
             .shared
             .snapshot
@@ -225,14 +349,11 @@ impl Eswitch {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut snap = snapshot(configs.iter(), old.tx_loopback)?;
-        for (i, p) in snap.policies.iter_mut().enumerate() {
-            p.tx_enabled = old.policies[i].tx_enabled;
-            p.rx_enabled = old.policies[i].rx_enabled;
-        }
+        snap.enabled = old.enabled.clone();
         if let Some((vf, rx, tx)) = enabled {
-            snap.policies[vf as usize].rx_enabled = rx;
-            snap.policies[vf as usize].tx_enabled = tx;
+            snap.enabled[vf as usize] = (rx, tx);
         }
+        gate(&mut snap, &links.up);
         *self
             .shared
             .snapshot
@@ -253,10 +374,53 @@ impl Eswitch {
             ));
         }
         let mut next = cfgs.clone();
+        let status = c.link_status;
         next[i] = c;
+        // Checked first (a refused policy changes nothing), then the link, then the policy.
+        snapshot(next.iter(), false)?;
+        self.shared
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(i, status)?;
         self.publish(&next, None)?;
         *cfgs = next;
         Ok(())
+    }
+
+    /// Sets VF `vfid`'s link up or down, as the PF does (`ip link set PF vf N state
+    /// enable|disable`): its `link_status` becomes `on` or `off`. Down, the VF's user sees its
+    /// link go down (a container's virtio-user port: its link and its link-state event) and
+    /// no frame is delivered to or taken from the VF (counted as `disabled` drops); up again,
+    /// traffic flows. A later [`Eswitch::set_policy`] applies its own `link_status`.
+    pub fn set_link(&self, vfid: u32, up: bool) -> Result<(), String> {
+        let mut cfgs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        let i = vfid as usize;
+        if i >= cfgs.len() {
+            return Err(format!(
+                "no VF {vfid} (this eswitch has VFs 0..{})",
+                cfgs.len() - 1
+            ));
+        }
+        cfgs[i].link_status = if up { LinkStatus::On } else { LinkStatus::Off };
+        self.shared
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(i, cfgs[i].link_status)?;
+        self.publish(&cfgs, None)
+    }
+
+    /// Whether VF `vfid`'s link is up (as its `link_status` and [`Eswitch::set_link`] made
+    /// it); `None` for a VF this switch does not have.
+    pub fn link_up(&self, vfid: u32) -> Option<bool> {
+        self.shared
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .up
+            .get(vfid as usize)
+            .copied()
     }
 
     /// Enables or disables a VF's receive and transmit.
@@ -332,11 +496,26 @@ fn snapshot<'a>(
         ));
     }
     Ok(Snapshot {
+        enabled: policies
+            .iter()
+            .map(|p| (p.rx_enabled, p.tx_enabled))
+            .collect(),
         policies,
         rates,
         mirrors,
         tx_loopback,
     })
+}
+
+/// Sets each policy's receive and transmit enable from the snapshot's `enabled` and the VF's
+/// link (a VF whose link is down neither sends nor receives).
+fn gate(snap: &mut Snapshot, link_up: &[bool]) {
+    for (i, p) in snap.policies.iter_mut().enumerate() {
+        let (rx, tx) = snap.enabled[i];
+        let up = link_up.get(i).copied().unwrap_or(true);
+        p.rx_enabled = rx && up;
+        p.tx_enabled = tx && up;
+    }
 }
 
 fn ticks() -> u64 {

@@ -264,6 +264,11 @@ impl VirtioUserPort {
             conf.rx_offloads & offload::RX_CAPA,
             conf.tx_offloads & offload::TX_CAPA,
         );
+        // The link status (vhost-user only: vhost-net has no config space): with a backend
+        // that also offers CONFIG and BACKEND_REQ, the link follows what it reports.
+        if kind == BackendKind::VhostUser {
+            want |= bit(feature::NET_F_STATUS);
+        }
         let lro = conf.rx_offloads.contains(RxOffloads::TCP_LRO);
         // vhost-kernel: the devices and taps are opened first, so that the rings are built for
         // the features the kernel agreed to.
@@ -477,6 +482,14 @@ impl Port for VirtioUserPort {
             self.rx_stats.iter().map(|s| &**s),
             self.tx_stats.iter().map(|s| &**s),
         )
+    }
+    fn xstats(&self) -> Vec<(String, u64)> {
+        let mut v = self.stats().xstats();
+        v.push((
+            "virtio_user_bad_messages".into(),
+            self.backend.bad_messages(),
+        ));
+        v
     }
     fn reset_stats(&self) {
         self.rx_stats
