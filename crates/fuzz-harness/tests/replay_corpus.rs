@@ -213,3 +213,21 @@ fn l3_parse_seeds_reach_the_rewriters() {
         Err(ipv4::Ipv4Error::TtlExpired(1))
     );
 }
+
+#[test]
+fn frontend_link_messages_corpus() {
+    replay("frontend_link_messages", |d| {
+        ferrovia_fuzz_harness::frontend_link_messages(d);
+    });
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/frontend_link_messages");
+    let run = |n: &str| {
+        ferrovia_fuzz_harness::frontend_link_messages(&std::fs::read(dir.join(n)).unwrap())
+    };
+    assert_eq!(
+        run("change_then_up"),
+        2,
+        "two config changes, with and without a body"
+    );
+    assert_eq!(run("bad_code"), 0);
+}
