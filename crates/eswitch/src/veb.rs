@@ -122,6 +122,9 @@ struct Snapshot {
     /// Each VF's receive and transmit enable as [`Eswitch::set_enabled`] last set them (the
     /// policies' own flags are these and the VF's link).
     enabled: Vec<(bool, bool)>,
+    /// Each VF's link: the switch thread sets the VF ports' links to it once it runs with
+    /// the snapshot (so a user told "up" finds its traffic flowing).
+    link_up: Vec<bool>,
     policies: Vec<VfPolicy>,
     rates: Vec<Option<f64>>,
     mirrors: Vec<Option<MirrorTo>>,
@@ -140,6 +143,9 @@ struct Shared {
     uplink_dropped: AtomicU64,
     /// The VFs' links; held while a snapshot is built and published.
     links: Mutex<VfLinks>,
+    /// Each VF port's link control (`None`: its driver cannot tell its user), used by the
+    /// switch thread when it takes a snapshot whose VF links changed.
+    admins: Vec<Option<Arc<dyn LinkAdmin>>>,
 }
 
 impl Shared {
@@ -152,8 +158,7 @@ impl Shared {
         l.uplink_up = up;
         for vf in 0..l.status.len() {
             if l.status[vf] == LinkStatus::Auto {
-                // A vhost port's link control does not fail; other ports have none.
-                let _ = l.apply(vf, LinkStatus::Auto);
+                l.apply(vf, LinkStatus::Auto);
             }
         }
         let old = self
@@ -163,6 +168,7 @@ impl Shared {
             .clone();
         let mut snap = Snapshot {
             enabled: old.enabled.clone(),
+            link_up: old.link_up.clone(),
             policies: old.policies.clone(),
             rates: old.rates.clone(),
             mirrors: old.mirrors.clone(),
@@ -183,8 +189,6 @@ pub struct Eswitch {
 
 /// The VFs' links (see [`Eswitch::set_link`]).
 struct VfLinks {
-    /// Each VF port's link control (`None`: its driver cannot tell its user).
-    admins: Vec<Option<Arc<dyn LinkAdmin>>>,
     /// Each VF's link as last applied.
     up: Vec<bool>,
     /// Each VF's `link_status` as last applied.
@@ -195,23 +199,17 @@ struct VfLinks {
 }
 
 impl VfLinks {
-    /// Applies VF `vf`'s `link_status`: its port tells its user (a VF port that cannot, not
-    /// being a vhost port, only has its traffic stopped), and its traffic stops (down) or
-    /// flows (up) with the next snapshot.
-    fn apply(&mut self, vf: usize, status: LinkStatus) -> Result<(), String> {
-        let up = match status {
+    /// Applies VF `vf`'s `link_status`. The next snapshot carries it ([`gate`]): its
+    /// traffic stops (down) or flows (up), and the switch thread, once it runs with that
+    /// snapshot, sets the VF port's link so that its user is told (a VF port that cannot,
+    /// not being a vhost port, only has its traffic stopped).
+    fn apply(&mut self, vf: usize, status: LinkStatus) {
+        self.up[vf] = match status {
             LinkStatus::On => true,
             LinkStatus::Off => false,
             LinkStatus::Auto => self.uplink_up,
         };
-        self.up[vf] = up;
         self.status[vf] = status;
-        match &self.admins[vf] {
-            Some(a) if a.admin_up() != up => a
-                .set_link(up)
-                .map_err(|e| format!("VF {vf}: cannot set its port's link: {e}")),
-            _ => Ok(()),
-        }
     }
 }
 
@@ -286,8 +284,8 @@ impl Eswitch {
         for (i, v) in cfg.vfs.iter().enumerate() {
             ports.push(open(&v.devargs, 1 + i as u16, &pool, None)?);
         }
+        let admins = ports[1..].iter().map(|p| p._port.link_admin()).collect();
         let links = VfLinks {
-            admins: ports[1..].iter().map(|p| p._port.link_admin()).collect(),
             up: vec![true; cfg.vfs.len()],
             status: cfg.vfs.iter().map(|v| v.config.link_status).collect(),
             uplink_up: false,
@@ -303,6 +301,7 @@ impl Eswitch {
             uplink_rx: AtomicU64::new(0),
             uplink_dropped: AtomicU64::new(0),
             links: Mutex::new(links),
+            admins,
         });
         let _ = cell.set(Arc::downgrade(&shared));
         {
@@ -311,11 +310,12 @@ impl Eswitch {
             let mut l = shared.links.lock().unwrap_or_else(|p| p.into_inner());
             l.uplink_up = uplink_up.load(Ordering::Acquire);
             for (i, v) in cfg.vfs.iter().enumerate() {
-                l.apply(i, v.config.link_status)?;
+                l.apply(i, v.config.link_status);
             }
             let mut s = shared.snapshot.lock().unwrap_or_else(|p| p.into_inner());
             let mut snap = Snapshot {
                 enabled: s.enabled.clone(),
+                link_up: s.link_up.clone(),
                 policies: s.policies.clone(),
                 rates: s.rates.clone(),
                 mirrors: s.mirrors.clone(),
@@ -359,7 +359,23 @@ impl Eswitch {
             .snapshot
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
-        self.shared.generation.fetch_add(1, Ordering::Release);
+        let generation = self.shared.generation.fetch_add(1, Ordering::Release) + 1;
+        drop(links);
+        // The switch thread picks the snapshot up between two bursts: wait for it, so that
+        // the next frame meets the new policy.
+        let t0 = std::time::Instant::now();
+        while self.shared.applied.load(Ordering::Acquire) < generation {
+            if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+                return Err("the eswitch thread is not running".into());
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(5) {
+                return Err(
+                    "the eswitch thread did not take the new policy within 5 s (is it starved of CPU?)"
+                        .into(),
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
         Ok(())
     }
 
@@ -382,7 +398,7 @@ impl Eswitch {
             .links
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .apply(i, status)?;
+            .apply(i, status);
         self.publish(&next, None)?;
         *cfgs = next;
         Ok(())
@@ -407,7 +423,7 @@ impl Eswitch {
             .links
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .apply(i, cfgs[i].link_status)?;
+            .apply(i, cfgs[i].link_status);
         self.publish(&cfgs, None)
     }
 
@@ -500,6 +516,7 @@ fn snapshot<'a>(
             .iter()
             .map(|p| (p.rx_enabled, p.tx_enabled))
             .collect(),
+        link_up: vec![true; policies.len()],
         policies,
         rates,
         mirrors,
@@ -510,6 +527,7 @@ fn snapshot<'a>(
 /// Sets each policy's receive and transmit enable from the snapshot's `enabled` and the VF's
 /// link (a VF whose link is down neither sends nor receives).
 fn gate(snap: &mut Snapshot, link_up: &[bool]) {
+    snap.link_up = link_up.to_vec();
     for (i, p) in snap.policies.iter_mut().enumerate() {
         let (rx, tx) = snap.enabled[i];
         let up = link_up.get(i).copied().unwrap_or(true);
@@ -568,6 +586,16 @@ fn run(sh: Arc<Shared>, mut ports: Vec<PortQ>, pool: Mempool) {
                 .iter()
                 .map(|r| r.map(|mbps| TokenBucket::new(mbps, 1e9, 32 * 1024, now)))
                 .collect();
+            // VF links: set on their ports now that the snapshot gates their traffic (a
+            // control-path call, only when a link changed).
+            for (a, &up) in sh.admins.iter().zip(&snap.link_up) {
+                if let Some(a) = a
+                    && a.admin_up() != up
+                {
+                    // A vhost port's link control does not fail.
+                    let _ = a.set_link(up);
+                }
+            }
             gen_seen = g;
             sh.applied.store(g, Ordering::Release);
         }
