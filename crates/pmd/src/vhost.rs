@@ -4,7 +4,12 @@
 //! `client` (0: listen on `iface`; 1: connect to it and reconnect whenever the peer goes away),
 //! and DPDK's `iommu-support`, `postcopy-support`, `tso`, `linear-buffer`, `ext-buffer`
 //! (accepted when 0; see the user guide), `max-mem` (MiB of peer memory a session may map,
-//! default 65536), `mac`. The keys, with types and docs, are in [`DRIVER`].
+//! default 65536), `link-events` (default 1: offer `VIRTIO_NET_F_STATUS` with the `CONFIG` and
+//! `BACKEND_REQ` protocol features), `mac`. The keys, with types and docs, are in [`DRIVER`].
+//!
+//! The link can be set administratively down or up at run time ([`VhostLinkAdmin`], through
+//! `Port::link_admin` or `Port::set_link_down/up`): the config space's status follows and a
+//! frontend with a backend channel gets `CONFIG_CHANGE_MSG`.
 //!
 //! The process's control thread (the reactor) owns the socket and serves vhost-user messages
 //! (`vhost/ctl.rs`); polling threads own the queue handles and see ring changes through the

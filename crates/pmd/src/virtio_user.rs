@@ -18,6 +18,9 @@
 //! backend stopped. For vhost-kernel (`virtio_user/kernel.rs`) the port opens one vhost-net fd
 //! and one tap queue per queue pair and hands the kernel the rings when it opens. Link and
 //! queue changes go to `PortConf::events` (vhost-kernel: link up once, when the port opens).
+//! With a vhost-user backend that offers `VIRTIO_NET_F_STATUS`, `CONFIG` and `BACKEND_REQ`,
+//! the link also follows the device's config space: read during the handshake and again on
+//! each `CONFIG_CHANGE_MSG` on the backend channel.
 
 use std::cell::UnsafeCell;
 use std::fs::File;
