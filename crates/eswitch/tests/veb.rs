@@ -518,4 +518,16 @@ fn link_down_reaches_the_container_and_stops_its_traffic() {
     wait_for("link_status auto", || w.vfs[0]._port.link().up);
     w.vfs[1].send(std::slice::from_ref(&to0));
     assert_eq!(w.vfs[0].expect(1), vec![to0]);
+
+    // auto follows the uplink: its peer leaves, VF0's link goes down; it comes back, up.
+    drop(w.uplink);
+    wait_for("VF0's link down with the uplink's", || {
+        !w.vfs[0]._port.link().up
+    });
+    assert_eq!(w.sw.link_up(0), Some(false));
+    let _uplink = Peer::attach(&w.dir.sock("uplink"));
+    wait_for("VF0's link up with the uplink's", || {
+        w.vfs[0]._port.link().up
+    });
+    assert_eq!(w.sw.link_up(0), Some(true));
 }
