@@ -26,14 +26,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ferrovia_ethdev::{
-    Burst, Link, MacAddr, Port, PortConf, PortInfo, PortStats, RxQueue, TxQueue,
+    Burst, EventSink, Link, LinkAdmin, MacAddr, Port, PortConf, PortEventKind, PortInfo, PortStats,
+    RxQueue, TxQueue,
 };
 use ferrovia_memory::{LcoreCaches, Mbuf, Mempool, MempoolConfig};
 use ferrovia_vswitch::frame::{copy_mbuf, pop_vlan, push_vlan};
 
 use crate::policy::{DropCause, TagAction, VfPolicy};
 use crate::ratelimit::TokenBucket;
-use crate::vfconfig::{MirrorDirection, VfConfig};
+use crate::vfconfig::{LinkStatus, MirrorDirection, VfConfig};
 
 /// One VF: its port and its policy.
 #[derive(Clone, Debug)]
@@ -131,7 +132,14 @@ struct TrafficClass {
     share: f64,
 }
 
+#[derive(Clone)]
 struct Snapshot {
+    /// Each VF's receive and transmit enable as [`Eswitch::set_enabled`] last set them (the
+    /// policies' own flags are these and the VF's link).
+    enabled: Vec<(bool, bool)>,
+    /// Each VF's link: the switch thread sets the VF ports' links to it once it runs with
+    /// the snapshot (so a user told "up" finds its traffic flowing).
+    link_up: Vec<bool>,
     policies: Vec<VfPolicy>,
     rates: Vec<Option<f64>>,
     /// Per VF, its traffic classes in polling order (priority, then queue).
@@ -150,6 +158,36 @@ struct Shared {
     uplink_tx: AtomicU64,
     uplink_rx: AtomicU64,
     uplink_dropped: AtomicU64,
+    /// The VFs' links; held while a snapshot is built and published.
+    links: Mutex<VfLinks>,
+    /// Each VF port's link control (`None`: its driver cannot tell its user), used by the
+    /// switch thread when it takes a snapshot whose VF links changed.
+    admins: Vec<Option<Arc<dyn LinkAdmin>>>,
+}
+
+impl Shared {
+    /// The uplink's link changed: VFs with `link_status: auto` follow it.
+    fn uplink_changed(&self, up: bool) {
+        let mut l = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if l.uplink_up == up {
+            return;
+        }
+        l.uplink_up = up;
+        for vf in 0..l.status.len() {
+            if l.status[vf] == LinkStatus::Auto {
+                l.apply(vf, LinkStatus::Auto);
+            }
+        }
+        let old = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut snap = (*old).clone();
+        gate(&mut snap, &l.up);
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// How long a control call waits for the switch thread to pick up a new policy.
@@ -178,6 +216,32 @@ pub struct PortReport {
     pub xstats: Vec<(String, u64)>,
 }
 
+/// The VFs' links (see [`Eswitch::set_link`]).
+struct VfLinks {
+    /// Each VF's link as last applied.
+    up: Vec<bool>,
+    /// Each VF's `link_status` as last applied.
+    status: Vec<LinkStatus>,
+    /// The uplink's link (what `link_status: auto` follows): its state when the switch
+    /// started, then its link events.
+    uplink_up: bool,
+}
+
+impl VfLinks {
+    /// Applies VF `vf`'s `link_status`. The next snapshot carries it ([`gate`]): its
+    /// traffic stops (down) or flows (up), and the switch thread, once it runs with that
+    /// snapshot, sets the VF port's link so that its user is told (a VF port that cannot,
+    /// not being a vhost port, only has its traffic stopped).
+    fn apply(&mut self, vf: usize, status: LinkStatus) {
+        self.up[vf] = match status {
+            LinkStatus::On => true,
+            LinkStatus::Off => false,
+            LinkStatus::Auto => self.uplink_up,
+        };
+        self.status[vf] = status;
+    }
+}
+
 struct PortQ {
     /// Every receive queue of the port (a VF's transmit queues: its traffic classes).
     rxs: Vec<Box<dyn RxQueue>>,
@@ -185,9 +249,15 @@ struct PortQ {
     out: Burst,
 }
 
-fn open(devargs: &str, id: u16, pool: &Mempool) -> Result<(Box<dyn Port>, PortQ), String> {
-    let mut p = ferrovia_pmd::open(devargs, &PortConf::new(id, pool.clone()))
-        .map_err(|e| format!("{devargs}: {e}"))?;
+fn open(
+    devargs: &str,
+    id: u16,
+    pool: &Mempool,
+    events: Option<EventSink>,
+) -> Result<(Box<dyn Port>, PortQ), String> {
+    let mut conf = PortConf::new(id, pool.clone());
+    conf.events = events;
+    let mut p = ferrovia_pmd::open(devargs, &conf).map_err(|e| format!("{devargs}: {e}"))?;
     p.start().map_err(|e| format!("{devargs}: {e}"))?;
     let rxs = (0..p.info().nb_rx_queues.max(1))
         .map(|q| p.rx_queue(q))
@@ -227,23 +297,48 @@ impl Eswitch {
             ..Default::default()
         })
         .map_err(|e| format!("cannot create the eswitch's pool: {e}"))?;
+        // The uplink's link events drive the VFs whose link_status is auto (on the control
+        // thread; the switch, set up below, is reached through `cell`).
+        let uplink_up = Arc::new(AtomicBool::new(false));
+        let cell: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> = Arc::default();
+        let (u, c) = (uplink_up.clone(), cell.clone());
+        let sink = EventSink::callback(move |e| {
+            let up = match e.kind {
+                PortEventKind::LinkUp => true,
+                PortEventKind::LinkDown => false,
+                PortEventKind::QueueState { .. } => return,
+            };
+            u.store(up, Ordering::Release);
+            if let Some(sh) = c.get().and_then(std::sync::Weak::upgrade) {
+                sh.uplink_changed(up);
+            }
+        });
         let mut controls = Vec::new();
         let mut ports = Vec::new();
-        for (i, devargs) in std::iter::once(&cfg.uplink)
-            .chain(cfg.vfs.iter().map(|v| &v.devargs))
-            .enumerate()
-        {
-            let (c, q) = open(devargs, i as u16, &pool)?;
+        let (c0, q0) = open(&cfg.uplink, 0, &pool, Some(sink))?;
+        uplink_up.store(c0.link().up, Ordering::Release);
+        controls.push(Mutex::new(c0));
+        ports.push(q0);
+        for (i, v) in cfg.vfs.iter().enumerate() {
+            let (c, q) = open(&v.devargs, 1 + i as u16, &pool, None)?;
             controls.push(Mutex::new(c));
             ports.push(q);
         }
         for (v, c) in cfg.vfs.iter().zip(&controls[1..]) {
             classes_fit(&**c.lock().unwrap_or_else(|p| p.into_inner()), &v.config)?;
         }
+        let admins = controls[1..]
+            .iter()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).link_admin())
+            .collect();
+        let links = VfLinks {
+            up: vec![true; cfg.vfs.len()],
+            status: cfg.vfs.iter().map(|v| v.config.link_status).collect(),
+            uplink_up: false,
+        };
         let mut snap = snapshot(cfg.vfs.iter().map(|v| &v.config), cfg.tx_loopback)?;
-        for (p, v) in snap.policies.iter_mut().zip(&cfg.vfs) {
-            p.rx_enabled = v.enabled;
-            p.tx_enabled = v.enabled;
+        for (e, v) in snap.enabled.iter_mut().zip(&cfg.vfs) {
+            *e = (v.enabled, v.enabled);
         }
         let shared = Arc::new(Shared {
             snapshot: Mutex::new(Arc::new(snap)),
@@ -254,7 +349,23 @@ impl Eswitch {
             uplink_tx: AtomicU64::new(0),
             uplink_rx: AtomicU64::new(0),
             uplink_dropped: AtomicU64::new(0),
+            links: Mutex::new(links),
+            admins,
         });
+        let _ = cell.set(Arc::downgrade(&shared));
+        {
+            // Every VF's link_status applied, with the uplink's link as it is now (events
+            // from here on go through `cell`).
+            let mut l = shared.links.lock().unwrap_or_else(|p| p.into_inner());
+            l.uplink_up = uplink_up.load(Ordering::Acquire);
+            for (i, v) in cfg.vfs.iter().enumerate() {
+                l.apply(i, v.config.link_status);
+            }
+            let mut s = shared.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            let mut snap = (**s).clone();
+            gate(&mut snap, &l.up);
+            *s = Arc::new(snap);
+        }
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("eswitch".into())
@@ -268,15 +379,19 @@ impl Eswitch {
         })
     }
 
-    /// Publishes `snap` and waits until the switch thread runs with it, so that the next
-    /// frame meets the new policy.
-    fn install(&self, snap: Snapshot) -> Result<(), String> {
+    /// Publishes `snap`; returns the generation the switch thread must reach to run with it.
+    fn store(&self, snap: Snapshot) -> u64 {
         *self
             .shared
             .snapshot
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
-        let target = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Waits until the switch thread runs with `target` or later, so that the next frame
+    /// meets the new policy.
+    fn wait_applied(&self, target: u64) -> Result<(), String> {
         let t0 = Instant::now();
         while self.shared.applied.load(Ordering::Acquire) < target {
             if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
@@ -307,6 +422,7 @@ impl Eswitch {
         enabled: Option<(u32, bool, bool)>,
         tx_loopback: Option<bool>,
     ) -> Result<(), String> {
+        let links = self.shared.links.lock().unwrap_or_else(|p| p.into_inner());
         let old = self
             .shared
             .snapshot
@@ -314,15 +430,14 @@ impl Eswitch {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut snap = snapshot(configs.iter(), tx_loopback.unwrap_or(old.tx_loopback))?;
-        for (i, p) in snap.policies.iter_mut().enumerate() {
-            p.tx_enabled = old.policies[i].tx_enabled;
-            p.rx_enabled = old.policies[i].rx_enabled;
-        }
+        snap.enabled = old.enabled.clone();
         if let Some((vf, rx, tx)) = enabled {
-            snap.policies[vf as usize].rx_enabled = rx;
-            snap.policies[vf as usize].tx_enabled = tx;
+            snap.enabled[vf as usize] = (rx, tx);
         }
-        self.install(snap)
+        gate(&mut snap, &links.up);
+        let generation = self.store(snap);
+        drop(links);
+        self.wait_applied(generation)
     }
 
     /// Replaces a VF's policy (its vfid says which).
@@ -340,10 +455,53 @@ impl Eswitch {
             &c,
         )?;
         let mut next = cfgs.clone();
+        let status = c.link_status;
         next[i] = c;
+        // Checked first (a refused policy changes nothing), then the link, then the policy.
+        snapshot(next.iter(), false)?;
+        self.shared
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(i, status);
         self.publish(&next, None)?;
         *cfgs = next;
         Ok(())
+    }
+
+    /// Sets VF `vfid`'s link up or down, as the PF does (`ip link set PF vf N state
+    /// enable|disable`): its `link_status` becomes `on` or `off`. Down, the VF's user sees its
+    /// link go down (a container's virtio-user port: its link and its link-state event) and
+    /// no frame is delivered to or taken from the VF (counted as `disabled` drops); up again,
+    /// traffic flows. A later [`Eswitch::set_policy`] applies its own `link_status`.
+    pub fn set_link(&self, vfid: u32, up: bool) -> Result<(), String> {
+        let mut cfgs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        let i = vfid as usize;
+        if i >= cfgs.len() {
+            return Err(format!(
+                "no VF {vfid} (this eswitch has VFs 0..{})",
+                cfgs.len() - 1
+            ));
+        }
+        cfgs[i].link_status = if up { LinkStatus::On } else { LinkStatus::Off };
+        self.shared
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(i, cfgs[i].link_status);
+        self.publish(&cfgs, None)
+    }
+
+    /// Whether VF `vfid`'s link is up (as its `link_status` and [`Eswitch::set_link`] made
+    /// it); `None` for a VF this switch does not have.
+    pub fn link_up(&self, vfid: u32) -> Option<bool> {
+        self.shared
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .up
+            .get(vfid as usize)
+            .copied()
     }
 
     /// Enables or disables a VF's receive and transmit.
@@ -383,9 +541,8 @@ impl Eswitch {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        snap.policies
-            .get(vfid as usize)
-            .map(|p| (p.rx_enabled, p.tx_enabled))
+        // As set_enabled set them (the policies' flags also carry the VF's link).
+        snap.enabled.get(vfid as usize).copied()
     }
 
     /// What a port reports: `index` 0 is the uplink, `1 + vfid` a VF. `None` past the last.
@@ -482,12 +639,29 @@ fn snapshot<'a>(
         ));
     }
     Ok(Snapshot {
+        enabled: policies
+            .iter()
+            .map(|p| (p.rx_enabled, p.tx_enabled))
+            .collect(),
+        link_up: vec![true; policies.len()],
         policies,
         rates,
         classes,
         mirrors,
         tx_loopback,
     })
+}
+
+/// Sets each policy's receive and transmit enable from the snapshot's `enabled` and the VF's
+/// link (a VF whose link is down neither sends nor receives).
+fn gate(snap: &mut Snapshot, link_up: &[bool]) {
+    snap.link_up = link_up.to_vec();
+    for (i, p) in snap.policies.iter_mut().enumerate() {
+        let (rx, tx) = snap.enabled[i];
+        let up = link_up.get(i).copied().unwrap_or(true);
+        p.rx_enabled = rx && up;
+        p.tx_enabled = tx && up;
+    }
 }
 
 fn ticks() -> u64 {
@@ -538,6 +712,16 @@ fn run(sh: Arc<Shared>, mut ports: Vec<PortQ>, pool: Mempool) {
             sched = (0..nvf)
                 .map(|vf| VfSched::new(&snap, vf, ports[1 + vf].rxs.len(), now))
                 .collect();
+            // VF links: set on their ports now that the snapshot gates their traffic (a
+            // control-path call, only when a link changed).
+            for (a, &up) in sh.admins.iter().zip(&snap.link_up) {
+                if let Some(a) = a
+                    && a.admin_up() != up
+                {
+                    // A vhost port's link control does not fail.
+                    let _ = a.set_link(up);
+                }
+            }
             gen_seen = g;
             sh.applied.store(g, Ordering::Release);
         }

@@ -422,3 +422,118 @@ fn traffic_classes_strict_priority_and_min_share() {
     assert!(e.contains("3 traffic classes (queues) but its port"), "{e}");
     assert!(e.contains("open it with queues=3"), "{e}");
 }
+
+/// Waits (up to 20 s: the switch thread and the containers share few cores) for `ok`.
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn link_down_reaches_the_container_and_stops_its_traffic() {
+    use ferrovia_ethdev::{PortEventKind, events};
+    let mut w = world("link", &[VF0, VF1], true);
+    // VF0's container again, now listening to its port's events.
+    drop(w.vfs.remove(0));
+    let (sink, ev) = events::channel();
+    let pool = Mempool::new(MempoolConfig {
+        count: 4096,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut conf = PortConf::new(299, pool.clone());
+    conf.events = Some(sink);
+    let mut port = ferrovia_pmd::open(
+        &format!("net_virtio_user299,path={}", w.dir.sock("vf0").display()),
+        &conf,
+    )
+    .unwrap();
+    port.start().unwrap();
+    wait_for("VF0's container link up", || port.link().up);
+    let rx = port.rx_queue(0).unwrap();
+    let tx = port.tx_queue(0).unwrap();
+    w.vfs.insert(
+        0,
+        Container {
+            port,
+            rx,
+            tx,
+            caches: LcoreCaches::new(),
+            pool,
+        },
+    );
+    let next_link_event = |want: PortEventKind| {
+        let t0 = Instant::now();
+        loop {
+            let left = Duration::from_secs(20).saturating_sub(t0.elapsed());
+            assert!(!left.is_zero(), "no {want:?} event on VF0's container");
+            if ev.recv_timeout(left).is_ok_and(|e| e.kind == want) {
+                return;
+            }
+        }
+    };
+    let to0 = frame(MAC0, MAC1, None, 100, 1);
+    let from0 = frame(MAC1, MAC0, None, 100, 2);
+    w.vfs[1].send(std::slice::from_ref(&to0));
+    assert_eq!(w.vfs[0].expect(1), vec![to0.clone()]);
+
+    // Down: the container sees it, and nothing reaches VF0 or leaves it.
+    w.sw.set_link(0, false).unwrap();
+    assert_eq!(w.sw.link_up(0), Some(false));
+    wait_for("VF0's container link down", || !w.vfs[0].port.link().up);
+    next_link_event(PortEventKind::LinkDown);
+    w.vfs[1].send(std::slice::from_ref(&to0));
+    assert!(
+        w.vfs[0].recv_for(T).is_empty(),
+        "delivered to a VF whose link is down"
+    );
+    w.vfs[0].send(std::slice::from_ref(&from0));
+    assert!(
+        w.vfs[1].recv_for(T).is_empty(),
+        "taken from a VF whose link is down"
+    );
+    wait_for("the drops counted", || {
+        let c = w.sw.counters(0).unwrap();
+        c.tx_dropped[cause_index(DropCause::Disabled)].load(Ordering::Relaxed) >= 1
+    });
+    assert!(w.vfs[1].port.link().up, "VF1 is not affected");
+
+    // Up again: the container sees it and traffic flows both ways.
+    w.sw.set_link(0, true).unwrap();
+    wait_for("VF0's container link up again", || w.vfs[0].port.link().up);
+    next_link_event(PortEventKind::LinkUp);
+    w.vfs[1].send(std::slice::from_ref(&to0));
+    assert_eq!(w.vfs[0].expect(1), vec![to0.clone()]);
+    w.vfs[0].send(std::slice::from_ref(&from0));
+    assert_eq!(w.vfs[1].expect(1), vec![from0]);
+
+    // The policy's link_status: off, then auto (the uplink's link is up).
+    w.sw.set_policy(vf(
+        r#"{"name":"a","vfid":0,"macs":["02:00:00:00:f0:00"],"link_status":"off"}"#,
+    ))
+    .unwrap();
+    wait_for("link_status off", || !w.vfs[0].port.link().up);
+    w.sw.set_policy(vf(
+        r#"{"name":"a","vfid":0,"macs":["02:00:00:00:f0:00"],"link_status":"auto"}"#,
+    ))
+    .unwrap();
+    assert_eq!(w.sw.link_up(0), Some(true));
+    wait_for("link_status auto", || w.vfs[0].port.link().up);
+    w.vfs[1].send(std::slice::from_ref(&to0));
+    assert_eq!(w.vfs[0].expect(1), vec![to0]);
+
+    // auto follows the uplink: its peer leaves, VF0's link goes down; it comes back, up.
+    drop(w.uplink);
+    wait_for("VF0's link down with the uplink's", || {
+        !w.vfs[0].port.link().up
+    });
+    assert_eq!(w.sw.link_up(0), Some(false));
+    let _uplink = Container::attach(&w.dir.sock("uplink"));
+    wait_for("VF0's link up with the uplink's", || {
+        w.vfs[0].port.link().up
+    });
+    assert_eq!(w.sw.link_up(0), Some(true));
+}

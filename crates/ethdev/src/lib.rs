@@ -27,7 +27,7 @@ pub use driver::{DriverSpec, OpenFn};
 pub use error::{Error, Result};
 pub use events::{EventSink, PortEvent, PortEventKind};
 pub use mac::{MacAddr, MacParseError};
-pub use port::{Link, Port, PortConf, PortInfo, RxQueue, TxQueue};
+pub use port::{Link, LinkAdmin, Port, PortConf, PortInfo, RxQueue, TxQueue};
 pub use stats::{ErrorCause, PortStats, QueueStats, QueueStatsSnapshot};
 pub use tap::{PortTap, QueueTap};
 pub use vf::{RxModeFlag, VfControl, VfSetting, VfStats};

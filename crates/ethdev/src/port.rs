@@ -6,7 +6,7 @@ use ferrovia_memory::{LcoreCaches, Mempool};
 
 use crate::burst::Burst;
 use crate::caps::{Offloads, RxOffloads, TxOffloads, VirtioFeatures};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::EventSink;
 use crate::stats::PortStats;
 use crate::tap::PortTap;
@@ -152,6 +152,18 @@ impl PortConf {
     }
 }
 
+/// A handle that sets a port's link administratively up or down from any thread (the control
+/// path only), also after the port itself has moved to a polling thread. Taken with
+/// [`Port::link_admin`].
+pub trait LinkAdmin: Send + Sync {
+    /// Sets the link administratively up (`true`) or down. While down the port's
+    /// [`Port::link`] says down and the peer is told (a vhost port: the virtio-net status
+    /// in its config space, and a config-change message when the peer gave a backend channel).
+    fn set_link(&self, up: bool) -> Result<()>;
+    /// The administrative state last set (true until it is first set down).
+    fn admin_up(&self) -> bool;
+}
+
 /// A port: control operations. Data moves through queue handles taken with
 /// [`Port::rx_queue`] and [`Port::tx_queue`].
 pub trait Port: Send {
@@ -180,6 +192,22 @@ pub trait Port: Send {
     fn set_promisc(&mut self, _on: bool) -> Result<()> {
         Ok(())
     }
+    /// The handle that sets this port's link administratively up or down; `None` for a driver
+    /// that cannot (the default).
+    fn link_admin(&self) -> Option<Arc<dyn LinkAdmin>> {
+        None
+    }
+    /// Sets the link administratively up (DPDK's `rte_eth_dev_set_link_up`), through
+    /// [`Port::link_admin`]; [`Error::Unsupported`] for a driver without one.
+    fn set_link_up(&mut self) -> Result<()> {
+        set_link_via_admin(self.link_admin(), &self.info().name, true)
+    }
+    /// Sets the link administratively down (DPDK's `rte_eth_dev_set_link_down`): the port's
+    /// [`Port::link`] then says down and its peer sees the link go down. Through
+    /// [`Port::link_admin`]; [`Error::Unsupported`] for a driver without one.
+    fn set_link_down(&mut self) -> Result<()> {
+        set_link_via_admin(self.link_admin(), &self.info().name, false)
+    }
     /// The port's capture points, when it wears the capture wrapper
     /// ([`capture::wrap`](crate::capture::wrap); every port the registry opens does).
     fn capture_point(&self) -> Option<Arc<PortTap>> {
@@ -188,6 +216,17 @@ pub trait Port: Send {
     /// The control of this port's virtual functions, when it is a PF that has them.
     fn vf_control(&self) -> Option<Arc<dyn VfControl>> {
         None
+    }
+}
+
+fn set_link_via_admin(admin: Option<Arc<dyn LinkAdmin>>, name: &str, up: bool) -> Result<()> {
+    match admin {
+        Some(a) => a.set_link(up),
+        None => Err(Error::Unsupported(format!(
+            "{name}: this driver cannot set its link {}; only ports that can tell their peer \
+             (net_vhost) support it",
+            if up { "up" } else { "down" }
+        ))),
     }
 }
 

@@ -1281,3 +1281,28 @@ pub fn kernel_vfinfo(data: &[u8]) {
         check(&vfs);
     }
 }
+
+/// Feeds `data` to the parsers of what a vhost-user backend sends our virtio-user driver
+/// after its handshake: the first byte splits the rest into the backend channel's stream
+/// (`CONFIG_CHANGE_MSG`s, parsed one after another as the driver does) and a GET_CONFIG
+/// reply body. Returns how many backend-channel messages were accepted.
+pub fn frontend_link_messages(data: &[u8]) -> usize {
+    use ferrovia_transport::frontend::{parse_backend_message, parse_config_reply, status_link_up};
+    let Some((&split, rest)) = data.split_first() else {
+        return 0;
+    };
+    let (mut chan, reply) = rest.split_at((split as usize).min(rest.len()));
+    let mut n = 0;
+    while let Ok(Some((_, used))) = parse_backend_message(chan) {
+        assert!(
+            used > 0 && used <= chan.len(),
+            "a message uses what it parsed"
+        );
+        chan = &chan[used..];
+        n += 1;
+    }
+    if let Ok(Some(c)) = parse_config_reply(reply) {
+        let _ = status_link_up(c);
+    }
+    n
+}

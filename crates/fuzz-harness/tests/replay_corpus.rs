@@ -246,3 +246,21 @@ fn kernel_vfinfo_seeds_parse() {
     );
     assert_eq!(parse_reply(&read("ack"), 3).unwrap(), Some(Reply::Ack));
 }
+
+#[test]
+fn frontend_link_messages_corpus() {
+    replay("frontend_link_messages", |d| {
+        ferrovia_fuzz_harness::frontend_link_messages(d);
+    });
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/frontend_link_messages");
+    let run = |n: &str| {
+        ferrovia_fuzz_harness::frontend_link_messages(&std::fs::read(dir.join(n)).unwrap())
+    };
+    assert_eq!(
+        run("change_then_up"),
+        2,
+        "two config changes, with and without a body"
+    );
+    assert_eq!(run("bad_code"), 0);
+}

@@ -4,7 +4,12 @@
 //! `client` (0: listen on `iface`; 1: connect to it and reconnect whenever the peer goes away),
 //! and DPDK's `iommu-support`, `postcopy-support`, `tso`, `linear-buffer`, `ext-buffer`
 //! (accepted when 0; see the user guide), `max-mem` (MiB of peer memory a session may map,
-//! default 65536), `mac`. The keys, with types and docs, are in [`DRIVER`].
+//! default 65536), `link-events` (default 1: offer `VIRTIO_NET_F_STATUS` with the `CONFIG` and
+//! `BACKEND_REQ` protocol features), `mac`. The keys, with types and docs, are in [`DRIVER`].
+//!
+//! The link can be set administratively down or up at run time ([`VhostLinkAdmin`], through
+//! `Port::link_admin` or `Port::set_link_down/up`): the config space's status follows and a
+//! frontend with a backend channel gets `CONFIG_CHANGE_MSG`.
 //!
 //! The process's control thread (the reactor) owns the socket and serves vhost-user messages
 //! (`vhost/ctl.rs`); polling threads own the queue handles and see ring changes through the
@@ -15,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ferrovia_ethdev::{
-    Burst, Devargs, DriverSpec, Error, KeySpec, Link, MacAddr, Offloads, Port, PortConf,
+    Burst, Devargs, DriverSpec, Error, KeySpec, Link, LinkAdmin, MacAddr, Offloads, Port, PortConf,
     PortEventKind, PortInfo, PortStats, QueueStats, Result, RxOffloads, RxQueue, TxOffloads,
     TxQueue, VirtioFeatures,
 };
@@ -112,6 +117,11 @@ const KEYS: &[KeySpec] = &[
         "most MiB of the peer's memory a session may map (its memory table's regions, file offsets included); larger tables are refused",
     )
     .default_value("65536"),
+    KeySpec::flag(
+        "link-events",
+        "1: offer VIRTIO_NET_F_STATUS with the CONFIG and BACKEND_REQ protocol features, so that a frontend sees the link set down or up (set_link_down/up); 0: offer none of them",
+    )
+    .default_value("1"),
     KeySpec::MAC,
 ];
 
@@ -135,6 +145,7 @@ impl VhostPort {
         let max_mem = d.number("max-mem", DEFAULT_MAX_MEM >> 20, 1, 1 << 30)?;
         let mac = d.mac_or_derived(conf.port_id)?;
         let tso = d.flag("tso", false)?;
+        let link_events = d.flag("link-events", true)?;
         for k in ["iommu-support", "postcopy-support", "dequeue-zero-copy"] {
             if d.flag(k, false)? {
                 return Err(Error::Unsupported(format!(
@@ -182,6 +193,12 @@ impl VhostPort {
         });
         let shared = DeviceShared::with_notify(queues, notify);
         shared.max_mem.store(max_mem << 20, Ordering::Relaxed);
+        shared.link_events.store(link_events, Ordering::Relaxed);
+        let mut mac8 = [0u8; 8];
+        mac8[..6].copy_from_slice(&mac.0);
+        shared
+            .config_mac
+            .store(u64::from_le_bytes(mac8), Ordering::Relaxed);
         // Offloads: offered only when the application enables them (or tso=1), so that by
         // default guests send and take zero headers and the data path is the plain one.
         let mut conf = conf.clone();
@@ -234,6 +251,33 @@ impl VhostPort {
     }
 }
 
+/// The [`LinkAdmin`] of a vhost port: sets the link administratively up or down from any
+/// thread. The virtio-net status in the config space follows, the port's own link reports it,
+/// and a frontend that acked `CONFIG` and `BACKEND_REQ` gets `CONFIG_CHANGE_MSG` (so a
+/// virtio-user or guest driver sees its link go down or up). Frontends without them see no
+/// change (they read no config space from us).
+#[derive(Debug)]
+pub struct VhostLinkAdmin {
+    name: String,
+    shared: Arc<DeviceShared>,
+}
+
+impl LinkAdmin for VhostLinkAdmin {
+    fn set_link(&self, up: bool) -> Result<()> {
+        let told = self.shared.set_admin_link(up);
+        log::info!(
+            "{}: link set administratively {}{}",
+            self.name,
+            if up { "up" } else { "down" },
+            if told { "; the frontend was told" } else { "" }
+        );
+        Ok(())
+    }
+    fn admin_up(&self) -> bool {
+        self.shared.admin_up.load(Ordering::Acquire)
+    }
+}
+
 impl Drop for VhostPort {
     fn drop(&mut self) {
         Reactor::global().remove(self.source);
@@ -264,10 +308,15 @@ impl Port for VhostPort {
                 0 => None,
                 f => Some(VirtioFeatures::from_bits_retain(f)),
             },
-            virtio_offered: Some(VirtioFeatures::from_bits_retain(
-                offered_features(self.queues)
-                    | (self.shared.offload_features.load(Ordering::Relaxed) & OFFLOAD_FEATURES),
-            )),
+            virtio_offered: Some(VirtioFeatures::from_bits_retain({
+                let f = offered_features(self.queues)
+                    | (self.shared.offload_features.load(Ordering::Relaxed) & OFFLOAD_FEATURES);
+                if self.shared.link_events.load(Ordering::Relaxed) {
+                    f
+                } else {
+                    f & !VirtioFeatures::NET_STATUS.bits()
+                }
+            })),
             switch_domain: None,
         }
     }
@@ -281,7 +330,7 @@ impl Port for VhostPort {
     }
     fn link(&self) -> Link {
         Link {
-            up: self.shared.link_up.load(Ordering::Acquire),
+            up: self.shared.link_effective(),
             speed_mbps: 10_000,
             full_duplex: true,
         }
@@ -302,6 +351,14 @@ impl Port for VhostPort {
             "vhost_memory_faults".into(),
             self.shared.memory_faults.faults(),
         ));
+        v.push((
+            "vhost_config_notified".into(),
+            self.shared.config_notified.load(Ordering::Relaxed),
+        ));
+        v.push((
+            "vhost_config_notify_failed".into(),
+            self.shared.config_notify_failed.load(Ordering::Relaxed),
+        ));
         v
     }
     fn reset_stats(&self) {
@@ -309,6 +366,12 @@ impl Port for VhostPort {
             .iter()
             .chain(&self.tx_stats)
             .for_each(|s| s.reset());
+    }
+    fn link_admin(&self) -> Option<Arc<dyn LinkAdmin>> {
+        Some(Arc::new(VhostLinkAdmin {
+            name: self.name.clone(),
+            shared: self.shared.clone(),
+        }))
     }
     fn rx_queue(&mut self, q: u16) -> Result<Box<dyn RxQueue>> {
         let guard = self.rx_taken.take(&self.name, "rx", q)?;

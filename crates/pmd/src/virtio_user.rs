@@ -18,6 +18,9 @@
 //! backend stopped. For vhost-kernel (`virtio_user/kernel.rs`) the port opens one vhost-net fd
 //! and one tap queue per queue pair and hands the kernel the rings when it opens. Link and
 //! queue changes go to `PortConf::events` (vhost-kernel: link up once, when the port opens).
+//! With a vhost-user backend that offers `VIRTIO_NET_F_STATUS`, `CONFIG` and `BACKEND_REQ`,
+//! the link also follows the device's config space: read during the handshake and again on
+//! each `CONFIG_CHANGE_MSG` on the backend channel.
 
 use std::cell::UnsafeCell;
 use std::fs::File;
@@ -264,6 +267,11 @@ impl VirtioUserPort {
             conf.rx_offloads & offload::RX_CAPA,
             conf.tx_offloads & offload::TX_CAPA,
         );
+        // The link status (vhost-user only: vhost-net has no config space): with a backend
+        // that also offers CONFIG and BACKEND_REQ, the link follows what it reports.
+        if kind == BackendKind::VhostUser {
+            want |= bit(feature::NET_F_STATUS);
+        }
         let lro = conf.rx_offloads.contains(RxOffloads::TCP_LRO);
         // vhost-kernel: the devices and taps are opened first, so that the rings are built for
         // the features the kernel agreed to.
@@ -477,6 +485,14 @@ impl Port for VirtioUserPort {
             self.rx_stats.iter().map(|s| &**s),
             self.tx_stats.iter().map(|s| &**s),
         )
+    }
+    fn xstats(&self) -> Vec<(String, u64)> {
+        let mut v = self.stats().xstats();
+        v.push((
+            "virtio_user_bad_messages".into(),
+            self.backend.bad_messages(),
+        ));
+        v
     }
     fn reset_stats(&self) {
         self.rx_stats

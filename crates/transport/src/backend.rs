@@ -7,6 +7,8 @@
 //! counted in [`DeviceShared`].
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
@@ -102,6 +104,24 @@ pub struct DeviceShared {
     /// Faults in the peer's memory (a region truncated after we mapped it), recovered by
     /// zero pages; its eventfd wakes the control loop, which ends the session.
     pub memory_faults: FaultWatch,
+    /// The link's administrative state ([`DeviceShared::set_admin_link`]; true by default):
+    /// the status the config space reports, and part of [`DeviceShared::link_effective`].
+    pub admin_up: AtomicBool,
+    /// The MAC address the config space reports (the low 48 bits, first byte lowest).
+    pub config_mac: AtomicU64,
+    /// Offer what carries the link status to frontends: `VIRTIO_NET_F_STATUS` and the
+    /// protocol features `CONFIG` and `BACKEND_REQ` (true by default; set before any session).
+    pub link_events: AtomicBool,
+    /// The current frontend acked `CONFIG` and `BACKEND_REQ` (so it reads GET_CONFIG and
+    /// takes config-change messages on the backend channel).
+    pub config_acked: AtomicBool,
+    /// The backend channel the current frontend gave with SET_BACKEND_REQ_FD (non-blocking).
+    pub backend_channel: std::sync::Mutex<Option<UnixStream>>,
+    /// Config-change messages sent to frontends.
+    pub config_notified: AtomicU64,
+    /// Config-change messages that could not be sent (the frontend did not read its backend
+    /// channel, or closed it); the channel is then dropped.
+    pub config_notify_failed: AtomicU64,
 }
 
 impl DeviceShared {
@@ -134,9 +154,129 @@ impl DeviceShared {
                 );
                 FaultWatch::disabled()
             }),
+            admin_up: AtomicBool::new(true),
+            config_mac: AtomicU64::new(0),
+            link_events: AtomicBool::new(true),
+            config_acked: AtomicBool::new(false),
+            backend_channel: std::sync::Mutex::new(None),
+            config_notified: AtomicU64::new(0),
+            config_notify_failed: AtomicU64::new(0),
         })
     }
+
+    /// The link as the port reports it: a frontend has queue pair 0 ready, and the link is
+    /// administratively up.
+    pub fn link_effective(&self) -> bool {
+        self.link_up.load(Ordering::Acquire) && self.admin_up.load(Ordering::Acquire)
+    }
+
+    /// The virtio-net config space (virtio 1.x, 5.1.4): `mac` (6 bytes), `status` (LE16,
+    /// [`VIRTIO_NET_S_LINK_UP`] while administratively up), `max_virtqueue_pairs` (LE16),
+    /// `mtu` (LE16, 1500; `VIRTIO_NET_F_MTU` is not offered).
+    pub fn net_config(&self) -> [u8; NET_CONFIG_LEN] {
+        let mut c = [0u8; NET_CONFIG_LEN];
+        let mac = self.config_mac.load(Ordering::Relaxed).to_le_bytes();
+        c[..6].copy_from_slice(&mac[..6]);
+        let status = if self.admin_up.load(Ordering::Acquire) {
+            VIRTIO_NET_S_LINK_UP
+        } else {
+            0
+        };
+        c[6..8].copy_from_slice(&status.to_le_bytes());
+        c[8..10].copy_from_slice(&((self.vrings.len() / 2) as u16).to_le_bytes());
+        c[10..12].copy_from_slice(&1500u16.to_le_bytes());
+        c
+    }
+
+    /// Sets the link administratively up or down: the config space's status follows, the
+    /// port's link event is reported if the effective link changed, and a frontend that acked
+    /// `CONFIG` and `BACKEND_REQ` gets `CONFIG_CHANGE_MSG` on its backend channel (sent
+    /// without waiting: a frontend that does not read its channel loses it, never blocks us).
+    /// Returns true if a frontend was told.
+    pub fn set_admin_link(&self, up: bool) -> bool {
+        let was = self.admin_up.swap(up, Ordering::AcqRel);
+        let told = was != up && self.notify_config_change();
+        self.report_link();
+        told
+    }
+
+    /// Sends `CONFIG_CHANGE_MSG` on the backend channel, if the frontend gave one and acked
+    /// `CONFIG`. Never blocks; a failed or short send drops the channel and is counted.
+    pub fn notify_config_change(&self) -> bool {
+        if !self.config_acked.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut g = self
+            .backend_channel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(ch) = g.as_ref() else {
+            return false;
+        };
+        let mut msg = [0u8; 20];
+        msg[0..4].copy_from_slice(&BACKEND_CONFIG_CHANGE_MSG.to_le_bytes());
+        msg[4..8].copy_from_slice(&1u32.to_le_bytes()); // version 1, no NEED_REPLY
+        msg[8..12].copy_from_slice(&8u32.to_le_bytes());
+        // SAFETY: sends 20 bytes from a buffer we own on a socket we own; never blocks.
+        let n = unsafe {
+            libc::send(
+                ch.as_raw_fd(),
+                msg.as_ptr().cast(),
+                msg.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n == msg.len() as isize {
+            self.config_notified.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            self.config_notify_failed.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "cannot send CONFIG_CHANGE_MSG to the vhost-user frontend ({}); it will not \
+                 hear of link changes until it reconnects (does it read its backend channel?)",
+                if n < 0 {
+                    std::io::Error::last_os_error().to_string()
+                } else {
+                    format!("{n} of 20 bytes sent")
+                }
+            );
+            *g = None;
+            false
+        }
+    }
+
+    /// Reports the effective link ([`Self::link_effective`]) to the [`Notify`] callback if it
+    /// changed since the last report.
+    pub fn report_link(&self) {
+        let Some(notify) = &self.events.notify else {
+            return;
+        };
+        let up = self.link_effective();
+        let changed = {
+            let mut r = self
+                .events
+                .reported
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let c = r.0 != up;
+            r.0 = up;
+            c
+        };
+        if changed {
+            notify(DeviceEvent::Link(up));
+        }
+    }
 }
+
+/// Bytes of the virtio-net config space [`DeviceShared::net_config`] serves (mac, status,
+/// max_virtqueue_pairs, mtu).
+pub const NET_CONFIG_LEN: usize = 12;
+
+/// `VIRTIO_NET_S_LINK_UP`, the status bit of the virtio-net config space.
+pub const VIRTIO_NET_S_LINK_UP: u16 = 1;
+
+/// `VHOST_USER_BACKEND_CONFIG_CHANGE_MSG`, on the backend channel.
+pub const BACKEND_CONFIG_CHANGE_MSG: u32 = 2;
 
 /// Default cap on the bytes a session may map from its peer: 64 GiB, a large VM's memory.
 pub const DEFAULT_MAX_MEM: u64 = 64 << 30;
@@ -154,18 +294,23 @@ pub fn offered_features(queue_pairs: u16) -> u64 {
         | bit(feature::RING_F_EVENT_IDX)
         | bit(feature::RING_F_INDIRECT_DESC)
         | bit(feature::F_RING_PACKED)
-        | bit(feature::VHOST_USER_F_PROTOCOL_FEATURES);
+        | bit(feature::VHOST_USER_F_PROTOCOL_FEATURES)
+        | bit(feature::NET_F_STATUS);
     if queue_pairs > 1 {
         f |= bit(feature::NET_F_MQ);
     }
     f
 }
 
-/// Protocol features our backend offers.
+/// Protocol features our backend offers. `CONFIG` and `BACKEND_REQ` carry the link status
+/// (GET_CONFIG, and CONFIG_CHANGE_MSG when it changes); frontends that do not know them
+/// (DPDK 22.11's virtio-user) or do not use them for a net device (QEMU) leave them unacked.
 pub fn offered_protocol_features() -> VhostUserProtocolFeatures {
     VhostUserProtocolFeatures::MQ
         | VhostUserProtocolFeatures::REPLY_ACK
         | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
+        | VhostUserProtocolFeatures::CONFIG
+        | VhostUserProtocolFeatures::BACKEND_REQ
 }
 
 #[derive(Debug, Default)]
@@ -206,8 +351,11 @@ impl BackendHandler {
     pub fn new(name: &str, shared: Arc<DeviceShared>) -> BackendHandler {
         let n = shared.vrings.len();
         let qp = (n / 2) as u16;
-        let offered = offered_features(qp)
+        let mut offered = offered_features(qp)
             | (shared.offload_features.load(Ordering::Relaxed) & OFFLOAD_FEATURES);
+        if !shared.link_events.load(Ordering::Relaxed) {
+            offered &= !bit(feature::NET_F_STATUS);
+        }
         BackendHandler {
             shared,
             name: name.to_string(),
@@ -394,15 +542,43 @@ impl BackendHandler {
                     });
                 }
             }
-            let up = self.shared.link_up.load(Ordering::Acquire);
-            if r.0 != up {
-                r.0 = up;
-                changes.push(DeviceEvent::Link(up));
-            }
         }
         for c in changes {
             notify(c);
         }
+        self.shared.report_link();
+    }
+
+    /// The protocol features this session offers ([`offered_protocol_features`], less
+    /// `CONFIG` and `BACKEND_REQ` when the port does not offer link events).
+    fn protocol_offered(&self) -> VhostUserProtocolFeatures {
+        let mut p = offered_protocol_features();
+        if !self.shared.link_events.load(Ordering::Relaxed) {
+            p -= VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::BACKEND_REQ;
+        }
+        p
+    }
+
+    /// Whether the frontend acked `BACKEND_REQ` (so SET_BACKEND_REQ_FD is allowed).
+    pub fn backend_req_acked(&self) -> bool {
+        self.protocol & VhostUserProtocolFeatures::BACKEND_REQ.bits() != 0
+    }
+
+    /// Keeps the backend channel the frontend sent with SET_BACKEND_REQ_FD (made
+    /// non-blocking here), replacing any earlier one.
+    pub fn set_backend_channel(&mut self, ch: UnixStream) -> VuResult<()> {
+        ch.set_nonblocking(true).map_err(|e| {
+            self.err(format!(
+                "SET_BACKEND_REQ_FD: cannot make the backend channel non-blocking: {e}"
+            ))
+        })?;
+        log::debug!("{}: backend channel set", self.name);
+        *self
+            .shared
+            .backend_channel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(ch);
+        Ok(())
     }
 
     /// True while `SET_VRING_ENABLE` would be refused by rust-vmm's request handler (it wants
@@ -443,6 +619,12 @@ impl BackendHandler {
         }
         self.mem = None;
         self.shared.acked_features.store(0, Ordering::Relaxed);
+        self.shared.config_acked.store(false, Ordering::Release);
+        *self
+            .shared
+            .backend_channel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         self.update_link();
     }
 
@@ -622,17 +804,22 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
         Ok(())
     }
     fn get_protocol_features(&mut self) -> VuResult<VhostUserProtocolFeatures> {
-        Ok(offered_protocol_features())
+        Ok(self.protocol_offered())
     }
     fn set_protocol_features(&mut self, features: u64) -> VuResult<()> {
         log::debug!("{}: SET_PROTOCOL_FEATURES {:#x}", self.name, features);
-        let offered = offered_protocol_features().bits();
+        let offered = self.protocol_offered().bits();
         if features & !offered != 0 {
             return Err(self.err(format!(
                 "SET_PROTOCOL_FEATURES {features:#x} includes features we did not offer"
             )));
         }
         self.protocol = features;
+        let both =
+            (VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::BACKEND_REQ).bits();
+        self.shared
+            .config_acked
+            .store(features & both == both, Ordering::Release);
         Ok(())
     }
     fn get_queue_num(&mut self) -> VuResult<u64> {
@@ -646,11 +833,25 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
     }
     fn get_config(
         &mut self,
-        _offset: u32,
-        _size: u32,
+        offset: u32,
+        size: u32,
         _flags: VhostUserConfigFlags,
     ) -> VuResult<Vec<u8>> {
-        unsupported("GET_CONFIG is not supported by this backend")
+        let c = self.shared.net_config();
+        let (off, len) = (offset as usize, size as usize);
+        match off.checked_add(len) {
+            Some(end) if len > 0 && end <= c.len() => Ok(c[off..end].to_vec()),
+            _ => {
+                // Answered with an empty payload (the protocol's error); the session goes on.
+                log::warn!(
+                    "{}: GET_CONFIG offset {offset} size {size} is outside the {}-byte \
+                     virtio-net config space",
+                    self.name,
+                    c.len()
+                );
+                Err(VuError::InvalidParam)
+            }
+        }
     }
     fn set_config(
         &mut self,
@@ -660,6 +861,8 @@ impl VhostUserBackendReqHandlerMut for BackendHandler {
     ) -> VuResult<()> {
         unsupported("SET_CONFIG is not supported by this backend")
     }
+    // The channel's socket is taken by the session before rust-vmm sees the message
+    // (`session::backend_req_fd`): rust-vmm's `Backend` waits for replies with blocking reads.
     fn set_backend_req_fd(&mut self, _backend: Backend) {}
     fn set_gpu_socket(&mut self, _gpu_backend: GpuBackend) -> VuResult<()> {
         unsupported("GPU socket is not supported")

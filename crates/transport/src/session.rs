@@ -193,6 +193,14 @@ impl BackendSession {
     }
 
     fn handle_one(&mut self) -> Service {
+        match backend_req_fd(&self.name, &self.stream, &self.handler) {
+            Ok(true) => return Service::Idle,
+            Ok(false) => {}
+            Err(e) => {
+                self.shared.bad_messages.fetch_add(1, Ordering::Relaxed);
+                return self.fail(e);
+            }
+        }
         match early_enable(&self.name, &self.stream, &self.handler) {
             Ok(true) => {
                 self.handler
@@ -301,4 +309,93 @@ fn early_enable(
     }
     log::debug!("{name}: early SET_VRING_ENABLE handled");
     res.map(|_| true).map_err(|e| e.to_string())
+}
+
+/// `SET_BACKEND_REQ_FD` is read here, not by rust-vmm, so that the channel's socket is ours
+/// (rust-vmm wraps it in a `Backend` that waits for replies with blocking reads, and does not
+/// give the socket back): the fd must be one connected unix stream socket; it is kept
+/// non-blocking for [`DeviceShared::notify_config_change`]. Only taken when the frontend acked
+/// `BACKEND_REQ` and the message has no body (as the protocol says); otherwise rust-vmm
+/// refuses it. Returns true if it consumed a message.
+fn backend_req_fd(
+    name: &str,
+    sock: &UnixStream,
+    handler: &Mutex<BackendHandler>,
+) -> Result<bool, String> {
+    use std::io::Write;
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+    const SET_BACKEND_REQ_FD: u32 = 21;
+    const HDR_FLAG_VERSION: u32 = 0x1;
+    const HDR_FLAG_REPLY: u32 = 0x4;
+    const HDR_FLAG_NEED_REPLY: u32 = 0x8;
+    let Some(h) = peek_header(sock.as_raw_fd()) else {
+        return Ok(false);
+    };
+    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+    let (req, flags, size) = (word(0), word(4), word(8));
+    let mut g = handler.lock().unwrap_or_else(|p| p.into_inner());
+    if req != SET_BACKEND_REQ_FD || size != 0 || !g.backend_req_acked() {
+        return Ok(false);
+    }
+    let mut hdr = [0u8; 12];
+    let (n, file) = sock
+        .recv_with_fd(&mut hdr)
+        .map_err(|e| format!("reading SET_BACKEND_REQ_FD: {e}"))?;
+    if n != hdr.len() {
+        return Err(format!(
+            "SET_BACKEND_REQ_FD: read {n} of its 12 bytes; the frontend broke the message"
+        ));
+    }
+    let Some(file) = file else {
+        return Err(
+            "SET_BACKEND_REQ_FD carries no fd; the frontend must send one end of a unix \
+             socket pair"
+                .into(),
+        );
+    };
+    let fd = file.into_raw_fd();
+    // SAFETY: `fd` is a fresh descriptor we received and own; the UnixStream owns it now
+    // (and closes it if it is refused below).
+    let ch = unsafe { UnixStream::from_raw_fd(fd) };
+    if !is_unix_stream(ch.as_raw_fd()) {
+        return Err(
+            "SET_BACKEND_REQ_FD: the fd is not a unix stream socket; the frontend must send \
+             one end of a unix socket pair"
+                .into(),
+        );
+    }
+    let res = g.set_backend_channel(ch);
+    if flags & HDR_FLAG_NEED_REPLY != 0 && g.reply_ack() {
+        let mut reply = Vec::with_capacity(20);
+        reply.extend(SET_BACKEND_REQ_FD.to_le_bytes());
+        reply.extend((HDR_FLAG_VERSION | HDR_FLAG_REPLY).to_le_bytes());
+        reply.extend(8u32.to_le_bytes());
+        reply.extend(u64::from(res.is_err()).to_le_bytes());
+        let mut s = sock;
+        s.write_all(&reply)
+            .map_err(|e| format!("replying to SET_BACKEND_REQ_FD: {e}"))?;
+    }
+    log::debug!("{name}: SET_BACKEND_REQ_FD handled");
+    res.map(|_| true).map_err(|e| e.to_string())
+}
+
+/// True when `fd` is a unix-domain stream socket.
+fn is_unix_stream(fd: RawFd) -> bool {
+    let opt = |name: libc::c_int| {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the option writes one int into `v`; `len` says how big it is.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (r == 0).then_some(v)
+    };
+    opt(libc::SO_TYPE) == Some(libc::SOCK_STREAM) && opt(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
 }

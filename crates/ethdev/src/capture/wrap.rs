@@ -7,7 +7,7 @@ use ferrovia_memory::LcoreCaches;
 
 use crate::burst::Burst;
 use crate::error::Result;
-use crate::port::{Link, Port, PortInfo, RxQueue, TxQueue};
+use crate::port::{Link, LinkAdmin, Port, PortInfo, RxQueue, TxQueue};
 use crate::stats::PortStats;
 use crate::tap::{PortTap, QueueTap};
 
@@ -46,6 +46,15 @@ impl Port for CapturePort {
     }
     fn link(&self) -> Link {
         self.inner.link()
+    }
+    fn link_admin(&self) -> Option<Arc<dyn LinkAdmin>> {
+        self.inner.link_admin()
+    }
+    fn set_link_up(&mut self) -> Result<()> {
+        self.inner.set_link_up()
+    }
+    fn set_link_down(&mut self) -> Result<()> {
+        self.inner.set_link_down()
     }
     fn stats(&self) -> PortStats {
         self.inner.stats()

@@ -48,6 +48,10 @@ pub(crate) trait Backend: Send {
     fn kind(&self) -> BackendKind;
     /// Whether the link is up now (not on the data path: `Port::link` only).
     fn link_up(&self) -> bool;
+    /// Messages from the device that were refused (checked, counted, dropped).
+    fn bad_messages(&self) -> u64 {
+        0
+    }
     /// Stops the device: when this returns, every vring is paused and the device no longer
     /// reads or writes the rings or buffers, so the port may reclaim them.
     fn shutdown(&mut self);

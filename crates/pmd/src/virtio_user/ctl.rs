@@ -5,13 +5,15 @@
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use ferrovia_ethdev::{EventSink, PortEventKind};
 use ferrovia_memory::registry;
-use ferrovia_transport::frontend::{FrontendError, Handshake, Progress, VringSpec};
+use ferrovia_transport::frontend::{
+    FrontendError, Handshake, Progress, Session, SessionEvent, VringSpec,
+};
 use ferrovia_transport::reactor::{Ctx, Reactor, Source, SourceId};
 use ferrovia_virtqueue::driver::DriverQueue;
 use vmm_sys_util::eventfd::EventFd;
@@ -31,7 +33,7 @@ enum State {
     /// Client mode, waiting to retry.
     Reconnect,
     Handshake(Box<Handshake>),
-    Up(UnixStream),
+    Up(Box<Session>),
 }
 
 /// The vhost-user backend of a port: its source on the process's control loop, which owns
@@ -39,15 +41,18 @@ enum State {
 pub(crate) struct UserBackend {
     source: Option<SourceId>,
     link_up: Arc<AtomicBool>,
+    bad_messages: Arc<AtomicU64>,
 }
 
 impl UserBackend {
     /// Registers `source` on the control loop.
     pub(crate) fn add(source: VirtioUserSource) -> UserBackend {
         let link_up = source.link_up.clone();
+        let bad_messages = source.bad_messages.clone();
         UserBackend {
             source: Some(Reactor::global().add(Box::new(source))),
             link_up,
+            bad_messages,
         }
     }
 }
@@ -59,6 +64,10 @@ impl Backend for UserBackend {
 
     fn link_up(&self) -> bool {
         self.link_up.load(Ordering::Acquire)
+    }
+
+    fn bad_messages(&self) -> u64 {
+        self.bad_messages.load(Ordering::Relaxed)
     }
 
     fn shutdown(&mut self) {
@@ -87,6 +96,13 @@ pub(crate) struct VirtioUserSource {
     pub(crate) first: Option<(UnixStream, mpsc::Sender<Result<(), String>>)>,
     pub(crate) first_reply: Option<mpsc::Sender<Result<(), String>>>,
     pub(crate) events: Option<(EventSink, u16)>,
+    /// Messages from the backend that were refused (bad GET_CONFIG replies, bad backend
+    /// channel messages).
+    pub(crate) bad_messages: Arc<AtomicU64>,
+    /// The link last reported to `events`.
+    reported_link: bool,
+    /// The backend channel's fd being watched.
+    channel_fd: Option<RawFd>,
     state: State,
     retry: Retry,
 }
@@ -129,23 +145,37 @@ impl VirtioUserSource {
             first,
             first_reply: None,
             events,
+            bad_messages: Arc::default(),
+            reported_link: false,
+            channel_fd: None,
             state: State::Idle,
             retry: Retry::default(),
         }
     }
 
-    fn emit_all(&self, up: bool) {
+    /// Sets the link the port reports, emitting its event when it changes.
+    fn set_link(&mut self, up: bool) {
+        self.link_up.store(up, Ordering::Release);
+        if self.reported_link == up {
+            return;
+        }
+        self.reported_link = up;
+        if let Some((sink, port)) = &self.events {
+            sink.emit(
+                *port,
+                if up {
+                    PortEventKind::LinkUp
+                } else {
+                    PortEventKind::LinkDown
+                },
+            );
+        }
+    }
+
+    fn emit_queues(&self, up: bool) {
         let Some((sink, port)) = &self.events else {
             return;
         };
-        sink.emit(
-            *port,
-            if up {
-                PortEventKind::LinkUp
-            } else {
-                PortEventKind::LinkDown
-            },
-        );
         for q in 0..self.opts.queues {
             for rx in [true, false] {
                 sink.emit(
@@ -170,9 +200,62 @@ impl VirtioUserSource {
     fn stream_fd(&self) -> Option<RawFd> {
         match &self.state {
             State::Handshake(h) => Some(h.raw_fd()),
-            State::Up(s) => Some(s.as_raw_fd()),
+            State::Up(s) => Some(s.raw_fd()),
             _ => None,
         }
+    }
+
+    /// Moves the session's refusals into the port's counter.
+    fn count_bad(&mut self) {
+        if let State::Up(s) = &mut self.state {
+            let n = std::mem::take(&mut s.bad_messages);
+            if n > 0 {
+                self.bad_messages.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Stops watching the backend channel if the session closed it.
+    fn sync_channel(&mut self, cx: &mut Ctx<'_>) {
+        let now = match &self.state {
+            State::Up(s) => s.channel_fd(),
+            _ => None,
+        };
+        if self.channel_fd != now {
+            if let Some(fd) = self.channel_fd.take() {
+                cx.unwatch(fd);
+            }
+            if let Some(fd) = now {
+                match cx.watch(fd, EV_READ) {
+                    Ok(()) => self.channel_fd = Some(fd),
+                    Err(e) => log::error!(
+                        "{}: cannot watch the backend channel ({e}); link changes will not be seen",
+                        self.name
+                    ),
+                }
+            }
+        }
+    }
+
+    /// What the session saw on either of its sockets.
+    fn on_session_event(&mut self, cx: &mut Ctx<'_>, ev: SessionEvent) {
+        self.count_bad();
+        match ev {
+            SessionEvent::Link(up) => {
+                log::info!(
+                    "{}: the vhost-user backend at {} says link {}",
+                    self.name,
+                    self.opts.path,
+                    if up { "up" } else { "down" }
+                );
+                self.set_link(up);
+            }
+            SessionEvent::Asked => {}
+            SessionEvent::Nothing => {}
+        }
+        let pending = matches!(&self.state, State::Up(s) if s.config_pending());
+        cx.set_deadline(pending.then(|| Instant::now() + REPLY_LIMIT));
+        self.sync_channel(cx);
     }
 
     fn begin(&mut self, cx: &mut Ctx<'_>, stream: UnixStream) {
@@ -197,11 +280,15 @@ impl VirtioUserSource {
         if let Some(fd) = self.stream_fd() {
             cx.unwatch(fd);
         }
+        if let Some(fd) = self.channel_fd.take() {
+            cx.unwatch(fd);
+        }
         let was_up = matches!(self.state, State::Up(_));
         self.state = State::Idle;
         self.pause_all();
         if was_up {
-            self.emit_all(false);
+            self.set_link(false);
+            self.emit_queues(false);
         }
         cx.set_deadline(None);
         if let Some(l) = &self.listener {
@@ -307,15 +394,22 @@ impl VirtioUserSource {
             });
             v.cfg.publish(Some(Arc::new(LinkCfg { features, kick })));
         }
-        self.link_up.store(true, Ordering::Release);
+        let session = h.into_session();
+        let link = session.link();
         log::info!(
-            "{}: connected to vhost-user backend at {} (features {features:#x})",
+            "{}: connected to vhost-user backend at {} (features {features:#x}){}",
             self.name,
-            self.opts.path
+            self.opts.path,
+            if link {
+                ""
+            } else {
+                "; its config space says link down"
+            }
         );
-        let stream = h.into_stream();
-        self.state = State::Up(stream);
-        self.emit_all(true);
+        self.state = State::Up(Box::new(session));
+        self.sync_channel(cx);
+        self.set_link(link);
+        self.emit_queues(true);
         if let Some(tx) = self.first_reply.take() {
             let _ = tx.send(Ok(()));
         }
@@ -358,33 +452,30 @@ impl Source for VirtioUserSource {
             }
             return;
         }
+        if self.channel_fd == Some(fd) {
+            if let State::Up(s) = &mut self.state {
+                let ev = s.on_channel_readable();
+                self.on_session_event(cx, ev);
+            }
+            return;
+        }
         if self.stream_fd() != Some(fd) {
             return;
         }
         match &mut self.state {
             State::Handshake(_) => self.on_handshake(cx),
-            State::Up(s) => {
-                // The backend sends nothing on this channel once set up; anything readable is a
-                // hang-up (or bytes we discard).
-                let mut b = [0u8; 256];
-                let gone = loop {
-                    match std::io::Read::read(s, &mut b) {
-                        Ok(0) => break true,
-                        Ok(_) => continue,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(_) => break true,
-                    }
-                };
-                if gone {
+            State::Up(s) => match s.on_stream_readable() {
+                Ok(ev) => self.on_session_event(cx, ev),
+                Err(e) => {
+                    self.count_bad();
                     log::warn!(
-                        "{}: vhost-user backend at {} went away; link down, waiting for it to come back",
+                        "{}: vhost-user backend at {} went away ({e}); link down, waiting for it to come back",
                         self.name,
                         self.opts.path
                     );
                     self.drop_connection(cx);
                 }
-            }
+            },
             _ => {}
         }
     }
@@ -400,6 +491,12 @@ impl Source for VirtioUserSource {
                     REPLY_LIMIT.as_secs()
                 );
                 self.failed(cx, why);
+            }
+            State::Up(_) => {
+                if let State::Up(s) = &mut self.state {
+                    s.config_timed_out();
+                }
+                self.on_session_event(cx, SessionEvent::Nothing);
             }
             _ => {}
         }
