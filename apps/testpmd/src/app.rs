@@ -782,6 +782,13 @@ impl App {
         Ok(())
     }
 
+    /// `set link-up|link-down port N`: the port's link administratively up or down (its
+    /// peer sees it), as DPDK's `rte_eth_dev_set_link_up/down`.
+    pub fn set_link(&mut self, p: u16, up: bool) -> Result<(), String> {
+        let s = self.slot(p).map_err(|e| e.to_string())?;
+        s.port.set_link(up).map_err(|e| e.to_string())
+    }
+
     /// The VF control of PF port `p` (`set vf ...` commands).
     pub fn vf_control(
         &mut self,

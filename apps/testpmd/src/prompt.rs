@@ -19,7 +19,7 @@ Commands:
   show config fwd
   set fwd <io|mac|macswap|rxonly|txonly|flowgen|csum> | set portlist <list> | set nbcore N
   set txpkts <len[,len...]> | set burst N
-  port stop|start all|N
+  port stop|start all|N | set link-up|link-down port N
   port config N rx_offload|tx_offload <name> on|off (port stopped; applied at port start)
   csum set ip|udp|tcp hw|sw N | csum show N | tso set <segsz> N | tso show N
   capture start port=N,queue=N|*,rx-dev=FILE,tx-dev=FILE|dev=FILE,dir=rx|tx|both,snaplen=N
@@ -101,6 +101,10 @@ pub fn run(app: &mut App, line: &str) -> Next {
                 ))
             }
         }
+        ["set", dir @ ("link-up" | "link-down"), "port", p] => match p.parse::<u16>() {
+            Ok(p) => app.set_link(p, *dir == "link-up"),
+            Err(_) => Err(format!("Bad arguments: '{p}' is not a port number")),
+        },
         ["set", "portlist", list] => {
             let parsed: Result<Vec<u16>, _> =
                 list.split(',').map(|p| p.trim().parse::<u16>()).collect();

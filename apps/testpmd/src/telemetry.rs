@@ -48,6 +48,15 @@ impl SharedPort {
         self.started.store(false, Ordering::Relaxed);
         Ok(())
     }
+    /// [`Port::set_link_up`] or [`Port::set_link_down`].
+    pub fn set_link(&self, up: bool) -> ferrovia_ethdev::Result<()> {
+        let mut p = self.lock();
+        if up {
+            p.set_link_up()
+        } else {
+            p.set_link_down()
+        }
+    }
     /// [`Port::vf_control`].
     pub fn vf_control(&self) -> Option<Arc<dyn ferrovia_ethdev::VfControl>> {
         self.lock().vf_control()
