@@ -268,6 +268,42 @@ impl Drop for BackendSession {
     }
 }
 
+/// Header flags of a vhost-user message.
+const HDR_FLAG_VERSION: u32 = 0x1;
+const HDR_FLAG_REPLY: u32 = 0x4;
+const HDR_FLAG_NEED_REPLY: u32 = 0x8;
+
+/// The queued message's header as `(request, flags, size)`, without taking it.
+fn peek_request(sock: &UnixStream) -> Option<(u32, u32, u32)> {
+    let h = peek_header(sock.as_raw_fd())?;
+    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+    Some((word(0), word(4), word(8)))
+}
+
+/// Answers request `req` with the u64 status reply (0: done, 1: failed) when its `flags` ask
+/// for one and `REPLY_ACK` was negotiated.
+fn ack_if_asked(
+    sock: &UnixStream,
+    req: u32,
+    flags: u32,
+    reply_ack: bool,
+    failed: bool,
+    what: &str,
+) -> Result<(), String> {
+    use std::io::Write;
+    if flags & HDR_FLAG_NEED_REPLY == 0 || !reply_ack {
+        return Ok(());
+    }
+    let mut reply = [0u8; 20];
+    reply[..4].copy_from_slice(&req.to_le_bytes());
+    reply[4..8].copy_from_slice(&(HDR_FLAG_VERSION | HDR_FLAG_REPLY).to_le_bytes());
+    reply[8..12].copy_from_slice(&8u32.to_le_bytes());
+    reply[12..].copy_from_slice(&u64::from(failed).to_le_bytes());
+    let mut s = sock;
+    s.write_all(&reply)
+        .map_err(|e| format!("replying to {what}: {e}"))
+}
+
 /// QEMU sends `SET_VRING_ENABLE` before `SET_FEATURES`; rust-vmm's request handler refuses
 /// that (it checks the acked features). When the next message is such a request, it is read
 /// and applied here instead. Returns true if it consumed a message. Called only when the whole
@@ -277,16 +313,11 @@ fn early_enable(
     sock: &UnixStream,
     handler: &Mutex<BackendHandler>,
 ) -> Result<bool, String> {
-    use std::io::{Read, Write};
+    use std::io::Read;
     const SET_VRING_ENABLE: u32 = 18;
-    const HDR_FLAG_VERSION: u32 = 0x1;
-    const HDR_FLAG_REPLY: u32 = 0x4;
-    const HDR_FLAG_NEED_REPLY: u32 = 0x8;
-    let Some(h) = peek_header(sock.as_raw_fd()) else {
+    let Some((req, flags, size)) = peek_request(sock) else {
         return Ok(false);
     };
-    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
-    let (req, flags, size) = (word(0), word(4), word(8));
     let mut g = handler.lock().unwrap_or_else(|p| p.into_inner());
     if req != SET_VRING_ENABLE || size != 8 || !g.enable_needs_bypass() {
         return Ok(false);
@@ -298,15 +329,14 @@ fn early_enable(
     let index = u32::from_le_bytes(msg[12..16].try_into().expect("4 bytes"));
     let num = u32::from_le_bytes(msg[16..20].try_into().expect("4 bytes"));
     let res = g.early_vring_enable(index, num);
-    if flags & HDR_FLAG_NEED_REPLY != 0 && g.reply_ack() {
-        let mut reply = Vec::with_capacity(20);
-        reply.extend(SET_VRING_ENABLE.to_le_bytes());
-        reply.extend((HDR_FLAG_VERSION | HDR_FLAG_REPLY).to_le_bytes());
-        reply.extend(8u32.to_le_bytes());
-        reply.extend(u64::from(res.is_err()).to_le_bytes());
-        s.write_all(&reply)
-            .map_err(|e| format!("replying to SET_VRING_ENABLE: {e}"))?;
-    }
+    ack_if_asked(
+        sock,
+        req,
+        flags,
+        g.reply_ack(),
+        res.is_err(),
+        "SET_VRING_ENABLE",
+    )?;
     log::debug!("{name}: early SET_VRING_ENABLE handled");
     res.map(|_| true).map_err(|e| e.to_string())
 }
@@ -322,18 +352,12 @@ fn backend_req_fd(
     sock: &UnixStream,
     handler: &Mutex<BackendHandler>,
 ) -> Result<bool, String> {
-    use std::io::Write;
     use std::os::fd::{FromRawFd, IntoRawFd};
     use vmm_sys_util::sock_ctrl_msg::ScmSocket;
     const SET_BACKEND_REQ_FD: u32 = 21;
-    const HDR_FLAG_VERSION: u32 = 0x1;
-    const HDR_FLAG_REPLY: u32 = 0x4;
-    const HDR_FLAG_NEED_REPLY: u32 = 0x8;
-    let Some(h) = peek_header(sock.as_raw_fd()) else {
+    let Some((req, flags, size)) = peek_request(sock) else {
         return Ok(false);
     };
-    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
-    let (req, flags, size) = (word(0), word(4), word(8));
     let mut g = handler.lock().unwrap_or_else(|p| p.into_inner());
     if req != SET_BACKEND_REQ_FD || size != 0 || !g.backend_req_acked() {
         return Ok(false);
@@ -366,16 +390,14 @@ fn backend_req_fd(
         );
     }
     let res = g.set_backend_channel(ch);
-    if flags & HDR_FLAG_NEED_REPLY != 0 && g.reply_ack() {
-        let mut reply = Vec::with_capacity(20);
-        reply.extend(SET_BACKEND_REQ_FD.to_le_bytes());
-        reply.extend((HDR_FLAG_VERSION | HDR_FLAG_REPLY).to_le_bytes());
-        reply.extend(8u32.to_le_bytes());
-        reply.extend(u64::from(res.is_err()).to_le_bytes());
-        let mut s = sock;
-        s.write_all(&reply)
-            .map_err(|e| format!("replying to SET_BACKEND_REQ_FD: {e}"))?;
-    }
+    ack_if_asked(
+        sock,
+        req,
+        flags,
+        g.reply_ack(),
+        res.is_err(),
+        "SET_BACKEND_REQ_FD",
+    )?;
     log::debug!("{name}: SET_BACKEND_REQ_FD handled");
     res.map(|_| true).map_err(|e| e.to_string())
 }
