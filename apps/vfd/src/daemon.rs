@@ -86,7 +86,7 @@ impl Vfd {
             .map(|i| {
                 Ok(VfSpec {
                     devargs: format!(
-                        "net_vhost{},iface={}",
+                        "net_vhost{},iface={},ctrl-vq=1",
                         i + 1,
                         sock_path(&opts.sock_dir, i).display()
                     ),

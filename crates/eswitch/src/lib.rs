@@ -10,6 +10,7 @@
 //! syscall.
 
 pub mod kernel_pf;
+pub mod mailbox;
 pub mod pf;
 pub mod policy;
 pub mod ratelimit;

@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex};
 
 use ferrovia_ethdev::{
     Devargs, DriverSpec, Error, KeySpec, Link, Port, PortConf, PortInfo, PortStats, Result,
-    RxModeFlag, RxQueue, TxQueue, VfControl, VfSetting, VfStats,
+    RxModeFlag, RxQueue, TxQueue, VfControl, VfRequestPolicy, VfSetting, VfStats,
 };
 
 use crate::veb::{DROP_CAUSES, Eswitch, EswitchConfig, VfSpec};
-use crate::vfconfig::{Limits, QueueShare, Share, VfConfig};
+use crate::vfconfig::{Limits, QueueShare, RequestPolicy, Share, VfConfig};
 
 /// The devargs keys of `net_eswitch`.
 const KEYS: &[KeySpec] = &[
@@ -125,7 +125,7 @@ impl PfPort {
             .map_err(cfg)?;
             vfs.push(VfSpec {
                 devargs: format!(
-                    "net_vhost{},iface={},queues={vf_queues}",
+                    "net_vhost{},iface={},queues={vf_queues},ctrl-vq=1",
                     base + 1 + i as u16,
                     dir.join(format!("vf{i}.sock")).display()
                 ),
@@ -246,6 +246,11 @@ impl PfControl {
             tx_packets: c.tx_packets.load(Relaxed),
             tx_bytes: c.tx_bytes.load(Relaxed),
             tx_dropped: sum(&c.tx_dropped),
+            requests: c.requests.load(Relaxed),
+            req_allowed: c.req_allowed.load(Relaxed),
+            req_denied: c.req_denied.load(Relaxed),
+            req_rate_limited: c.req_rate_limited.load(Relaxed),
+            req_malformed: c.req_malformed.load(Relaxed),
         }
     }
 }
@@ -351,6 +356,13 @@ impl VfControl for PfControl {
                     })
                     .collect();
             }
+            VfSetting::Requests(p) => {
+                c.vf_requests = match p {
+                    VfRequestPolicy::Allow => RequestPolicy::Allow,
+                    VfRequestPolicy::Deny => RequestPolicy::Deny,
+                    VfRequestPolicy::Log => RequestPolicy::Log,
+                }
+            }
             VfSetting::Rx(_) | VfSetting::Tx(_) => unreachable!("handled above"),
         }
         self.sw
@@ -373,6 +385,11 @@ impl VfControl for PfControl {
             tx_packets: now.tx_packets - b.tx_packets,
             tx_bytes: now.tx_bytes - b.tx_bytes,
             tx_dropped: now.tx_dropped - b.tx_dropped,
+            requests: now.requests - b.requests,
+            req_allowed: now.req_allowed - b.req_allowed,
+            req_denied: now.req_denied - b.req_denied,
+            req_rate_limited: now.req_rate_limited - b.req_rate_limited,
+            req_malformed: now.req_malformed - b.req_malformed,
         })
     }
 

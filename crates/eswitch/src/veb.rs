@@ -80,6 +80,17 @@ pub struct VfCounters {
     pub mirrored: AtomicU64,
     /// Copies of this VF's frames its mirror could not take (no mbuf, target disabled).
     pub mirror_dropped: AtomicU64,
+    /// Requests the VF sent over its control queue (written by the mailbox thread, as the
+    /// four below).
+    pub requests: AtomicU64,
+    /// Requests granted (`vf_requests` allow or log) and applied.
+    pub req_allowed: AtomicU64,
+    /// Requests refused by `vf_requests: deny`, or that the VF's policy cannot grant.
+    pub req_denied: AtomicU64,
+    /// Requests refused because the VF exceeded `vf_request_rate`.
+    pub req_rate_limited: AtomicU64,
+    /// Chains that were not a request (unknown class or command, bad length, unreadable).
+    pub req_malformed: AtomicU64,
 }
 
 /// Drop causes counted per direction: the policy's, then rate limit and a full port.
@@ -148,13 +159,13 @@ struct Snapshot {
     tx_loopback: bool,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     snapshot: Mutex<Arc<Snapshot>>,
     generation: AtomicU64,
     /// The generation the switch thread runs with.
     applied: AtomicU64,
-    stop: AtomicBool,
-    counters: Vec<VfCounters>,
+    pub(crate) stop: AtomicBool,
+    pub(crate) counters: Vec<VfCounters>,
     uplink_tx: AtomicU64,
     uplink_rx: AtomicU64,
     uplink_dropped: AtomicU64,
@@ -163,9 +174,121 @@ struct Shared {
     /// Each VF port's link control (`None`: its driver cannot tell its user), used by the
     /// switch thread when it takes a snapshot whose VF links changed.
     admins: Vec<Option<Arc<dyn LinkAdmin>>>,
+    /// Each VF's policy, as configured.
+    pub(crate) configs: Mutex<Vec<VfConfig>>,
+    /// The ports' control sides (index 0: the uplink, 1 + vfid: the VFs), for their facts and
+    /// counters; the switch thread holds only their queues.
+    ports: Vec<Mutex<Box<dyn Port>>>,
+    /// The switch thread has ended.
+    thread_done: AtomicBool,
 }
 
 impl Shared {
+    /// Publishes `snap`; returns the generation the switch thread must reach to run with it.
+    fn store(&self, snap: Snapshot) -> u64 {
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Waits until the switch thread runs with `target` or later, so that the next frame
+    /// meets the new policy.
+    fn wait_applied(&self, target: u64) -> Result<(), String> {
+        let t0 = Instant::now();
+        while self.applied.load(Ordering::Acquire) < target {
+            if self.thread_done.load(Ordering::Acquire) {
+                return Err("the eswitch thread has stopped; restart the daemon".into());
+            }
+            if t0.elapsed() > APPLY_TIMEOUT {
+                return Err(format!(
+                    "the eswitch thread did not pick up the change within {} s (is the machine overloaded?); it will apply it when it gets to run",
+                    APPLY_TIMEOUT.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+
+    fn publish(
+        &self,
+        configs: &[VfConfig],
+        enabled: Option<(u32, bool, bool)>,
+    ) -> Result<(), String> {
+        self.publish_with(configs, enabled, None)
+    }
+
+    fn publish_with(
+        &self,
+        configs: &[VfConfig],
+        enabled: Option<(u32, bool, bool)>,
+        tx_loopback: Option<bool>,
+    ) -> Result<(), String> {
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut snap = snapshot(configs.iter(), tx_loopback.unwrap_or(old.tx_loopback))?;
+        snap.enabled = old.enabled.clone();
+        if let Some((vf, rx, tx)) = enabled {
+            snap.enabled[vf as usize] = (rx, tx);
+        }
+        gate(&mut snap, &links.up);
+        let generation = self.store(snap);
+        drop(links);
+        self.wait_applied(generation)
+    }
+
+    /// Replaces a VF's policy (its vfid says which).
+    pub(crate) fn set_policy(&self, c: VfConfig) -> Result<(), String> {
+        self.set_policy_checked(c, None)
+    }
+
+    /// Replaces VF `vf`'s policy `old` with `new` (a VF request granted), unless the PF
+    /// changed it meanwhile.
+    pub(crate) fn set_policy_if(
+        &self,
+        vf: usize,
+        old: &VfConfig,
+        new: VfConfig,
+    ) -> Result<(), String> {
+        debug_assert_eq!(new.vfid as usize, vf);
+        self.set_policy_checked(new, Some(old))
+    }
+
+    fn set_policy_checked(&self, c: VfConfig, expect: Option<&VfConfig>) -> Result<(), String> {
+        let mut cfgs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        let i = c.vfid as usize;
+        if i >= cfgs.len() {
+            return Err(format!(
+                "no VF {i} (this eswitch has VFs 0..{})",
+                cfgs.len() - 1
+            ));
+        }
+        if let Some(old) = expect
+            && cfgs[i] != *old
+        {
+            return Err("the PF changed the VF's policy meanwhile (ask again)".into());
+        }
+        classes_fit(
+            &**self.ports[1 + i].lock().unwrap_or_else(|p| p.into_inner()),
+            &c,
+        )?;
+        let mut next = cfgs.clone();
+        let status = c.link_status;
+        next[i] = c;
+        // Checked first (a refused policy changes nothing), then the link, then the policy.
+        snapshot(next.iter(), false)?;
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(i, status);
+        self.publish(&next, None)?;
+        *cfgs = next;
+        Ok(())
+    }
+
     /// The uplink's link changed: VFs with `link_status: auto` follow it.
     fn uplink_changed(&self, up: bool) {
         let mut l = self.links.lock().unwrap_or_else(|p| p.into_inner());
@@ -197,10 +320,8 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Eswitch {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    configs: Mutex<Vec<VfConfig>>,
-    /// The ports' control sides (index 0: the uplink, 1 + vfid: the VFs), for their facts and
-    /// counters; the switch thread holds only their queues.
-    ports: Vec<Mutex<Box<dyn Port>>>,
+    /// The VF mailbox thread (VF requests over the control queues), when a VF port has one.
+    mailbox: Option<JoinHandle<()>>,
 }
 
 /// What a port reports about itself, read off the data path.
@@ -327,6 +448,10 @@ impl Eswitch {
         for (v, c) in cfg.vfs.iter().zip(&controls[1..]) {
             classes_fit(&**c.lock().unwrap_or_else(|p| p.into_inner()), &v.config)?;
         }
+        let ctrl_queues: Vec<Option<Box<dyn ferrovia_ethdev::ctrl::CtrlQueue>>> = controls[1..]
+            .iter()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).ctrl_queue())
+            .collect();
         let admins = controls[1..]
             .iter()
             .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).link_admin())
@@ -351,6 +476,9 @@ impl Eswitch {
             uplink_dropped: AtomicU64::new(0),
             links: Mutex::new(links),
             admins,
+            configs: Mutex::new(cfg.vfs.iter().map(|v| v.config.clone()).collect()),
+            ports: controls,
+            thread_done: AtomicBool::new(false),
         });
         let _ = cell.set(Arc::downgrade(&shared));
         {
@@ -369,104 +497,32 @@ impl Eswitch {
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("eswitch".into())
-            .spawn(move || run(sh, ports, pool))
+            .spawn(move || {
+                run(&sh, ports, pool);
+                sh.thread_done.store(true, Ordering::Release);
+            })
             .map_err(|e| format!("cannot start the eswitch thread: {e}"))?;
+        let mailbox = if ctrl_queues.iter().any(Option::is_some) {
+            let sh = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("eswitch-mbox".into())
+                    .spawn(move || crate::mailbox::run(sh, ctrl_queues))
+                    .map_err(|e| format!("cannot start the eswitch mailbox thread: {e}"))?,
+            )
+        } else {
+            None
+        };
         Ok(Eswitch {
             shared,
             thread: Some(thread),
-            configs: Mutex::new(cfg.vfs.iter().map(|v| v.config.clone()).collect()),
-            ports: controls,
+            mailbox,
         })
-    }
-
-    /// Publishes `snap`; returns the generation the switch thread must reach to run with it.
-    fn store(&self, snap: Snapshot) -> u64 {
-        *self
-            .shared
-            .snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
-        self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1
-    }
-
-    /// Waits until the switch thread runs with `target` or later, so that the next frame
-    /// meets the new policy.
-    fn wait_applied(&self, target: u64) -> Result<(), String> {
-        let t0 = Instant::now();
-        while self.shared.applied.load(Ordering::Acquire) < target {
-            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
-                return Err("the eswitch thread has stopped; restart the daemon".into());
-            }
-            if t0.elapsed() > APPLY_TIMEOUT {
-                return Err(format!(
-                    "the eswitch thread did not pick up the change within {} s (is the machine overloaded?); it will apply it when it gets to run",
-                    APPLY_TIMEOUT.as_secs()
-                ));
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        Ok(())
-    }
-
-    fn publish(
-        &self,
-        configs: &[VfConfig],
-        enabled: Option<(u32, bool, bool)>,
-    ) -> Result<(), String> {
-        self.publish_with(configs, enabled, None)
-    }
-
-    fn publish_with(
-        &self,
-        configs: &[VfConfig],
-        enabled: Option<(u32, bool, bool)>,
-        tx_loopback: Option<bool>,
-    ) -> Result<(), String> {
-        let links = self.shared.links.lock().unwrap_or_else(|p| p.into_inner());
-        let old = self
-            .shared
-            .snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut snap = snapshot(configs.iter(), tx_loopback.unwrap_or(old.tx_loopback))?;
-        snap.enabled = old.enabled.clone();
-        if let Some((vf, rx, tx)) = enabled {
-            snap.enabled[vf as usize] = (rx, tx);
-        }
-        gate(&mut snap, &links.up);
-        let generation = self.store(snap);
-        drop(links);
-        self.wait_applied(generation)
     }
 
     /// Replaces a VF's policy (its vfid says which).
     pub fn set_policy(&self, c: VfConfig) -> Result<(), String> {
-        let mut cfgs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
-        let i = c.vfid as usize;
-        if i >= cfgs.len() {
-            return Err(format!(
-                "no VF {i} (this eswitch has VFs 0..{})",
-                cfgs.len() - 1
-            ));
-        }
-        classes_fit(
-            &**self.ports[1 + i].lock().unwrap_or_else(|p| p.into_inner()),
-            &c,
-        )?;
-        let mut next = cfgs.clone();
-        let status = c.link_status;
-        next[i] = c;
-        // Checked first (a refused policy changes nothing), then the link, then the policy.
-        snapshot(next.iter(), false)?;
-        self.shared
-            .links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .apply(i, status);
-        self.publish(&next, None)?;
-        *cfgs = next;
-        Ok(())
+        self.shared.set_policy(c)
     }
 
     /// Sets VF `vfid`'s link up or down, as the PF does (`ip link set PF vf N state
@@ -475,7 +531,11 @@ impl Eswitch {
     /// no frame is delivered to or taken from the VF (counted as `disabled` drops); up again,
     /// traffic flows. A later [`Eswitch::set_policy`] applies its own `link_status`.
     pub fn set_link(&self, vfid: u32, up: bool) -> Result<(), String> {
-        let mut cfgs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cfgs = self
+            .shared
+            .configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let i = vfid as usize;
         if i >= cfgs.len() {
             return Err(format!(
@@ -489,7 +549,7 @@ impl Eswitch {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .apply(i, cfgs[i].link_status);
-        self.publish(&cfgs, None)
+        self.shared.publish(&cfgs, None)
     }
 
     /// Whether VF `vfid`'s link is up (as its `link_status` and [`Eswitch::set_link`] made
@@ -506,17 +566,25 @@ impl Eswitch {
 
     /// Enables or disables a VF's receive and transmit.
     pub fn set_enabled(&self, vfid: u32, rx: bool, tx: bool) -> Result<(), String> {
-        let cfgs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        let cfgs = self
+            .shared
+            .configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if vfid as usize >= cfgs.len() {
             return Err(format!("no VF {vfid}"));
         }
-        self.publish(&cfgs, Some((vfid, rx, tx)))
+        self.shared.publish(&cfgs, Some((vfid, rx, tx)))
     }
 
     /// Frames between two VFs stay inside the switch (on) or go out of the uplink (off).
     pub fn set_tx_loopback(&self, on: bool) -> Result<(), String> {
-        let cfgs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
-        self.publish_with(&cfgs, None, Some(on))
+        let cfgs = self
+            .shared
+            .configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.shared.publish_with(&cfgs, None, Some(on))
     }
 
     /// How many VFs the switch has (vfids `0..num_vfs()`).
@@ -526,7 +594,8 @@ impl Eswitch {
 
     /// A VF's current policy, as configured.
     pub fn config(&self, vfid: u32) -> Option<VfConfig> {
-        self.configs
+        self.shared
+            .configs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(vfid as usize)
@@ -548,6 +617,7 @@ impl Eswitch {
     /// What a port reports: `index` 0 is the uplink, `1 + vfid` a VF. `None` past the last.
     pub fn port_report(&self, index: usize) -> Option<PortReport> {
         let p = self
+            .shared
             .ports
             .get(index)?
             .lock()
@@ -579,6 +649,9 @@ impl Eswitch {
 impl Drop for Eswitch {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.mailbox.take() {
+            let _ = t.join();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -689,7 +762,7 @@ fn apply(m: &mut Mbuf, a: TagAction) -> bool {
 }
 
 /// The switch thread.
-fn run(sh: Arc<Shared>, mut ports: Vec<PortQ>, pool: Mempool) {
+fn run(sh: &Shared, mut ports: Vec<PortQ>, pool: Mempool) {
     let mut caches = LcoreCaches::new();
     let mut gen_seen = 0;
     let mut snap = sh

@@ -152,6 +152,61 @@ struct RawVf {
     stop_cb: Option<String>,
     #[serde(default)]
     comment: Option<String>,
+    #[serde(default)]
+    vf_requests: RequestPolicy,
+    #[serde(default = "default_request_rate")]
+    vf_request_rate: f64,
+}
+
+fn default_request_rate() -> f64 {
+    DEFAULT_REQUEST_RATE
+}
+
+/// Control-queue requests a VF may make per second by default (`vf_request_rate`), after a
+/// burst of [`REQUEST_BURST`].
+pub const DEFAULT_REQUEST_RATE: f64 = 100.0;
+
+/// Requests a VF may make at once before `vf_request_rate` paces it.
+pub const REQUEST_BURST: f64 = 64.0;
+
+/// What the PF does with a VF's requests over its virtio-net control queue (MAC, VLAN filter,
+/// receive modes): `vf_requests` in the VF's file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestPolicy {
+    /// Applied to the VF's policy, acked OK (the VF is trusted).
+    Allow,
+    /// Refused: acked `VIRTIO_NET_ERR`, the policy unchanged (the default: VFd trusts nothing).
+    #[default]
+    Deny,
+    /// Applied as with `allow`, and each request written to the PF's log with the policy it
+    /// changed (an audit trail).
+    Log,
+}
+
+impl RequestPolicy {
+    /// `allow`, `deny` or `log`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestPolicy::Allow => "allow",
+            RequestPolicy::Deny => "deny",
+            RequestPolicy::Log => "log",
+        }
+    }
+}
+
+impl std::str::FromStr for RequestPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "allow" => Ok(RequestPolicy::Allow),
+            "deny" => Ok(RequestPolicy::Deny),
+            "log" => Ok(RequestPolicy::Log),
+            _ => Err(format!(
+                "VF request policy {s:?} is not one of allow, deny, log"
+            )),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -206,6 +261,11 @@ pub struct VfConfig {
     pub start_cb: Option<String>,
     /// Accepted, never run.
     pub stop_cb: Option<String>,
+    /// What the PF does with the VF's control-queue requests.
+    pub vf_requests: RequestPolicy,
+    /// Requests per second the VF may make (after a burst of [`REQUEST_BURST`]); beyond it
+    /// they are refused and counted as `rate_limited`.
+    pub vf_request_rate: f64,
 }
 
 fn macs_as_text<S: serde::Serializer>(m: &[MacAddr], s: S) -> Result<S::Ok, S::Error> {
@@ -284,6 +344,12 @@ impl VfConfig {
                 ));
             }
         }
+        if !(raw.vf_request_rate > 0.0 && raw.vf_request_rate <= 1e6) {
+            return err(format!(
+                "vf_request_rate {} is outside (0, 1000000] requests per second",
+                raw.vf_request_rate
+            ));
+        }
         if let (Some(max), Some(min)) = (raw.rate, raw.min_rate)
             && min > max
         {
@@ -334,6 +400,8 @@ impl VfConfig {
             mirror: raw.mirror,
             start_cb: raw.start_cb,
             stop_cb: raw.stop_cb,
+            vf_requests: raw.vf_requests,
+            vf_request_rate: raw.vf_request_rate,
         })
     }
 }

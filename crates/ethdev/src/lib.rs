@@ -9,6 +9,7 @@
 pub mod burst;
 pub mod caps;
 pub mod capture;
+pub mod ctrl;
 pub mod devargs;
 pub mod driver;
 pub mod error;
@@ -30,4 +31,4 @@ pub use mac::{MacAddr, MacParseError};
 pub use port::{Link, LinkAdmin, Port, PortConf, PortInfo, RxQueue, TxQueue};
 pub use stats::{ErrorCause, PortStats, QueueStats, QueueStatsSnapshot};
 pub use tap::{PortTap, QueueTap};
-pub use vf::{RxModeFlag, VfControl, VfSetting, VfStats};
+pub use vf::{RxModeFlag, VfControl, VfRequestPolicy, VfSetting, VfStats};

@@ -192,6 +192,34 @@ pub trait Port: Send {
     fn set_promisc(&mut self, _on: bool) -> Result<()> {
         Ok(())
     }
+    /// Enables or disables all-multicast receive. Virtual ports that accept everything
+    /// ignore it (the default); a virtio-user port with a control queue asks its device.
+    fn set_allmulti(&mut self, _on: bool) -> Result<()> {
+        Ok(())
+    }
+    /// Sets the port's MAC address (DPDK's `rte_eth_dev_default_mac_addr_set`). The default
+    /// refuses; a virtio-user port with a control queue asks its device, which may refuse.
+    fn set_mac(&mut self, _mac: MacAddr) -> Result<()> {
+        Err(Error::Unsupported(format!(
+            "{}: this driver cannot change the port's MAC address",
+            self.info().name
+        )))
+    }
+    /// Adds (`on`) or removes a VLAN from the port's receive filter (DPDK's
+    /// `rte_eth_dev_vlan_filter`). The default refuses; a virtio-user port with a control
+    /// queue asks its device.
+    fn vlan_filter(&mut self, vlan: u16, _on: bool) -> Result<()> {
+        Err(Error::Unsupported(format!(
+            "{}: this driver has no VLAN filter (VLAN {vlan})",
+            self.info().name
+        )))
+    }
+    /// The device side of the port's virtio-net control queue, for the port's owner to serve
+    /// (the eswitch's PF judges its VFs' requests); `None` when the port has none (the
+    /// default). It can be taken once.
+    fn ctrl_queue(&mut self) -> Option<Box<dyn crate::ctrl::CtrlQueue>> {
+        None
+    }
     /// The handle that sets this port's link administratively up or down; `None` for a driver
     /// that cannot (the default).
     fn link_admin(&self) -> Option<Arc<dyn LinkAdmin>> {

@@ -30,6 +30,30 @@ impl RxModeFlag {
     }
 }
 
+/// What the PF does with a VF's requests over its control queue (MAC, VLAN filter, receive
+/// modes): the NIC mailbox's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VfRequestPolicy {
+    /// Applied to the VF's policy and acked OK.
+    Allow,
+    /// Refused (`VIRTIO_NET_ERR`), the policy unchanged.
+    Deny,
+    /// Applied as with `Allow`, and written to the PF's log.
+    Log,
+}
+
+impl VfRequestPolicy {
+    /// Parses `allow`, `deny` or `log`.
+    pub fn parse(s: &str) -> Option<VfRequestPolicy> {
+        match s {
+            "allow" => Some(VfRequestPolicy::Allow),
+            "deny" => Some(VfRequestPolicy::Deny),
+            "log" => Some(VfRequestPolicy::Log),
+            _ => None,
+        }
+    }
+}
+
 /// One change to one VF's policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VfSetting {
@@ -70,6 +94,9 @@ pub enum VfSetting {
         /// How many classes.
         count: u8,
     },
+    /// What the PF does with the VF's control-queue requests (`set vf request P V
+    /// allow|deny|log`).
+    Requests(VfRequestPolicy),
 }
 
 /// A VF's counters since its last reset.
@@ -87,6 +114,16 @@ pub struct VfStats {
     pub tx_bytes: u64,
     /// Frames from the VF that were dropped (its policy, its rate limit).
     pub tx_dropped: u64,
+    /// Requests the VF sent over its control queue.
+    pub requests: u64,
+    /// Of them, granted and applied.
+    pub req_allowed: u64,
+    /// Of them, refused by the PF's policy.
+    pub req_denied: u64,
+    /// Of them, refused because the VF sent too many.
+    pub req_rate_limited: u64,
+    /// Of them, malformed (not a request, or an unreadable chain).
+    pub req_malformed: u64,
 }
 
 /// The VF side of a PF port. Every call is checked: an unknown VF or a value out of range is

@@ -17,8 +17,11 @@
 //! `PortConf::events`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use ferrovia_ethdev::ctrl::{
+    ACK_ERR, ACK_OK, CtrlError, CtrlInput, CtrlQueue, CtrlRequest, MAX_CTRL_BYTES,
+};
 use ferrovia_ethdev::{
     Burst, Devargs, DriverSpec, Error, KeySpec, Link, LinkAdmin, MacAddr, Offloads, Port, PortConf,
     PortEventKind, PortInfo, PortStats, QueueStats, Result, RxOffloads, RxQueue, TxOffloads,
@@ -26,7 +29,7 @@ use ferrovia_ethdev::{
 };
 use ferrovia_memory::{LcoreCaches, Mempool};
 use ferrovia_transport::backend::{
-    DEFAULT_MAX_MEM, DeviceEvent, DeviceShared, Notify, VringCtl, offered_features,
+    CTRL_FEATURES, DEFAULT_MAX_MEM, DeviceEvent, DeviceShared, Notify, VringCtl, offered_features,
 };
 use ferrovia_transport::reactor::{Reactor, SourceId};
 use ferrovia_transport::socket;
@@ -63,6 +66,10 @@ pub struct VhostPort {
     tx_stats: Vec<Arc<QueueStats>>,
     rx_taken: Taken,
     tx_taken: Taken,
+    /// The control queue was handed out with `ctrl_queue` (or the port has none).
+    ctrl_taken: bool,
+    /// Control chains that could not be read or had no ack byte (xstat `vhost_ctrl_bad_chains`).
+    ctrl_bad: Arc<AtomicU64>,
     source: SourceId,
 }
 
@@ -122,6 +129,11 @@ const KEYS: &[KeySpec] = &[
         "1: offer VIRTIO_NET_F_STATUS with the CONFIG and BACKEND_REQ protocol features, so that a frontend sees the link set down or up (set_link_down/up); 0: offer none of them",
     )
     .default_value("1"),
+    KeySpec::flag(
+        "ctrl-vq",
+        "1: offer a virtio-net control queue (CTRL_VQ, CTRL_RX, CTRL_VLAN, CTRL_RX_EXTRA, CTRL_MAC_ADDR) whose requests the port's owner serves (the eswitch's VF ports); 0: none",
+    )
+    .default_value("0"),
     KeySpec::MAC,
 ];
 
@@ -146,6 +158,7 @@ impl VhostPort {
         let mac = d.mac_or_derived(conf.port_id)?;
         let tso = d.flag("tso", false)?;
         let link_events = d.flag("link-events", true)?;
+        let ctrl_vq = d.flag("ctrl-vq", false)?;
         for k in ["iommu-support", "postcopy-support", "dequeue-zero-copy"] {
             if d.flag(k, false)? {
                 return Err(Error::Unsupported(format!(
@@ -191,7 +204,17 @@ impl VhostPort {
                 ),
             }) as Notify
         });
-        let shared = DeviceShared::with_notify(queues, notify);
+        // The control queue's vring (index 2 * queues) is no queue of the port: its changes
+        // are not reported.
+        let cvq = queues * 2;
+        let notify = notify.map(|n| {
+            Arc::new(move |e: DeviceEvent| {
+                if !matches!(e, DeviceEvent::Vring { index, .. } if index == cvq) {
+                    n(e)
+                }
+            }) as Notify
+        });
+        let shared = DeviceShared::with_ctrl(queues, notify, ctrl_vq);
         shared.max_mem.store(max_mem << 20, Ordering::Relaxed);
         shared.link_events.store(link_events, Ordering::Relaxed);
         let mut mac8 = [0u8; 8];
@@ -237,6 +260,8 @@ impl VhostPort {
             tx_stats: (0..queues).map(|_| Arc::default()).collect(),
             rx_taken: Taken::new(queues),
             tx_taken: Taken::new(queues),
+            ctrl_taken: !ctrl_vq,
+            ctrl_bad: Arc::default(),
             source,
         })
     }
@@ -311,6 +336,11 @@ impl Port for VhostPort {
             virtio_offered: Some(VirtioFeatures::from_bits_retain({
                 let f = offered_features(self.queues)
                     | (self.shared.offload_features.load(Ordering::Relaxed) & OFFLOAD_FEATURES);
+                let f = if self.shared.ctrl_vq {
+                    f | CTRL_FEATURES
+                } else {
+                    f
+                };
                 if self.shared.link_events.load(Ordering::Relaxed) {
                     f
                 } else {
@@ -359,6 +389,12 @@ impl Port for VhostPort {
             "vhost_config_notify_failed".into(),
             self.shared.config_notify_failed.load(Ordering::Relaxed),
         ));
+        if self.shared.ctrl_vq {
+            v.push((
+                "vhost_ctrl_bad_chains".into(),
+                self.ctrl_bad.load(Ordering::Relaxed),
+            ));
+        }
         v
     }
     fn reset_stats(&self) {
@@ -371,6 +407,21 @@ impl Port for VhostPort {
         Some(Arc::new(VhostLinkAdmin {
             name: self.name.clone(),
             shared: self.shared.clone(),
+        }))
+    }
+    fn ctrl_queue(&mut self) -> Option<Box<dyn CtrlQueue>> {
+        if self.ctrl_taken {
+            return None;
+        }
+        self.ctrl_taken = true;
+        Some(Box::new(VhostCtrlQueue {
+            name: self.name.clone(),
+            ctl: self.shared.vrings[self.queues as usize * 2].clone(),
+            reader: QuiesceReader::default(),
+            dev: None,
+            bad: self.ctrl_bad.clone(),
+            packed_told: false,
+            buf: [0; MAX_CTRL_BYTES],
         }))
     }
     fn rx_queue(&mut self, q: u16) -> Result<Box<dyn RxQueue>> {
@@ -532,6 +583,111 @@ impl TxQueue for VhostQueue {
 }
 
 impl Drop for VhostQueue {
+    fn drop(&mut self) {
+        self.dev = None;
+        self.reader.release();
+    }
+}
+
+/// The device side of a vhost port's control queue (`ctrl-vq=1`), served by the port's owner
+/// off the data path. Split rings only: a frontend that negotiated the packed ring has its
+/// control queue left unserved (logged once).
+struct VhostCtrlQueue {
+    name: String,
+    ctl: Arc<VringCtl>,
+    reader: QuiesceReader<ferrovia_virtqueue::device::ActiveVring>,
+    dev: Option<DeviceQueue>,
+    bad: Arc<AtomicU64>,
+    packed_told: bool,
+    buf: [u8; MAX_CTRL_BYTES],
+}
+
+/// Counts the ring errors a control chain met (the chain itself is reported to the judge).
+struct CountSink<'a>(&'a AtomicU64);
+
+impl ferrovia_virtqueue::ErrorSink for CountSink<'_> {
+    fn ring_error(&self, _e: ferrovia_virtqueue::RingError, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+fn ring_error_text(e: ferrovia_virtqueue::RingError) -> &'static str {
+    use ferrovia_virtqueue::RingError as E;
+    match e {
+        E::DescAddr => "a descriptor outside the driver's memory",
+        E::DescLoop => "a descriptor loop",
+        E::DescIndex => "a descriptor index out of range",
+        E::DescLen => "a chain too long",
+        E::Indirect => "a bad indirect descriptor table",
+        _ => "a malformed chain",
+    }
+}
+
+impl CtrlQueue for VhostCtrlQueue {
+    fn serve(&mut self, max: usize, judge: &mut dyn FnMut(CtrlInput) -> bool) -> usize {
+        match self.reader.enter(&self.ctl.cfg) {
+            Entered::Paused => {
+                self.dev = None;
+                self.reader.exit(&self.ctl.cfg);
+                return 0;
+            }
+            Entered::Changed(a) => {
+                let (avail, used) = (
+                    self.ctl.last_avail.load(Ordering::Acquire),
+                    self.ctl.used_idx.load(Ordering::Acquire),
+                );
+                self.dev = Some(DeviceQueue::new(a.clone(), avail, used));
+            }
+            Entered::Same(_) => {}
+        }
+        let mut served = 0;
+        match self.dev.as_mut() {
+            Some(DeviceQueue::Split(d)) => {
+                let sink = CountSink(&self.bad);
+                while served < max {
+                    let Some(c) = d.ctrl_pop(&mut self.buf, &sink) else {
+                        break;
+                    };
+                    let input = if let Some(e) = c.error {
+                        CtrlInput::BadChain(ring_error_text(e))
+                    } else if !c.has_ack() {
+                        self.bad.fetch_add(1, Ordering::Relaxed);
+                        CtrlInput::BadChain("no device-writable ack byte")
+                    } else if c.readable_after_ack {
+                        self.bad.fetch_add(1, Ordering::Relaxed);
+                        CtrlInput::BadChain("a device-readable buffer after the ack")
+                    } else if c.truncated {
+                        CtrlInput::Malformed(CtrlError::TooLong)
+                    } else {
+                        match CtrlRequest::parse(&self.buf[..c.len]) {
+                            Ok(r) => CtrlInput::Request(r),
+                            Err(e) => CtrlInput::Malformed(e),
+                        }
+                    };
+                    let ok = judge(input);
+                    d.ctrl_complete(c, if ok { ACK_OK } else { ACK_ERR }, &sink);
+                    served += 1;
+                }
+                self.ctl.last_avail.store(d.last_avail(), Ordering::Relaxed);
+                self.ctl.used_idx.store(d.used_idx(), Ordering::Relaxed);
+            }
+            Some(DeviceQueue::Packed(_)) => {
+                if !self.packed_told {
+                    self.packed_told = true;
+                    log::warn!(
+                        "{}: the frontend uses the packed ring; its control queue is served on split rings only (open it with packed_vq=0)",
+                        self.name
+                    );
+                }
+            }
+            None => {}
+        }
+        self.reader.exit(&self.ctl.cfg);
+        served
+    }
+}
+
+impl Drop for VhostCtrlQueue {
     fn drop(&mut self) {
         self.dev = None;
         self.reader.release();

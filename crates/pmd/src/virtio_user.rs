@@ -27,6 +27,7 @@ use std::fs::File;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, mpsc};
 
+use ferrovia_ethdev::ctrl::{self, ACK_OK, CtrlRequest, RxMode};
 use ferrovia_ethdev::{
     Burst, Devargs, DriverSpec, Error, KeyKind, KeySpec, Link, MacAddr, Offloads, Port, PortConf,
     PortInfo, PortStats, QueueStats, Result, RxOffloads, RxQueue, TxQueue, VirtioFeatures,
@@ -39,6 +40,7 @@ use ferrovia_virtqueue::driver::{DriverOptions, DriverQueue};
 use ferrovia_virtqueue::layout::{bit, feature, net_hdr_len, valid_queue_size};
 use ferrovia_virtqueue::net_hdr::{HdrAccept, RxPolicy};
 use ferrovia_virtqueue::quiesce::{Entered, Quiesce, QuiesceReader};
+use ferrovia_virtqueue::split::{CTRL_BUF_LEN, CtrlDriver, CtrlPostError};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::offload;
@@ -84,7 +86,11 @@ const KEYS: &[KeySpec] = &[
     )
     .default_value("0"),
     KeySpec::MAC,
-    KeySpec::flag("cq", "the control queue; only 0 is accepted").default_value("0"),
+    KeySpec::flag(
+        "cq",
+        "1: negotiate the control queue (CTRL_VQ, with CTRL_RX, CTRL_VLAN and CTRL_MAC_ADDR when offered; vhost-user, split ring), so that set_mac, promisc, allmulti and the VLAN filter ask the device; 0: none",
+    )
+    .default_value("0"),
     KeySpec::number(
         "speed",
         0,
@@ -167,7 +173,30 @@ pub struct VirtioUserPort {
     tx_stats: Vec<Arc<QueueStats>>,
     rx_taken: Taken,
     tx_taken: Taken,
+    /// The control queue (`cq=1`).
+    ctrl: Option<Arc<CtrlVq>>,
     _area: Arc<ArenaSlice>,
+}
+
+/// Entries of the control queue's ring (one command is in flight at a time).
+pub(crate) const CTRL_QUEUE_SIZE: u16 = 64;
+
+/// How long a control command waits for the device's ack.
+const CTRL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The features `cq=1` asks for.
+const CTRL_WANT: u64 = 1 << ctrl::F_CTRL_VQ
+    | 1 << ctrl::F_CTRL_RX
+    | 1 << ctrl::F_CTRL_VLAN
+    | 1 << ctrl::F_CTRL_MAC_ADDR;
+
+/// A virtio-user port's control queue (`cq=1`): its ring, sent to the backend as vring
+/// `2 * queues` when the backend agreed to `CTRL_VQ`, and the driver that posts commands.
+#[derive(Debug)]
+pub(crate) struct CtrlVq {
+    pub(crate) addrs: ferrovia_virtqueue::driver::RingAddrs,
+    pub(crate) drv: Mutex<CtrlDriver>,
+    kick: EventFd,
 }
 
 impl std::fmt::Debug for VirtioUserPort {
@@ -207,13 +236,20 @@ impl VirtioUserPort {
         let mrg = d.flag("mrg_rxbuf", true)?;
         let in_order = d.flag("in_order", true)?;
         let packed = d.flag("packed_vq", false)?;
-        if d.flag("cq", false)? {
+        let cq = d.flag("cq", false)?;
+        let kind = BackendKind::of(&path);
+        if cq && kind == BackendKind::VhostKernel {
             return Err(Error::Unsupported(format!(
-                "{}: cq=1: the control queue is not supported; remove cq or set cq=0",
+                "{}: cq=1: vhost-net has no control queue; remove cq to use {path}",
                 d.name
             )));
         }
-        let kind = BackendKind::of(&path);
+        if cq && packed {
+            return Err(Error::Unsupported(format!(
+                "{}: cq=1 with packed_vq=1: the control queue is on split rings only; remove packed_vq or cq",
+                d.name
+            )));
+        }
         match kind {
             BackendKind::VhostKernel => {
                 if server {
@@ -261,6 +297,9 @@ impl VirtioUserPort {
         if packed {
             want |= bit(feature::F_RING_PACKED);
         }
+        if cq {
+            want |= CTRL_WANT;
+        }
         // Offloads: asked for only when the application enables them, so that by default the
         // headers stay zero and the data path is the one without offloads.
         want |= offload::driver_features(
@@ -300,10 +339,42 @@ impl VirtioUserPort {
         // for all vrings of the port.
         let qbytes = DriverQueue::area_size(queue_size, packed);
         let nvr = queues as usize * 2;
+        // With cq=1 the control queue's split ring and its command buffer follow the vrings.
+        let cq_bytes = if cq {
+            DriverQueue::area_size(CTRL_QUEUE_SIZE, false) + CTRL_BUF_LEN
+        } else {
+            0
+        };
         let area = Arc::new(
-            arena::alloc(qbytes * nvr)
+            arena::alloc(qbytes * nvr + cq_bytes)
                 .map_err(|e| Error::io(format!("{}: ring memory", d.name), e))?,
         );
+        let ctrl = if cq {
+            let base = area.base() as u64 + (qbytes * nvr) as u64;
+            let a = DriverQueue::addrs(base, CTRL_QUEUE_SIZE, false);
+            let buf = base + DriverQueue::area_size(CTRL_QUEUE_SIZE, false) as u64;
+            // SAFETY: the addresses lie in this port's slice of the ring arena (zeroed shared
+            // memory the backend maps), laid out for a split ring of CTRL_QUEUE_SIZE, with
+            // CTRL_BUF_LEN bytes after it; the port and the source keep `area` alive.
+            let drv = unsafe {
+                CtrlDriver::new(
+                    a.desc as *mut u8,
+                    a.avail as *mut u8,
+                    a.used as *mut u8,
+                    CTRL_QUEUE_SIZE,
+                    buf as *mut u8,
+                    0,
+                )
+            }
+            .map_err(|e| Error::Config(format!("{}: control queue: {e:?}", d.name)))?;
+            Some(Arc::new(CtrlVq {
+                addrs: a,
+                drv: Mutex::new(drv),
+                kick: eventfd("control queue kick")?,
+            }))
+        } else {
+            None
+        };
         let mut cache = conf.pool.cache();
         let mut vrings = Vec::with_capacity(nvr);
         for i in 0..nvr {
@@ -328,8 +399,16 @@ impl VirtioUserPort {
         }
         drop(cache);
         let vrings = Arc::new(vrings);
-        let kicks: Vec<EventFd> = (0..nvr).map(|_| eventfd("kick")).collect::<Result<_>>()?;
-        let calls: Vec<EventFd> = (0..nvr).map(|_| eventfd("call")).collect::<Result<_>>()?;
+        let nfd = nvr + cq as usize;
+        let mut kicks: Vec<EventFd> = (0..nvr).map(|_| eventfd("kick")).collect::<Result<_>>()?;
+        if let Some(c) = &ctrl {
+            kicks.push(
+                c.kick
+                    .try_clone()
+                    .map_err(|e| Error::io(format!("{}: control queue kick", d.name), e))?,
+            );
+        }
+        let calls: Vec<EventFd> = (0..nfd).map(|_| eventfd("call")).collect::<Result<_>>()?;
         let negotiated = Arc::new(Mutex::new(None));
         let mut first_rx = None;
         let backend: Box<dyn Backend> = if let Some(mut k) = kernel {
@@ -366,7 +445,7 @@ impl VirtioUserPort {
                 first_rx = Some(rx);
                 (None, Some((s, tx)))
             };
-            let source = VirtioUserSource::new(
+            let mut source = VirtioUserSource::new(
                 d.name.clone(),
                 opts.clone(),
                 conf.pool.clone(),
@@ -382,6 +461,7 @@ impl VirtioUserPort {
                 first,
                 conf.events.clone().map(|s| (s, conf.port_id)),
             );
+            source.ctrl = ctrl.clone();
             Box::new(UserBackend::add(source))
         };
         let mut port = VirtioUserPort {
@@ -398,6 +478,7 @@ impl VirtioUserPort {
             tx_stats: (0..queues).map(|_| Arc::default()).collect(),
             rx_taken: Taken::new(queues),
             tx_taken: Taken::new(queues),
+            ctrl,
             _area: area,
         };
         if let Some(rx) = first_rx {
@@ -500,6 +581,41 @@ impl Port for VirtioUserPort {
             .chain(&self.tx_stats)
             .for_each(|s| s.reset());
     }
+    fn set_promisc(&mut self, on: bool) -> Result<()> {
+        self.ctrl_command(&CtrlRequest::Rx {
+            mode: RxMode::Promisc,
+            on,
+        })
+    }
+    fn set_allmulti(&mut self, on: bool) -> Result<()> {
+        self.ctrl_command(&CtrlRequest::Rx {
+            mode: RxMode::AllMulti,
+            on,
+        })
+    }
+    fn set_mac(&mut self, mac: MacAddr) -> Result<()> {
+        if self.ctrl.is_none() {
+            // Without a control queue the MAC is ours alone (as DPDK's virtio-user).
+            self.mac = mac;
+            return Ok(());
+        }
+        self.ctrl_command(&CtrlRequest::MacAddrSet(mac))?;
+        self.mac = mac;
+        Ok(())
+    }
+    fn vlan_filter(&mut self, vlan: u16, on: bool) -> Result<()> {
+        if vlan > 4095 {
+            return Err(Error::Config(format!(
+                "{}: VLAN {vlan} is outside 0..4095",
+                self.name
+            )));
+        }
+        self.ctrl_command(&if on {
+            CtrlRequest::VlanAdd(vlan)
+        } else {
+            CtrlRequest::VlanDel(vlan)
+        })
+    }
     fn rx_queue(&mut self, q: u16) -> Result<Box<dyn RxQueue>> {
         let guard = self.rx_taken.take(&self.name, "rx", q)?;
         Ok(Box::new(self.queue(
@@ -519,6 +635,102 @@ impl Port for VirtioUserPort {
 }
 
 impl VirtioUserPort {
+    /// Sends one control command and waits for the device's ack (at most [`CTRL_DEADLINE`]).
+    /// Without `cq=1`, receive-mode commands succeed at once (a virtio-user port receives what
+    /// its device sends) and the others are refused.
+    fn ctrl_command(&mut self, req: &CtrlRequest) -> Result<()> {
+        let what = req.describe();
+        let Some(c) = &self.ctrl else {
+            return match req {
+                CtrlRequest::Rx { .. } => Ok(()),
+                _ => Err(Error::Unsupported(format!(
+                    "{}: {what}: this port has no control queue; open it with cq=1",
+                    self.name
+                ))),
+            };
+        };
+        let f = self
+            .negotiated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(0);
+        let need = match req {
+            CtrlRequest::Rx { .. } => ctrl::F_CTRL_RX,
+            CtrlRequest::MacAddrSet(_) => ctrl::F_CTRL_MAC_ADDR,
+            CtrlRequest::VlanAdd(_) | CtrlRequest::VlanDel(_) => ctrl::F_CTRL_VLAN,
+            _ => ctrl::F_CTRL_VQ,
+        };
+        if f & (1 << ctrl::F_CTRL_VQ) == 0 || f & (1 << need) == 0 {
+            return Err(Error::Unsupported(format!(
+                "{}: {what}: the vhost-user backend at {} {} (features {f:#x}); a device that takes VF requests (an eswitch VF port) offers it",
+                self.name,
+                self.opts.path,
+                if f == 0 {
+                    "is not connected".to_string()
+                } else if f & (1 << ctrl::F_CTRL_VQ) == 0 {
+                    "did not offer a control queue (VIRTIO_NET_F_CTRL_VQ)".to_string()
+                } else {
+                    format!("did not offer the feature for this command (bit {need})")
+                }
+            )));
+        }
+        let mut cmd = Vec::with_capacity(16);
+        req.encode(&mut cmd);
+        let mut drv = c.drv.lock().unwrap_or_else(|p| p.into_inner());
+        let t0 = std::time::Instant::now();
+        loop {
+            match drv.post(&cmd) {
+                Ok(()) => break,
+                Err(CtrlPostError::TooLong) => {
+                    return Err(Error::Config(format!(
+                        "{}: {what}: the command is longer than the control buffer",
+                        self.name
+                    )));
+                }
+                // An earlier command that timed out is still in flight: wait for it.
+                Err(CtrlPostError::Busy) if t0.elapsed() < CTRL_DEADLINE => {
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+                Err(CtrlPostError::Busy) => {
+                    return Err(Error::Protocol(format!(
+                        "{}: {what}: an earlier control command is still unanswered after {} ms; is the vhost-user backend at {} serving its control queue?",
+                        self.name,
+                        CTRL_DEADLINE.as_millis(),
+                        self.opts.path
+                    )));
+                }
+            }
+        }
+        let _ = c.kick.write(1);
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(ack) = drv.ack() {
+                return if ack == ACK_OK {
+                    Ok(())
+                } else {
+                    Err(Error::Protocol(format!(
+                        "{}: {what}: the vhost-user backend refused the request (VIRTIO_NET_ERR{}); for an eswitch VF, the PF's policy for VF requests (vf_requests) denies it or the VF sent too many: see `show vf stats` on the PF",
+                        self.name,
+                        if ack == ctrl::ACK_ERR {
+                            String::new()
+                        } else {
+                            format!(", ack byte {ack}")
+                        }
+                    )))
+                };
+            }
+            if t0.elapsed() > CTRL_DEADLINE {
+                return Err(Error::Protocol(format!(
+                    "{}: {what}: no answer from the vhost-user backend at {} within {} ms (it does not serve its control queue, or it is overloaded)",
+                    self.name,
+                    self.opts.path,
+                    CTRL_DEADLINE.as_millis()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+
     fn queue(&self, guard: TakenGuard, vr: usize, stats: Arc<QueueStats>) -> VuQueue {
         VuQueue {
             _guard: guard,

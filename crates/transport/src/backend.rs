@@ -79,8 +79,12 @@ impl std::fmt::Debug for EventState {
 /// State shared by the control thread, the polling threads and the port.
 #[derive(Debug)]
 pub struct DeviceShared {
-    /// Two vrings per queue pair: even = guest Rx (we enqueue), odd = guest Tx (we dequeue).
+    /// Two vrings per queue pair: even = guest Rx (we enqueue), odd = guest Tx (we dequeue);
+    /// then, with [`DeviceShared::ctrl_vq`], the control queue.
     pub vrings: Vec<Arc<VringCtl>>,
+    /// The device has a control queue: the last vring, index `2 * queue pairs`; the features
+    /// [`CTRL_FEATURES`] are offered.
+    pub ctrl_vq: bool,
     /// Queue pair 0 is ready in both directions.
     pub link_up: AtomicBool,
     /// Sessions accepted or connected.
@@ -132,10 +136,16 @@ impl DeviceShared {
 
     /// State for a device with `queue_pairs` queue pairs whose changes go to `notify`.
     pub fn with_notify(queue_pairs: u16, notify: Option<Notify>) -> Arc<DeviceShared> {
+        Self::with_ctrl(queue_pairs, notify, false)
+    }
+
+    /// State for a device with `queue_pairs` queue pairs and, with `ctrl`, a control queue
+    /// (vring `2 * queue_pairs`; [`CTRL_FEATURES`] are then offered).
+    pub fn with_ctrl(queue_pairs: u16, notify: Option<Notify>, ctrl: bool) -> Arc<DeviceShared> {
+        let nvr = queue_pairs as usize * 2 + ctrl as usize;
         Arc::new(DeviceShared {
-            vrings: (0..queue_pairs as usize * 2)
-                .map(|_| Arc::default())
-                .collect(),
+            ctrl_vq: ctrl,
+            vrings: (0..nvr).map(|_| Arc::default()).collect(),
             link_up: AtomicBool::new(false),
             sessions: AtomicU64::new(0),
             sessions_failed: AtomicU64::new(0),
@@ -145,7 +155,7 @@ impl DeviceShared {
             max_mem: AtomicU64::new(DEFAULT_MAX_MEM),
             events: EventState {
                 notify,
-                reported: std::sync::Mutex::new((false, vec![false; queue_pairs as usize * 2])),
+                reported: std::sync::Mutex::new((false, vec![false; nvr])),
             },
             memory_faults: FaultWatch::new().unwrap_or_else(|e| {
                 log::error!(
@@ -302,6 +312,10 @@ pub fn offered_features(queue_pairs: u16) -> u64 {
     f
 }
 
+/// The control-queue features a device with a control queue offers: `CTRL_VQ`, `CTRL_RX`,
+/// `CTRL_VLAN`, `CTRL_RX_EXTRA` and `CTRL_MAC_ADDR`.
+pub const CTRL_FEATURES: u64 = 1 << 17 | 1 << 18 | 1 << 19 | 1 << 20 | 1 << 23;
+
 /// Protocol features our backend offers. `CONFIG` and `BACKEND_REQ` carry the link status
 /// (GET_CONFIG, and CONFIG_CHANGE_MSG when it changes); frontends that do not know them
 /// (DPDK 22.11's virtio-user) or do not use them for a net device (QEMU) leave them unacked.
@@ -355,6 +369,9 @@ impl BackendHandler {
             | (shared.offload_features.load(Ordering::Relaxed) & OFFLOAD_FEATURES);
         if !shared.link_events.load(Ordering::Relaxed) {
             offered &= !bit(feature::NET_F_STATUS);
+        }
+        if shared.ctrl_vq {
+            offered |= CTRL_FEATURES;
         }
         BackendHandler {
             shared,

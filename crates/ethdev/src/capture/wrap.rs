@@ -88,6 +88,18 @@ impl Port for CapturePort {
     fn set_promisc(&mut self, on: bool) -> Result<()> {
         self.inner.set_promisc(on)
     }
+    fn set_allmulti(&mut self, on: bool) -> Result<()> {
+        self.inner.set_allmulti(on)
+    }
+    fn set_mac(&mut self, mac: crate::MacAddr) -> Result<()> {
+        self.inner.set_mac(mac)
+    }
+    fn vlan_filter(&mut self, vlan: u16, on: bool) -> Result<()> {
+        self.inner.vlan_filter(vlan, on)
+    }
+    fn ctrl_queue(&mut self) -> Option<Box<dyn crate::ctrl::CtrlQueue>> {
+        self.inner.ctrl_queue()
+    }
     fn capture_point(&self) -> Option<Arc<PortTap>> {
         Some(self.tap.clone())
     }

@@ -105,6 +105,9 @@ pub(crate) struct VirtioUserSource {
     channel_fd: Option<RawFd>,
     state: State,
     retry: Retry,
+    /// The control queue (`cq=1`), sent as vring `2 * queues` when the backend agreed to
+    /// `CTRL_VQ`.
+    pub(crate) ctrl: Option<Arc<super::CtrlVq>>,
 }
 
 impl VirtioUserSource {
@@ -150,6 +153,7 @@ impl VirtioUserSource {
             channel_fd: None,
             state: State::Idle,
             retry: Retry::default(),
+            ctrl: None,
         }
     }
 
@@ -368,6 +372,18 @@ impl VirtioUserSource {
             });
         }
         drop(cache);
+        if let Some(c) = &self.ctrl
+            && features & (1 << ferrovia_ethdev::ctrl::F_CTRL_VQ) != 0
+        {
+            let drv = c.drv.lock().unwrap_or_else(|p| p.into_inner());
+            specs.push(VringSpec {
+                size: super::CTRL_QUEUE_SIZE,
+                desc: c.addrs.desc,
+                avail: c.addrs.avail,
+                used: c.addrs.used,
+                base: drv.next_avail(),
+            });
+        }
         let regions = registry::snapshot_owned()
             .map_err(|e| proto(format!("cannot duplicate memory region fds: {e}")))?;
         let (infos, fds): (Vec<_>, Vec<OwnedFd>) = regions.into_iter().unzip();

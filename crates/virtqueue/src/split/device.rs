@@ -564,4 +564,155 @@ impl SplitDevice {
         self.publish_used(used, exposed, sink);
         res
     }
+
+    /// Control queue: takes the next chain the driver made available, if any. Its
+    /// device-readable bytes (the command) are copied into `buf` (at most `buf.len()`;
+    /// [`CtrlChain::truncated`] says there were more) and its first device-writable byte is
+    /// kept as the ack slot. Every descriptor is checked as on the data path (index, loop,
+    /// length, address inside the driver's memory, indirect table); a chain that fails is
+    /// still taken (so the queue moves on) with [`CtrlChain::error`] set and no ack slot.
+    /// Give every chain taken back with [`Self::ctrl_complete`].
+    pub fn ctrl_pop(&mut self, buf: &mut [u8], sink: &impl ErrorSink) -> Option<CtrlChain> {
+        if self.pending(sink)? == 0 {
+            return None;
+        }
+        let head = self.ring.avail_ring(self.last_avail);
+        self.last_avail = self.last_avail.wrapping_add(1);
+        let mut c = CtrlChain {
+            id: head,
+            len: 0,
+            truncated: false,
+            ack: None,
+            readable_after_ack: false,
+            error: None,
+        };
+        if let Err(e) = self.ctrl_walk(head, buf, &mut c) {
+            sink.ring_error(e, 1);
+            c.error = Some(e);
+            c.ack = None;
+        }
+        Some(c)
+    }
+
+    fn ctrl_walk(&self, head: u16, buf: &mut [u8], c: &mut CtrlChain) -> Result<(), RingError> {
+        let r = &self.ring;
+        let size = r.size();
+        if head >= size {
+            return Err(RingError::DescIndex);
+        }
+        let first = r.desc(head);
+        let mem = &self.active.mem;
+        // Where the descriptors are: the ring's table, or one indirect table.
+        let (table, n, mut i) = if first.flags & VRING_DESC_F_INDIRECT != 0 {
+            let len = first.len as u64;
+            if !self.indirect
+                || first.flags & VRING_DESC_F_NEXT != 0
+                || len == 0
+                || !len.is_multiple_of(16)
+                || len / 16 > MAX_INDIRECT_DESCS as u64
+            {
+                return Err(RingError::Indirect);
+            }
+            let t = mem.translate(first.addr, len).ok_or(RingError::DescAddr)?;
+            if !(t as usize).is_multiple_of(8) {
+                return Err(RingError::Indirect);
+            }
+            (Some(t as *const Desc), (len / 16) as u32, 0u32)
+        } else {
+            (None, size as u32, head as u32)
+        };
+        let mut steps = 0u32;
+        let mut seen_write = false;
+        loop {
+            steps += 1;
+            if steps > n {
+                return Err(RingError::DescLoop);
+            }
+            if steps > MAX_CHAIN_DESCS {
+                return Err(RingError::DescLen);
+            }
+            let d = match table {
+                // SAFETY: i < n and the table of n descriptors was translated as one range.
+                Some(t) => unsafe { t.add(i as usize).read_volatile() },
+                None => r.desc(i as u16),
+            };
+            if d.flags & VRING_DESC_F_INDIRECT != 0 {
+                return Err(RingError::Indirect);
+            }
+            if d.len > 0 {
+                let p = mem
+                    .translate(d.addr, d.len as u64)
+                    .ok_or(RingError::DescAddr)?;
+                if d.flags & VRING_DESC_F_WRITE != 0 {
+                    seen_write = true;
+                    if c.ack.is_none() {
+                        c.ack = Some(p);
+                    }
+                } else {
+                    if seen_write {
+                        // The spec puts every device-readable buffer first.
+                        c.readable_after_ack = true;
+                    }
+                    let k = (d.len as usize).min(buf.len() - c.len);
+                    // SAFETY: [p, p + d.len) was translated as a whole and k <= d.len; the
+                    // destination has k bytes left. The driver may change the bytes while
+                    // we copy: we parse our copy only.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(p, buf[c.len..].as_mut_ptr(), k);
+                    }
+                    c.len += k;
+                    if k < d.len as usize {
+                        c.truncated = true;
+                    }
+                }
+            }
+            if d.flags & VRING_DESC_F_NEXT == 0 {
+                return Ok(());
+            }
+            if d.next as u32 >= n {
+                return Err(RingError::DescIndex);
+            }
+            i = d.next as u32;
+        }
+    }
+
+    /// Control queue: writes `ack` into `c`'s ack slot (if it has one), returns the chain to
+    /// the driver as used (length 1 with an ack, else 0) and signals it if it asked.
+    pub fn ctrl_complete(&mut self, c: CtrlChain, ack: u8, sink: &impl ErrorSink) {
+        let mut len = 0;
+        if let Some(p) = c.ack {
+            // SAFETY: `p` is the start of a device-writable buffer of at least one byte,
+            // translated inside the driver's memory, which `self.active` keeps mapped.
+            unsafe { p.write_volatile(ack) };
+            len = 1;
+        }
+        self.put_used(0, c.id, len);
+        self.publish_used(1, false, sink);
+    }
+}
+
+/// One control-queue chain taken by [`SplitDevice::ctrl_pop`].
+#[derive(Debug)]
+pub struct CtrlChain {
+    id: u16,
+    /// Device-readable bytes copied.
+    pub len: usize,
+    /// The chain had more device-readable bytes than the buffer took.
+    pub truncated: bool,
+    ack: Option<*mut u8>,
+    /// A device-readable buffer came after a device-writable one (the spec puts them first).
+    pub readable_after_ack: bool,
+    /// Why the chain could not be read (counted on the sink already); no ack is written.
+    pub error: Option<RingError>,
+}
+
+// SAFETY: the ack pointer is into the driver's memory, kept mapped by the queue the chain
+// came from; a chain is completed on the thread that owns that queue.
+unsafe impl Send for CtrlChain {}
+
+impl CtrlChain {
+    /// Whether the chain has a device-writable byte for the ack.
+    pub fn has_ack(&self) -> bool {
+        self.ack.is_some()
+    }
 }

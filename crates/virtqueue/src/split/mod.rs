@@ -7,9 +7,11 @@
 //! Both build on the raw ring in [`crate::ring::split`] (re-exported here as [`SplitRing`]) and
 //! on the shared modules; nothing here uses the packed side.
 
+pub mod ctrl_driver;
 pub mod device;
 pub mod driver;
 
 pub use crate::ring::split::SplitRing;
-pub use device::SplitDevice;
+pub use ctrl_driver::{CTRL_BUF_LEN, CtrlDriver, CtrlPostError};
+pub use device::{CtrlChain, SplitDevice};
 pub use driver::{SplitDriver, SplitLayout, resume_base};
