@@ -100,6 +100,10 @@ pub fn requested(cfg: &VfConfig, req: &CtrlRequest) -> Result<VfConfig, String> 
             return Err(format!("VLAN {v} is outside 1..4094"));
         }
         CtrlRequest::VlanAdd(v) => {
+            // A VF that had no VLAN keeps its untagged traffic when it adds one to its filter.
+            if c.vlans.is_empty() {
+                c.allow_untagged = true;
+            }
             if !c.vlans.contains(v) {
                 c.vlans.push(*v);
                 c.vlans.sort_unstable();
