@@ -789,6 +789,18 @@ impl App {
         s.port.set_link(up).map_err(|e| e.to_string())
     }
 
+    /// A port control command (`set promisc P on`, `set allmulti P on`, `mac_addr set P
+    /// MAC`, `rx_vlan add|rm VLAN P`): runs `f` on port `p`; a refusal (a virtio-user port's
+    /// device answering `VIRTIO_NET_ERR`, a timeout) is the error, quoted as the device gave it.
+    pub fn port_control(
+        &mut self,
+        p: u16,
+        f: impl FnOnce(&mut dyn ferrovia_ethdev::Port) -> ferrovia_ethdev::Result<()>,
+    ) -> Result<(), String> {
+        let s = self.slot(p).map_err(|e| e.to_string())?;
+        s.port.with_port(f).map_err(|e| e.to_string())
+    }
+
     /// The VF control of PF port `p` (`set vf ...` commands).
     pub fn vf_control(
         &mut self,

@@ -20,6 +20,8 @@ Commands:
   set fwd <io|mac|macswap|rxonly|txonly|flowgen|csum> | set portlist <list> | set nbcore N
   set txpkts <len[,len...]> | set burst N
   port stop|start all|N | set link-up|link-down port N
+  set promisc|allmulti all|N on|off | mac_addr set N MAC | rx_vlan add|rm VLAN N
+    (on a virtio-user port with cq=1: asked of its device over the control queue)
   port config N rx_offload|tx_offload <name> on|off (port stopped; applied at port start)
   csum set ip|udp|tcp hw|sw N | csum show N | tso set <segsz> N | tso show N
   capture start port=N,queue=N|*,rx-dev=FILE,tx-dev=FILE|dev=FILE,dir=rx|tx|both,snaplen=N
@@ -200,6 +202,41 @@ pub fn run(app: &mut App, line: &str) -> Next {
             _ => Err("Bad arguments: tso set <segment size> <port>".into()),
         },
         ["capture", rest @ ..] => capture(app, rest),
+        [
+            "set",
+            mode @ ("promisc" | "allmulti"),
+            p @ ("all" | _),
+            o @ ("on" | "off"),
+        ] => ports(app, Some(p)).and_then(|list| {
+            let on = *o == "on";
+            list.into_iter().try_for_each(|p| {
+                app.port_control(p, |port| {
+                    if *mode == "promisc" {
+                        port.set_promisc(on)
+                    } else {
+                        port.set_allmulti(on)
+                    }
+                })
+            })
+        }),
+        ["mac_addr", "set", p, m] => {
+            match (p.parse::<u16>(), m.parse::<ferrovia_ethdev::MacAddr>()) {
+                (Ok(p), Ok(m)) => app.port_control(p, |port| port.set_mac(m)),
+                (Err(_), _) => Err(format!("Bad arguments: '{p}' is not a port number")),
+                (_, Err(_)) => Err(format!(
+                    "Bad arguments: '{m}' is not a MAC address (aa:bb:cc:dd:ee:ff)"
+                )),
+            }
+        }
+        ["rx_vlan", op @ ("add" | "rm"), vlan, p] => {
+            match (vlan.parse::<u16>(), p.parse::<u16>()) {
+                (Ok(v), Ok(p)) if v <= 4095 => {
+                    app.port_control(p, |port| port.vlan_filter(v, *op == "add"))
+                }
+                (Ok(v), Ok(_)) => Err(format!("Bad arguments: VLAN {v} is outside 0..4095")),
+                _ => Err("Bad arguments: rx_vlan add|rm VLAN PORT".into()),
+            }
+        }
         _ => match crate::vfcmd::run(app, &w) {
             Some(r) => r,
             None => Err(format!("Command not found: '{line}' (type 'help')")),

@@ -57,6 +57,11 @@ impl SharedPort {
             p.set_link_down()
         }
     }
+    /// Runs a control call on the port (`set promisc`, `mac_addr set`, `rx_vlan add` on a
+    /// port: [`Port::set_promisc`], [`Port::set_mac`], [`Port::vlan_filter`], ...).
+    pub fn with_port<T>(&self, f: impl FnOnce(&mut dyn Port) -> T) -> T {
+        f(&mut **self.lock())
+    }
     /// [`Port::vf_control`].
     pub fn vf_control(&self) -> Option<Arc<dyn ferrovia_ethdev::VfControl>> {
         self.lock().vf_control()

@@ -1,7 +1,7 @@
 //! The prompt's VF commands, as DPDK's testpmd names them, on a PF port (one whose
 //! [`VfControl`](ferrovia_ethdev::VfControl) the port offers: `net_eswitch`).
 
-use ferrovia_ethdev::{MacAddr, RxModeFlag, VfSetting, VfStats};
+use ferrovia_ethdev::{MacAddr, RxModeFlag, VfRequestPolicy, VfSetting, VfStats};
 
 use crate::app::App;
 
@@ -12,6 +12,7 @@ pub const HELP: &str = "\
   set vf vlan insert P V VLAN (0: off) | set vf vlan stripq P V on|off
   rx_vlan add|rm VLAN port P vf MASK
   set vf broadcast|allmulti|promisc P V on|off
+  set vf request P V allow|deny|log (the VF's own requests over its control queue)
   set port P vf V rxmode AUPE|ROPE|BAM|MPE[,...] on|off | set port P vf V rx|tx on|off
   set vf tx max-bandwidth P V MBPS (0: none) | set port P vf V rate MBPS queue_mask MASK
   set vf tc tx min-bandwidth P V (BW0,BW1,...) (percent per class, 100 in all; TC i = queue i, priority i)
@@ -144,6 +145,19 @@ pub fn run(app: &mut App, w: &[&str]) -> Option<Result<(), String>> {
                 VfSetting::VlanFilter { vlan, on },
             ));
         }
+        ["set", "vf", "request", p, v, pol] => (
+            p,
+            vec![v],
+            Work::Set(
+                VfRequestPolicy::parse(pol)
+                    .map(VfSetting::Requests)
+                    .ok_or_else(|| {
+                        format!(
+                            "Bad arguments: VF request policy '{pol}' is not allow, deny or log"
+                        )
+                    }),
+            ),
+        ),
         ["set", "tx", "loopback", p, o] => (p, vec![], Work::Loopback(on_off(o))),
         ["show", "vf", "stats", p, v] => (p, vec![v], Work::Show),
         ["clear", "vf", "stats", p, v] => (p, vec![v], Work::Clear),
@@ -234,6 +248,10 @@ fn print_stats(p: u16, vf: u16, s: &VfStats) {
     println!(
         "  TX-packets: {:<12} TX-dropped: {:<12} TX-bytes:  {}",
         s.tx_packets, s.tx_dropped, s.tx_bytes
+    );
+    println!(
+        "  VF-requests: {:<11} allowed: {:<10} denied: {:<10} rate-limited: {:<10} malformed: {}",
+        s.requests, s.req_allowed, s.req_denied, s.req_rate_limited, s.req_malformed
     );
     println!("  {}", "#".repeat(hdr.len() - 2));
 }
