@@ -306,6 +306,13 @@ impl Vfd {
                 "rx_bytes": load(&c.rx_bytes),
                 "tx_dropped": causes(&c.tx_dropped),
                 "rx_dropped": causes(&c.rx_dropped),
+                "requests": {
+                    "total": load(&c.requests),
+                    "allowed": load(&c.req_allowed),
+                    "denied": load(&c.req_denied),
+                    "rate_limited": load(&c.req_rate_limited),
+                    "malformed": load(&c.req_malformed),
+                },
             },
         }))
     }

@@ -34,6 +34,14 @@ fn eswitch_xstats(vfd: &Vfd, id: u16) -> Vec<(String, u64)> {
         ("vf_tx_bytes".to_string(), load(&c.tx_bytes)),
         ("vf_rx_packets".to_string(), load(&c.rx_packets)),
         ("vf_rx_bytes".to_string(), load(&c.rx_bytes)),
+        ("vf_requests".to_string(), load(&c.requests)),
+        ("vf_requests_allowed".to_string(), load(&c.req_allowed)),
+        ("vf_requests_denied".to_string(), load(&c.req_denied)),
+        (
+            "vf_requests_rate_limited".to_string(),
+            load(&c.req_rate_limited),
+        ),
+        ("vf_requests_malformed".to_string(), load(&c.req_malformed)),
     ];
     for (dir, counters) in [("tx", &c.tx_dropped), ("rx", &c.rx_dropped)] {
         for (name, a) in CAUSE_NAMES.iter().zip(counters.iter()) {

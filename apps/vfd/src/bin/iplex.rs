@@ -130,6 +130,17 @@ fn print_vf(v: &Value) {
         "  tx {} packets {} bytes   rx {} packets {} bytes",
         c["tx_packets"], c["tx_bytes"], c["rx_packets"], c["rx_bytes"]
     );
+    let r = &c["requests"];
+    println!(
+        "  vf_requests {} ({} per s)  requests {}  allowed {}  denied {}  rate_limited {}  malformed {}",
+        p["vf_requests"].as_str().unwrap_or("?"),
+        p["vf_request_rate"],
+        r["total"],
+        r["allowed"],
+        r["denied"],
+        r["rate_limited"],
+        r["malformed"],
+    );
     for dir in ["tx", "rx"] {
         let drops: Vec<String> = c[format!("{dir}_dropped")]
             .as_object()
