@@ -20,7 +20,7 @@ if [ "${1:-}" = "--asan" ]; then
     shift
 fi
 SECS=${1:-60}
-TARGETS=${2:-"vhost_user_messages vhost_user_sequence device_walk device_walk_packed driver_used driver_packed_used l3_parse switch_frames kernel_vfinfo"}
+TARGETS=${2:-"vhost_user_messages vhost_user_sequence device_walk device_walk_packed driver_used driver_packed_used l3_parse switch_frames kernel_vfinfo ctrl_request"}
 export RUSTC_BOOTSTRAP=1
 # The fuzz crate is its own workspace with its own target directory (fuzz/target).
 unset CARGO_TARGET_DIR

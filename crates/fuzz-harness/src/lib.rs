@@ -1306,3 +1306,39 @@ pub fn frontend_link_messages(data: &[u8]) -> usize {
     }
     n
 }
+
+/// Feeds `data` as the device-readable bytes of one virtio-net control chain to the parser
+/// ([`ferrovia_ethdev::ctrl::CtrlRequest::parse`]) and what parses to the eswitch's mapping
+/// of a VF request onto a policy ([`ferrovia_eswitch::mailbox::requested`]). Nothing may
+/// panic; a parsed request encodes back to bytes that parse to the same request.
+pub fn ctrl_request(data: &[u8]) {
+    use ferrovia_eswitch::vfconfig::{Limits, VfConfig};
+    use ferrovia_ethdev::ctrl::CtrlRequest;
+    static CFGS: OnceLock<Vec<VfConfig>> = OnceLock::new();
+    let cfgs = CFGS.get_or_init(|| {
+        let limits = Limits {
+            max_vfs: 4,
+            line_rate_mbps: 10_000.0,
+        };
+        [
+            r#"{"name":"a","vfid":1}"#,
+            r#"{"name":"a","vfid":1,"macs":["02:00:00:00:00:01"],"vlans":[10],"strip_stag":true}"#,
+            r#"{"name":"a","vfid":1,"macs":["02:00:00:00:00:01"],"vlans":[10,20]}"#,
+        ]
+        .iter()
+        .map(|j| VfConfig::parse(j, "fuzz", &limits).expect("fuzz config"))
+        .collect()
+    });
+    let Ok(r) = CtrlRequest::parse(data) else {
+        return;
+    };
+    let mut b = Vec::new();
+    r.encode(&mut b);
+    assert_eq!(CtrlRequest::parse(&b).as_ref(), Ok(&r));
+    for c in cfgs {
+        if let Ok(n) = ferrovia_eswitch::mailbox::requested(c, &r) {
+            assert!(n.macs.len() <= ferrovia_eswitch::policy::MAX_MACS);
+            assert!(n.vlans.iter().all(|v| (1..=4094).contains(v)));
+        }
+    }
+}

@@ -215,6 +215,43 @@ fn l3_parse_seeds_reach_the_rewriters() {
 }
 
 #[test]
+fn ctrl_request_corpus() {
+    replay("ctrl_request", ferrovia_fuzz_harness::ctrl_request);
+}
+
+/// The seeds are what they say.
+#[test]
+fn ctrl_request_seeds_parse() {
+    use ferrovia_ethdev::ctrl::{CtrlError, CtrlRequest};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/ctrl_request");
+    let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
+    assert!(matches!(
+        CtrlRequest::parse(&read("mac_addr_set")),
+        Ok(CtrlRequest::MacAddrSet(_))
+    ));
+    assert!(matches!(
+        CtrlRequest::parse(&read("mac_table_set")),
+        Ok(CtrlRequest::MacTableSet { .. })
+    ));
+    assert_eq!(
+        CtrlRequest::parse(&read("mac_table_too_large")),
+        Err(CtrlError::TableTooLarge(1000))
+    );
+    assert_eq!(
+        CtrlRequest::parse(&read("vlan_add")),
+        Ok(CtrlRequest::VlanAdd(10))
+    );
+    assert_eq!(
+        CtrlRequest::parse(&read("vlan_del_4096")),
+        Err(CtrlError::BadVlan(4096))
+    );
+    assert_eq!(
+        CtrlRequest::parse(&read("unknown_class")),
+        Err(CtrlError::UnknownClass(9))
+    );
+}
+
+#[test]
 fn kernel_vfinfo_corpus() {
     replay("kernel_vfinfo", ferrovia_fuzz_harness::kernel_vfinfo);
 }
