@@ -841,7 +841,7 @@ fn run(sh: &Shared, mut ports: Vec<PortQ>, pool: Mempool) {
                         bump(&c.tx_packets, 1);
                         bump(&c.tx_bytes, m.pkt_len() as u64);
                         if let Some(mt) = snap.mirrors[vf].filter(|mt| mt.tx) {
-                            mirror(&mut ports, &mut caches, &pool, &sh, &snap, vf, mt, &m);
+                            mirror(&mut ports, &mut caches, &pool, sh, &snap, vf, mt, &m);
                         }
                     } else {
                         bump(&sh.uplink_rx, 1);
@@ -893,7 +893,7 @@ fn run(sh: &Shared, mut ports: Vec<PortQ>, pool: Mempool) {
                             continue;
                         }
                         if let Some(mt) = snap.mirrors[j].filter(|mt| mt.rx) {
-                            mirror(&mut ports, &mut caches, &pool, &sh, &snap, j, mt, &copy);
+                            mirror(&mut ports, &mut caches, &pool, sh, &snap, j, mt, &copy);
                         }
                         flush_if_full(&mut ports[1 + j], &mut caches, Some(&sh.counters[j]));
                         let _ = ports[1 + j].out.try_push(copy);

@@ -671,16 +671,14 @@ impl CtrlQueue for VhostCtrlQueue {
                 self.ctl.last_avail.store(d.last_avail(), Ordering::Relaxed);
                 self.ctl.used_idx.store(d.used_idx(), Ordering::Relaxed);
             }
-            Some(DeviceQueue::Packed(_)) => {
-                if !self.packed_told {
-                    self.packed_told = true;
-                    log::warn!(
-                        "{}: the frontend uses the packed ring; its control queue is served on split rings only (open it with packed_vq=0)",
-                        self.name
-                    );
-                }
+            Some(DeviceQueue::Packed(_)) if !self.packed_told => {
+                self.packed_told = true;
+                log::warn!(
+                    "{}: the frontend uses the packed ring; its control queue is served on split rings only (open it with packed_vq=0)",
+                    self.name
+                );
             }
-            None => {}
+            Some(DeviceQueue::Packed(_)) | None => {}
         }
         self.reader.exit(&self.ctl.cfg);
         served
