@@ -16,31 +16,38 @@
 //! most [`PER_ROUND`] chains of one VF before it turns to the next, so a flooding VF delays
 //! the others by at most that many cheap refusals.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ferrovia_ethdev::MacAddr;
-use ferrovia_ethdev::ctrl::{CtrlInput, CtrlQueue, CtrlRequest, RxMode};
+use ferrovia_ethdev::ctrl::{CtrlRequest, RxMode};
 
 use crate::policy::MAX_MACS;
-use crate::veb::Shared;
-use crate::vfconfig::{REQUEST_BURST, RequestPolicy, VfConfig};
+use crate::vfconfig::{REQUEST_BURST, VfConfig};
 
 /// Most control chains of one VF served before the next VF's.
 pub const PER_ROUND: usize = 8;
 
 /// How long the thread sleeps after a round with no request.
-const IDLE_SLEEP: Duration = Duration::from_millis(1);
+pub const IDLE_SLEEP: Duration = Duration::from_millis(1);
 
-/// A VF's request budget.
-struct Bucket {
+/// A VF's request budget: a token bucket of [`REQUEST_BURST`] requests.
+#[derive(Debug)]
+pub struct Bucket {
     tokens: f64,
     last: Instant,
 }
 
 impl Bucket {
-    fn take(&mut self, rate: f64, now: Instant) -> bool {
+    /// A full bucket.
+    pub fn new(now: Instant) -> Bucket {
+        Bucket {
+            tokens: REQUEST_BURST,
+            last: now,
+        }
+    }
+
+    /// Takes one request's token at `rate` per second; false when there is none.
+    pub fn take(&mut self, rate: f64, now: Instant) -> bool {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + dt * rate).min(REQUEST_BURST);
@@ -150,97 +157,10 @@ fn check_unicast(m: &MacAddr) -> Result<(), String> {
     Ok(())
 }
 
-/// The mailbox thread: serves every VF's control queue until the switch stops.
-pub(crate) fn run(sh: Arc<Shared>, mut queues: Vec<Option<Box<dyn CtrlQueue>>>) {
-    let now = Instant::now();
-    let mut buckets: Vec<Bucket> = (0..queues.len())
-        .map(|_| Bucket {
-            tokens: REQUEST_BURST,
-            last: now,
-        })
-        .collect();
-    while !sh.stop.load(Ordering::Relaxed) {
-        let mut served = 0;
-        for (vf, q) in queues.iter_mut().enumerate() {
-            let Some(q) = q else { continue };
-            let bucket = &mut buckets[vf];
-            served += q.serve(PER_ROUND, &mut |input| judge(&sh, vf, bucket, input));
-        }
-        if served == 0 {
-            std::thread::sleep(IDLE_SLEEP);
-        } else {
-            // Leave the switch thread its core on a small machine.
-            std::thread::yield_now();
-        }
-    }
-}
-
-/// Judges one request of VF `vf`; true acks OK.
-fn judge(sh: &Shared, vf: usize, bucket: &mut Bucket, input: CtrlInput) -> bool {
-    let c = &sh.counters[vf];
-    c.requests.fetch_add(1, Ordering::Relaxed);
-    let cfg = {
-        let cfgs = sh.configs.lock().unwrap_or_else(|p| p.into_inner());
-        cfgs[vf].clone()
-    };
-    if !bucket.take(cfg.vf_request_rate, Instant::now()) {
-        c.req_rate_limited.fetch_add(1, Ordering::Relaxed);
-        return false;
-    }
-    let req = match input {
-        CtrlInput::Request(r) => r,
-        CtrlInput::Malformed(e) => {
-            c.req_malformed.fetch_add(1, Ordering::Relaxed);
-            log::info!("VF {vf}: malformed control-queue request: {e}; refused");
-            return false;
-        }
-        CtrlInput::BadChain(why) => {
-            c.req_malformed.fetch_add(1, Ordering::Relaxed);
-            log::info!("VF {vf}: unreadable control-queue chain: {why}; refused");
-            return false;
-        }
-    };
-    let what = req.describe();
-    if cfg.vf_requests == RequestPolicy::Deny {
-        c.req_denied.fetch_add(1, Ordering::Relaxed);
-        log::info!("VF {vf}: request {what} denied (vf_requests: deny)");
-        return false;
-    }
-    let result = requested(&cfg, &req).and_then(|next| {
-        if next == cfg {
-            return Ok(next);
-        }
-        sh.set_policy_if(vf, &cfg, next.clone()).map(|()| next)
-    });
-    match result {
-        Ok(next) => {
-            c.req_allowed.fetch_add(1, Ordering::Relaxed);
-            if cfg.vf_requests == RequestPolicy::Log {
-                log::warn!(
-                    "VF {vf}: request {what} applied (vf_requests: log); policy now: macs {:?}, vlans {:?}, allow_bcast {}, allow_mcast {}, allow_un_ucast {}",
-                    next.macs.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
-                    next.vlans,
-                    next.allow_bcast,
-                    next.allow_mcast,
-                    next.allow_un_ucast
-                );
-            } else {
-                log::debug!("VF {vf}: request {what} applied");
-            }
-            true
-        }
-        Err(e) => {
-            c.req_denied.fetch_add(1, Ordering::Relaxed);
-            log::info!("VF {vf}: request {what} refused: {e}");
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vfconfig::Limits;
+    use crate::vfconfig::{Limits, RequestPolicy};
 
     fn cfg(json: &str) -> VfConfig {
         VfConfig::parse(
@@ -298,10 +218,7 @@ mod tests {
     #[test]
     fn bucket_paces() {
         let t0 = Instant::now();
-        let mut b = Bucket {
-            tokens: REQUEST_BURST,
-            last: t0,
-        };
+        let mut b = Bucket::new(t0);
         let n = (0..1000).filter(|_| b.take(100.0, t0)).count();
         assert_eq!(n, REQUEST_BURST as usize);
         assert!(b.take(100.0, t0 + Duration::from_millis(20)));

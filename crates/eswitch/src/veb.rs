@@ -32,9 +32,12 @@ use ferrovia_ethdev::{
 use ferrovia_memory::{LcoreCaches, Mbuf, Mempool, MempoolConfig};
 use ferrovia_vswitch::frame::{copy_mbuf, pop_vlan, push_vlan};
 
+use ferrovia_ethdev::ctrl::{CtrlInput, CtrlQueue};
+
+use crate::mailbox::{Bucket, IDLE_SLEEP, PER_ROUND, requested};
 use crate::policy::{DropCause, TagAction, VfPolicy};
 use crate::ratelimit::TokenBucket;
-use crate::vfconfig::{LinkStatus, MirrorDirection, VfConfig};
+use crate::vfconfig::{LinkStatus, MirrorDirection, RequestPolicy, VfConfig};
 
 /// One VF: its port and its policy.
 #[derive(Clone, Debug)]
@@ -448,7 +451,7 @@ impl Eswitch {
         for (v, c) in cfg.vfs.iter().zip(&controls[1..]) {
             classes_fit(&**c.lock().unwrap_or_else(|p| p.into_inner()), &v.config)?;
         }
-        let ctrl_queues: Vec<Option<Box<dyn ferrovia_ethdev::ctrl::CtrlQueue>>> = controls[1..]
+        let ctrl_queues: Vec<Option<Box<dyn CtrlQueue>>> = controls[1..]
             .iter()
             .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).ctrl_queue())
             .collect();
@@ -507,7 +510,7 @@ impl Eswitch {
             Some(
                 std::thread::Builder::new()
                     .name("eswitch-mbox".into())
-                    .spawn(move || crate::mailbox::run(sh, ctrl_queues))
+                    .spawn(move || mailbox(sh, ctrl_queues))
                     .map_err(|e| format!("cannot start the eswitch mailbox thread: {e}"))?,
             )
         } else {
@@ -1083,4 +1086,89 @@ fn flush_if_full(p: &mut PortQ, caches: &mut LcoreCaches, c: Option<&VfCounters>
 /// Whether `j` is the last delivery target (then the original mbuf goes, not a copy).
 fn sent_one_is_last(targets: &[bool; 64], j: usize, to_uplink: bool) -> bool {
     !to_uplink && !targets[j + 1..].iter().any(|&t| t)
+}
+
+/// The mailbox thread: serves every VF's control queue until the switch stops (see
+/// [`crate::mailbox`]).
+fn mailbox(sh: Arc<Shared>, mut queues: Vec<Option<Box<dyn CtrlQueue>>>) {
+    let now = Instant::now();
+    let mut buckets: Vec<Bucket> = (0..queues.len()).map(|_| Bucket::new(now)).collect();
+    while !sh.stop.load(Ordering::Relaxed) {
+        let mut served = 0;
+        for (vf, q) in queues.iter_mut().enumerate() {
+            let Some(q) = q else { continue };
+            let bucket = &mut buckets[vf];
+            served += q.serve(PER_ROUND, &mut |input| {
+                judge_request(&sh, vf, bucket, input)
+            });
+        }
+        if served == 0 {
+            std::thread::sleep(IDLE_SLEEP);
+        } else {
+            // Leave the switch thread its core on a small machine.
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Judges one request of VF `vf`; true acks OK.
+fn judge_request(sh: &Shared, vf: usize, bucket: &mut Bucket, input: CtrlInput) -> bool {
+    let c = &sh.counters[vf];
+    c.requests.fetch_add(1, Ordering::Relaxed);
+    let cfg = {
+        let cfgs = sh.configs.lock().unwrap_or_else(|p| p.into_inner());
+        cfgs[vf].clone()
+    };
+    if !bucket.take(cfg.vf_request_rate, Instant::now()) {
+        c.req_rate_limited.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    let req = match input {
+        CtrlInput::Request(r) => r,
+        CtrlInput::Malformed(e) => {
+            c.req_malformed.fetch_add(1, Ordering::Relaxed);
+            log::info!("VF {vf}: malformed control-queue request: {e}; refused");
+            return false;
+        }
+        CtrlInput::BadChain(why) => {
+            c.req_malformed.fetch_add(1, Ordering::Relaxed);
+            log::info!("VF {vf}: unreadable control-queue chain: {why}; refused");
+            return false;
+        }
+    };
+    let what = req.describe();
+    if cfg.vf_requests == RequestPolicy::Deny {
+        c.req_denied.fetch_add(1, Ordering::Relaxed);
+        log::info!("VF {vf}: request {what} denied (vf_requests: deny)");
+        return false;
+    }
+    let result = requested(&cfg, &req).and_then(|next| {
+        if next == cfg {
+            return Ok(next);
+        }
+        sh.set_policy_if(vf, &cfg, next.clone()).map(|()| next)
+    });
+    match result {
+        Ok(next) => {
+            c.req_allowed.fetch_add(1, Ordering::Relaxed);
+            if cfg.vf_requests == RequestPolicy::Log {
+                log::warn!(
+                    "VF {vf}: request {what} applied (vf_requests: log); policy now: macs {:?}, vlans {:?}, allow_bcast {}, allow_mcast {}, allow_un_ucast {}",
+                    next.macs.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+                    next.vlans,
+                    next.allow_bcast,
+                    next.allow_mcast,
+                    next.allow_un_ucast
+                );
+            } else {
+                log::debug!("VF {vf}: request {what} applied");
+            }
+            true
+        }
+        Err(e) => {
+            c.req_denied.fetch_add(1, Ordering::Relaxed);
+            log::info!("VF {vf}: request {what} refused: {e}");
+            false
+        }
+    }
 }
