@@ -40,6 +40,9 @@
 #   --gen-cpu N / --switch-cpu N   (default 0 / 1)
 #   --out DIR           where raw results go (default /tmp/bench-vswitch-<date>)
 #   --no-build          do not run cargo build
+#   ESWITCH_VF_EXTRA    (environment) devargs added to the eswitch candidates' VF ports; by
+#                       default ",ctrl-vq=1", each VF with its control queue served (as the
+#                       daemon's VFs are); "" for none
 set -euo pipefail
 export LC_ALL=C # EPOCHREALTIME with a "." (bash 5)
 
@@ -54,6 +57,7 @@ GEN_CPU=0
 SWITCH_CPU=1
 OUT_DIR=""
 BUILD=1
+VF_EXTRA=${ESWITCH_VF_EXTRA-,ctrl-vq=1}
 LINK_TIMEOUT=30
 QUEUE_SIZE=1024
 
@@ -352,13 +356,13 @@ start_eswitch() { # vf|up
         echo "{\"name\":\"vf-a\",\"vfid\":0,\"macs\":[\"02:00:00:00:00:0a\"],\"vlans\":[10],\"strip_stag\":true,$common}" >"$WORK/vf0.json"
         echo "{\"name\":\"vf-b\",\"vfid\":1,\"macs\":[\"02:00:00:00:00:0b\"],\"vlans\":[10],\"strip_stag\":true,$common}" >"$WORK/vf1.json"
         taskset -c "$SWITCH_CPU" "$ESWITCH" --uplink net_null0,no-rx=1 \
-            --vf "net_vhost0,$p0" --vf-config "$WORK/vf0.json" \
-            --vf "net_vhost1,$p1" --vf-config "$WORK/vf1.json" \
+            --vf "net_vhost0,$p0$VF_EXTRA" --vf-config "$WORK/vf0.json" \
+            --vf "net_vhost1,$p1$VF_EXTRA" --vf-config "$WORK/vf1.json" \
             --tx-loopback on >"$WORK/eswitch.log" 2>&1 &
     else
         echo "{\"name\":\"vf-b\",\"vfid\":0,\"macs\":[\"02:00:00:00:00:0b\"],$common}" >"$WORK/vf0.json"
         taskset -c "$SWITCH_CPU" "$ESWITCH" --uplink "net_vhost0,$p0" \
-            --vf "net_vhost1,$p1" --vf-config "$WORK/vf0.json" >"$WORK/eswitch.log" 2>&1 &
+            --vf "net_vhost1,$p1$VF_EXTRA" --vf-config "$WORK/vf0.json" >"$WORK/eswitch.log" 2>&1 &
     fi
     PIDS+=($!)
     SWITCH_PID=$!
