@@ -349,6 +349,11 @@ pub trait CtrlQueue: Send {
     /// Serves at most `max` pending chains: each goes to `judge`, whose answer (`true`:
     /// `VIRTIO_NET_OK`, `false`: `VIRTIO_NET_ERR`) is written as its ack where the chain has
     /// an ack byte; then the chains are returned to the driver. Returns how many were served.
+    ///
+    /// `judge` runs while the queue is in use: a control thread that reconfigures it (the
+    /// peer reconnecting, a new memory table) waits until `serve` returns, so a judge should
+    /// take milliseconds at most (the eswitch's applies a policy snapshot the switch thread
+    /// picks up in microseconds).
     fn serve(&mut self, max: usize, judge: &mut dyn FnMut(CtrlInput) -> bool) -> usize;
 }
 
