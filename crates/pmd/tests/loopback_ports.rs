@@ -186,11 +186,12 @@ fn client_error_names_the_fix() {
         e.contains("cannot connect to /nonexistent/sock0") && e.contains("server=1"),
         "{e}"
     );
-    let e = ferrovia_pmd::open("net_virtio_user0,path=/tmp/x,cq=1", &conf)
+    // The control queue is on split rings only.
+    let e = ferrovia_pmd::open("net_virtio_user0,path=/tmp/x,cq=1,packed_vq=1", &conf)
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("cq=1"), "{e}");
+    assert!(e.contains("cq=1") && e.contains("packed_vq"), "{e}");
     let e = ferrovia_pmd::open("net_vhost0,iface=/tmp/x,queues=0", &conf)
         .err()
         .unwrap()
