@@ -5,7 +5,9 @@
 //! and DPDK's `iommu-support`, `postcopy-support`, `tso`, `linear-buffer`, `ext-buffer`
 //! (accepted when 0; see the user guide), `max-mem` (MiB of peer memory a session may map,
 //! default 65536), `link-events` (default 1: offer `VIRTIO_NET_F_STATUS` with the `CONFIG` and
-//! `BACKEND_REQ` protocol features), `mac`. The keys, with types and docs, are in [`DRIVER`].
+//! `BACKEND_REQ` protocol features), `ctrl-vq` (default 0; 1: offer a control queue whose
+//! requests the port's owner serves through `Port::ctrl_queue`), `mac`. The keys, with types
+//! and docs, are in [`DRIVER`].
 //!
 //! The link can be set administratively down or up at run time ([`VhostLinkAdmin`], through
 //! `Port::link_admin` or `Port::set_link_down/up`): the config space's status follows and a

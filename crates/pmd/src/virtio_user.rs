@@ -6,7 +6,7 @@
 //! `/dev/vhost-net`), `queues` (1..=128, default 1), `queue_size` (power of two, default 256),
 //! `server` (vhost-user only; 1: listen on `path` and accept the backend, again after each
 //! disconnection; 0: connect, and reconnect if the backend restarts), `mrg_rxbuf` (default 1),
-//! `in_order` (default 1), `mac`, `cq` (0 only), `packed_vq` (default 0; 1: packed ring,
+//! `in_order` (default 1), `mac`, `cq` (default 0; 1: the control queue, see below), `packed_vq` (default 0; 1: packed ring,
 //! vhost-user only), `speed`, `vectorized` (accepted, ignored), `iface` (vhost-kernel only: the
 //! tap's name, default `tap%d`, the kernel choosing the number). The keys, with types and docs,
 //! are in [`DRIVER`].
@@ -21,6 +21,11 @@
 //! With a vhost-user backend that offers `VIRTIO_NET_F_STATUS`, `CONFIG` and `BACKEND_REQ`,
 //! the link also follows the device's config space: read during the handshake and again on
 //! each `CONFIG_CHANGE_MSG` on the backend channel.
+//!
+//! With `cq=1` (vhost-user, split rings) the port negotiates the control queue and
+//! `Port::set_mac`, `set_promisc`, `set_allmulti` and `vlan_filter` send its commands, one at
+//! a time, waiting up to 1 s for the device's ack ([`VirtioUserPort`]'s `ctrl_command`); the
+//! device's refusal (`VIRTIO_NET_ERR`) is the error.
 
 use std::cell::UnsafeCell;
 use std::fs::File;
