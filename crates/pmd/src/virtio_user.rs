@@ -6,10 +6,10 @@
 //! `/dev/vhost-net`), `queues` (1..=128, default 1), `queue_size` (power of two, default 256),
 //! `server` (vhost-user only; 1: listen on `path` and accept the backend, again after each
 //! disconnection; 0: connect, and reconnect if the backend restarts), `mrg_rxbuf` (default 1),
-//! `in_order` (default 1), `mac`, `cq` (default 0; 1: the control queue, see below), `packed_vq` (default 0; 1: packed ring,
-//! vhost-user only), `speed`, `vectorized` (accepted, ignored), `iface` (vhost-kernel only: the
-//! tap's name, default `tap%d`, the kernel choosing the number). The keys, with types and docs,
-//! are in [`DRIVER`].
+//! `in_order` (default 1), `mac`, `cq` (default 0; 1: the control queue, see below),
+//! `packed_vq` (default 0; 1: packed ring, vhost-user only), `speed`, `vectorized` (accepted,
+//! ignored), `iface` (vhost-kernel only: the tap's name, default `tap%d`, the kernel choosing
+//! the number). The keys, with types and docs, are in [`DRIVER`].
 //!
 //! The rings and every mempool live in memfd-backed shared memory. Which device drives them
 //! is the port's backend (`virtio_user/backend.rs`), picked by `path`: for vhost-user the
