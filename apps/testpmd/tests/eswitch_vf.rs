@@ -59,7 +59,8 @@ fn vf_application(tag: &str, start: impl FnOnce(&str) -> Command) {
     let sw = Eswitch::start(&EswitchConfig {
         uplink: format!("net_vhost0,iface={}", dir.sock("uplink").display()),
         vfs: vec![VfSpec {
-            devargs: format!("net_vhost1,iface={}", vf_sock.display()),
+            // As the daemon and net_eswitch open VFs: with a control queue offered.
+            devargs: format!("net_vhost1,iface={},ctrl-vq=1", vf_sock.display()),
             config: vf(VF0),
             enabled: true,
         }],

@@ -154,3 +154,55 @@ fn vf_requests_judged_by_the_pf() {
     vf.tp.send("quit");
     pf.tp.send("quit");
 }
+
+/// DPDK 22.11's virtio-user, even with `cq=1`, answers its control queue itself: its MAC and
+/// receive-mode changes never reach the PF (whose counters stay at 0), and the PF's policy is
+/// not asked. (docs/eswitch.md says so; this shows it.)
+#[test]
+fn dpdk_virtio_user_answers_its_control_queue_itself() {
+    let _g = serial();
+    if !harness::dpdk_ready("dpdk_virtio_user_answers_its_control_queue_itself") {
+        return;
+    }
+    let dir = TempDir::new("vfreq-dpdk");
+    let pf_dev = format!(
+        "net_eswitch0,vfs=2,sock_dir={},uplink=vhost:{}",
+        dir.path().display(),
+        dir.sock("wire").display()
+    );
+    let mut pf = Tp::start(&["-l", "0-1", "--no-pci", "--vdev", &pf_dev, "--", "-i"]);
+    let _wire = Container::attach(&dir.sock("wire"));
+    let vdev = format!(
+        "--vdev=net_virtio_user0,path={},cq=1",
+        dir.sock("vf0").display()
+    );
+    let tp = Interactive::start(
+        "dpdk-testpmd",
+        &[
+            "-l",
+            "0-1",
+            "--no-pci",
+            "--in-memory",
+            "--single-file-segments",
+            "--file-prefix=vfreq-dpdk",
+            &vdev,
+            "--",
+            "-i",
+        ],
+    );
+    tp.wait_for("testpmd> ", 1);
+    let mut vf = Tp { tp, prompts: 1 };
+    vf.cmd(&format!("mac_addr set 0 {NEW}"));
+    vf.cmd("set promisc 0 off");
+    vf.cmd("show port info 0");
+    let s = pf.cmd("show vf stats 0 0");
+    // DPDK's output is block-buffered on a pipe: read all of it once it quits.
+    vf.tp.send("quit");
+    let (_, out) = vf.tp.wait();
+    assert!(
+        out.contains(&format!("MAC address: {}", NEW.to_uppercase())),
+        "DPDK's MAC moved locally: {out}"
+    );
+    assert!(s.contains("VF-requests: 0 "), "{s}\nDPDK said: {out}");
+    pf.tp.send("quit");
+}
