@@ -177,7 +177,8 @@ fn guest(data: &[u8]) -> (SharedRegion, Arc<GuestMemory>) {
 }
 
 /// The device side walks rings and chains a hostile driver wrote: the first bytes pick the
-/// ring layout, size, features and start positions; the rest is the guest memory.
+/// ring layout, size, features and start positions; the rest is the guest memory. The ring is
+/// dequeued from, enqueued to, and (split) served as a virtio-net control queue.
 pub fn device_walk(data: &[u8]) {
     if data.len() < 8 {
         return;
@@ -229,7 +230,7 @@ pub fn device_walk(data: &[u8]) {
     q.dequeue_burst(&mut cache, &mut out, 64, 9728, 0, &NoSink);
     cache.free_all(out.drain(..));
     // And the other direction on the same ring: deliver frames into the guest's buffers.
-    let mut q = DeviceQueue::new(active, base, base);
+    let mut q = DeviceQueue::new(active.clone(), base, base);
     let mut pk = Burst::new();
     // Four one-segment frames first (the device's batched line path), then a mix.
     for len in [60usize, 1514, 64, 128, 9000, 2000, 60, 60] {
@@ -240,6 +241,19 @@ pub fn device_walk(data: &[u8]) {
     }
     q.enqueue_burst(&mut cache, &mut pk, &NoSink);
     cache.free_all(pk.drain(..));
+    // And the same ring as a control queue (split rings only): every chain taken, parsed
+    // and answered.
+    if let DeviceQueue::Split(mut d) = DeviceQueue::new(active, base, base) {
+        let mut buf = [0u8; ferrovia_ethdev::ctrl::MAX_CTRL_BYTES];
+        for _ in 0..64 {
+            let Some(c) = d.ctrl_pop(&mut buf, &NoSink) else {
+                break;
+            };
+            assert!(c.len <= buf.len());
+            let _ = ferrovia_ethdev::ctrl::CtrlRequest::parse(&buf[..c.len]);
+            d.ctrl_complete(c, ferrovia_ethdev::ctrl::ACK_ERR, &NoSink);
+        }
+    }
 }
 
 /// A hostile device against our driver queues: an Rx queue refilled and a Tx queue with 6
