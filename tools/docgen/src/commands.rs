@@ -593,7 +593,10 @@ pub fn vfd() -> Command {
              mac_anti_spoof, vlan_anti_spoof, rate, mirror, ...) is added in name order, as \
              iplex add would add it; a bad file is logged and skipped. It answers iplex on the \
              control socket (JSON-RPC). It runs in the foreground, logs to stderr (RUST_LOG, \
-             default info) and stops on SIGTERM or SIGINT, removing its sockets. The run \
+             default info; iplex verbose changes the level at run time), re-reads the \
+             configuration directory on SIGHUP (as iplex reload does: new files added, changed \
+             ones applied, removed ones deleted) and stops on SIGTERM or SIGINT, removing its \
+             sockets. The run \
              directory is $XDG_RUNTIME_DIR/ferrovia-vfd, else /tmp/ferrovia-vfd-$UID; the \
              systemd unit ferrovia-vfd.service uses /run/ferrovia-vfd and /etc/vfd/vf.d. With no \
              options it needs no root: the default uplink is a null sink.",
@@ -708,15 +711,30 @@ pub fn iplex() -> Command {
         )
         .subcommand(
             Command::new("show")
-                .about("policy and counters (drops by cause) of every VF, or of one")
+                .about("policy and counters (drops by cause) of every VF, or of one; or the PF")
                 .arg(
                     Arg::new("what")
                         .required(true)
-                        .value_name("all|VFID")
-                        .help("all, or a VF number"),
+                        .value_name("all|VFID|pfs")
+                        .help("all, a VF number, or pfs (the PF: uplink, link, speed, VFs)"),
                 ),
         )
         .subcommand(Command::new("status").about("the daemon, its uplink and its configured VFs"))
+        .subcommand(
+            Command::new("reload")
+                .about("bring the VFs in line with the configuration directory (what SIGHUP does)"),
+        )
+        .subcommand(
+            Command::new("verbose")
+                .about("set the daemon's log level: 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace; without a level, print it")
+                .arg(
+                    Arg::new("level")
+                        .value_name("LEVEL")
+                        .value_parser(clap::value_parser!(u64))
+                        .help("0 to 5"),
+                ),
+        )
+        .subcommand(Command::new("dump").about("write the daemon's whole state to its log (and print it)"))
         .subcommand(Command::new("ping").about("check that the daemon answers"))
         .after_help(
             "EXAMPLES\n\
