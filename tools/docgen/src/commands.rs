@@ -519,13 +519,28 @@ pub fn pvp() -> Command {
         .arg(opt(
             "final-duration",
             "S",
-            "last phase's trial seconds (10)",
+            "last phase's trial seconds (2)",
         ))
         .arg(opt("phases", "N", "search phases (3)"))
         .arg(opt(
             "width",
             "W",
             "relative width of the final bounds (0.005)",
+        ))
+        .arg(opt(
+            "exceed-ratio",
+            "R",
+            "share of a load's trial time that may exceed the goal's loss with the load still meeting it (RFC 9971's goal exceed ratio; 0.5: two passing trials of three; 0: every trial must pass)",
+        ))
+        .arg(opt(
+            "duration-sum",
+            "S",
+            "trial seconds a load is judged on in the last phase (3 x --final-duration)",
+        ))
+        .arg(opt(
+            "rounds",
+            "N",
+            "measure every host N times per frame size, alternating their order (ABBA), and report the medians and, with both hosts, their ratio (1)",
         ))
         .arg(opt(
             "latency-duration",
