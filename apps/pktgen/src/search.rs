@@ -279,7 +279,7 @@ pub fn search<R: TrialRunner>(
             cfg.exceed_ratio
         ));
     }
-    if !(cfg.duration_sum >= cfg.final_duration) {
+    if cfg.duration_sum.is_nan() || cfg.duration_sum < cfg.final_duration {
         return Err(format!(
             "duration sum {} s is below the final trial duration {} s (it is the trial time a load is judged on)",
             cfg.duration_sum, cfg.final_duration

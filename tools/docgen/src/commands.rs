@@ -468,9 +468,29 @@ pub fn pktgen() -> Command {
             "verify",
             "fill payloads with a pattern and check every received byte",
         ))
+        .arg(flag(
+            "interactive",
+            "a prompt instead of one run: set options, start/stop continuous traffic, run trials, show results (type help there)",
+        ).short('i'))
+        .arg(opt(
+            "script",
+            "FILE",
+            "run the prompt's commands from FILE (pktgen-dpdk's -f), then exit, or go on at the prompt with -i",
+        ))
         .after_help(
-            "EXAMPLE\n\
-             ferrovia-pktgen --port net_virtio_user0,path=/tmp/sock0 --rate 1Mpps --sizes 60,1514 --json r.json",
+            "EXAMPLES\n\
+             ferrovia-pktgen --port net_virtio_user0,path=/tmp/sock0 --rate 1Mpps --sizes 60,1514 --json r.json\n\
+             \n\
+             ferrovia-pktgen --port net_virtio_user0,path=/tmp/sock0 -i\n\
+             pktgen> set rate 2Mpps\n\
+             pktgen> start\n\
+             pktgen> stop\n\
+             \n\
+             PROMPT AND SCRIPT COMMANDS\n\
+             show; set KEY VALUE (rate, size, sizes, flows, burst, duration, count N|off, warmup, drain, \
+             line-rate, dst-mac, imix on, verify on|off, bidir on|off, quiet on|off); run; start; stop; \
+             results; clear; save FILE; sleep S; help; quit. A script runs in step with the traffic: \
+             start, sleep 5, stop sends for five seconds.",
         )
 }
 

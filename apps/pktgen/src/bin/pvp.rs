@@ -523,6 +523,7 @@ impl Pvp {
             drain: 0.2,
             burst: 32,
             verify: false,
+            stop: None,
         };
         let vnf = &mut self.vnf;
         let mut side = |c: &mut LcoreCaches| {
