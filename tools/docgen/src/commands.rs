@@ -499,12 +499,22 @@ pub fn pvp() -> Command {
     Command::new("ferrovia-pvp")
         .about("the PVP benchmark in one command, with a container VNF")
         .long_about(
-            "ferrovia-pvp starts a host forwarder (our testpmd or DPDK's) in io mode on four \
+            "ferrovia-pvp starts a host forwarder (our testpmd or DPDK's in io mode, or our \
+             vSwitch with two MAC-learning bridges) on four \
              vhost-user ports, connects ferrovia-pktgen's two virtio-user ports and a macswap \
              VNF, and for each frame size searches NDR and PDR (MLRsearch-style), then measures \
              latency at 10, 50 and 90 % of NDR. It prints the how-to's results template.",
         )
-        .arg(opt("host", "ours|dpdk[,..]", "host forwarder(s) (ours)"))
+        .arg(opt(
+            "host",
+            "ours|dpdk|switch[,..]",
+            "host forwarder(s): our testpmd io, DPDK's dpdk-testpmd io, or ferrovia-switch (ours)",
+        ))
+        .arg(opt(
+            "switch",
+            "PATH",
+            "ferrovia-switch, for --host switch (default: next to this binary)",
+        ))
         .arg(opt(
             "vnf",
             "inproc|ours|dpdk|vm",

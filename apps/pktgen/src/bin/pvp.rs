@@ -36,7 +36,10 @@ use serde::Serialize;
 const USAGE: &str = "\
 usage: ferrovia-pvp [options]
 
-  --host ours|dpdk[,..]    host forwarder(s), each measured in turn per frame size (ours)
+  --host ours|dpdk|switch[,..]
+                           host forwarder(s), each measured in turn per frame size: our
+                           testpmd io, DPDK's dpdk-testpmd io, or our vSwitch (ferrovia-switch,
+                           two MAC-learning bridges) (ours)
   --vnf inproc|ours|dpdk|vm
                            the VNF: macswap on the generator's thread (inproc, default), a
                            testpmd in macswap mode (needs a third core), or a QEMU guest
@@ -65,6 +68,7 @@ usage: ferrovia-pvp [options]
   --vnf-cpu N              CPU of a testpmd VNF or of QEMU (2; vm on fewer CPUs: the
                            generator's)
   --testpmd PATH           our testpmd (default: next to this binary)
+  --switch PATH            ferrovia-switch, for --host switch (default: next to this binary)
   --json FILE              results as JSON
   --report FILE            an HTML report with SVG charts
   -h, --help               this text";
@@ -87,6 +91,7 @@ struct Args {
     gen_cpu: usize,
     vnf_cpu: usize,
     testpmd: PathBuf,
+    switch: PathBuf,
     vm_script: PathBuf,
     min_load: Option<f64>,
     max_load: Option<f64>,
@@ -121,6 +126,7 @@ fn parse_args() -> Result<Args, String> {
         } else {
             exe_dir.join("ferrovia-testpmd")
         },
+        switch: exe_dir.join("ferrovia-switch"),
         vm_script: default_vm_script(&exe_dir),
         min_load: None,
         max_load: None,
@@ -195,6 +201,7 @@ fn parse_args() -> Result<Args, String> {
             "--gen-cpu" => a.gen_cpu = v()?.parse().map_err(|_| "--gen-cpu takes a CPU number")?,
             "--vnf-cpu" => a.vnf_cpu = v()?.parse().map_err(|_| "--vnf-cpu takes a CPU number")?,
             "--testpmd" => a.testpmd = v()?.into(),
+            "--switch" => a.switch = v()?.into(),
             "--vm-script" => a.vm_script = v()?.into(),
             "--min-load" | "--max-load" => {
                 let pps = match ferrovia_pktgen::rate::Rate::parse(&v()?)? {
@@ -217,8 +224,8 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     for h in &a.hosts {
-        if h != "ours" && h != "dpdk" {
-            return Err(format!("--host {h:?}: use ours or dpdk"));
+        if !["ours", "dpdk", "switch"].contains(&h.as_str()) {
+            return Err(format!("--host {h:?}: use ours, dpdk or switch"));
         }
     }
     if !["inproc", "ours", "dpdk", "vm"].contains(&a.vnf.as_str()) {
@@ -251,6 +258,12 @@ fn parse_args() -> Result<Args, String> {
                 "frame size {s} is outside {MIN_FRAME}..9728 (sizes exclude the FCS: 60 is 64 on the wire)"
             ));
         }
+    }
+    if a.hosts.contains(&"switch".to_string()) && !a.switch.exists() {
+        return Err(format!(
+            "ferrovia-switch is not at {} (build it: cargo build --release -p ferrovia-switch, or pass --switch)",
+            a.switch.display()
+        ));
     }
     if (a.hosts.contains(&"ours".to_string()) || a.vnf == "ours" || a.vnf == "vm")
         && !a.testpmd.exists()
@@ -417,6 +430,30 @@ fn testpmd_cmd(
     }
     c.stdin(Stdio::null());
     c
+}
+
+/// `ferrovia-switch` as the host: bridge `pvpa` joins the generator's port A and VNF port 0,
+/// bridge `pvpb` port B and VNF port 1 (MAC learning: the first frames flood to the one other
+/// port, then the learned MACs forward), one PMD thread on the host's CPU.
+fn switch_cmd(a: &Args, vdevs: &[String], work: &Path, n: usize) -> Result<Command, String> {
+    let names = ["genA", "vnf0", "genB", "vnf1"];
+    let mut toml = format!(
+        "[switch]\ncontrol_socket = \"{}\"\npmd_threads = 1\npmd_cpus = [{}]\nmbufs = 32768\n\n\
+         [[bridge]]\nname = \"pvpa\"\n\n[[bridge]]\nname = \"pvpb\"\n",
+        work.join(format!("switch-{n}.ctl")).display(),
+        a.host_cpu
+    );
+    for (i, (name, dev)) in names.iter().zip(vdevs).enumerate() {
+        toml += &format!(
+            "\n[[port]]\nname = \"{name}\"\nbridge = \"{}\"\ndevargs = \"{dev}\"\n",
+            if i < 2 { "pvpa" } else { "pvpb" }
+        );
+    }
+    let cfg = work.join(format!("switch-{n}.toml"));
+    std::fs::write(&cfg, toml).map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
+    let mut c = Command::new(&a.switch);
+    c.arg("--config").arg(&cfg).stdin(Stdio::null());
+    Ok(c)
 }
 
 fn wait_sockets(paths: &[PathBuf], secs: u64) -> Result<(), String> {
@@ -610,14 +647,18 @@ fn run_host(
         .collect();
     let log =
         std::fs::File::create(work.join(format!("host-{n}.log"))).map_err(|e| e.to_string())?;
-    let mut hc = testpmd_cmd(
-        host,
-        a,
-        a.host_cpu,
-        &vdevs,
-        "io",
-        &format!("pvp{}-{n}", std::process::id()),
-    );
+    let mut hc = if host == "switch" {
+        switch_cmd(a, &vdevs, work, n)?
+    } else {
+        testpmd_cmd(
+            host,
+            a,
+            a.host_cpu,
+            &vdevs,
+            "io",
+            &format!("pvp{}-{n}", std::process::id()),
+        )
+    };
     hc.stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log);
     let _host = Proc(
@@ -844,9 +885,11 @@ struct Summary {
     pdr_median: f64,
 }
 
-/// Our host's figures over DPDK's at one frame size.
+/// One of our hosts' figures over DPDK's at one frame size.
 #[derive(Serialize, Clone)]
 struct Ratio {
+    /// Our host (`ours` or `switch`).
+    host: String,
     size: usize,
     /// Median NDR (ours) / median NDR (DPDK's).
     ndr: f64,
@@ -893,8 +936,12 @@ fn summarize_rounds(a: &Args, results: &[SizeResult]) -> (Vec<Summary>, Vec<Rati
             sums.iter()
                 .find(|x: &&Summary| x.host == h && x.size == size)
         };
-        if let (Some(o), Some(d)) = (of("ours"), of("dpdk")) {
+        for ours in ["ours", "switch"] {
+            let (Some(o), Some(d)) = (of(ours), of("dpdk")) else {
+                continue;
+            };
             ratios.push(Ratio {
+                host: ours.into(),
                 size,
                 ndr: o.ndr_median / d.ndr_median,
                 pdr: o.pdr_median / d.pdr_median,
@@ -908,6 +955,11 @@ fn summarize_rounds(a: &Args, results: &[SizeResult]) -> (Vec<Summary>, Vec<Rati
 fn template(a: &Args, r: &Summary) -> String {
     let host = if r.host == "dpdk" {
         "DPDK 22.11 dpdk-testpmd (Debian)".to_string()
+    } else if r.host == "switch" {
+        format!(
+            "Ferrovia vSwitch ferrovia-switch {} (two MAC-learning bridges, one PMD thread)",
+            env!("CARGO_PKG_VERSION")
+        )
     } else {
         format!("Ferrovia testpmd {}", env!("CARGO_PKG_VERSION"))
     };
@@ -1079,11 +1131,12 @@ fn html_report(a: &Args, results: &[SizeResult]) -> String {
         a.rounds
     );
     if !ratios.is_empty() {
-        body += "<h2>Our host over DPDK's</h2>\n<table border='1' cellpadding='4'><tr><th>size</th><th>NDR ratio (medians)</th><th>PDR ratio (medians)</th><th>NDR ratio per round</th></tr>\n";
+        body += "<h2>Our hosts over DPDK's</h2>\n<table border='1' cellpadding='4'><tr><th>host / dpdk</th><th>size</th><th>NDR ratio (medians)</th><th>PDR ratio (medians)</th><th>NDR ratio per round</th></tr>\n";
         for r in &ratios {
             let each: Vec<String> = r.ndr_per_round.iter().map(|x| format!("{x:.2}")).collect();
             body += &format!(
-                "<tr><td>{} B</td><td>{:.2}</td><td>{:.2}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td>{} B</td><td>{:.2}</td><td>{:.2}</td><td>{}</td></tr>\n",
+                r.host,
                 r.size,
                 r.ndr,
                 r.pdr,
@@ -1242,7 +1295,8 @@ fn main() -> ExitCode {
     for r in &ratios {
         let each: Vec<String> = r.ndr_per_round.iter().map(|x| format!("{x:.2}")).collect();
         println!(
-            "ours / dpdk at {} B: NDR {:.2}x, PDR {:.2}x (NDR ratio per round: {})",
+            "{} / dpdk at {} B: NDR {:.2}x, PDR {:.2}x (NDR ratio per round: {})",
+            r.host,
             r.size,
             r.ndr,
             r.pdr,
