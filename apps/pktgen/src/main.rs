@@ -1,7 +1,11 @@
 //! The `ferrovia-pktgen` command line. See `docs/pktgen.md`.
 
+mod console;
+
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use ferrovia_ethdev::PortConf;
@@ -35,6 +39,11 @@ trial
   --count N             exactly N measured frames per stream
   --warmup SECS         sent before measuring, not counted (default 1)
   --drain SECS          keep receiving after the last frame (default 0.2)
+control
+  -i, --interactive     a prompt instead of one run: set options, start/stop continuous
+                        traffic, run trials, show results (type help there)
+  --script FILE         run the prompt's commands from FILE (pktgen-dpdk's -f), then exit, or
+                        go on at the prompt with -i
 output
   --json FILE           write the results as JSON (- for stdout)
   --verify              fill payloads with a pattern and check every received byte
@@ -42,6 +51,7 @@ output
   --quiet               no live progress
   -h, --help            this text";
 
+#[derive(Clone)]
 struct Args {
     ports: Vec<String>,
     bidir: bool,
@@ -59,6 +69,8 @@ struct Args {
     json: Option<String>,
     quiet: bool,
     verify: bool,
+    interactive: bool,
+    script: Option<String>,
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
@@ -94,6 +106,8 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         json: None,
         quiet: false,
         verify: false,
+        interactive: false,
+        script: None,
     };
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
@@ -107,56 +121,20 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                 .or_else(|| it.next().cloned())
                 .ok_or_else(|| format!("{key} needs a value (see --help)"))
         };
-        let num = |k: &str, v: String| -> Result<f64, String> {
-            v.parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| format!("{k} {v:?} is not a non-negative number"))
-        };
-        let int = |k: &str, v: String| -> Result<u64, String> {
-            v.parse::<u64>()
-                .map_err(|_| format!("{k} {v:?} is not a whole number"))
-        };
         match key {
             "--port" => a.ports.push(val()?),
             "--bidir" => a.bidir = true,
-            "--dst-mac" => a.dst_mac = Some(parse_mac(&val()?)?),
-            "--link-timeout" => a.link_timeout = num(key, val()?)?,
-            "--rate" => a.rate = Rate::parse(&val()?)?,
-            "--line-rate" => match Rate::parse(&val()?)? {
-                Rate::Bps(b) => a.line_rate = Some(b),
-                _ => return Err("--line-rate takes a bit rate such as 10Gbps".into()),
-            },
-            "--size" => a.sizes = vec![size(&val()?)?],
-            "--sizes" => {
-                a.sizes = val()?.split(',').map(size).collect::<Result<_, _>>()?;
-            }
             "--imix" => a.sizes = vec![SizePattern::imix()],
-            "--flows" => {
-                let f = int(key, val()?)?;
-                if !(1..=1_000_000).contains(&f) {
-                    return Err(format!("--flows {f} is out of range (1..1000000)"));
-                }
-                a.flows = f as u32;
-            }
-            "--burst" => {
-                let b = int(key, val()?)?;
-                if !(1..=32).contains(&b) {
-                    return Err(format!("--burst {b} is out of range (1..32)"));
-                }
-                a.burst = b as usize;
-            }
-            "--duration" => a.duration = num(key, val()?)?,
-            "--count" => a.count = Some(int(key, val()?)?),
-            "--warmup" => a.warmup = num(key, val()?)?,
-            "--drain" => a.drain = num(key, val()?)?,
-            "--json" => a.json = Some(val()?),
             "--quiet" => a.quiet = true,
             "--verify" => a.verify = true,
+            "-i" | "--interactive" => a.interactive = true,
+            "--script" => a.script = Some(val()?),
+            "--json" => a.json = Some(val()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
+            k if VALUE_OPTIONS.contains(&k) => set_option(&mut a, k, &val()?)?,
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }
@@ -169,16 +147,88 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     if a.ports.len() > 2 {
         return Err("at most two ports (one with a reflector, or two facing each other)".into());
     }
+    check(&a)?;
+    if a.sizes.is_empty() {
+        a.sizes.push(SizePattern::fixed(MIN_FRAME as u16));
+    }
+    Ok(a)
+}
+
+/// The options that take a value and that the prompt's `set` can change too.
+const VALUE_OPTIONS: &[&str] = &[
+    "--dst-mac",
+    "--link-timeout",
+    "--rate",
+    "--line-rate",
+    "--size",
+    "--sizes",
+    "--flows",
+    "--burst",
+    "--duration",
+    "--count",
+    "--warmup",
+    "--drain",
+];
+
+/// Sets one option that takes a value (the command line's `--KEY VALUE`, the prompt's
+/// `set KEY VALUE`).
+fn set_option(a: &mut Args, key: &str, v: &str) -> Result<(), String> {
+    let v = v.to_string();
+    let num = |k: &str, v: String| -> Result<f64, String> {
+        v.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| format!("{k} {v:?} is not a non-negative number"))
+    };
+    let int = |k: &str, v: String| -> Result<u64, String> {
+        v.parse::<u64>()
+            .map_err(|_| format!("{k} {v:?} is not a whole number"))
+    };
+    match key {
+        "--dst-mac" => a.dst_mac = Some(parse_mac(&v)?),
+        "--link-timeout" => a.link_timeout = num(key, v)?,
+        "--rate" => a.rate = Rate::parse(&v)?,
+        "--line-rate" => match Rate::parse(&v)? {
+            Rate::Bps(b) => a.line_rate = Some(b),
+            _ => return Err("--line-rate takes a bit rate such as 10Gbps".into()),
+        },
+        "--size" => a.sizes = vec![size(&v)?],
+        "--sizes" => {
+            a.sizes = v.split(',').map(size).collect::<Result<_, _>>()?;
+        }
+        "--flows" => {
+            let f = int(key, v)?;
+            if !(1..=1_000_000).contains(&f) {
+                return Err(format!("--flows {f} is out of range (1..1000000)"));
+            }
+            a.flows = f as u32;
+        }
+        "--burst" => {
+            let b = int(key, v)?;
+            if !(1..=32).contains(&b) {
+                return Err(format!("--burst {b} is out of range (1..32)"));
+            }
+            a.burst = b as usize;
+        }
+        "--duration" => a.duration = num(key, v)?,
+        "--count" if v == "off" => a.count = None,
+        "--count" => a.count = Some(int(key, v)?),
+        "--warmup" => a.warmup = num(key, v)?,
+        "--drain" => a.drain = num(key, v)?,
+        other => return Err(format!("unknown option {other:?} (see --help)")),
+    }
+    Ok(())
+}
+
+/// The checks that involve more than one option.
+fn check(a: &Args) -> Result<(), String> {
     if a.bidir && a.ports.len() != 2 {
         return Err("--bidir needs two ports".into());
     }
     if a.duration <= 0.0 {
         return Err("--duration must be above 0".into());
     }
-    if a.sizes.is_empty() {
-        a.sizes.push(SizePattern::fixed(MIN_FRAME as u16));
-    }
-    Ok(a)
+    Ok(())
 }
 
 fn size(s: &str) -> Result<SizePattern, String> {
@@ -248,14 +298,31 @@ fn print_table(trials: &[TrialReport]) {
     }
 }
 
-fn run(a: &Args) -> Result<Vec<TrialReport>, String> {
+/// The open ports and what trials on them need.
+struct Session {
+    ports: Vec<GenPort>,
+    pool: Mempool,
+    caches: LcoreCaches,
+    clock: Clock,
+    macs: Vec<[u8; 6]>,
+    /// The largest frame the pool's buffers and every port take.
+    max_frame: usize,
+}
+
+fn open_session(a: &Args) -> Result<Session, String> {
     let max_size = a
         .sizes
         .iter()
         .map(SizePattern::max)
         .max()
         .unwrap_or(MIN_FRAME);
-    let data_room = (max_size + 128).max(2048).min(u16::MAX as usize) as u16;
+    // At the prompt, sizes may grow later: room for a 1514-byte frame at least.
+    let room_for = if a.interactive || a.script.is_some() {
+        max_size.max(1514)
+    } else {
+        max_size
+    };
+    let data_room = (room_for + 128).max(2048).min(u16::MAX as usize) as u16;
     let pool = Mempool::new(MempoolConfig {
         name: "pktgen".into(),
         count: 16384,
@@ -264,6 +331,7 @@ fn run(a: &Args) -> Result<Vec<TrialReport>, String> {
     })
     .map_err(|e| format!("cannot create the packet pool: {e}"))?;
     let mut ports = Vec::new();
+    let mut max_frame = room_for;
     for (i, d) in a.ports.iter().enumerate() {
         let mut port = ferrovia_pmd::open(d, &PortConf::new(i as u16, pool.clone()))
             .map_err(|e| format!("port {i} ({d}): {e}"))?;
@@ -276,6 +344,7 @@ fn run(a: &Args) -> Result<Vec<TrialReport>, String> {
                 info.max_frame_size
             ));
         }
+        max_frame = max_frame.min(info.max_frame_size as usize);
         let rx = port.rx_queue(0).map_err(|e| format!("port {i}: {e}"))?;
         let tx = port.tx_queue(0).map_err(|e| format!("port {i}: {e}"))?;
         ports.push(GenPort {
@@ -298,10 +367,29 @@ fn run(a: &Args) -> Result<Vec<TrialReport>, String> {
         }
     }
     let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.port.info().mac.0).collect();
+    let clock = Clock::calibrate(Duration::from_millis(100));
+    if !a.quiet {
+        eprintln!(
+            "ferrovia-pktgen: tick counter at {:.1} MHz",
+            clock.hz() / 1e6
+        );
+    }
+    Ok(Session {
+        ports,
+        pool,
+        caches: LcoreCaches::new(),
+        clock,
+        macs,
+        max_frame,
+    })
+}
+
+/// The streams `a` asks for on the session's ports.
+fn streams(a: &Args, macs: &[[u8; 6]]) -> Vec<StreamSpec> {
     let mut streams = vec![StreamSpec {
         port: 0,
         src: macs[0],
-        dst: a.dst_mac.unwrap_or(if ports.len() == 2 {
+        dst: a.dst_mac.unwrap_or(if macs.len() == 2 {
             macs[1]
         } else {
             [2, 0, 0, 0, 0, 2]
@@ -314,43 +402,63 @@ fn run(a: &Args) -> Result<Vec<TrialReport>, String> {
             dst: a.dst_mac.unwrap_or(macs[0]),
         });
     }
-    let clock = Clock::calibrate(Duration::from_millis(100));
-    if !a.quiet {
-        eprintln!(
-            "ferrovia-pktgen: tick counter at {:.1} MHz",
-            clock.hz() / 1e6
-        );
-    }
-    let mut caches = LcoreCaches::new();
+    streams
+}
+
+/// One trial per size pattern of `a` (or, `continuous`, one trial of the first pattern that
+/// runs until `stop` is set).
+fn run_trials(
+    sess: &mut Session,
+    a: &Args,
+    stop: Option<Arc<AtomicBool>>,
+    continuous: bool,
+) -> Result<Vec<TrialReport>, String> {
+    let streams = streams(a, &sess.macs);
     let mut out = Vec::new();
-    for sizes in &a.sizes {
+    let patterns = if continuous {
+        &a.sizes[..1]
+    } else {
+        &a.sizes[..]
+    };
+    for sizes in patterns {
+        if sizes.max() > sess.max_frame {
+            return Err(format!(
+                "frame size {} is above {} bytes, the most these ports and buffers take (restart with a larger --size)",
+                sizes.max(),
+                sess.max_frame
+            ));
+        }
         let pps = a
             .rate
             .pps(sizes.mean().round() as usize, a.line_rate)
-            .map_err(|e| format!("--rate: {e}"))?;
+            .map_err(|e| format!("rate: {e}"))?;
         let spec = TrialSpec {
             streams: streams.clone(),
             sizes: sizes.clone(),
             pps,
             flows: a.flows,
             warmup: a.warmup,
-            duration: if a.count.is_some() && a.duration == 10.0 {
+            duration: if continuous {
+                // Until stop: a day bounds it.
+                86_400.0
+            } else if a.count.is_some() && a.duration == 10.0 {
                 3600.0
             } else {
                 a.duration
             },
-            count: a.count,
+            count: if continuous { None } else { a.count },
             drain: a.drain,
             burst: a.burst,
             verify: a.verify,
+            stop: stop.clone(),
         };
         let quiet = a.quiet;
         let label = sizes.label();
         let r = run_trial(
-            &mut ports,
-            &pool,
-            &mut caches,
-            &clock,
+            &mut sess.ports,
+            &sess.pool,
+            &mut sess.caches,
+            &sess.clock,
             &spec,
             |p: &Progress| {
                 if !quiet {
@@ -366,8 +474,25 @@ fn run(a: &Args) -> Result<Vec<TrialReport>, String> {
             &mut |_| {},
         );
         out.push(r);
+        if stop
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            break;
+        }
     }
     Ok(out)
+}
+
+fn write_json(path: &str, trials: &[TrialReport]) -> Result<(), String> {
+    let v = serde_json::json!({ "trials": trials });
+    let text = serde_json::to_string_pretty(&v).expect("serialises");
+    let r = if path == "-" {
+        writeln!(std::io::stdout(), "{text}")
+    } else {
+        std::fs::write(path, text + "\n")
+    };
+    r.map_err(|e| format!("cannot write {path}: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -379,21 +504,30 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&a) {
+    let mut sess = match open_session(&a) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ferrovia-pktgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if a.interactive || a.script.is_some() {
+        return match console::run(&mut sess, a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ferrovia-pktgen: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run_trials(&mut sess, &a, None, false) {
         Ok(trials) => {
             print_table(&trials);
-            if let Some(path) = &a.json {
-                let v = serde_json::json!({ "trials": trials });
-                let text = serde_json::to_string_pretty(&v).expect("serialises");
-                let r = if path == "-" {
-                    writeln!(std::io::stdout(), "{text}")
-                } else {
-                    std::fs::write(path, text + "\n")
-                };
-                if let Err(e) = r {
-                    eprintln!("ferrovia-pktgen: cannot write {path}: {e}");
-                    return ExitCode::FAILURE;
-                }
+            if let Some(path) = &a.json
+                && let Err(e) = write_json(path, &trials)
+            {
+                eprintln!("ferrovia-pktgen: {e}");
+                return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }

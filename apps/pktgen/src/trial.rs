@@ -6,6 +6,9 @@
 //! Frames of the warm-up carry sequence numbers below the stream's measured range, so late
 //! warm-up frames never count as measured ones.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use ferrovia_ethdev::{Burst, Port, RxQueue, TxQueue};
 use ferrovia_memory::{LcoreCaches, Mempool};
 use serde::Serialize;
@@ -61,6 +64,9 @@ pub struct TrialSpec {
     /// Fill every frame's payload with a pattern and check every received byte (costs the
     /// generator a write and a compare per byte).
     pub verify: bool,
+    /// Ends the measured phase early when set (the interactive `stop`); the drain follows as
+    /// usual. Set during the warm-up, nothing is measured.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// One stream's results.
@@ -191,6 +197,18 @@ pub fn run_trial(
     loop {
         side(caches);
         let now = ticks();
+        let stopped = spec
+            .stop
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed));
+        if stopped && measure_start.is_none() {
+            // Stopped in the warm-up: an empty measured phase.
+            measure_start = Some(now);
+            for s in &mut streams {
+                s.start_seq = s.seq;
+            }
+            measure_end = now;
+        }
         // Phases: warm-up, measured, drain.
         if measure_start.is_none() && now >= warm_end {
             measure_start = Some(now);
@@ -201,13 +219,14 @@ pub fn run_trial(
             // frames must not hang it).
             measure_end = now + clock.ticks_of(spec.duration);
         }
-        let done_sending = match (measure_start, spec.count) {
-            (Some(_), Some(n)) => {
-                now >= measure_end || streams.iter().all(|s| s.seq - s.start_seq >= n)
-            }
-            (Some(_), None) => now >= measure_end,
-            _ => false,
-        };
+        let done_sending = stopped
+            || match (measure_start, spec.count) {
+                (Some(_), Some(n)) => {
+                    now >= measure_end || streams.iter().all(|s| s.seq - s.start_seq >= n)
+                }
+                (Some(_), None) => now >= measure_end,
+                _ => false,
+            };
         if done_sending && drain_until.is_none() {
             measure_end = measure_end.min(now);
             drain_until = Some(now + clock.ticks_of(spec.drain));

@@ -53,6 +53,7 @@ fn spec(pps: Option<f64>, count: u64, sizes: SizePattern) -> TrialSpec {
         drain: 0.2,
         burst: 32,
         verify: true,
+        stop: None,
     }
 }
 

@@ -10,12 +10,17 @@ use std::process::Command;
 /// Our testpmd beside ferrovia-pvp (`cargo test --workspace` builds it; a test of this
 /// package alone builds it here).
 fn testpmd() -> Option<PathBuf> {
+    sibling("ferrovia-testpmd", "testpmd")
+}
+
+/// A binary of another package of the workspace beside ferrovia-pvp, built if missing.
+fn sibling(package: &str, bin: &str) -> Option<PathBuf> {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_ferrovia-pvp"));
-    let p = exe.parent()?.join("testpmd");
+    let p = exe.parent()?.join(bin);
     if !p.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut c = Command::new(cargo);
-        c.args(["build", "-q", "-p", "ferrovia-testpmd", "--bin", "testpmd"]);
+        c.args(["build", "-q", "-p", package, "--bin", bin]);
         if !cfg!(debug_assertions) {
             c.arg("--release");
         }
@@ -97,10 +102,65 @@ fn pvp_runs_end_to_end() {
 }
 
 #[test]
+fn pvp_runs_with_the_vswitch_as_host() {
+    let Some(sw) = sibling("ferrovia-switch", "ferrovia-switch") else {
+        panic!("target/<profile>/ferrovia-switch is missing: build the workspace");
+    };
+    let dir = std::env::temp_dir().join(format!("pvp-e2e-sw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("pvp.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrovia-pvp"))
+        .args([
+            "--host",
+            "switch",
+            "--sizes",
+            "60",
+            "--initial-duration",
+            "0.2",
+        ])
+        .args(["--final-duration", "0.2", "--phases", "1", "--width", "0.3"])
+        .args(["--latency-duration", "0.2", "--max-load", "200kpps"])
+        .arg("--switch")
+        .arg(&sw)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Ferrovia vSwitch ferrovia-switch"),
+        "{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r = &v["results"][0];
+    assert_eq!(r["host"], "switch");
+    let got: u64 = r["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["received"].as_u64().unwrap())
+        .sum();
+    assert!(got > 0, "no frame went round the vSwitch: {r}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_arguments_are_refused() {
     for (args, word) in [
         (vec!["--sizes", "40"], "outside 60"),
-        (vec!["--host", "ovs"], "use ours or dpdk"),
+        (vec!["--host", "ovs"], "use ours, dpdk or switch"),
+        (
+            vec!["--host", "switch", "--switch", "/nonexistent/sw"],
+            "/nonexistent/sw",
+        ),
+        (vec!["--exceed-ratio", "1"], "[0, 1)"),
+        (vec!["--rounds", "0"], "from 1 to 100"),
+        (
+            vec!["--final-duration", "4", "--duration-sum", "2"],
+            "below --final-duration",
+        ),
         (vec!["--vnf", "kvm"], "inproc, ours, dpdk or vm"),
         (
             vec!["--vnf", "vm", "--vm-script", "/nonexistent/pvp-vm.sh"],

@@ -24,8 +24,22 @@ pub const METHODS: &[(&str, &str)] = &[
     ("update", "name"),
     ("delete", "name"),
     ("show", "[vfid]"),
+    ("pfs", ""),
     ("status", ""),
+    ("reload", ""),
+    ("verbose", "[level]"),
+    ("dump", ""),
     ("ping", ""),
+];
+
+/// The log levels `verbose` takes, by number (AT&T VFd's `iplex verbose` takes a number too).
+pub const LOG_LEVELS: [log::LevelFilter; 6] = [
+    log::LevelFilter::Off,
+    log::LevelFilter::Error,
+    log::LevelFilter::Warn,
+    log::LevelFilter::Info,
+    log::LevelFilter::Debug,
+    log::LevelFilter::Trace,
 ];
 
 /// How the daemon runs.
@@ -362,6 +376,117 @@ impl Vfd {
         })
     }
 
+    /// `iplex reload`, and what SIGHUP does: brings the VFs in line with the configuration
+    /// directory. A file not added yet is added; an added file still there is re-read and
+    /// applied (a bad one keeps its VF's policy); an added file that is gone is deleted (its VF
+    /// disabled and reset). Returns one entry per name: what was done, or why it failed.
+    pub fn reload(&self) -> Vec<(String, Result<String, String>)> {
+        let dir = &self.opts.config_dir;
+        let mut on_disk: Vec<String> = match std::fs::read_dir(dir) {
+            Ok(e) => e
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".json"))
+                        .map(str::to_string)
+                })
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return vec![(
+                    dir.display().to_string(),
+                    Err(format!(
+                        "cannot read {}: {e} (nothing was changed)",
+                        dir.display()
+                    )),
+                )];
+            }
+        };
+        on_disk.sort();
+        let added: Vec<String> = self.owners().iter().flatten().cloned().collect();
+        let mut out = Vec::new();
+        // Deletions first: a file renamed to another name may take over the VF it held.
+        for name in added.iter().filter(|n| !on_disk.contains(n)) {
+            let r = self
+                .delete(name)
+                .map(|v| format!("file removed: deleted, VF {v} disabled and reset"));
+            out.push((name.clone(), r));
+        }
+        for name in &on_disk {
+            let r = if added.contains(name) {
+                self.update(name).map(|v| format!("updated VF {v}"))
+            } else {
+                self.add(name).map(|v| format!("added to VF {v}"))
+            };
+            out.push((name.clone(), r));
+        }
+        out
+    }
+
+    /// `iplex show pfs`: the PF (the uplink port and the switch that stands for the NIC).
+    pub fn pfs(&self) -> Value {
+        let (tx, rx, dropped) = self.sw.uplink_counts();
+        let report = self.sw.port_report(0);
+        let configured = self.owners().iter().flatten().count();
+        json!([{
+            "pf": 0,
+            "devargs": self.opts.uplink,
+            "driver": report.as_ref().map(|r| r.info.driver.to_string()),
+            "mac": report.as_ref().map(|r| r.info.mac.to_string()),
+            "link_up": report.as_ref().is_some_and(|r| r.link.up),
+            "speed_mbps": report.as_ref().map_or(0, |r| r.link.speed_mbps),
+            "line_rate_mbps": self.limits.line_rate_mbps,
+            "num_vfs": self.sw.num_vfs(),
+            "configured_vfs": configured,
+            "tx_packets": tx,
+            "rx_packets": rx,
+            "dropped_queue_full": dropped,
+        }])
+    }
+
+    /// `iplex verbose [level]`: sets the daemon's log level (0 off, 1 error, 2 warn, 3 info,
+    /// 4 debug, 5 trace) and returns the old and new levels; without a level, reports it.
+    pub fn verbose(&self, level: Option<u64>) -> Result<Value, String> {
+        let old = log::max_level();
+        let number = |l: log::LevelFilter| LOG_LEVELS.iter().position(|x| *x == l).unwrap_or(0);
+        if let Some(n) = level {
+            let Some(&l) = LOG_LEVELS.get(n as usize) else {
+                return Err(format!(
+                    "log level {n} is out of range: 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace"
+                ));
+            };
+            log::set_max_level(l);
+            log::warn!(
+                "log level {} ({old}) -> {n} ({l}) by iplex verbose",
+                number(old)
+            );
+        }
+        let now = log::max_level();
+        Ok(json!({
+            "old": number(old),
+            "level": number(now),
+            "name": now.to_string().to_lowercase(),
+        }))
+    }
+
+    /// `iplex dump`: the whole state (daemon, PF, every VF) written to the log at info level
+    /// (whatever the log level is, short of off) and returned.
+    pub fn dump(&self) -> Value {
+        let v = json!({
+            "status": self.status(),
+            "pfs": self.pfs(),
+            "vfs": self.show(None).unwrap_or(Value::Null),
+        });
+        let old = log::max_level();
+        if old < log::LevelFilter::Info && old != log::LevelFilter::Off {
+            log::set_max_level(log::LevelFilter::Info);
+        }
+        log::info!("dump: {v}");
+        log::set_max_level(old);
+        v
+    }
+
     /// Runs one control method (the control socket's handler).
     pub fn call(&self, method: &str, p: Value) -> Result<Value, RpcError> {
         let bad = |m: String| RpcError {
@@ -390,7 +515,30 @@ impl Vfd {
                 };
                 self.show(vfid).map_err(refused)
             }
+            "pfs" => Ok(self.pfs()),
             "status" => Ok(self.status()),
+            "reload" => {
+                let r: Vec<Value> = self
+                    .reload()
+                    .into_iter()
+                    .map(|(name, r)| match r {
+                        Ok(done) => json!({"name": name, "done": done}),
+                        Err(e) => json!({"name": name, "error": e}),
+                    })
+                    .collect();
+                Ok(Value::Array(r))
+            }
+            "verbose" => {
+                let level = match p.get("level") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(
+                        v.as_u64()
+                            .ok_or_else(|| bad(format!("level {v} is not a number from 0 to 5")))?,
+                    ),
+                };
+                self.verbose(level).map_err(refused)
+            }
+            "dump" => Ok(self.dump()),
             "ping" => Ok(json!("pong")),
             _ => Err(RpcError {
                 code: -32601,

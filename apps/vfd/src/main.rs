@@ -8,7 +8,8 @@
 //! It opens the uplink and N VF ports (vhost-user sockets `DIR/vf<N>.sock`), applies every
 //! `*.json` of the configuration directory (a bad file is reported and skipped), answers `iplex`
 //! on the control socket, and runs in the foreground until SIGINT or SIGTERM, when it removes
-//! its sockets. Logs go to stderr (`RUST_LOG`, default `info`).
+//! its sockets. SIGHUP re-reads the configuration directory (`iplex reload`). Logs go to
+//! stderr (`RUST_LOG`, default `info`; `iplex verbose N` changes the level at run time).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,8 +73,8 @@ fn cli() -> Command {
         )
 }
 
-/// Blocks SIGTERM and SIGINT in this thread and every thread started after it, so that only
-/// [`wait_for_stop`] receives them.
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread started after it, so that
+/// only [`wait_for_signal`] receives them.
 fn block_stop_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset below.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -82,13 +83,14 @@ fn block_stop_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
     set
 }
 
-/// Waits for SIGTERM or SIGINT; returns which.
-fn wait_for_stop(set: &libc::sigset_t) -> i32 {
+/// Waits for SIGTERM, SIGINT or SIGHUP; returns which.
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     let mut sig = 0;
     // SAFETY: `set` is initialised and `sig` is a valid out pointer.
     while unsafe { libc::sigwait(set, &mut sig) } != 0 {}
@@ -96,9 +98,15 @@ fn wait_for_stop(set: &libc::sigset_t) -> i32 {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    // Without RUST_LOG, the logger lets every level through and the global maximum (info)
+    // decides, so that `iplex verbose` can raise it at run time.
+    let env_set = std::env::var_os("RUST_LOG").is_some();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("trace"))
         .format_timestamp_millis()
         .init();
+    if !env_set {
+        log::set_max_level(log::LevelFilter::Info);
+    }
     let m = cli().get_matches();
     let s = |k: &str| m.get_one::<String>(k).cloned();
     let prefix = s("file-prefix").unwrap_or_default();
@@ -192,7 +200,19 @@ fn main() -> ExitCode {
         opts.config_dir.display(),
         rpc.path().display()
     );
-    let sig = wait_for_stop(&set);
+    let sig = loop {
+        let sig = wait_for_signal(&set);
+        if sig != libc::SIGHUP {
+            break sig;
+        }
+        log::info!("SIGHUP: re-reading {}", opts.config_dir.display());
+        for (name, r) in vfd.reload() {
+            match r {
+                Ok(done) => log::info!("{name}: {done}"),
+                Err(e) => log::error!("{name}: {e}"),
+            }
+        }
+    };
     log::info!("signal {sig}: stopping");
     drop(tele);
     drop(rpc);

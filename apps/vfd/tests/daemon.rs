@@ -115,3 +115,87 @@ fn a_second_daemon_on_the_same_control_socket_is_refused() {
     assert_eq!(d.show(0)["name"], "a");
     assert!(d.vf_sock(0).exists());
 }
+
+#[test]
+fn sighup_and_iplex_reload_follow_the_config_directory() {
+    let _s = common::serial();
+    let d = start(
+        "reload",
+        &[
+            ("a", r#"{"name":"a","vfid":0,"allow_bcast":false}"#),
+            ("b", r#"{"name":"b","vfid":1}"#),
+        ],
+        &[],
+    );
+    assert_eq!(d.show(0)["policy"]["allow_bcast"], false);
+    // a changes, b goes, c comes: SIGHUP applies all three.
+    d.write_config("a", r#"{"name":"a","vfid":0,"allow_bcast":true}"#);
+    std::fs::remove_file(d.config_dir().join("b.json")).unwrap();
+    d.write_config("c", r#"{"name":"c","vfid":2,"vlans":[10]}"#);
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGHUP) };
+    wait_until("SIGHUP's reload", || d.show(2)["name"] == "c");
+    assert_eq!(d.show(0)["policy"]["allow_bcast"], true);
+    let b = d.show(1);
+    assert_eq!(b["name"], serde_json::Value::Null, "{b}");
+    assert_eq!(b["enabled"]["rx"], false, "{b}");
+    let log = d.log();
+    assert!(log.contains("SIGHUP: re-reading"), "{log}");
+    assert!(
+        log.contains("b: file removed: deleted, VF 1 disabled"),
+        "{log}"
+    );
+    assert!(log.contains("c: added to VF 2"), "{log}");
+    // A bad file: iplex reload fails with the file's reason, and its VF keeps its policy.
+    d.write_config("a", r#"{"name":"a","vfid":0,"allow_bcast":true,"rate":0}"#);
+    let o = d.iplex(&["reload"]);
+    assert!(!o.ok, "{o:?}");
+    assert!(
+        o.stdout.contains("a: FAILED: ") && o.stdout.contains("rate 0"),
+        "{o:?}"
+    );
+    assert!(o.stdout.contains("c: updated VF 2"), "{o:?}");
+    assert!(
+        o.stderr.contains("kept their VF's previous policy: a"),
+        "{o:?}"
+    );
+    assert_eq!(d.show(0)["policy"]["allow_bcast"], true);
+    assert_eq!(d.show(0)["name"], "a");
+}
+
+#[test]
+fn show_pfs_verbose_and_dump() {
+    let _s = common::serial();
+    let d = start("pfs", &[("a", r#"{"name":"a","vfid":0}"#)], &[]);
+    let o = d.iplex(&["show", "pfs"]);
+    assert!(o.ok, "{o:?}");
+    assert!(
+        o.stdout.contains("PF 0") && o.stdout.contains("VFs 4 (configured 1)"),
+        "{o:?}"
+    );
+    let o = d.iplex(&["--json", "show", "pfs"]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v[0]["num_vfs"], 4, "{v}");
+    assert!(v[0]["line_rate_mbps"].as_f64().unwrap() > 0.0, "{v}");
+    // The level: reported, set, refused out of range.
+    let o = d.iplex(&["verbose"]);
+    assert!(o.ok && o.stdout.contains("log level 3 (info)"), "{o:?}");
+    let o = d.iplex(&["verbose", "1"]);
+    assert!(
+        o.ok && o.stdout.contains("log level 1 (error); was 3"),
+        "{o:?}"
+    );
+    let o = d.iplex(&["dump"]);
+    assert!(o.ok && o.stdout.contains("\"vfs\""), "{o:?}");
+    let o = d.iplex(&["verbose", "9"]);
+    assert!(!o.ok && o.stderr.contains("out of range"), "{o:?}");
+    let o = d.iplex(&["verbose", "3"]);
+    assert!(o.ok, "{o:?}");
+    // At level 1 the dump still went to the log (it raises the level for itself).
+    wait_until("the dump in the log", || d.log().contains("dump: {"));
+    assert!(
+        d.log().contains("-> 3 (INFO) by iplex verbose"),
+        "{}",
+        d.log()
+    );
+}

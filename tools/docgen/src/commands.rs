@@ -468,9 +468,29 @@ pub fn pktgen() -> Command {
             "verify",
             "fill payloads with a pattern and check every received byte",
         ))
+        .arg(flag(
+            "interactive",
+            "a prompt instead of one run: set options, start/stop continuous traffic, run trials, show results (type help there)",
+        ).short('i'))
+        .arg(opt(
+            "script",
+            "FILE",
+            "run the prompt's commands from FILE (pktgen-dpdk's -f), then exit, or go on at the prompt with -i",
+        ))
         .after_help(
-            "EXAMPLE\n\
-             ferrovia-pktgen --port net_virtio_user0,path=/tmp/sock0 --rate 1Mpps --sizes 60,1514 --json r.json",
+            "EXAMPLES\n\
+             ferrovia-pktgen --port net_virtio_user0,path=/tmp/sock0 --rate 1Mpps --sizes 60,1514 --json r.json\n\
+             \n\
+             ferrovia-pktgen --port net_virtio_user0,path=/tmp/sock0 -i\n\
+             pktgen> set rate 2Mpps\n\
+             pktgen> start\n\
+             pktgen> stop\n\
+             \n\
+             PROMPT AND SCRIPT COMMANDS\n\
+             show; set KEY VALUE (rate, size, sizes, flows, burst, duration, count N|off, warmup, drain, \
+             line-rate, dst-mac, imix on, verify on|off, bidir on|off, quiet on|off); run; start; stop; \
+             results; clear; save FILE; sleep S; help; quit. A script runs in step with the traffic: \
+             start, sleep 5, stop sends for five seconds.",
         )
 }
 
@@ -479,12 +499,22 @@ pub fn pvp() -> Command {
     Command::new("ferrovia-pvp")
         .about("the PVP benchmark in one command, with a container VNF")
         .long_about(
-            "ferrovia-pvp starts a host forwarder (our testpmd or DPDK's) in io mode on four \
+            "ferrovia-pvp starts a host forwarder (our testpmd or DPDK's in io mode, or our \
+             vSwitch with two MAC-learning bridges) on four \
              vhost-user ports, connects ferrovia-pktgen's two virtio-user ports and a macswap \
              VNF, and for each frame size searches NDR and PDR (MLRsearch-style), then measures \
              latency at 10, 50 and 90 % of NDR. It prints the how-to's results template.",
         )
-        .arg(opt("host", "ours|dpdk[,..]", "host forwarder(s) (ours)"))
+        .arg(opt(
+            "host",
+            "ours|dpdk|switch[,..]",
+            "host forwarder(s): our testpmd io, DPDK's dpdk-testpmd io, or ferrovia-switch (ours)",
+        ))
+        .arg(opt(
+            "switch",
+            "PATH",
+            "ferrovia-switch, for --host switch (default: next to this binary)",
+        ))
         .arg(opt(
             "vnf",
             "inproc|ours|dpdk|vm",
@@ -519,13 +549,28 @@ pub fn pvp() -> Command {
         .arg(opt(
             "final-duration",
             "S",
-            "last phase's trial seconds (10)",
+            "last phase's trial seconds (2)",
         ))
         .arg(opt("phases", "N", "search phases (3)"))
         .arg(opt(
             "width",
             "W",
             "relative width of the final bounds (0.005)",
+        ))
+        .arg(opt(
+            "exceed-ratio",
+            "R",
+            "share of a load's trial time that may exceed the goal's loss with the load still meeting it (RFC 9971's goal exceed ratio; 0.5: two passing trials of three; 0: every trial must pass)",
+        ))
+        .arg(opt(
+            "duration-sum",
+            "S",
+            "trial seconds a load is judged on in the last phase (3 x --final-duration)",
+        ))
+        .arg(opt(
+            "rounds",
+            "N",
+            "measure every host N times per frame size, alternating their order (ABBA), and report the medians and, with both hosts, their ratio (1)",
         ))
         .arg(opt(
             "latency-duration",
@@ -593,7 +638,10 @@ pub fn vfd() -> Command {
              mac_anti_spoof, vlan_anti_spoof, rate, mirror, ...) is added in name order, as \
              iplex add would add it; a bad file is logged and skipped. It answers iplex on the \
              control socket (JSON-RPC). It runs in the foreground, logs to stderr (RUST_LOG, \
-             default info) and stops on SIGTERM or SIGINT, removing its sockets. The run \
+             default info; iplex verbose changes the level at run time), re-reads the \
+             configuration directory on SIGHUP (as iplex reload does: new files added, changed \
+             ones applied, removed ones deleted) and stops on SIGTERM or SIGINT, removing its \
+             sockets. The run \
              directory is $XDG_RUNTIME_DIR/ferrovia-vfd, else /tmp/ferrovia-vfd-$UID; the \
              systemd unit ferrovia-vfd.service uses /run/ferrovia-vfd and /etc/vfd/vf.d. With no \
              options it needs no root: the default uplink is a null sink.",
@@ -708,15 +756,30 @@ pub fn iplex() -> Command {
         )
         .subcommand(
             Command::new("show")
-                .about("policy and counters (drops by cause) of every VF, or of one")
+                .about("policy and counters (drops by cause) of every VF, or of one; or the PF")
                 .arg(
                     Arg::new("what")
                         .required(true)
-                        .value_name("all|VFID")
-                        .help("all, or a VF number"),
+                        .value_name("all|VFID|pfs")
+                        .help("all, a VF number, or pfs (the PF: uplink, link, speed, VFs)"),
                 ),
         )
         .subcommand(Command::new("status").about("the daemon, its uplink and its configured VFs"))
+        .subcommand(
+            Command::new("reload")
+                .about("bring the VFs in line with the configuration directory (what SIGHUP does)"),
+        )
+        .subcommand(
+            Command::new("verbose")
+                .about("set the daemon's log level: 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace; without a level, print it")
+                .arg(
+                    Arg::new("level")
+                        .value_name("LEVEL")
+                        .value_parser(clap::value_parser!(u64))
+                        .help("0 to 5"),
+                ),
+        )
+        .subcommand(Command::new("dump").about("write the daemon's whole state to its log (and print it)"))
         .subcommand(Command::new("ping").about("check that the daemon answers"))
         .after_help(
             "EXAMPLES\n\

@@ -36,7 +36,10 @@ use serde::Serialize;
 const USAGE: &str = "\
 usage: ferrovia-pvp [options]
 
-  --host ours|dpdk[,..]    host forwarder(s), each measured in turn per frame size (ours)
+  --host ours|dpdk|switch[,..]
+                           host forwarder(s), each measured in turn per frame size: our
+                           testpmd io, DPDK's dpdk-testpmd io, or our vSwitch (ferrovia-switch,
+                           two MAC-learning bridges) (ours)
   --vnf inproc|ours|dpdk|vm
                            the VNF: macswap on the generator's thread (inproc, default), a
                            testpmd in macswap mode (needs a third core), or a QEMU guest
@@ -49,15 +52,23 @@ usage: ferrovia-pvp [options]
   --max-load RATE          both directions together, the search's ceiling (2 x --line-rate;
                            vm: 40kpps)
   --initial-duration S     first phase's trial seconds (1)
-  --final-duration S       last phase's trial seconds (10)
+  --final-duration S       last phase's trial seconds (2)
   --phases N               search phases (3)
   --width W                relative width of the final bounds (0.005)
+  --exceed-ratio R         share of a load's trial time that may exceed the goal's loss with
+                           the load still meeting it (RFC 9971's goal exceed ratio; 0.5: two
+                           passing trials of three; 0: every trial must pass)
+  --duration-sum S         trial seconds a load is judged on in the last phase (3 x
+                           --final-duration)
+  --rounds N               measure every host N times per frame size, alternating their order
+                           (ABBA), and report the medians and, with both hosts, their ratio (1)
   --latency-duration S     seconds of each latency run at 10/50/90 % of NDR (5)
   --host-cpu N             CPU of the host forwarder (0)
   --gen-cpu N              CPU of the generator (1)
   --vnf-cpu N              CPU of a testpmd VNF or of QEMU (2; vm on fewer CPUs: the
                            generator's)
   --testpmd PATH           our testpmd (default: next to this binary)
+  --switch PATH            ferrovia-switch, for --host switch (default: next to this binary)
   --json FILE              results as JSON
   --report FILE            an HTML report with SVG charts
   -h, --help               this text";
@@ -71,12 +82,16 @@ struct Args {
     initial: f64,
     fin: f64,
     phases: u32,
+    exceed_ratio: f64,
+    duration_sum: Option<f64>,
+    rounds: u32,
     width: f64,
     lat_dur: f64,
     host_cpu: usize,
     gen_cpu: usize,
     vnf_cpu: usize,
     testpmd: PathBuf,
+    switch: PathBuf,
     vm_script: PathBuf,
     min_load: Option<f64>,
     max_load: Option<f64>,
@@ -95,8 +110,11 @@ fn parse_args() -> Result<Args, String> {
         sizes: vec![60, 1514],
         line_rate: 10e9,
         initial: 1.0,
-        fin: 10.0,
+        fin: 2.0,
         phases: 3,
+        exceed_ratio: 0.5,
+        duration_sum: None,
+        rounds: 1,
         width: 0.005,
         lat_dur: 5.0,
         host_cpu: 0,
@@ -108,6 +126,7 @@ fn parse_args() -> Result<Args, String> {
         } else {
             exe_dir.join("ferrovia-testpmd")
         },
+        switch: exe_dir.join("ferrovia-switch"),
         vm_script: default_vm_script(&exe_dir),
         min_load: None,
         max_load: None,
@@ -153,6 +172,27 @@ fn parse_args() -> Result<Args, String> {
             "--initial-duration" => a.initial = f(k, v()?)?,
             "--final-duration" => a.fin = f(k, v()?)?,
             "--phases" => a.phases = f(k, v()?)? as u32,
+            "--exceed-ratio" => {
+                let s = v()?;
+                a.exceed_ratio = s
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| (0.0..1.0).contains(x))
+                    .ok_or_else(|| {
+                        format!("--exceed-ratio {s:?} must be a number in [0, 1) (0.5: two passing trials of three)")
+                    })?;
+            }
+            "--duration-sum" => a.duration_sum = Some(f(k, v()?)?),
+            "--rounds" => {
+                let s = v()?;
+                a.rounds = s
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| {
+                        format!("--rounds {s:?} must be a whole number from 1 to 100")
+                    })?;
+            }
             "--width" => a.width = f(k, v()?)?,
             "--latency-duration" => a.lat_dur = f(k, v()?)?,
             "--host-cpu" => {
@@ -161,6 +201,7 @@ fn parse_args() -> Result<Args, String> {
             "--gen-cpu" => a.gen_cpu = v()?.parse().map_err(|_| "--gen-cpu takes a CPU number")?,
             "--vnf-cpu" => a.vnf_cpu = v()?.parse().map_err(|_| "--vnf-cpu takes a CPU number")?,
             "--testpmd" => a.testpmd = v()?.into(),
+            "--switch" => a.switch = v()?.into(),
             "--vm-script" => a.vm_script = v()?.into(),
             "--min-load" | "--max-load" => {
                 let pps = match ferrovia_pktgen::rate::Rate::parse(&v()?)? {
@@ -183,8 +224,8 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     for h in &a.hosts {
-        if h != "ours" && h != "dpdk" {
-            return Err(format!("--host {h:?}: use ours or dpdk"));
+        if !["ours", "dpdk", "switch"].contains(&h.as_str()) {
+            return Err(format!("--host {h:?}: use ours, dpdk or switch"));
         }
     }
     if !["inproc", "ours", "dpdk", "vm"].contains(&a.vnf.as_str()) {
@@ -194,6 +235,14 @@ fn parse_args() -> Result<Args, String> {
         return Err(format!(
             "--vnf vm: the guest's runner is not at {} (pass --vm-script PATH to tests/qemu/pvp-vm.sh)",
             a.vm_script.display()
+        ));
+    }
+    if let Some(sum) = a.duration_sum
+        && sum < a.fin
+    {
+        return Err(format!(
+            "--duration-sum {sum} s is below --final-duration {} s (it is the trial time each load is judged on)",
+            a.fin
         ));
     }
     if let (Some(lo), Some(hi)) = (a.min_load, a.max_load)
@@ -209,6 +258,12 @@ fn parse_args() -> Result<Args, String> {
                 "frame size {s} is outside {MIN_FRAME}..9728 (sizes exclude the FCS: 60 is 64 on the wire)"
             ));
         }
+    }
+    if a.hosts.contains(&"switch".to_string()) && !a.switch.exists() {
+        return Err(format!(
+            "ferrovia-switch is not at {} (build it: cargo build --release -p ferrovia-switch, or pass --switch)",
+            a.switch.display()
+        ));
     }
     if (a.hosts.contains(&"ours".to_string()) || a.vnf == "ours" || a.vnf == "vm")
         && !a.testpmd.exists()
@@ -377,6 +432,30 @@ fn testpmd_cmd(
     c
 }
 
+/// `ferrovia-switch` as the host: bridge `pvpa` joins the generator's port A and VNF port 0,
+/// bridge `pvpb` port B and VNF port 1 (MAC learning: the first frames flood to the one other
+/// port, then the learned MACs forward), one PMD thread on the host's CPU.
+fn switch_cmd(a: &Args, vdevs: &[String], work: &Path, n: usize) -> Result<Command, String> {
+    let names = ["genA", "vnf0", "genB", "vnf1"];
+    let mut toml = format!(
+        "[switch]\ncontrol_socket = \"{}\"\npmd_threads = 1\npmd_cpus = [{}]\nmbufs = 32768\n\n\
+         [[bridge]]\nname = \"pvpa\"\n\n[[bridge]]\nname = \"pvpb\"\n",
+        work.join(format!("switch-{n}.ctl")).display(),
+        a.host_cpu
+    );
+    for (i, (name, dev)) in names.iter().zip(vdevs).enumerate() {
+        toml += &format!(
+            "\n[[port]]\nname = \"{name}\"\nbridge = \"{}\"\ndevargs = \"{dev}\"\n",
+            if i < 2 { "pvpa" } else { "pvpb" }
+        );
+    }
+    let cfg = work.join(format!("switch-{n}.toml"));
+    std::fs::write(&cfg, toml).map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
+    let mut c = Command::new(&a.switch);
+    c.arg("--config").arg(&cfg).stdin(Stdio::null());
+    Ok(c)
+}
+
 fn wait_sockets(paths: &[PathBuf], secs: u64) -> Result<(), String> {
     let t0 = Instant::now();
     for p in paths {
@@ -481,6 +560,7 @@ impl Pvp {
             drain: 0.2,
             burst: 32,
             verify: false,
+            stop: None,
         };
         let vnf = &mut self.vnf;
         let mut side = |c: &mut LcoreCaches| {
@@ -541,6 +621,7 @@ struct LatencyRun {
 struct SizeResult {
     host: String,
     size: usize,
+    round: u32,
     max_load_pps: f64,
     goals: Vec<GoalResult>,
     trials: Vec<TrialOutcome>,
@@ -566,14 +647,18 @@ fn run_host(
         .collect();
     let log =
         std::fs::File::create(work.join(format!("host-{n}.log"))).map_err(|e| e.to_string())?;
-    let mut hc = testpmd_cmd(
-        host,
-        a,
-        a.host_cpu,
-        &vdevs,
-        "io",
-        &format!("pvp{}-{n}", std::process::id()),
-    );
+    let mut hc = if host == "switch" {
+        switch_cmd(a, &vdevs, work, n)?
+    } else {
+        testpmd_cmd(
+            host,
+            a,
+            a.host_cpu,
+            &vdevs,
+            "io",
+            &format!("pvp{}-{n}", std::process::id()),
+        )
+    };
     hc.stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log);
     let _host = Proc(
@@ -731,7 +816,9 @@ fn run_host(
         final_duration: a.fin,
         width: a.width,
         phases: a.phases,
-        max_trials: 200,
+        max_trials: 400,
+        exceed_ratio: a.exceed_ratio,
+        duration_sum: a.duration_sum.unwrap_or(3.0 * a.fin),
     };
     eprintln!(
         "ferrovia-pvp: host {host}, {size} B: searching NDR and PDR up to {:.3} Mpps",
@@ -754,6 +841,7 @@ fn run_host(
     Ok(SizeResult {
         host: host.into(),
         size,
+        round: 0,
         max_load_pps: max_load,
         goals: res.goals,
         trials: res.trials,
@@ -785,9 +873,93 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn template(a: &Args, r: &SizeResult) -> String {
+/// NDR and PDR of one host at one frame size over every round.
+#[derive(Serialize, Clone)]
+struct Summary {
+    host: String,
+    size: usize,
+    /// Each round's NDR and PDR, frames per second, in round order.
+    ndr: Vec<f64>,
+    pdr: Vec<f64>,
+    ndr_median: f64,
+    pdr_median: f64,
+}
+
+/// One of our hosts' figures over DPDK's at one frame size.
+#[derive(Serialize, Clone)]
+struct Ratio {
+    /// Our host (`ours` or `switch`).
+    host: String,
+    size: usize,
+    /// Median NDR (ours) / median NDR (DPDK's).
+    ndr: f64,
+    /// Median PDR (ours) / median PDR (DPDK's).
+    pdr: f64,
+    /// Each round's NDR ratio (the two hosts measured back to back).
+    ndr_per_round: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn summarize_rounds(a: &Args, results: &[SizeResult]) -> (Vec<Summary>, Vec<Ratio>) {
+    let mut sums = Vec::new();
+    let mut ratios = Vec::new();
+    for &size in &a.sizes {
+        for host in &a.hosts {
+            let rs: Vec<&SizeResult> = results
+                .iter()
+                .filter(|r| &r.host == host && r.size == size)
+                .collect();
+            if rs.is_empty() {
+                continue;
+            }
+            let ndr: Vec<f64> = rs.iter().map(|r| r.goals[0].lower_bound).collect();
+            let pdr: Vec<f64> = rs.iter().map(|r| r.goals[1].lower_bound).collect();
+            sums.push(Summary {
+                host: host.clone(),
+                size,
+                ndr_median: median(&ndr),
+                pdr_median: median(&pdr),
+                ndr,
+                pdr,
+            });
+        }
+        let of = |h: &str| {
+            sums.iter()
+                .find(|x: &&Summary| x.host == h && x.size == size)
+        };
+        for ours in ["ours", "switch"] {
+            let (Some(o), Some(d)) = (of(ours), of("dpdk")) else {
+                continue;
+            };
+            ratios.push(Ratio {
+                host: ours.into(),
+                size,
+                ndr: o.ndr_median / d.ndr_median,
+                pdr: o.pdr_median / d.pdr_median,
+                ndr_per_round: o.ndr.iter().zip(&d.ndr).map(|(x, y)| x / y).collect(),
+            });
+        }
+    }
+    (sums, ratios)
+}
+
+fn template(a: &Args, r: &Summary) -> String {
     let host = if r.host == "dpdk" {
         "DPDK 22.11 dpdk-testpmd (Debian)".to_string()
+    } else if r.host == "switch" {
+        format!(
+            "Ferrovia vSwitch ferrovia-switch {} (two MAC-learning bridges, one PMD thread)",
+            env!("CARGO_PKG_VERSION")
+        )
     } else {
         format!("Ferrovia testpmd {}", env!("CARGO_PKG_VERSION"))
     };
@@ -811,9 +983,19 @@ fn template(a: &Args, r: &SizeResult) -> String {
     } else {
         "none (container VNF on virtio-user)"
     };
+    let rounds = if r.ndr.len() > 1 {
+        let each: Vec<String> = r.ndr.iter().map(|x| format!("{:.3}", x / 1e6)).collect();
+        format!(
+            " (medians of {} rounds; NDR per round: {})",
+            r.ndr.len(),
+            each.join(", ")
+        )
+    } else {
+        String::new()
+    };
     format!(
         "Traffic Generator: ferrovia-pktgen {}\n\
-         Acceptable Loss: 0% (NDR), 0.5% (PDR)\n\
+         Acceptable Loss: 0% (NDR), 0.5% (PDR); MLRsearch goal exceed ratio {} over {} s of trials per load\n\
          Validation run time: {} s per final trial\n\
          Host DPDK version/commit: {host}\n\
          Guest DPDK version/commit: {guest}\n\
@@ -823,14 +1005,16 @@ fn template(a: &Args, r: &SizeResult) -> String {
          CPU: {}\n\
          NIC: none (the generator's ports are virtio-user on the host's vhost-user ports)\n\
          Frame size: {} B ({} B with FCS)\n\
-         Result: {:.3} Mpps NDR, {:.3} Mpps PDR\n",
+         Result: {:.3} Mpps NDR, {:.3} Mpps PDR{rounds}\n",
         env!("CARGO_PKG_VERSION"),
+        a.exceed_ratio,
+        a.duration_sum.unwrap_or(3.0 * a.fin),
         a.fin,
         cpu_model(),
         r.size,
         r.size + 4,
-        r.goals[0].lower_bound / 1e6,
-        r.goals[1].lower_bound / 1e6,
+        r.ndr_median / 1e6,
+        r.pdr_median / 1e6,
     )
 }
 
@@ -911,6 +1095,7 @@ fn svg_bars(title: &str, labels: &[String], series: &[(&str, Vec<f64>)], unit: &
 }
 
 fn html_report(a: &Args, results: &[SizeResult]) -> String {
+    let (sums, ratios) = summarize_rounds(a, results);
     let labels: Vec<String> = a.sizes.iter().map(|s| format!("{s} B")).collect();
     let mut series = Vec::new();
     for h in &a.hosts {
@@ -919,10 +1104,11 @@ fn html_report(a: &Args, results: &[SizeResult]) -> String {
                 .sizes
                 .iter()
                 .map(|s| {
-                    results
-                        .iter()
+                    sums.iter()
                         .find(|r| &r.host == h && r.size == *s)
-                        .map_or(0.0, |r| r.goals[gi].lower_bound / 1e6)
+                        .map_or(0.0, |r| {
+                            (if gi == 0 { r.ndr_median } else { r.pdr_median }) / 1e6
+                        })
                 })
                 .collect();
             series.push((format!("{h} {g}"), vals));
@@ -933,14 +1119,32 @@ fn html_report(a: &Args, results: &[SizeResult]) -> String {
         .map(|(n, v)| (n.as_str(), v.clone()))
         .collect();
     let mut body = format!(
-        "<h1>PVP: ferrovia-pvp</h1>\n<p>Host forwarders: {}; VNF: {}; trials {}–{} s in {} phases, width {}.</p>\n",
+        "<h1>PVP: ferrovia-pvp</h1>\n<p>Host forwarders: {}; VNF: {}; trials {}–{} s in {} phases, width {}; goal exceed ratio {} over {} s of trials per load; {} round(s), hosts alternating (medians shown).</p>\n",
         a.hosts.join(", "),
         a.vnf,
         a.initial,
         a.fin,
         a.phases,
-        a.width
+        a.width,
+        a.exceed_ratio,
+        a.duration_sum.unwrap_or(3.0 * a.fin),
+        a.rounds
     );
+    if !ratios.is_empty() {
+        body += "<h2>Our hosts over DPDK's</h2>\n<table border='1' cellpadding='4'><tr><th>host / dpdk</th><th>size</th><th>NDR ratio (medians)</th><th>PDR ratio (medians)</th><th>NDR ratio per round</th></tr>\n";
+        for r in &ratios {
+            let each: Vec<String> = r.ndr_per_round.iter().map(|x| format!("{x:.2}")).collect();
+            body += &format!(
+                "<tr><td>{}</td><td>{} B</td><td>{:.2}</td><td>{:.2}</td><td>{}</td></tr>\n",
+                r.host,
+                r.size,
+                r.ndr,
+                r.pdr,
+                each.join(", ")
+            );
+        }
+        body += "</table>\n";
+    }
     body += &svg_bars(
         "Throughput (frames/s, both directions)",
         &labels,
@@ -950,6 +1154,9 @@ fn html_report(a: &Args, results: &[SizeResult]) -> String {
     let mut lat_series = Vec::new();
     for r in results {
         for l in &r.latency {
+            if r.round != 0 {
+                continue;
+            }
             lat_series.push((
                 format!("{} {} B {}%", r.host, r.size, l.percent_of_ndr),
                 l.latency.p99_ns as f64 / 1e3,
@@ -962,12 +1169,12 @@ fn html_report(a: &Args, results: &[SizeResult]) -> String {
         lat_series.iter().map(|x| x.1).collect::<Vec<_>>(),
     )];
     body += &svg_bars(
-        "p99 latency at 10/50/90 % of NDR",
+        "p99 latency at 10/50/90 % of NDR (first round)",
         &lat_labels,
         &lat_vals,
         "us",
     );
-    body += "<h2>Results</h2>\n<table border='1' cellpadding='4'><tr><th>host</th><th>size</th><th>NDR Mpps</th><th>PDR Mpps</th><th>latency p50/p99/max us at 10/50/90 %</th></tr>\n";
+    body += "<h2>Results</h2>\n<table border='1' cellpadding='4'><tr><th>round</th><th>host</th><th>size</th><th>NDR Mpps</th><th>PDR Mpps</th><th>latency p50/p99/max us at 10/50/90 %</th></tr>\n";
     for r in results {
         let lat: Vec<String> = r
             .latency
@@ -982,7 +1189,8 @@ fn html_report(a: &Args, results: &[SizeResult]) -> String {
             })
             .collect();
         body += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>\n",
+            r.round + 1,
             r.host,
             r.size,
             r.goals[0].lower_bound / 1e6,
@@ -991,7 +1199,7 @@ fn html_report(a: &Args, results: &[SizeResult]) -> String {
         );
     }
     body += "</table>\n<h2>Results template</h2>\n";
-    for r in results {
+    for r in &sums {
         body += &format!("<pre>{}</pre>\n", template(a, r));
     }
     format!(
@@ -1015,23 +1223,39 @@ fn main() -> ExitCode {
     let mut results = Vec::new();
     let mut n = 0;
     for &size in &a.sizes {
-        for host in &a.hosts {
-            n += 1;
-            match run_host(&a, host, size, &work, n) {
-                Ok(r) => results.push(r),
-                Err(e) => {
-                    eprintln!(
-                        "ferrovia-pvp: host {host}, {size} B: {e} (logs in {})",
-                        work.display()
-                    );
-                    return ExitCode::FAILURE;
+        for round in 0..a.rounds {
+            // ABBA: the hosts' order alternates from round to round, so neither always runs
+            // first on a machine whose speed drifts.
+            let order: Vec<&String> = if round % 2 == 0 {
+                a.hosts.iter().collect()
+            } else {
+                a.hosts.iter().rev().collect()
+            };
+            for host in order {
+                n += 1;
+                if a.rounds > 1 {
+                    eprintln!("ferrovia-pvp: round {} of {}", round + 1, a.rounds);
+                }
+                match run_host(&a, host, size, &work, n) {
+                    Ok(mut r) => {
+                        r.round = round;
+                        results.push(r);
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "ferrovia-pvp: host {host}, {size} B: {e} (logs in {})",
+                            work.display()
+                        );
+                        return ExitCode::FAILURE;
+                    }
                 }
             }
         }
     }
+    let (sums, ratios) = summarize_rounds(&a, &results);
     println!(
-        "{:>6} {:>6} {:>10} {:>10}   latency p50/p99/max us at 10 / 50 / 90 % of NDR",
-        "host", "size", "NDR Mpps", "PDR Mpps"
+        "{:>5} {:>6} {:>6} {:>10} {:>10}   latency p50/p99/max us at 10 / 50 / 90 % of NDR",
+        "round", "host", "size", "NDR Mpps", "PDR Mpps"
     );
     for r in &results {
         let lat: Vec<String> = r
@@ -1047,7 +1271,8 @@ fn main() -> ExitCode {
             })
             .collect();
         println!(
-            "{:>6} {:>6} {:>10.3} {:>10.3}   {}",
+            "{:>5} {:>6} {:>6} {:>10.3} {:>10.3}   {}",
+            r.round + 1,
             r.host,
             r.size,
             r.goals[0].lower_bound / 1e6,
@@ -1055,12 +1280,35 @@ fn main() -> ExitCode {
             lat.join("   ")
         );
     }
+    if a.rounds > 1 {
+        println!("\nmedians over {} rounds:", a.rounds);
+        for s in &sums {
+            println!(
+                "{:>6} {:>6}   NDR {:.3} Mpps   PDR {:.3} Mpps",
+                s.host,
+                s.size,
+                s.ndr_median / 1e6,
+                s.pdr_median / 1e6
+            );
+        }
+    }
+    for r in &ratios {
+        let each: Vec<String> = r.ndr_per_round.iter().map(|x| format!("{x:.2}")).collect();
+        println!(
+            "{} / dpdk at {} B: NDR {:.2}x, PDR {:.2}x (NDR ratio per round: {})",
+            r.host,
+            r.size,
+            r.ndr,
+            r.pdr,
+            each.join(", ")
+        );
+    }
     println!();
-    for r in &results {
+    for r in &sums {
         println!("{}", template(&a, r));
     }
     if let Some(p) = &a.json {
-        let v = serde_json::json!({ "results": results });
+        let v = serde_json::json!({ "results": results, "summary": sums, "ratios": ratios });
         if let Err(e) = std::fs::write(p, serde_json::to_string_pretty(&v).expect("serialises")) {
             eprintln!("ferrovia-pvp: cannot write {}: {e}", p.display());
             return ExitCode::FAILURE;

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! iplex [--ctl PATH] [--json] add <name> | update <name> | delete <name>
-//!                             | show all | show <vfid> | status | ping
+//!                             | show all | show <vfid> | show pfs | status | reload
+//!                             | verbose [level] | dump | ping
 //! ```
 
 use std::path::PathBuf;
@@ -56,15 +57,30 @@ fn cli() -> Command {
         )
         .subcommand(
             Command::new("show")
-                .about("policy and counters (drops by cause) of every VF, or of one")
+                .about("policy and counters (drops by cause) of every VF, or of one; or the PF")
                 .arg(
                     Arg::new("what")
                         .required(true)
-                        .value_name("all|VFID")
-                        .help("all, or a VF number"),
+                        .value_name("all|VFID|pfs")
+                        .help("all, a VF number, or pfs (the PF: uplink, link, speed, VFs)"),
                 ),
         )
         .subcommand(Command::new("status").about("the daemon, its uplink and its configured VFs"))
+        .subcommand(
+            Command::new("reload")
+                .about("bring the VFs in line with the configuration directory (what SIGHUP does)"),
+        )
+        .subcommand(
+            Command::new("verbose")
+                .about("set the daemon's log level: 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace; without a level, print it")
+                .arg(
+                    Arg::new("level")
+                        .value_name("LEVEL")
+                        .value_parser(clap::value_parser!(u64))
+                        .help("0 to 5"),
+                ),
+        )
+        .subcommand(Command::new("dump").about("write the daemon's whole state to its log (and print it)"))
         .subcommand(Command::new("ping").about("check that the daemon answers"))
 }
 
@@ -224,13 +240,19 @@ fn run() -> Result<(), String> {
             let what = arg("what");
             if what == "all" {
                 ("show", json!({}))
+            } else if what == "pfs" {
+                ("pfs", json!({}))
             } else {
                 let v: u32 = what.parse().map_err(|_| {
-                    format!("show {what:?}: expected all or a VF number (iplex show all)")
+                    format!("show {what:?}: expected all, pfs or a VF number (iplex show all)")
                 })?;
                 ("show", json!({ "vfid": v }))
             }
         }
+        "verbose" => (
+            "verbose",
+            json!({ "level": sub.get_one::<u64>("level").copied() }),
+        ),
         other => (other, Value::Null),
     };
     let hint = format!(
@@ -254,12 +276,72 @@ fn run() -> Result<(), String> {
             arg("name"),
             result["vfid"]
         ),
+        "show" if method == "pfs" => {
+            for p in result.as_array().into_iter().flatten() {
+                println!(
+                    "PF {}  {}  driver {}  mac {}  link {}  speed {} Mbit/s (policing against {} Mbit/s)",
+                    p["pf"],
+                    p["devargs"].as_str().unwrap_or("?"),
+                    p["driver"].as_str().unwrap_or("?"),
+                    p["mac"].as_str().unwrap_or("?"),
+                    if p["link_up"].as_bool() == Some(true) {
+                        "up"
+                    } else {
+                        "down"
+                    },
+                    p["speed_mbps"],
+                    p["line_rate_mbps"],
+                );
+                println!(
+                    "  VFs {} (configured {})  tx {} rx {} dropped {}",
+                    p["num_vfs"],
+                    p["configured_vfs"],
+                    p["tx_packets"],
+                    p["rx_packets"],
+                    p["dropped_queue_full"]
+                );
+            }
+        }
         "show" => {
             for v in result.as_array().into_iter().flatten() {
                 print_vf(v);
             }
         }
         "status" => print_status(&result),
+        "reload" => {
+            let mut failed = Vec::new();
+            for r in result.as_array().into_iter().flatten() {
+                let name = r["name"].as_str().unwrap_or("?");
+                match (r["done"].as_str(), r["error"].as_str()) {
+                    (Some(d), _) => println!("{name}: {d}"),
+                    (_, Some(e)) => {
+                        println!("{name}: FAILED: {e}");
+                        failed.push(name.to_string());
+                    }
+                    _ => println!("{name}: {r}"),
+                }
+            }
+            if result.as_array().is_none_or(|a| a.is_empty()) {
+                println!("nothing to do: no VF file is added and the directory has none");
+            }
+            if !failed.is_empty() {
+                return Err(format!(
+                    "reload: {} file(s) failed and kept their VF's previous policy: {}",
+                    failed.len(),
+                    failed.join(", ")
+                ));
+            }
+        }
+        "verbose" => println!(
+            "log level {} ({}); was {}",
+            result["level"],
+            result["name"].as_str().unwrap_or("?"),
+            result["old"]
+        ),
+        "dump" => println!(
+            "{}",
+            serde_json::to_string_pretty(&result).unwrap_or_else(|_| result.to_string())
+        ),
         _ => println!("{}", result.as_str().unwrap_or(&result.to_string())),
     }
     Ok(())
