@@ -119,6 +119,13 @@ impl Mempool {
         self.inner.as_ptr()
     }
 
+    /// Physical minus virtual address of the data buffers, when the pool is in physically
+    /// contiguous hugepages ([`RegionBacking::HugetlbDma`](crate::RegionBacking::HugetlbDma));
+    /// None otherwise.
+    pub fn iova_delta(&self) -> Option<u64> {
+        self.inner().region.iova_delta()
+    }
+
     /// The configuration the pool was made with.
     pub fn config(&self) -> &MempoolConfig {
         &self.inner().cfg

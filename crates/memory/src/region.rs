@@ -22,6 +22,9 @@ pub enum RegionBacking {
     Memfd,
     /// `memfd_create(MFD_HUGETLB)`: 2 MiB hugepages from the kernel's pool.
     HugetlbMemfd,
+    /// Hugetlb memfd pages arranged to be physically contiguous, for a device that uses
+    /// physical addresses (`net_virtio_pci`); needs root (see [`crate::dma`]).
+    HugetlbDma,
 }
 
 impl std::fmt::Display for RegionBacking {
@@ -29,6 +32,7 @@ impl std::fmt::Display for RegionBacking {
         f.write_str(match self {
             RegionBacking::Memfd => "memfd",
             RegionBacking::HugetlbMemfd => "hugetlb memfd",
+            RegionBacking::HugetlbDma => "physically contiguous hugepages",
         })
     }
 }
@@ -44,6 +48,7 @@ pub struct SharedRegion {
     base: NonNull<u8>,
     len: usize,
     backing: RegionBacking,
+    iova_delta: Option<u64>,
 }
 
 // SAFETY: the region is plain shared memory; the mapping itself may be used from any thread.
@@ -52,7 +57,10 @@ unsafe impl Send for SharedRegion {}
 // SAFETY: as above: `&SharedRegion` only exposes the base address, length and fd.
 unsafe impl Sync for SharedRegion {}
 
-const HUGE_PAGE: usize = 2 << 20;
+use crate::dma::HUGE_PAGE;
+
+/// What to do when hugepages run out.
+const HUGE_HINT: &str = "no free hugepages? echo 64 > /proc/sys/vm/nr_hugepages";
 
 impl SharedRegion {
     /// Creates and maps a zero-filled region of at least `len` bytes (rounded up to the page
@@ -66,13 +74,14 @@ impl SharedRegion {
         }
         let page = match backing {
             RegionBacking::Memfd => 4096,
-            RegionBacking::HugetlbMemfd => HUGE_PAGE,
+            RegionBacking::HugetlbMemfd | RegionBacking::HugetlbDma => HUGE_PAGE,
         };
+        let huge = page == HUGE_PAGE;
         let len = len.div_ceil(page) * page;
         let cname = std::ffi::CString::new(format!("ferrovia-{name}"))
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region name contains NUL"))?;
         let mut flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-        if backing == RegionBacking::HugetlbMemfd {
+        if huge {
             flags |= libc::MFD_HUGETLB;
         }
         // SAFETY: cname is a valid NUL-terminated string; the call has no memory side effects.
@@ -91,10 +100,10 @@ impl SharedRegion {
                 e.kind(),
                 format!(
                     "cannot size region {name} to {len} bytes: {e}{}",
-                    if backing == RegionBacking::HugetlbMemfd {
-                        " (are hugepages reserved? echo 512 > /proc/sys/vm/nr_hugepages)"
+                    if huge {
+                        format!(" ({HUGE_HINT})")
                     } else {
-                        ""
+                        String::new()
                     }
                 ),
             )
@@ -122,14 +131,36 @@ impl SharedRegion {
             let e = io::Error::last_os_error();
             return Err(io::Error::new(
                 e.kind(),
-                format!("cannot map region {name} ({len} bytes): {e}"),
+                format!(
+                    "cannot map region {name} ({len} bytes, {backing}): {e}{}",
+                    if huge {
+                        format!(" ({HUGE_HINT})")
+                    } else {
+                        String::new()
+                    }
+                ),
             ));
+        }
+        let mut ptr = ptr.cast::<u8>();
+        let mut iova_delta = None;
+        if backing == RegionBacking::HugetlbDma {
+            // SAFETY: ptr is our fresh mapping of the whole fd, referenced by nobody.
+            let (p, d) = unsafe { crate::dma::make_contiguous(file.as_raw_fd(), ptr, len) }
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("region {name} ({len} bytes, {backing}): {e}"),
+                    )
+                })?;
+            ptr = p;
+            iova_delta = Some(d);
         }
         Ok(SharedRegion {
             file,
-            base: NonNull::new(ptr.cast()).expect("mmap returned NULL without MAP_FAILED"),
+            base: NonNull::new(ptr).expect("mmap returned NULL without MAP_FAILED"),
             len,
             backing,
+            iova_delta,
         })
     }
 
@@ -151,6 +182,12 @@ impl SharedRegion {
     /// The backing fd, to be sent to a vhost-user peer.
     pub fn fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+
+    /// For [`RegionBacking::HugetlbDma`]: physical minus virtual address, the same for every
+    /// byte of the region (wrapping arithmetic). None for the other backings.
+    pub fn iova_delta(&self) -> Option<u64> {
+        self.iova_delta
     }
 
     /// Kind of backing.
