@@ -588,11 +588,11 @@ impl Port for VirtioPciPort {
         }
     }
     fn start(&mut self) -> Result<()> {
-        if !self.live {
-            if let Err(e) = self.bring_up() {
-                self.bring_down();
-                return Err(e);
-            }
+        if !self.live
+            && let Err(e) = self.bring_up()
+        {
+            self.bring_down();
+            return Err(e);
         }
         self.state.set(true);
         Ok(())

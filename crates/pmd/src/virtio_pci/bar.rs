@@ -111,7 +111,10 @@ impl Mmio {
         );
         // SAFETY: offset + off + size <= offset + len <= bar.len: inside the mapping.
         let p = unsafe { self.bar.base.as_ptr().add(self.offset + off) };
-        assert!(p as usize % size == 0, "unaligned MMIO access at {off:#x}");
+        assert!(
+            (p as usize).is_multiple_of(size),
+            "unaligned MMIO access at {off:#x}"
+        );
         p
     }
 
