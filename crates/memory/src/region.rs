@@ -312,6 +312,30 @@ mod tests {
         }
     }
 
+    /// Physically contiguous hugepages where the kernel has them (and we are root): the delta
+    /// translates to what pagemap says; otherwise the error says what is missing.
+    #[test]
+    fn dma_regions_are_contiguous_or_explain_why() {
+        match SharedRegion::new("dma", 2 * HUGE_PAGE, RegionBacking::HugetlbDma) {
+            Ok(r) => {
+                let d = r.iova_delta().unwrap();
+                let pm = crate::dma::Pagemap::open().unwrap();
+                eprintln!("contiguous hugepages, delta {d:#x}");
+                for off in [0, 4096, HUGE_PAGE + 123] {
+                    let va = r.base() as usize + off;
+                    assert_eq!(pm.phys(va).unwrap(), (va as u64).wrapping_add(d));
+                }
+            }
+            Err(e) => {
+                let m = e.to_string();
+                assert!(m.contains("hugepages") || m.contains("root"), "{m}");
+                eprintln!("no contiguous hugepages here, not checked: {m}");
+            }
+        }
+        let r = SharedRegion::new("plain", 4096, RegionBacking::Memfd).unwrap();
+        assert_eq!(r.iova_delta(), None);
+    }
+
     #[test]
     fn zero_length_is_a_clear_error() {
         let e = SharedRegion::new("z", 0, RegionBacking::Memfd).unwrap_err();

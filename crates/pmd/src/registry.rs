@@ -152,6 +152,8 @@ mod tests {
             "eth_af_packet",
             "net_tap",
             "eth_tap",
+            "net_virtio_pci",
+            "virtio_pci",
         ] {
             assert!(names.contains(n), "{names}");
             assert!(find(n).is_some(), "{n}");

@@ -5,7 +5,7 @@
 //!
 //! Devargs: `addr` (required: the PCI address, `0000:00:04.0`), `queue_size` (0, the default:
 //! the device's maximum; otherwise a power of two up to it), `mrg_rxbuf` (default 1),
-//! `in_order` (default 1). testpmd turns `-a 0000:00:04.0` into
+//! `in_order` (default 1), `mac` (default: the device's). testpmd turns `-a 0000:00:04.0` into
 //! `net_virtio_pciN,addr=0000:00:04.0`.
 //!
 //! How the device is reached, without vfio (no IOMMU, none in the guest kernel either):
@@ -72,6 +72,11 @@ const KEYS: &[KeySpec] = &[
     .default_value("0"),
     KeySpec::flag("mrg_rxbuf", "offer mergeable Rx buffers").default_value("1"),
     KeySpec::flag("in_order", "offer VIRTIO_F_IN_ORDER").default_value("1"),
+    KeySpec::new(
+        "mac",
+        KeyKind::Mac,
+        "the port's MAC address (default: the device's, from its configuration space)",
+    ),
 ];
 
 /// The `net_virtio_pci` driver, for the registry.
@@ -397,10 +402,10 @@ impl VirtioPciPort {
             port.bring_down();
             return Err(e);
         }
-        port.mac = if port.features & bit(feature::NET_F_MAC) != 0 {
-            port.dev.mac()
-        } else {
+        port.mac = if d.get("mac").is_some() || port.features & bit(feature::NET_F_MAC) == 0 {
             d.mac_or_derived(conf.port_id)?
+        } else {
+            port.dev.mac()
         };
         log::info!(
             "{}: {addr} up, features {:#x}, {} descriptors per ring, mac {}",
