@@ -109,7 +109,9 @@ pub fn contiguous_delta(base: u64, phys: &[u64], page: u64) -> Result<u64, Strin
 
 /// Remaps the hugetlb memfd `fd` (`len` bytes, mapped populated at `base`) so that its pages
 /// lie in virtual memory in the order of their physical addresses, and checks that they form
-/// one physically contiguous run. Returns the new base and the delta `physical - virtual`.
+/// one physically contiguous run. Returns the new base, the delta `physical - virtual`, and
+/// whether page `k` of the mapping is still page `k` of the file (false when the pages had to
+/// be reordered: a vhost-user peer mapping the fd from offset 0 would then see other pages).
 ///
 /// On error every mapping of the region made here or at `base` is gone.
 ///
@@ -120,7 +122,7 @@ pub(crate) unsafe fn make_contiguous(
     fd: RawFd,
     base: *mut u8,
     len: usize,
-) -> io::Result<(*mut u8, u64)> {
+) -> io::Result<(*mut u8, u64, bool)> {
     let unmap = |p: *mut u8, l: usize| {
         // SAFETY: p/l is a mapping made by or handed to this function, unreferenced.
         unsafe { libc::munmap(p.cast(), l) };
@@ -136,7 +138,8 @@ pub(crate) unsafe fn make_contiguous(
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&k| phys[k]);
     let mut new_base = base;
-    if order.iter().enumerate().any(|(i, &k)| i != k) {
+    let linear = order.iter().enumerate().all(|(i, &k)| i == k);
+    if !linear {
         // Reserve an aligned range, then map each page at its rank.
         // SAFETY: an anonymous PROT_NONE reservation at an address the kernel picks.
         let r = unsafe {
@@ -197,7 +200,7 @@ pub(crate) unsafe fn make_contiguous(
     }
     let sorted: Vec<u64> = order.iter().map(|&k| phys[k]).collect();
     match contiguous_delta(new_base as u64, &sorted, HUGE_PAGE as u64) {
-        Ok(d) => Ok((new_base, d)),
+        Ok(d) => Ok((new_base, d, linear)),
         Err(e) => {
             unmap(new_base, len);
             Err(io::Error::new(io::ErrorKind::OutOfMemory, e))

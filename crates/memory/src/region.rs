@@ -49,6 +49,9 @@ pub struct SharedRegion {
     len: usize,
     backing: RegionBacking,
     iova_delta: Option<u64>,
+    /// Byte `i` of the mapping is byte `i` of the file (false for a DMA region whose pages
+    /// were reordered).
+    file_linear: bool,
 }
 
 // SAFETY: the region is plain shared memory; the mapping itself may be used from any thread.
@@ -143,9 +146,10 @@ impl SharedRegion {
         }
         let mut ptr = ptr.cast::<u8>();
         let mut iova_delta = None;
+        let mut file_linear = true;
         if backing == RegionBacking::HugetlbDma {
             // SAFETY: ptr is our fresh mapping of the whole fd, referenced by nobody.
-            let (p, d) = unsafe { crate::dma::make_contiguous(file.as_raw_fd(), ptr, len) }
+            let (p, d, lin) = unsafe { crate::dma::make_contiguous(file.as_raw_fd(), ptr, len) }
                 .map_err(|e| {
                     io::Error::new(
                         e.kind(),
@@ -154,6 +158,7 @@ impl SharedRegion {
                 })?;
             ptr = p;
             iova_delta = Some(d);
+            file_linear = lin;
         }
         Ok(SharedRegion {
             file,
@@ -161,6 +166,7 @@ impl SharedRegion {
             len,
             backing,
             iova_delta,
+            file_linear,
         })
     }
 
@@ -188,6 +194,13 @@ impl SharedRegion {
     /// byte of the region (wrapping arithmetic). None for the other backings.
     pub fn iova_delta(&self) -> Option<u64> {
         self.iova_delta
+    }
+
+    /// True when the mapping shows the file's bytes in file order, so that a peer mapping the
+    /// fd from offset 0 sees the same bytes at the same offsets (always, except for a
+    /// [`RegionBacking::HugetlbDma`] region whose hugepages had to be reordered).
+    pub fn file_linear(&self) -> bool {
+        self.file_linear
     }
 
     /// Kind of backing.
