@@ -107,40 +107,85 @@ pub fn contiguous_delta(base: u64, phys: &[u64], page: u64) -> Result<u64, Strin
     Ok(first.wrapping_sub(base))
 }
 
-/// Remaps the hugetlb memfd `fd` (`len` bytes, mapped populated at `base`) so that its pages
-/// lie in virtual memory in the order of their physical addresses, and checks that they form
-/// one physically contiguous run. Returns the new base, the delta `physical - virtual`, and
-/// whether page `k` of the mapping is still page `k` of the file (false when the pages had to
-/// be reordered: a vhost-user peer mapping the fd from offset 0 would then see other pages).
+/// The error kind of "the hugepages do not form one physically contiguous run" (the region
+/// code then retries with more pages).
+pub const NOT_CONTIGUOUS: io::ErrorKind = io::ErrorKind::AddrNotAvailable;
+
+/// The first run of `n` physically consecutive pages in `sorted` (physical addresses in
+/// ascending order): its start index, or Err with the longest run found.
+pub fn find_run(sorted: &[u64], n: usize, page: u64) -> Result<usize, usize> {
+    let mut start = 0;
+    let mut best = 0;
+    for i in 0..sorted.len() {
+        if i > start && sorted[i] != sorted[i - 1].wrapping_add(page) {
+            start = i;
+        }
+        best = best.max(i + 1 - start);
+        if i + 1 - start == n {
+            return Ok(start);
+        }
+    }
+    Err(best)
+}
+
+/// Remaps the hugetlb memfd `fd` (`map_len` bytes, mapped populated at `base`) so that `len`
+/// bytes of it, one physically contiguous run of its pages, lie in virtual memory in the order
+/// of their physical addresses; the file's other pages are given back to the kernel (punched
+/// out). Returns the new base, the delta `physical - virtual`, and whether page `k` of the
+/// result is still page `k` of the file (false when pages were reordered or skipped: a
+/// vhost-user peer mapping the fd from offset 0 would then see other pages).
 ///
-/// On error every mapping of the region made here or at `base` is gone.
+/// On error every mapping of the region made here or at `base` is gone; a run that cannot be
+/// found is an error of kind [`NOT_CONTIGUOUS`].
 ///
 /// # Safety
-/// `base` must be the caller's own `MAP_SHARED` mapping of `fd`'s `len` bytes (a multiple of
-/// [`HUGE_PAGE`]) that nothing references yet; it is unmapped (or replaced) here.
+/// `base` must be the caller's own `MAP_SHARED` mapping of `fd`'s `map_len` bytes (a multiple
+/// of [`HUGE_PAGE`], at least `len`) that nothing references yet; it is unmapped (or
+/// replaced) here.
 pub(crate) unsafe fn make_contiguous(
     fd: RawFd,
     base: *mut u8,
+    map_len: usize,
     len: usize,
 ) -> io::Result<(*mut u8, u64, bool)> {
     let unmap = |p: *mut u8, l: usize| {
         // SAFETY: p/l is a mapping made by or handed to this function, unreferenced.
         unsafe { libc::munmap(p.cast(), l) };
     };
+    let total = map_len / HUGE_PAGE;
     let n = len / HUGE_PAGE;
-    let phys = match page_phys(base, n) {
+    let phys = match page_phys(base, total) {
         Ok(p) => p,
         Err(e) => {
-            unmap(base, len);
+            unmap(base, map_len);
             return Err(e);
         }
     };
-    let mut order: Vec<usize> = (0..n).collect();
+    let mut order: Vec<usize> = (0..total).collect();
     order.sort_by_key(|&k| phys[k]);
+    let sorted: Vec<u64> = order.iter().map(|&k| phys[k]).collect();
+    let start = match find_run(&sorted, n, HUGE_PAGE as u64) {
+        Ok(s) => s,
+        Err(best) => {
+            unmap(base, map_len);
+            let first_gap = (1..n.min(total))
+                .find(|&k| phys[k] != phys[0].wrapping_add((k * HUGE_PAGE) as u64))
+                .unwrap_or(0);
+            return Err(io::Error::new(
+                NOT_CONTIGUOUS,
+                format!(
+                    "its {n} hugepages are not physically contiguous (page {first_gap} is at {:#x}, not {:#x}; the longest run among {total} pages is {best}): reserve hugepages early after boot or use fewer mbufs",
+                    phys[first_gap],
+                    phys[0].wrapping_add((first_gap * HUGE_PAGE) as u64)
+                ),
+            ));
+        }
+    };
+    let run = &order[start..start + n];
+    let linear = total == n && run.iter().enumerate().all(|(i, &k)| i == k);
     let mut new_base = base;
-    let linear = order.iter().enumerate().all(|(i, &k)| i == k);
     if !linear {
-        // Reserve an aligned range, then map each page at its rank.
+        // Reserve an aligned range, then map each page of the run at its rank.
         // SAFETY: an anonymous PROT_NONE reservation at an address the kernel picks.
         let r = unsafe {
             libc::mmap(
@@ -154,7 +199,7 @@ pub(crate) unsafe fn make_contiguous(
         };
         if r == libc::MAP_FAILED {
             let e = io::Error::last_os_error();
-            unmap(base, len);
+            unmap(base, map_len);
             return Err(io::Error::new(
                 e.kind(),
                 format!("cannot reserve {len} bytes of address space: {e}"),
@@ -164,7 +209,7 @@ pub(crate) unsafe fn make_contiguous(
         let head = (HUGE_PAGE - (r as usize % HUGE_PAGE)) % HUGE_PAGE;
         // SAFETY: head < HUGE_PAGE, inside the reservation.
         let aligned = unsafe { r.add(head) };
-        for (i, &k) in order.iter().enumerate() {
+        for (i, &k) in run.iter().enumerate() {
             // SAFETY: replaces one hugepage of our own reservation with page k of fd.
             let p = unsafe {
                 libc::mmap(
@@ -179,7 +224,7 @@ pub(crate) unsafe fn make_contiguous(
             if p == libc::MAP_FAILED {
                 let e = io::Error::last_os_error();
                 unmap(r, len + HUGE_PAGE);
-                unmap(base, len);
+                unmap(base, map_len);
                 return Err(io::Error::new(
                     e.kind(),
                     format!("cannot remap hugepage {k}: {e}"),
@@ -195,17 +240,23 @@ pub(crate) unsafe fn make_contiguous(
         if HUGE_PAGE - head > 0 {
             unmap(tail, HUGE_PAGE - head);
         }
-        unmap(base, len);
+        unmap(base, map_len);
         new_base = aligned;
-    }
-    let sorted: Vec<u64> = order.iter().map(|&k| phys[k]).collect();
-    match contiguous_delta(new_base as u64, &sorted, HUGE_PAGE as u64) {
-        Ok(d) => Ok((new_base, d, linear)),
-        Err(e) => {
-            unmap(new_base, len);
-            Err(io::Error::new(io::ErrorKind::OutOfMemory, e))
+        // Give the pages outside the run back to the kernel.
+        for &k in order[..start].iter().chain(&order[start + n..]) {
+            // SAFETY: a plain syscall on our own fd, over a page nothing maps any more.
+            unsafe {
+                libc::fallocate(
+                    fd,
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    (k * HUGE_PAGE) as libc::off_t,
+                    HUGE_PAGE as libc::off_t,
+                )
+            };
         }
     }
+    let delta = sorted[start].wrapping_sub(new_base as u64);
+    Ok((new_base, delta, linear))
 }
 
 /// The physical address of each of the `n` hugepages mapped from `base`.
@@ -273,6 +324,16 @@ mod tests {
             Ok(pa) => assert_eq!(pa % PAGE, v.as_ptr() as u64 % PAGE),
             Err(e) => assert!(e.to_string().contains("root"), "{e}"),
         }
+    }
+
+    #[test]
+    fn runs_among_more_pages() {
+        let hp = HUGE_PAGE as u64;
+        let pa = |v: &[u64]| v.iter().map(|x| x * hp).collect::<Vec<_>>();
+        assert_eq!(find_run(&pa(&[1, 2, 3]), 3, hp), Ok(0));
+        assert_eq!(find_run(&pa(&[1, 3, 4, 5, 9]), 3, hp), Ok(1));
+        assert_eq!(find_run(&pa(&[1, 3, 4, 6, 9]), 3, hp), Err(2));
+        assert_eq!(find_run(&pa(&[7]), 1, hp), Ok(0));
     }
 
     proptest! {

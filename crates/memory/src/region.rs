@@ -79,8 +79,36 @@ impl SharedRegion {
             RegionBacking::Memfd => 4096,
             RegionBacking::HugetlbMemfd | RegionBacking::HugetlbDma => HUGE_PAGE,
         };
-        let huge = page == HUGE_PAGE;
         let len = len.div_ceil(page) * page;
+        if backing != RegionBacking::HugetlbDma {
+            return Self::create(name, len, len, backing);
+        }
+        // Physically contiguous hugepages: the exact number first; when they do not form one
+        // run, two and four times as many, keeping one run of them (the rest go back to the
+        // kernel), as long as the kernel has that many free.
+        let mut last_err = None;
+        for f in [1, 2, 4] {
+            match Self::create(name, len, len * f, backing) {
+                Ok(r) => {
+                    if f > 1 {
+                        log::info!(
+                            "region {name}: a physically contiguous run found among {f} times the hugepages needed"
+                        );
+                    }
+                    return Ok(r);
+                }
+                // Keep the widest search's report.
+                Err(e) if e.kind() == crate::dma::NOT_CONTIGUOUS => last_err = Some(e),
+                Err(e) => return Err(last_err.unwrap_or(e)),
+            }
+        }
+        Err(last_err.expect("the loop ran"))
+    }
+
+    /// Creates a region of `len` bytes (a multiple of the page size) over a file of
+    /// `file_len` bytes (`len` except for a DMA region's retries).
+    fn create(name: &str, len: usize, file_len: usize, backing: RegionBacking) -> io::Result<Self> {
+        let huge = backing != RegionBacking::Memfd;
         let cname = std::ffi::CString::new(format!("ferrovia-{name}"))
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region name contains NUL"))?;
         let mut flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
@@ -98,7 +126,7 @@ impl SharedRegion {
         }
         // SAFETY: fd was just returned by memfd_create and is owned by nobody else.
         let file = unsafe { File::from_raw_fd(fd) };
-        file.set_len(len as u64).map_err(|e| {
+        file.set_len(file_len as u64).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -118,12 +146,13 @@ impl SharedRegion {
         // every other mmap), while first-use faults happen once per page, only for pages
         // actually used; a peer that maps our memory faults its own page tables anyway.
         let lazy = backing == RegionBacking::Memfd && len >= LAZY_POPULATE_MIN;
+        let map_len = file_len;
         let populate = if lazy { 0 } else { libc::MAP_POPULATE };
-        // SAFETY: mapping a fresh fd of `len` bytes at an address chosen by the kernel.
+        // SAFETY: mapping a fresh fd of `map_len` bytes at an address chosen by the kernel.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                map_len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | populate,
                 file.as_raw_fd(),
@@ -149,13 +178,14 @@ impl SharedRegion {
         let mut file_linear = true;
         if backing == RegionBacking::HugetlbDma {
             // SAFETY: ptr is our fresh mapping of the whole fd, referenced by nobody.
-            let (p, d, lin) = unsafe { crate::dma::make_contiguous(file.as_raw_fd(), ptr, len) }
-                .map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("region {name} ({len} bytes, {backing}): {e}"),
-                    )
-                })?;
+            let (p, d, lin) =
+                unsafe { crate::dma::make_contiguous(file.as_raw_fd(), ptr, map_len, len) }
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("region {name} ({len} bytes, {backing}): {e}"),
+                        )
+                    })?;
             ptr = p;
             iova_delta = Some(d);
             file_linear = lin;
