@@ -696,7 +696,14 @@ impl VpQueue {
             Entered::Same(_) => {}
         }
         // SAFETY: inside a burst entered with a live configuration (the quiesce protocol).
-        unsafe { vr.queue() }.as_mut()
+        let q = unsafe { vr.queue() };
+        if q.is_none() {
+            // Never while live (the queue is set before the configuration is published), but
+            // a burst that returns must not stay entered.
+            self.reader.exit(&vr.live);
+            return None;
+        }
+        q.as_mut()
     }
 
     #[inline]
