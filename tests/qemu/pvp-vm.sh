@@ -2,17 +2,20 @@
 # PVP with a real VM as the VNF (issue 20, item 3b): the loop of docs/pktgen.md with the QEMU
 # guest in place of the container VNF.
 #
-#   ferrovia-pktgen A ─ genA ┐                        ┌ vnf0 ─ eth0 ┐ guest: our testpmd,
-#                            ├ host testpmd io ───────┤             │ macswap on
-#   ferrovia-pktgen B ─ genB ┘ (4 vhost-user servers) └ vnf1 ─ eth1 ┘ net_af_packet0/1
+#   ferrovia-pktgen A ─ genA ┐                        ┌ vnf0 ─ 00:04.0 ┐ guest: our testpmd,
+#                            ├ host testpmd io ───────┤                │ macswap on
+#   ferrovia-pktgen B ─ genB ┘ (4 vhost-user servers) └ vnf1 ─ 00:05.0 ┘ net_virtio_pci
 #
 # - host: target/release/testpmd in io mode with four vhost-user server ports, in this order:
 #   genA, vnf0, genB, vnf1 (paired topology: 0<->1, 2<->3);
 # - guest: QEMU (TCG) with two virtio-net-pci devices on vnf0 and vnf1 (vhost-user, QEMU as
 #   client, guest memory a shared memfd). tests/qemu/pvp-vm-guest.sh is its /init, appended
 #   with our testpmd and its shared libraries as a second cpio to the harness's initramfs (as
-#   vhost-kernel.sh does); it brings eth0/eth1 up in promiscuous mode and runs our testpmd
-#   with --vdev net_af_packet0,iface=eth0 --vdev net_af_packet1,iface=eth1 in macswap mode;
+#   vhost-kernel.sh does), with the uio and uio_pci_generic modules. With PV_GUEST_PMD=virtio-pci
+#   (the default) it binds both functions to uio_pci_generic, reserves hugepages and runs our
+#   testpmd with -a 0000:00:04.0 -a 0000:00:05.0 (net_virtio_pci) in macswap mode; with
+#   PV_GUEST_PMD=af_packet it brings eth0/eth1 up in promiscuous mode and runs it with
+#   --vdev net_af_packet0,iface=eth0 --vdev net_af_packet1,iface=eth1;
 # - generator: target/release/ferrovia-pktgen on virtio-user ports on genA and genB, both
 #   directions, at a rate the TCG guest carries without loss.
 #
@@ -26,7 +29,8 @@
 # (2), PV_SIZE (frame size, default 60), PV_MAX_LOSS (0), PV_SMP (guest vCPUs, 1),
 # PV_TIMEOUT (QEMU wall-clock limit, 150 s), PV_HOST_CPU (the host testpmd's CPU, 0),
 # PV_GEN_CPU and PV_VM_CPU (the generator's and QEMU's, 1; "-" for anywhere),
-# PV_GUEST_MODE (the guest testpmd's forward mode, macswap; rxonly must fail), PV_TESTPMD
+# PV_GUEST_MODE (the guest testpmd's forward mode, macswap; rxonly must fail), PV_GUEST_PMD
+# (virtio-pci, the default, or af_packet: how the guest's testpmd reaches the devices), PV_TESTPMD
 # (the testpmd to run), PV_PVP=0 (leave out the ferrovia-pvp --vnf vm run), PV_NO_BUILD=1 (use the binaries as they are), PV_KEEP=1 (keep the
 # work directory).
 #
@@ -123,6 +127,12 @@ for lib in $(ldd "$TESTPMD" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/
     cp -L "$lib" "$R$lib"
 done
 install -m 755 tests/qemu/pvp-vm-guest.sh "$R/init"
+# uio and uio_pci_generic for the virtio-pci mode, from the harness's kernel tree.
+mkdir -p "$R/lib/modules"
+for m in uio uio_pci_generic; do
+    ko=$(find "$CACHE/kernel-$KVER" -name "$m.ko" 2>/dev/null | head -1)
+    if [ -n "$ko" ]; then cp "$ko" "$R/lib/modules/"; fi
+done
 (cd "$R" && find . | LC_ALL=C sort | busybox cpio -o -H newc -R 0:0 2>/dev/null) | gzip -1 >"$WORK/extra.cpio.gz"
 cat "$INITRD" "$WORK/extra.cpio.gz" >"$WORK/initrd.gz"
 
@@ -161,7 +171,7 @@ QEMU=(qemu-system-x86_64 -accel tcg -cpu max -M pc -smp "$SMP" -m "${MEM}M"
     -object "memory-backend-memfd,id=mem,size=${MEM}M,share=on" -numa node,memdev=mem
     -nodefaults -display none -no-reboot -monitor none -serial stdio
     -kernel "$KERNEL" -initrd "$WORK/initrd.gz"
-    -append "console=ttyS0 panic=-1 loglevel=4 pv.hold=$HOLD pv.mode=${PV_GUEST_MODE:-macswap}"
+    -append "console=ttyS0 panic=-1 loglevel=4 pv.hold=$HOLD pv.mode=${PV_GUEST_MODE:-macswap} pv.pmd=${PV_GUEST_PMD:-virtio-pci}"
     -chardev "socket,id=vu0,path=$VNF0_SOCK" -netdev vhost-user,id=net0,chardev=vu0
     -device virtio-net-pci,netdev=net0,mac=52:54:00:00:00:10,vectors=0,addr=0x4,rx_queue_size=1024,tx_queue_size=1024
     -chardev "socket,id=vu1,path=$VNF1_SOCK" -netdev vhost-user,id=net1,chardev=vu1
@@ -218,9 +228,12 @@ port_totals() { # names...
         /TX-packets:/ { print l ": rx=" rx " rx_dropped=" rd " tx=" $2 " tx_dropped=" $4 }'
 }
 console | sed -n '/^PV-READY/,$p' | grep -E '^PV: ' | grep -v 'testpmd:' | sed 's/^PV: /  guest: /' || true
-console | sed -n '/^PV-READY/,$p' | sed -n 's/^PV: *testpmd: //p' | port_totals eth0 eth1 |
+if [ "${PV_GUEST_PMD:-virtio-pci}" = virtio-pci ]; then gnames="00:04.0 00:05.0"; else gnames="eth0 eth1"; fi
+# shellcheck disable=SC2086
+console | sed -n '/^PV-READY/,$p' | sed -n 's/^PV: *testpmd: //p' | port_totals $gnames |
     sed 's/^/  guest testpmd /'
-console | grep -E '^PV-STATS ' | sed 's/^PV-STATS /  guest kernel /'
+# (af_packet only: the kernel's interfaces; with virtio-pci the kernel has none)
+console | grep -E '^PV-STATS ' | sed 's/^PV-STATS /  guest kernel /' || true
 stop_pid "$HPID" INT
 HPID=
 port_totals genA vnf0 genB vnf1 <"$WORK/host.log" | tail -5 | sed 's/^/  host testpmd /'

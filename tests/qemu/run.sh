@@ -6,7 +6,9 @@
 # killed and restarted twice against the same testpmd (server and client modes). Then
 # tests/qemu/vhost-kernel.sh: our testpmd inside the guest on /dev/vhost-net (set
 # FERROVIA_QEMU_VHOST_KERNEL=0 to leave it out), and tests/qemu/pvp-vm.sh: the PVP loop with
-# the guest as the VNF, driven by ferrovia-pktgen (set FERROVIA_QEMU_PVP_VM=0 to leave it out).
+# the guest as the VNF, driven by ferrovia-pktgen (set FERROVIA_QEMU_PVP_VM=0 to leave it out),
+# after tests/qemu/virtio-pci.sh: net_virtio_pci's errors and stop/start in the guest
+# (FERROVIA_QEMU_VIRTIO_PCI=0 to leave it out).
 #
 # Needs the harness in ../shared/tools/qemu-guest (built on first use; installs
 # qemu-system-x86 and busybox-static) and target/release/testpmd (built here).
@@ -102,6 +104,13 @@ TP_EXTRA="--enable-rx-cksum --enable-lro --tx-offloads=0x2e" client_case vhost-s
 if [ "${FERROVIA_QEMU_VHOST_KERNEL:-1}" = 1 ]; then
     if ! tests/qemu/vhost-kernel.sh; then
         echo "FAIL vhost-kernel (tests/qemu/vhost-kernel.sh)"
+        fails=$((fails + 1))
+    fi
+fi
+# net_virtio_pci's probing errors and stop/start on a real device (its own QEMU run)
+if [ "${FERROVIA_QEMU_VIRTIO_PCI:-1}" = 1 ]; then
+    if ! tests/qemu/virtio-pci.sh; then
+        echo "FAIL virtio-pci (tests/qemu/virtio-pci.sh)"
         fails=$((fails + 1))
     fi
 fi

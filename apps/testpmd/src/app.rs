@@ -10,7 +10,7 @@ use ferrovia_ethdev::{MacAddr, Port, PortConf, PortStats, RxOffloads, TxOffloads
 use ferrovia_fwd::burst_stats::format_spread;
 use ferrovia_fwd::csum::CsumConf;
 use ferrovia_fwd::{Stream, StreamCounters, StreamParams};
-use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
+use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig, RegionBacking};
 
 use crate::eal::EalOpts;
 use crate::lcore::{Lcore, allowed_cpus, pin, placement};
@@ -66,8 +66,10 @@ struct Running {
 /// DPDK has one).
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// No `--vdev` was given.
-    #[error("no ports: add at least one --vdev, e.g. --vdev net_vhost0,iface=/tmp/sock0")]
+    /// No `--vdev` or `-a` was given.
+    #[error(
+        "no ports: add at least one --vdev, e.g. --vdev net_vhost0,iface=/tmp/sock0, or -a PCI_ADDRESS"
+    )]
     NoPorts,
     /// `--mbuf-size` leaves no data room after the headroom.
     #[error("--mbuf-size {size} leaves no room for data after 128 bytes of headroom")]
@@ -194,9 +196,10 @@ pub struct App {
 }
 
 impl App {
-    /// Creates the pool and opens every `--vdev`.
+    /// Creates the pool and opens every `-a` PCI device and every `--vdev`.
     pub fn new(eal: EalOpts, opts: AppOpts) -> Result<App, AppError> {
-        if eal.vdevs.is_empty() {
+        let devices = eal.devices();
+        if devices.is_empty() {
             return Err(AppError::NoPorts);
         }
         let main = eal.main_lcore.unwrap_or(eal.lcores[0].id);
@@ -214,7 +217,7 @@ impl App {
         for w in warnings {
             println!("{w}");
         }
-        let nports = eal.vdevs.len();
+        let nports = devices.len();
         let rxd = if opts.rxd == 0 {
             1024
         } else {
@@ -236,22 +239,38 @@ impl App {
             }
             None => 2048,
         };
+        // A PCI device reads and writes the buffers by physical address: the pool then goes
+        // in physically contiguous hugepages.
+        let pci = devices
+            .iter()
+            .any(|d| d.starts_with("net_virtio_pci") || d.starts_with("virtio_pci"));
+        let backing = if pci {
+            RegionBacking::HugetlbDma
+        } else {
+            RegionBacking::Memfd
+        };
         let pool = Mempool::new(MempoolConfig {
             name: "mb_pool_0".into(),
             count,
             data_room,
             cache_size: 256,
+            backing,
             ..Default::default()
         })
         .map_err(|source| AppError::Pool { source })?;
         println!(
-            "testpmd: create a new mbuf pool <mb_pool_0>: n={count}, size={}, memfd (no hugepages)",
-            data_room as u32 + 128
+            "testpmd: create a new mbuf pool <mb_pool_0>: n={count}, size={}, {}",
+            data_room as u32 + 128,
+            if pci {
+                "physically contiguous hugepages (PCI devices)"
+            } else {
+                "memfd (no hugepages)"
+            }
         );
         let mut ports = Vec::new();
         let rx_ol = RxOffloads::from_bits_retain(opts.rx_offloads);
         let tx_ol = TxOffloads::from_bits_retain(opts.tx_offloads);
-        for (i, d) in eal.vdevs.iter().enumerate() {
+        for (i, d) in devices.iter().enumerate() {
             println!("Configuring Port {i} (socket 0)");
             let port = open_port(&opts, &pool, i as u16, d, rx_ol, tx_ol).map_err(|source| {
                 AppError::Open {

@@ -10,8 +10,11 @@ pub struct EalOpts {
     pub lcores: Vec<Lcore>,
     /// Main lcore id.
     pub main_lcore: Option<u32>,
-    /// Virtual devices in order (port 0, 1, ...).
+    /// Virtual devices in order (ports after the PCI devices).
     pub vdevs: Vec<String>,
+    /// PCI devices given with `-a`/`-w` (`ADDR[,devargs]`), in order: ports 0, 1, ...
+    /// driven by `net_virtio_pci`, as DPDK probes PCI devices before virtual ones.
+    pub pci: Vec<String>,
     /// Options accepted but without meaning here, named once at start-up.
     pub ignored: Vec<String>,
     /// `--file-prefix`: the directory of the telemetry socket (DPDK's default: `rte`).
@@ -66,16 +69,10 @@ pub const IGNORED_FLAGS: &[&str] = &[
     "-v",
 ];
 
-/// PCI device selection: accepted and ignored (there are no PCI devices here).
-const PCI_OPTS: &[&str] = &[
-    "-a",
-    "--allow",
-    "-b",
-    "--block",
-    "-w",
-    "--pci-whitelist",
-    "--pci-blacklist",
-];
+/// PCI devices to drive (`net_virtio_pci`).
+const PCI_ALLOW: &[&str] = &["-a", "--allow", "-w", "--pci-whitelist"];
+/// PCI devices to leave alone: accepted and ignored (only allowed devices are probed).
+const PCI_BLOCK: &[&str] = &["-b", "--block", "--pci-blacklist"];
 
 /// Splits `--opt=value` into (`--opt`, Some(value)).
 pub fn split_eq(arg: &str) -> (&str, Option<&str>) {
@@ -152,9 +149,15 @@ pub fn parse(args: &[String]) -> Result<EalOpts, String> {
                 o.file_prefix = Some(v);
             }
             "--no-telemetry" if inline.is_none() => o.no_telemetry = true,
-            k if PCI_OPTS.contains(&k) => {
+            k if PCI_ALLOW.contains(&k) => {
                 let v = value(k)?;
-                o.ignored.push(format!("{k} {v} (no PCI devices here)"));
+                o.pci
+                    .push(v.trim_matches('\'').trim_matches('"').to_string());
+            }
+            k if PCI_BLOCK.contains(&k) => {
+                let v = value(k)?;
+                o.ignored
+                    .push(format!("{k} {v} (only -a devices are probed)"));
             }
             k if IGNORED_WITH_VALUE.contains(&k) => {
                 let v = value(k)?;
@@ -192,12 +195,47 @@ pub fn parse(args: &[String]) -> Result<EalOpts, String> {
     Ok(o)
 }
 
+impl EalOpts {
+    /// Every port's devargs in port order: the PCI devices (`-a ADDR[,k=v...]` becomes
+    /// `net_virtio_pciN,addr=ADDR[,k=v...]`), then the virtual devices.
+    pub fn devices(&self) -> Vec<String> {
+        self.pci
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match a.split_once(',') {
+                Some((addr, rest)) => format!("net_virtio_pci{i},addr={addr},{rest}"),
+                None => format!("net_virtio_pci{i},addr={a}"),
+            })
+            .chain(self.vdevs.iter().cloned())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn v(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn pci_devices_become_virtio_pci_ports_first() {
+        let o = parse(&v(
+            "-l 0 -a 0000:00:04.0 -w 0000:00:05.0,queue_size=256 --vdev net_null0 -b 0000:00:06.0",
+        ))
+        .unwrap();
+        assert_eq!(
+            o.devices(),
+            vec![
+                "net_virtio_pci0,addr=0000:00:04.0",
+                "net_virtio_pci1,addr=0000:00:05.0,queue_size=256",
+                "net_null0"
+            ]
+        );
+        assert_eq!(o.ignored.len(), 1);
+        let o = parse(&v("--allow=0000:00:04.0")).unwrap();
+        assert_eq!(o.pci, vec!["0000:00:04.0"]);
     }
 
     #[test]

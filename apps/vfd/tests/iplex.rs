@@ -183,7 +183,7 @@ fn bad_input_is_refused_with_its_reason() {
         ),
         (
             vec!["show", "some"],
-            vec!["expected all or a VF number".into()],
+            vec!["expected all, pfs or a VF number".into()],
         ),
     ];
     for (args, words) in &cases {

@@ -19,6 +19,7 @@
 pub mod arena;
 pub mod burst;
 pub mod cksum;
+pub mod dma;
 pub mod lcore_caches;
 #[cfg(not(loom))]
 mod lcore_stash;

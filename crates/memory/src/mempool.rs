@@ -71,7 +71,13 @@ impl Mempool {
             io::Error::new(io::ErrorKind::InvalidInput, "mempool size overflows usize")
         })?;
         let region = SharedRegion::new(&cfg.name, total, cfg.backing)?;
-        let reg_id = registry::register(region.base() as u64, region.len() as u64, region.fd());
+        // A region a peer cannot map from offset 0 (reordered hugepages) is not shared: id 0 is
+        // never registered.
+        let reg_id = if region.file_linear() {
+            registry::register(region.base() as u64, region.len() as u64, region.fd())
+        } else {
+            0
+        };
         let hdrs: Box<[MbufHdr]> = (0..cfg.count)
             .map(|i| {
                 // SAFETY: i * buf_len + buf_len <= total <= region.len().
@@ -117,6 +123,20 @@ impl Mempool {
 
     pub(crate) fn as_ptr(&self) -> *const PoolInner {
         self.inner.as_ptr()
+    }
+
+    /// Physical minus virtual address of the data buffers, when the pool is in physically
+    /// contiguous hugepages ([`RegionBacking::HugetlbDma`](crate::RegionBacking::HugetlbDma));
+    /// None otherwise.
+    pub fn iova_delta(&self) -> Option<u64> {
+        self.inner().region.iova_delta()
+    }
+
+    /// True when the pool's buffers are registered for vhost-user backends (virtio-user ports
+    /// can use it): always, except for physically contiguous hugepages that had to be
+    /// reordered in virtual memory.
+    pub fn shareable(&self) -> bool {
+        self.inner().region.file_linear()
     }
 
     /// The configuration the pool was made with.

@@ -22,6 +22,9 @@ pub enum RegionBacking {
     Memfd,
     /// `memfd_create(MFD_HUGETLB)`: 2 MiB hugepages from the kernel's pool.
     HugetlbMemfd,
+    /// Hugetlb memfd pages arranged to be physically contiguous, for a device that uses
+    /// physical addresses (`net_virtio_pci`); needs root (see [`crate::dma`]).
+    HugetlbDma,
 }
 
 impl std::fmt::Display for RegionBacking {
@@ -29,6 +32,7 @@ impl std::fmt::Display for RegionBacking {
         f.write_str(match self {
             RegionBacking::Memfd => "memfd",
             RegionBacking::HugetlbMemfd => "hugetlb memfd",
+            RegionBacking::HugetlbDma => "physically contiguous hugepages",
         })
     }
 }
@@ -44,6 +48,10 @@ pub struct SharedRegion {
     base: NonNull<u8>,
     len: usize,
     backing: RegionBacking,
+    iova_delta: Option<u64>,
+    /// Byte `i` of the mapping is byte `i` of the file (false for a DMA region whose pages
+    /// were reordered).
+    file_linear: bool,
 }
 
 // SAFETY: the region is plain shared memory; the mapping itself may be used from any thread.
@@ -52,7 +60,10 @@ unsafe impl Send for SharedRegion {}
 // SAFETY: as above: `&SharedRegion` only exposes the base address, length and fd.
 unsafe impl Sync for SharedRegion {}
 
-const HUGE_PAGE: usize = 2 << 20;
+use crate::dma::HUGE_PAGE;
+
+/// What to do when hugepages run out.
+const HUGE_HINT: &str = "no free hugepages? echo 64 > /proc/sys/vm/nr_hugepages";
 
 impl SharedRegion {
     /// Creates and maps a zero-filled region of at least `len` bytes (rounded up to the page
@@ -66,13 +77,42 @@ impl SharedRegion {
         }
         let page = match backing {
             RegionBacking::Memfd => 4096,
-            RegionBacking::HugetlbMemfd => HUGE_PAGE,
+            RegionBacking::HugetlbMemfd | RegionBacking::HugetlbDma => HUGE_PAGE,
         };
         let len = len.div_ceil(page) * page;
+        if backing != RegionBacking::HugetlbDma {
+            return Self::create(name, len, len, backing);
+        }
+        // Physically contiguous hugepages: the exact number first; when they do not form one
+        // run, two and four times as many, keeping one run of them (the rest go back to the
+        // kernel), as long as the kernel has that many free.
+        let mut last_err = None;
+        for f in [1, 2, 4] {
+            match Self::create(name, len, len * f, backing) {
+                Ok(r) => {
+                    if f > 1 {
+                        log::info!(
+                            "region {name}: a physically contiguous run found among {f} times the hugepages needed"
+                        );
+                    }
+                    return Ok(r);
+                }
+                // Keep the widest search's report.
+                Err(e) if e.kind() == crate::dma::NOT_CONTIGUOUS => last_err = Some(e),
+                Err(e) => return Err(last_err.unwrap_or(e)),
+            }
+        }
+        Err(last_err.expect("the loop ran"))
+    }
+
+    /// Creates a region of `len` bytes (a multiple of the page size) over a file of
+    /// `file_len` bytes (`len` except for a DMA region's retries).
+    fn create(name: &str, len: usize, file_len: usize, backing: RegionBacking) -> io::Result<Self> {
+        let huge = backing != RegionBacking::Memfd;
         let cname = std::ffi::CString::new(format!("ferrovia-{name}"))
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region name contains NUL"))?;
         let mut flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-        if backing == RegionBacking::HugetlbMemfd {
+        if huge {
             flags |= libc::MFD_HUGETLB;
         }
         // SAFETY: cname is a valid NUL-terminated string; the call has no memory side effects.
@@ -86,15 +126,15 @@ impl SharedRegion {
         }
         // SAFETY: fd was just returned by memfd_create and is owned by nobody else.
         let file = unsafe { File::from_raw_fd(fd) };
-        file.set_len(len as u64).map_err(|e| {
+        file.set_len(file_len as u64).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
                     "cannot size region {name} to {len} bytes: {e}{}",
-                    if backing == RegionBacking::HugetlbMemfd {
-                        " (are hugepages reserved? echo 512 > /proc/sys/vm/nr_hugepages)"
+                    if huge {
+                        format!(" ({HUGE_HINT})")
                     } else {
-                        ""
+                        String::new()
                     }
                 ),
             )
@@ -106,12 +146,13 @@ impl SharedRegion {
         // every other mmap), while first-use faults happen once per page, only for pages
         // actually used; a peer that maps our memory faults its own page tables anyway.
         let lazy = backing == RegionBacking::Memfd && len >= LAZY_POPULATE_MIN;
+        let map_len = file_len;
         let populate = if lazy { 0 } else { libc::MAP_POPULATE };
-        // SAFETY: mapping a fresh fd of `len` bytes at an address chosen by the kernel.
+        // SAFETY: mapping a fresh fd of `map_len` bytes at an address chosen by the kernel.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                map_len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | populate,
                 file.as_raw_fd(),
@@ -122,14 +163,40 @@ impl SharedRegion {
             let e = io::Error::last_os_error();
             return Err(io::Error::new(
                 e.kind(),
-                format!("cannot map region {name} ({len} bytes): {e}"),
+                format!(
+                    "cannot map region {name} ({len} bytes, {backing}): {e}{}",
+                    if huge {
+                        format!(" ({HUGE_HINT})")
+                    } else {
+                        String::new()
+                    }
+                ),
             ));
+        }
+        let mut ptr = ptr.cast::<u8>();
+        let mut iova_delta = None;
+        let mut file_linear = true;
+        if backing == RegionBacking::HugetlbDma {
+            // SAFETY: ptr is our fresh mapping of the whole fd, referenced by nobody.
+            let (p, d, lin) =
+                unsafe { crate::dma::make_contiguous(file.as_raw_fd(), ptr, map_len, len) }
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("region {name} ({len} bytes, {backing}): {e}"),
+                        )
+                    })?;
+            ptr = p;
+            iova_delta = Some(d);
+            file_linear = lin;
         }
         Ok(SharedRegion {
             file,
-            base: NonNull::new(ptr.cast()).expect("mmap returned NULL without MAP_FAILED"),
+            base: NonNull::new(ptr).expect("mmap returned NULL without MAP_FAILED"),
             len,
             backing,
+            iova_delta,
+            file_linear,
         })
     }
 
@@ -151,6 +218,19 @@ impl SharedRegion {
     /// The backing fd, to be sent to a vhost-user peer.
     pub fn fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+
+    /// For [`RegionBacking::HugetlbDma`]: physical minus virtual address, the same for every
+    /// byte of the region (wrapping arithmetic). None for the other backings.
+    pub fn iova_delta(&self) -> Option<u64> {
+        self.iova_delta
+    }
+
+    /// True when the mapping shows the file's bytes in file order, so that a peer mapping the
+    /// fd from offset 0 sees the same bytes at the same offsets (always, except for a
+    /// [`RegionBacking::HugetlbDma`] region whose hugepages had to be reordered).
+    pub fn file_linear(&self) -> bool {
+        self.file_linear
     }
 
     /// Kind of backing.
@@ -273,6 +353,30 @@ mod tests {
             Ok(r) => assert_eq!(r.seals().unwrap() & REGION_SEALS, REGION_SEALS),
             Err(e) => eprintln!("no hugepages here, not checked: {e}"),
         }
+    }
+
+    /// Physically contiguous hugepages where the kernel has them (and we are root): the delta
+    /// translates to what pagemap says; otherwise the error says what is missing.
+    #[test]
+    fn dma_regions_are_contiguous_or_explain_why() {
+        match SharedRegion::new("dma", 2 * HUGE_PAGE, RegionBacking::HugetlbDma) {
+            Ok(r) => {
+                let d = r.iova_delta().unwrap();
+                let pm = crate::dma::Pagemap::open().unwrap();
+                eprintln!("contiguous hugepages, delta {d:#x}");
+                for off in [0, 4096, HUGE_PAGE + 123] {
+                    let va = r.base() as usize + off;
+                    assert_eq!(pm.phys(va).unwrap(), (va as u64).wrapping_add(d));
+                }
+            }
+            Err(e) => {
+                let m = e.to_string();
+                assert!(m.contains("hugepages") || m.contains("root"), "{m}");
+                eprintln!("no contiguous hugepages here, not checked: {m}");
+            }
+        }
+        let r = SharedRegion::new("plain", 4096, RegionBacking::Memfd).unwrap();
+        assert_eq!(r.iova_delta(), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `net_null`, `eth_null` | [`null`]: packet source and sink |
 //! | `net_af_packet`, `eth_af_packet` | [`af_packet`]: a kernel interface through mmap'd AF_PACKET rings |
 //! | `net_tap`, `eth_tap` | [`tap`]: a kernel tap interface |
+//! | `net_virtio_pci`, `virtio_pci` (testpmd: `-a ADDR`) | [`virtio_pci`]: a virtio-net PCI device driven from userspace (uio_pci_generic, hugepages, root) |
 //!
 //! Each driver declares its names and devargs keys in a `DRIVER` static; [`registry::usage`]
 //! describes them all, and applications add their own with [`registry::register`].
@@ -23,6 +24,7 @@ mod shared;
 mod sink;
 pub mod tap;
 pub mod vhost;
+pub mod virtio_pci;
 pub mod virtio_user;
 
 use ferrovia_ethdev::{Port, PortConf, Result};

@@ -2,7 +2,7 @@
 //!
 //! The drivers built into this crate ([`virtio_user`](crate::virtio_user),
 //! [`vhost`](crate::vhost), [`ring`](crate::ring), [`null`](crate::null),
-//! [`af_packet`](crate::af_packet), [`tap`](crate::tap)) each declare a
+//! [`af_packet`](crate::af_packet), [`tap`](crate::tap), [`virtio_pci`](crate::virtio_pci)) each declare a
 //! [`DriverSpec`] in their own module; [`drivers`] lists them, followed by the drivers an
 //! application added with [`register`]. [`open`] splits the devargs name into driver name and
 //! instance number, finds the driver, checks every argument against its declared keys and
@@ -13,13 +13,14 @@ use std::sync::RwLock;
 use ferrovia_ethdev::{Devargs, DriverSpec, Error, Port, PortConf, Result};
 
 /// The drivers of this crate, in the order they are listed.
-static BUILTIN: [&DriverSpec; 6] = [
+static BUILTIN: [&DriverSpec; 7] = [
     &crate::virtio_user::DRIVER,
     &crate::vhost::DRIVER,
     &crate::ring::DRIVER,
     &crate::null::DRIVER,
     &crate::af_packet::DRIVER,
     &crate::tap::DRIVER,
+    &crate::virtio_pci::DRIVER,
 ];
 
 /// Drivers registered at run time, in registration order.
@@ -151,6 +152,8 @@ mod tests {
             "eth_af_packet",
             "net_tap",
             "eth_tap",
+            "net_virtio_pci",
+            "virtio_pci",
         ] {
             assert!(names.contains(n), "{names}");
             assert!(find(n).is_some(), "{n}");

@@ -279,6 +279,12 @@ impl VirtioUserPort {
                 }
             }
         }
+        if !conf.pool.shareable() {
+            return Err(Error::Config(format!(
+                "{}: the mbuf pool cannot be shared with a vhost backend: its hugepages were reordered to be physically contiguous for net_virtio_pci ports; run virtio-user ports in a process without PCI ports",
+                d.name
+            )));
+        }
         let mac = d.mac_or_derived(conf.port_id)?;
         let nq = queues.max(conf.nb_rxq).max(conf.nb_txq);
         if nq > queues {

@@ -6,6 +6,7 @@ use std::fs::File;
 use ferrovia_memory::{Burst, MbufCache};
 
 use crate::error::{ErrorSink, QueueError};
+use crate::notify::Kick;
 use crate::packed::{PackedDriver, PackedLayout, Pos};
 use crate::split::{SplitDriver, SplitLayout, resume_base};
 
@@ -132,6 +133,21 @@ impl DriverQueue {
     /// Follows a new connection's options and kick fd.
     pub fn on_reconnect(&mut self, opts: DriverOptions, kick: Option<File>) {
         each!(self, q => q.on_reconnect(opts, kick))
+    }
+
+    /// For a device that does not see our virtual addresses (virtio-pci): kicks go to `kick`,
+    /// and descriptors carry mbuf addresses plus `mbuf_iova` and header-cell addresses plus
+    /// `area_iova` (see [`SplitDriver::set_iova`]). Split rings only: false (nothing set) for
+    /// a packed queue. Set before any buffer is posted.
+    pub fn set_device_access(&mut self, kick: Kick, mbuf_iova: u64, area_iova: u64) -> bool {
+        match self {
+            DriverQueue::Split(q) => {
+                q.set_iova(mbuf_iova, area_iova);
+                q.set_notify(Some(kick));
+                true
+            }
+            DriverQueue::Packed(_) => false,
+        }
     }
 
     /// Frees every mbuf still posted.

@@ -16,6 +16,8 @@
 //!   * [`chain`]: what both device sides share: validated guest buffers of a chain, copies
 //!     between them and mbufs, and the multi-buffer write step.
 //!   * [`options`]: the negotiated options both driver sides follow.
+//!   * [`notify`]: how a driver queue kicks its device (an eventfd, or a virtio-pci
+//!     notification register).
 //!   * [`net_hdr`]: virtio-net headers written only where they change.
 //!   * [`quiesce`]: the lock-free handshake that lets the control thread change what a polling
 //!     thread sees without taking a lock per burst.
@@ -42,6 +44,7 @@ pub mod error;
 pub mod guest_mem;
 pub mod layout;
 pub mod net_hdr;
+pub mod notify;
 pub mod options;
 pub mod packed;
 pub mod peer_fault;

@@ -91,7 +91,8 @@ pub fn testpmd() -> Command {
             "testpmd forwards packets between ports (vhost-user, virtio-user, tap, af_packet, \
              ring, null) in io, mac, macswap, rxonly, txonly, flowgen or csum mode. It takes DPDK \
              testpmd's command line: EAL options, then --, then testpmd options, so published \
-             how-to command lines run unchanged. It needs no root and no hugepages. \
+             how-to command lines run unchanged. It needs no root and no hugepages, except for \
+             PCI devices given with -a (net_virtio_pci, inside a VM). \
              --vdev help lists the drivers and their keys.",
         )
         .override_usage("testpmd [EAL options] -- [testpmd options]")
@@ -122,6 +123,16 @@ pub fn testpmd() -> Command {
                 "add a port: NAME[,key=value...] (repeatable)",
             )
             .action(ArgAction::Append),
+        )
+        .arg(
+            Arg::new("allow")
+                .short('a')
+                .long("allow")
+                .value_name("PCI")
+                .action(ArgAction::Append)
+                .help(
+                    "add a port on a virtio-net PCI device (net_virtio_pci; root, hugepages, uio_pci_generic): ADDR[,key=value...]",
+                ),
         )
         .arg(opt(
             "file-prefix",

@@ -13,7 +13,10 @@
 //! the generator's own thread (`--vnf inproc`), so that host and generator+VNF each get one
 //! of two cores; `--vnf ours|dpdk` runs a testpmd in macswap mode instead, which needs a third
 //! core; `--vnf vm` boots the QEMU guest of `tests/qemu/pvp-vm.sh` (two virtio-net-pci devices
-//! on the VNF sockets, our testpmd macswap on AF_PACKET inside). For each frame size, an NDR/PDR search (see `ferrovia_pktgen::search`), then latency
+//! on the VNF sockets, our testpmd macswap inside on them through the userspace
+//! `net_virtio_pci` driver, or with `PV_GUEST_PMD=af_packet` in the environment on AF_PACKET
+//! over the guest kernel's virtio_net). For each frame size, an NDR/PDR search (see
+//! `ferrovia_pktgen::search`), then latency
 //! runs at 10, 50 and 90 % of NDR. Output: the how-to's results template, a table, JSON, and
 //! an HTML report with SVG charts.
 
@@ -972,8 +975,12 @@ fn template(a: &Args, r: &Summary) -> String {
             "Ferrovia testpmd {} macswap (container VNF)",
             env!("CARGO_PKG_VERSION")
         ),
-        "vm" => format!(
+        "vm" if std::env::var("PV_GUEST_PMD").as_deref() == Ok("af_packet") => format!(
             "Ferrovia testpmd {} macswap on net_af_packet (the guest kernel's virtio_net) in a QEMU guest",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "vm" => format!(
+            "Ferrovia testpmd {} macswap on net_virtio_pci (userspace virtio-pci, uio_pci_generic, polling) in a QEMU guest",
             env!("CARGO_PKG_VERSION")
         ),
         _ => "DPDK 22.11 dpdk-testpmd macswap (container VNF)".into(),

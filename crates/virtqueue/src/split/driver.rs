@@ -14,7 +14,6 @@
 //!   collects completed packets, merging buffers by `num_buffers`.
 
 use std::fs::File;
-use std::io::Write;
 use std::sync::atomic::{Ordering, fence};
 
 use ferrovia_memory::{Burst, Mbuf, MbufCache};
@@ -26,6 +25,7 @@ use crate::layout::{
     feature, need_event, net_hdr_len, used_ring_size,
 };
 use crate::net_hdr::{HdrAccept, clear_tx_hdr, tx_hdr, write_tx_hdr};
+use crate::notify::Kick;
 use crate::options::{DriverOptions, TX_RECLAIM_AT};
 use crate::ring::split::SplitRing;
 
@@ -105,7 +105,14 @@ pub struct SplitDriver {
     event_idx: bool,
     rx_chain: u16,
     max_rx_pkt: usize,
-    kick: Option<File>,
+    kick: Option<Kick>,
+    /// Added (wrapping) to the virtual address of every mbuf buffer written into a
+    /// descriptor: the device's address of the byte. 0 for virtio-user (the backend maps our
+    /// memory at our addresses); for a virtio-pci device, the physically contiguous pool's
+    /// physical minus virtual address.
+    mbuf_iova: u64,
+    /// The same for the header cells of this queue's area (the area's own delta).
+    cell_iova: u64,
     broken: bool,
     /// VIRTIO_F_IN_ORDER layout: descriptors are handed out in table order and come back in
     /// that order, so no free list is walked and used ids need no lookup.
@@ -172,6 +179,8 @@ impl SplitDriver {
             rx_chain: 1,
             max_rx_pkt: opts.max_rx_pkt,
             kick: None,
+            mbuf_iova: 0,
+            cell_iova: 0,
             broken: false,
             in_order: false,
             next_pos: 0,
@@ -200,7 +209,21 @@ impl SplitDriver {
 
     /// Sets the eventfd used to kick the device (None: never kick).
     pub fn set_kick(&mut self, kick: Option<File>) {
+        self.kick = kick.map(Kick::Fd);
+    }
+
+    /// Sets how the device is kicked (an eventfd or a virtio-pci notification register).
+    pub fn set_notify(&mut self, kick: Option<Kick>) {
         self.kick = kick;
+    }
+
+    /// Sets the device's view of our addresses: descriptors carry an mbuf buffer's virtual
+    /// address plus `mbuf_iova` and a header cell's plus `area_iova` (wrapping). Both are 0
+    /// (the default) when the device sees our virtual addresses (virtio-user). Set before any
+    /// buffer is posted.
+    pub fn set_iova(&mut self, mbuf_iova: u64, area_iova: u64) {
+        self.mbuf_iova = mbuf_iova;
+        self.cell_iova = area_iova;
     }
 
     /// A copy of the ring view (for the control plane).
@@ -228,7 +251,7 @@ impl SplitDriver {
     pub fn on_reconnect(&mut self, opts: DriverOptions, kick: Option<File>) {
         self.broken = false;
         self.apply_options(opts);
-        self.kick = kick;
+        self.kick = kick.map(Kick::Fd);
     }
 
     /// Switches between the free-list and the in-order descriptor layouts. Turning in-order
@@ -376,7 +399,7 @@ impl SplitDriver {
             self.ring.used_flags() & VRING_USED_F_NO_NOTIFY == 0
         };
         if kick_needed {
-            let _ = (&*kick).write(&1u64.to_ne_bytes());
+            kick.notify();
         }
     }
 
@@ -507,7 +530,7 @@ impl SplitDriver {
                 self.ring.set_desc(
                     head,
                     Desc {
-                        addr: m.data_addr(),
+                        addr: m.data_addr().wrapping_add(self.mbuf_iova),
                         len: m.data_len() as u32,
                         flags: 0,
                         next: 0,
@@ -587,7 +610,7 @@ impl SplitDriver {
             self.ring.set_desc(
                 id,
                 Desc {
-                    addr: cell as u64,
+                    addr: (cell as u64).wrapping_add(self.cell_iova),
                     len: self.hdr_len as u32,
                     flags: VRING_DESC_F_NEXT,
                     next: nxt,
@@ -599,12 +622,12 @@ impl SplitDriver {
         while let Some(s) = segs.next() {
             let more = segs.peek().is_some();
             let nxt = self.next[id as usize];
-            // Guest address = our virtual address (the header was prepended into the
-            // first segment's data when it fit).
+            // Device address = our virtual address plus the iova delta (the header was
+            // prepended into the first segment's data when it fit).
             self.ring.set_desc(
                 id,
                 Desc {
-                    addr: s.as_ptr() as u64,
+                    addr: (s.as_ptr() as u64).wrapping_add(self.mbuf_iova),
                     len: s.len() as u32,
                     flags: if more { VRING_DESC_F_NEXT } else { 0 },
                     next: if more { nxt } else { 0 },
@@ -639,7 +662,7 @@ impl SplitDriver {
             self.ring.set_desc(
                 head,
                 Desc {
-                    addr: m.data_addr() - self.hdr_len as u64,
+                    addr: (m.data_addr() - self.hdr_len as u64).wrapping_add(self.mbuf_iova),
                     len,
                     flags: VRING_DESC_F_WRITE,
                     next: 0,
@@ -660,7 +683,7 @@ impl SplitDriver {
                 };
                 // Buffers after the first of a chain carry no header.
                 let room = if k == 0 { self.hdr_len } else { 0 };
-                let addr = m.data_addr() - room as u64;
+                let addr = (m.data_addr() - room as u64).wrapping_add(self.mbuf_iova);
                 let len = (m.tailroom() + room) as u32;
                 let nxt = self.next[id as usize];
                 let last = k + 1 == self.rx_chain;
