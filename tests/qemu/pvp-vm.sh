@@ -20,7 +20,8 @@
 #   directions, at a rate the TCG guest carries without loss.
 #
 # Verdict, from the generator's JSON: per stream, received == sent (PV_MAX_LOSS frames of
-# slack, default 0) and no duplicates. A stream that sent under 90 % of the requested frames
+# slack, default 0), no duplicates, and no corrupt frame (the generator runs with --verify: every
+# byte of every returned frame, MACs aside, is checked). A stream that sent under 90 % of the requested frames
 # gets a NOTE (the generator shares its CPU), not a failure.
 #
 # Exit status: 0 pass (or skipped: no qemu-system-x86_64, no harness), 1 fail, 2 no result
@@ -203,7 +204,7 @@ fi
 # ---- generator -----------------------------------------------------------------------------
 GEN=("$PKTGEN" --port "net_virtio_user0,path=$S/genA.sock,queue_size=1024"
     --port "net_virtio_user1,path=$S/genB.sock,queue_size=1024"
-    --bidir --rate "$RATE" --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" --quiet --json -)
+    --bidir --rate "$RATE" --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" --verify --quiet --json -)
 echo "pvp-vm: ${GEN[*]}"
 GRC=0
 $(pin "$GEN_CPU") timeout --kill-after=5 $((60 + ${DURATION%.*} + ${WARMUP%.*})) "${GEN[@]}" \
@@ -263,6 +264,10 @@ for i, s in enumerate(t["streams"]):
         bad.append(f"lost {s['lost']} > {max_loss}")
     if s["duplicates"]:
         bad.append(f"{s['duplicates']} duplicates")
+    # --verify: every byte of every frame that came back, headers and payload (MACs aside,
+    # as the guest swaps them), matched what was sent.
+    if s.get("corrupt", 0):
+        bad.append(f"{s['corrupt']} frames corrupt")
     if want and s["sent"] < 0.9 * want:
         # The generator shares its CPU here; loss is still counted exactly on what it sent.
         print(f"NOTE pvp-vm stream {names.get(i, i)}: sent {s['sent']} of the {want:.0f} requested"
@@ -270,6 +275,7 @@ for i, s in enumerate(t["streams"]):
     print(("FAIL" if bad else "PASS") +
           f" pvp-vm stream {names.get(i, i)}: sent={s['sent']} received={s['received']}"
           f" lost={s['lost']} duplicates={s['duplicates']} reordered={s['reordered']}"
+          f" corrupt={s.get('corrupt', 0)}"
           f" latency p50={us(l['p50_ns'])} p99={us(l['p99_ns'])} max={us(l['max_ns'])}"
           + (f"  ({'; '.join(bad)})" if bad else ""))
     ok = ok and not bad
