@@ -21,7 +21,7 @@ EAL options:
   --file-prefix NAME        telemetry socket directory: <runtime dir>/dpdk/NAME (default rte;
                             runtime dir /var/run for root, else $XDG_RUNTIME_DIR or /tmp)
   --no-telemetry            no DPDK telemetry socket (dpdk-telemetry.py -f NAME queries it)
-  -a, -w PCI[,KEY=VAL...]   add a port on a virtio-net PCI device (net_virtio_pci: bound to
+  -a, -w, --allow PCI[,...]  add a port on a virtio-net PCI device (net_virtio_pci: bound to
                             uio_pci_generic, root, hugepages; see docs/user-guide.md);
                             PCI ports come first, then --vdev ones
   -b PCI                    accepted, ignored (only -a devices are used)
