@@ -146,6 +146,36 @@ fn pvp_runs_with_the_vswitch_as_host() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Several runs in one process: each closes its ports and pool (the process checks that no
+/// memory region stays registered), and each host forwarder gets its own CPU back, not the
+/// CPU the previous run pinned the generator to.
+#[test]
+fn pvp_runs_rounds_in_one_process() {
+    let Some(tp) = testpmd() else {
+        panic!("target/<profile>/testpmd is missing: build the workspace");
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrovia-pvp"))
+        .args([
+            "--sizes",
+            "1514",
+            "--rounds",
+            "3",
+            "--initial-duration",
+            "0.2",
+        ])
+        .args(["--final-duration", "0.2", "--phases", "1", "--width", "0.5"])
+        .args(["--latency-duration", "0.1", "--max-load", "100kpps"])
+        .arg("--testpmd")
+        .arg(&tp)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("medians over 3 rounds"), "{stdout}");
+    assert!(!stderr.contains("memory regions more"), "{stderr}");
+}
+
 #[test]
 fn bad_arguments_are_refused() {
     for (args, word) in [

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use ferrovia_ethdev::{Burst, PortConf, RxQueue, TxQueue};
+use ferrovia_ethdev::{Burst, PortConf};
 use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
 use ferrovia_pktgen::clock::Clock;
 use ferrovia_pktgen::frame::{MIN_FRAME, SizePattern};
@@ -498,8 +498,7 @@ fn open_port(devargs: &str, id: u16, pool: &Mempool) -> Result<GenPort, String> 
 
 /// The VNF's macswap on the generator's thread: port 0 → port 1 and back.
 struct InprocVnf {
-    rx: [Box<dyn RxQueue>; 2],
-    tx: [Box<dyn TxQueue>; 2],
+    ports: [GenPort; 2],
     burst: Burst,
     dropped: u64,
 }
@@ -507,7 +506,7 @@ struct InprocVnf {
 impl InprocVnf {
     fn poll(&mut self, caches: &mut LcoreCaches) {
         for i in 0..2 {
-            if self.rx[i].rx_burst(caches, &mut self.burst, 32) == 0 {
+            if self.ports[i].rx.rx_burst(caches, &mut self.burst, 32) == 0 {
                 continue;
             }
             for m in self.burst.iter_mut() {
@@ -516,7 +515,7 @@ impl InprocVnf {
                     a.swap_with_slice(b);
                 }
             }
-            self.tx[1 - i].tx_burst(caches, &mut self.burst);
+            self.ports[1 - i].tx.tx_burst(caches, &mut self.burst);
             for m in self.burst.drain(..) {
                 self.dropped += 1;
                 caches.free(m);
@@ -639,6 +638,7 @@ fn run_host(
     work: &Path,
     n: usize,
 ) -> Result<SizeResult, String> {
+    unpin();
     let socks: Vec<PathBuf> = ["genA", "vnf0", "genB", "vnf1"]
         .iter()
         .map(|s| work.join(format!("{s}-{n}.sock")))
@@ -700,24 +700,11 @@ fn run_host(
                 21,
                 &pool,
             )?;
-            // Keep the ports open for the run: move them into the VNF with their queues.
-            let GenPort {
-                port: port0,
-                rx: rx0,
-                tx: tx0,
-                ..
-            } = p0;
-            let GenPort {
-                port: port1,
-                rx: rx1,
-                tx: tx1,
-                ..
-            } = p1;
-            std::mem::forget(port0);
-            std::mem::forget(port1);
+            // The ports stay open for the run and close with the VNF, at the end of this host's
+            // run: a port left open would keep its ring memory registered, and the next
+            // host's virtio-user ports would offer the backend one more region each time.
             Some(InprocVnf {
-                rx: [rx0, rx1],
-                tx: [tx0, tx1],
+                ports: [p0, p1],
                 burst: Burst::new(),
                 dropped: 0,
             })
@@ -851,6 +838,36 @@ fn run_host(
         latency,
         vnf_dropped,
     })
+}
+
+/// The CPU mask this process started with, read once before any pinning.
+fn startup_mask() -> &'static libc::cpu_set_t {
+    static MASK: std::sync::OnceLock<libc::cpu_set_t> = std::sync::OnceLock::new();
+    MASK.get_or_init(|| {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set, and sched_getaffinity writes at
+        // most its size into it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) != 0 {
+                for c in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+                    libc::CPU_SET(c, &mut set);
+                }
+            }
+            set
+        }
+    })
+}
+
+/// Gives this thread back the CPUs the process started with. Children inherit the mask of the
+/// thread that spawns them: a host forwarder started after the previous run pinned the
+/// generator would otherwise be confined to the generator's CPU (our testpmd then runs its
+/// lcore unpinned there, and the two share one CPU).
+fn unpin() {
+    let set = startup_mask();
+    // SAFETY: `set` is a valid cpu_set_t that lives for the program; the call only reads it.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(set), set) } != 0 {
+        eprintln!("ferrovia-pvp: note: cannot restore the CPU mask before starting the next run");
+    }
 }
 
 fn pin(cpu: usize) {
@@ -1215,6 +1232,7 @@ fn html_report(a: &Args, results: &[SizeResult]) -> String {
 }
 
 fn main() -> ExitCode {
+    startup_mask();
     let a = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -1228,6 +1246,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut results = Vec::new();
+    let mut regions_after_first = None;
     let mut n = 0;
     for &size in &a.sizes {
         for round in 0..a.rounds {
@@ -1243,7 +1262,20 @@ fn main() -> ExitCode {
                 if a.rounds > 1 {
                     eprintln!("ferrovia-pvp: round {} of {}", round + 1, a.rounds);
                 }
-                match run_host(&a, host, size, &work, n) {
+                let result = run_host(&a, host, size, &work, n).and_then(|r| {
+                    // Every port and pool of the run is closed now; only the process's ring
+                    // arena stays registered, as after the first run. A region more would be
+                    // offered to every later run's backend, until one refuses the table
+                    // (DPDK's vhost takes 8 regions).
+                    let left = ferrovia_memory::registry::snapshot().len();
+                    let first = *regions_after_first.get_or_insert(left);
+                    if left <= first {
+                        Ok(r)
+                    } else {
+                        Err(format!("{} memory regions more are registered than after the first run (a port or pool was not closed)", left - first))
+                    }
+                });
+                match result {
                     Ok(mut r) => {
                         r.round = round;
                         results.push(r);
