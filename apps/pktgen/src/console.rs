@@ -31,6 +31,7 @@ commands
   show                      the settings
   set KEY VALUE             change a setting: rate RATE, size N, sizes N,N,.., flows N,
                             burst N, duration S, count N|off, warmup S, drain S,
+                            when-full retry|drop,
                             line-rate RATE, dst-mac MAC, imix on, verify on|off,
                             bidir on|off, quiet on|off (as the command-line options)
   run                       one measured trial per size (duration or count), then its table
@@ -225,8 +226,16 @@ fn show(a: &Args) {
     );
     println!("sizes     {}", sizes.join(","));
     println!(
-        "flows {}  burst {}  bidir {}  verify {}",
-        a.flows, a.burst, a.bidir, a.verify
+        "flows {}  burst {}  bidir {}  verify {}  when-full {}",
+        a.flows,
+        a.burst,
+        a.bidir,
+        a.verify,
+        if a.when_full == ferrovia_pktgen::trial::WhenFull::Drop {
+            "drop"
+        } else {
+            "retry"
+        }
     );
     println!(
         "duration {} s  count {}  warmup {} s  drain {} s",

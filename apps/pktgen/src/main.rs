@@ -13,7 +13,9 @@ use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
 use ferrovia_pktgen::clock::Clock;
 use ferrovia_pktgen::frame::{MIN_FRAME, SizePattern};
 use ferrovia_pktgen::rate::Rate;
-use ferrovia_pktgen::trial::{GenPort, Progress, StreamSpec, TrialReport, TrialSpec, run_trial};
+use ferrovia_pktgen::trial::{
+    GenPort, Progress, StreamSpec, TrialReport, TrialSpec, WhenFull, run_trial,
+};
 
 const USAGE: &str = "\
 usage: ferrovia-pktgen --port DEVARGS [--port DEVARGS] [options]
@@ -34,6 +36,10 @@ traffic
   --imix                simple IMIX 7:4:1 of 60, 590 and 1514 bytes
   --flows N             UDP flows per stream (1..1000000, default 1)
   --burst N             frames per burst (1..32, default 32)
+  --when-full retry|drop
+                        frames a port refuses (ring full): send them again (retry, default:
+                        the port slows the generator down) or count them lost (drop: a NIC's
+                        wire, the rate holds whatever the device does)
 trial
   --duration SECS       measured seconds per trial (default 10; with --count, the limit)
   --count N             exactly N measured frames per stream
@@ -69,6 +75,7 @@ struct Args {
     json: Option<String>,
     quiet: bool,
     verify: bool,
+    when_full: WhenFull,
     interactive: bool,
     script: Option<String>,
 }
@@ -106,6 +113,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         json: None,
         quiet: false,
         verify: false,
+        when_full: WhenFull::Retry,
         interactive: false,
         script: None,
     };
@@ -168,6 +176,7 @@ const VALUE_OPTIONS: &[&str] = &[
     "--count",
     "--warmup",
     "--drain",
+    "--when-full",
 ];
 
 /// Sets one option that takes a value (the command line's `--KEY VALUE`, the prompt's
@@ -215,6 +224,17 @@ fn set_option(a: &mut Args, key: &str, v: &str) -> Result<(), String> {
         "--count" => a.count = Some(int(key, v)?),
         "--warmup" => a.warmup = num(key, v)?,
         "--drain" => a.drain = num(key, v)?,
+        "--when-full" => {
+            a.when_full = match v.as_str() {
+                "retry" => WhenFull::Retry,
+                "drop" => WhenFull::Drop,
+                other => {
+                    return Err(format!(
+                        "--when-full {other:?}: use retry (send again) or drop (count lost)"
+                    ));
+                }
+            }
+        }
         other => return Err(format!("unknown option {other:?} (see --help)")),
     }
     Ok(())
@@ -450,6 +470,7 @@ fn run_trials(
             drain: a.drain,
             burst: a.burst,
             verify: a.verify,
+            when_full: a.when_full,
             stop: stop.clone(),
         };
         let quiet = a.quiet;

@@ -64,9 +64,24 @@ pub struct TrialSpec {
     /// Fill every frame's payload with a pattern and check every received byte (costs the
     /// generator a write and a compare per byte).
     pub verify: bool,
+    /// What a frame the port refuses (its ring is full) becomes.
+    pub when_full: WhenFull,
     /// Ends the measured phase early when set (the interactive `stop`); the drain follows as
     /// usual. Set during the warm-up, nothing is measured.
     pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// What the generator does with frames a port refuses because its ring is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Keep them and send them again on the next loop: the port's back-pressure slows the
+    /// generator down, and nothing is lost on the way in.
+    #[default]
+    Retry,
+    /// Count them as sent and lost, as a NIC's wire does when the device behind it cannot
+    /// take a frame: the generator keeps its rate whatever the device does (PVP's model of a
+    /// hardware generator on a NIC).
+    Drop,
 }
 
 /// One stream's results.
@@ -119,8 +134,10 @@ pub struct TrialReport {
     pub loss_ratio: f64,
     /// Frames received with a byte changed, all streams (with `verify`).
     pub corrupt: u64,
-    /// Frames a port refused (the pacer retried them; not loss).
+    /// Frames a port refused and the pacer retried ([`WhenFull::Retry`]; not loss).
     pub tx_full_retries: u64,
+    /// Measured frames a port refused and that count as lost ([`WhenFull::Drop`]).
+    pub tx_full_dropped: u64,
     /// Frames received that were not ours, or were warm-up frames.
     pub foreign: u64,
     /// Per stream.
@@ -187,6 +204,7 @@ pub fn run_trial(
     let mut measure_end = u64::MAX;
     let mut foreign = 0u64;
     let mut full_retries = 0u64;
+    let mut full_dropped = 0u64;
     let mut tx = Burst::new();
     let mut rx = Burst::new();
     let mut last_print = t_start;
@@ -269,7 +287,21 @@ pub fn run_trial(
                 }
                 let made = tx.len();
                 let port = &mut ports[spec.streams[si].port];
-                let went = port.tx.tx_burst(caches, &mut tx);
+                let mut went = port.tx.tx_burst(caches, &mut tx);
+                tx_total += went as u64;
+                if spec.when_full == WhenFull::Drop && went < made {
+                    // The refused frames left the generator and died at the device's door:
+                    // their sequence numbers go by, and the tracker counts them lost.
+                    for k in went..made {
+                        if s.start_seq != u64::MAX && s.seq + k as u64 >= s.start_seq {
+                            full_dropped += 1;
+                        }
+                    }
+                    for m in tx.drain(..) {
+                        caches.free(m);
+                    }
+                    went = made;
+                }
                 for k in 0..went {
                     let seq = s.seq + k as u64;
                     if s.start_seq != u64::MAX && seq >= s.start_seq {
@@ -278,7 +310,6 @@ pub fn run_trial(
                     }
                 }
                 s.seq += went as u64;
-                tx_total += went as u64;
                 let unsent = n - went;
                 if unsent > 0 {
                     if went < made {
@@ -393,6 +424,7 @@ pub fn run_trial(
         },
         corrupt: stream_reports.iter().map(|s| s.corrupt).sum(),
         tx_full_retries: full_retries,
+        tx_full_dropped: full_dropped,
         foreign,
         streams: stream_reports,
         latency: summarize(&all),

@@ -10,7 +10,7 @@ use ferrovia_ethdev::{Burst, PortConf, TxQueue};
 use ferrovia_memory::{LcoreCaches, Mempool, MempoolConfig};
 use ferrovia_pktgen::clock::Clock;
 use ferrovia_pktgen::frame::SizePattern;
-use ferrovia_pktgen::trial::{GenPort, StreamSpec, TrialSpec, run_trial};
+use ferrovia_pktgen::trial::{GenPort, StreamSpec, TrialSpec, WhenFull, run_trial};
 
 fn pool() -> Mempool {
     Mempool::new(MempoolConfig {
@@ -53,6 +53,7 @@ fn spec(pps: Option<f64>, count: u64, sizes: SizePattern) -> TrialSpec {
         drain: 0.2,
         burst: 32,
         verify: true,
+        when_full: WhenFull::Retry,
         stop: None,
     }
 }
@@ -303,4 +304,76 @@ fn impossible_requests_are_refused_clearly() {
     let v: serde_json::Value = serde_json::from_str(&out[json_start..]).unwrap();
     assert_eq!(v["trials"][0]["sent"], 5000);
     assert_eq!(v["trials"][0]["received"], 5000);
+}
+
+/// Takes only the first half of every third burst, as a port whose ring is full does.
+struct HalfFull {
+    inner: Box<dyn TxQueue>,
+    calls: u64,
+}
+
+impl TxQueue for HalfFull {
+    fn tx_burst(&mut self, caches: &mut LcoreCaches, pkts: &mut Burst) -> usize {
+        self.calls += 1;
+        let take = if self.calls.is_multiple_of(3) {
+            pkts.len() / 2
+        } else {
+            pkts.len()
+        };
+        let mut part: Burst = pkts.drain(..take).collect();
+        while !part.is_empty() {
+            self.inner.tx_burst(caches, &mut part);
+        }
+        take
+    }
+}
+
+fn refusing_trial(when_full: WhenFull) -> ferrovia_pktgen::trial::TrialReport {
+    let pool = pool();
+    let mut p = ring_port(&pool, 3);
+    let inner = std::mem::replace(&mut p.tx, Box::new(NullTx));
+    p.tx = Box::new(HalfFull { inner, calls: 0 });
+    let mut ports = vec![p];
+    let clock = Clock::calibrate(Duration::from_millis(20));
+    let mut caches = LcoreCaches::new();
+    let mut s = spec(None, 9_600, SizePattern::fixed(64));
+    s.warmup = 0.0;
+    s.burst = 32;
+    s.when_full = when_full;
+    let r = run_trial(
+        &mut ports,
+        &pool,
+        &mut caches,
+        &clock,
+        &s,
+        |_| {},
+        &mut |_| {},
+    );
+    drop(ports);
+    drop(caches);
+    assert_eq!(
+        pool.available(),
+        8192,
+        "every refused frame went back to the pool"
+    );
+    r
+}
+
+#[test]
+fn refused_frames_are_retried_or_counted_lost() {
+    // Retry: the port's back-pressure slows the generator; nothing is lost.
+    let r = refusing_trial(WhenFull::Retry);
+    assert_eq!(r.sent, 9_600);
+    assert_eq!(r.received, 9_600);
+    assert_eq!(r.lost, 0);
+    assert!(r.tx_full_retries > 0, "{r:?}");
+    assert_eq!(r.tx_full_dropped, 0);
+    // Drop: every refused frame is sent and lost, exactly.
+    let r = refusing_trial(WhenFull::Drop);
+    assert_eq!(r.sent, 9_600);
+    assert!(r.tx_full_dropped > 0, "{r:?}");
+    assert_eq!(r.lost, r.tx_full_dropped, "{r:?}");
+    assert_eq!(r.received + r.lost, r.sent);
+    assert_eq!(r.tx_full_retries, 0);
+    assert_eq!(r.streams[0].duplicates, 0);
 }

@@ -187,6 +187,7 @@ fn bad_arguments_are_refused() {
         ),
         (vec!["--exceed-ratio", "1"], "[0, 1)"),
         (vec!["--rounds", "0"], "from 1 to 100"),
+        (vec!["--queue-size", "1000"], "power of two"),
         (
             vec!["--final-duration", "4", "--duration-sum", "2"],
             "below --final-duration",
