@@ -12,6 +12,9 @@
 #   PVP_ROUNDS   rounds per host and size (default 3)
 #   PVP_SIZES    frame sizes without FCS (default 60,1514)
 #
+# Extra options go to ferrovia-pvp, e.g. --queue-size 32768 --line-rate 40Gbps for rings that
+# ride out a VM's vCPU stalls (see docs/performance.md, "PVP").
+#
 # On a 2-CPU machine the host forwarder runs on CPU 0 and the generator with the in-process
 # VNF on CPU 1 (ferrovia-pvp's single-process mode). Run it on a quiet machine: a zero-loss
 # search is the measure most hurt by other work, as every descheduled poller loses frames.
