@@ -473,6 +473,11 @@ pub fn pktgen() -> Command {
         .arg(opt("count", "N", "exactly N measured frames per stream"))
         .arg(opt("warmup", "SECS", "sent before measuring, not counted (1)"))
         .arg(opt("drain", "SECS", "keep receiving after the last frame (0.2)"))
+        .arg(opt(
+            "when-full",
+            "retry|drop",
+            "frames a port refuses: send them again (retry) or count them lost (drop)",
+        ))
         .arg(opt("json", "FILE", "write the results as JSON (- for stdout)"))
         .arg(flag("quiet", "no live progress"))
         .arg(flag(
@@ -595,6 +600,11 @@ pub fn pvp() -> Command {
             "testpmd",
             "PATH",
             "our testpmd (default: next to this binary)",
+        ))
+        .arg(opt(
+            "queue-size",
+            "N",
+            "ring size of the generator's and the container VNF's virtio-user ports (1024)",
         ))
         .arg(opt("json", "FILE", "results as JSON"))
         .arg(opt("report", "FILE", "an HTML report with SVG charts"))
